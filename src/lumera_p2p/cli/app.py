@@ -1,0 +1,18 @@
+"""The root typer application; each command group lives in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from lumera_p2p.cli.config_cmd import config_app
+from lumera_p2p.cli.keys import keys_app
+
+app = typer.Typer(
+    name="lumera-p2p",
+    help="A Python peer of the Lumera supernode P2P network.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(keys_app, name="keys")
+app.add_typer(config_app, name="config")
