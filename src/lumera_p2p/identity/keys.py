@@ -213,9 +213,7 @@ class PrivateKey:
         words = " ".join(mnemonic.split())
         checker = Mnemonic("english")
         if not checker.check(words):
-            raise IdentityError(
-                "invalid mnemonic: wrong word count, unknown word or bad checksum"
-            )
+            raise IdentityError("invalid mnemonic: wrong word count, unknown word or bad checksum")
         seed = Mnemonic.to_seed(words, passphrase)
         return cls(derive_bip32(seed, path))
 

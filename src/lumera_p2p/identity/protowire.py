@@ -126,16 +126,18 @@ def get_varint(fields: dict[int, list[int | bytes]], number: int) -> int:
 
 
 def encode_any(type_url: str, value: bytes) -> bytes:
-    """Serialize ``google.protobuf.Any{type_url, value}`` as gogoproto does (ascending fields)."""
-    return field_bytes(1, type_url.encode()) + field_bytes(2, value)
+    """Serialize ``google.protobuf.Any{type_url, value}`` as gogoproto does.
+
+    Fields go in ascending order and, as proto3 requires, an empty field is left out.
+    """
+    url = type_url.encode()
+    return (field_bytes(1, url) if url else b"") + (field_bytes(2, value) if value else b"")
 
 
 def decode_any(buf: bytes) -> tuple[str, bytes]:
     """Parse a ``google.protobuf.Any``; return ``(type_url, value)``."""
     fields = parse_fields(buf)
-    raw_url = get_bytes(fields, 1)
-    if raw_url is None:
-        raise ProtobufDecodeError("Any without type_url")
+    raw_url = get_bytes(fields, 1) or b""
     try:
         type_url = raw_url.decode("utf-8")
     except UnicodeDecodeError as exc:

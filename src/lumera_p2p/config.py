@@ -1,0 +1,337 @@
+"""Node configuration: YAML → a validated, typed :class:`Config`.
+
+The layout follows the seed's ``p2p`` section and the Go supernode's ``config.yml``
+(``keyring``, ``lumera``, and ``supernode.key_name`` as an alias of our top-level ``key_name``), so
+an operator can point this node at the file a Go supernode uses. Sections we do not use (the Go
+node's ``raptorq``, ``storage_challenge``, …) are ignored, as Go ignores unknown keys; inside the
+sections we own, an unknown key is an error, because a misspelt field silently taking its default
+is how nodes end up misconfigured.
+
+Every problem is reported as a :class:`~lumera_p2p.errors.ConfigError` naming the field
+(``p2p.port``) and what is wrong, in one line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from lumera_p2p.errors import ConfigError, IdentityError
+from lumera_p2p.identity.keys import validate_address
+
+DEFAULT_P2P_PORT = 4445
+DEFAULT_LISTEN_ADDRESS = "0.0.0.0"
+#: Sections of a Go supernode config.yml that this node does not use; accepted and ignored.
+_FOREIGN_SECTIONS = frozenset({"raptorq", "storage_challenge", "self_healing", "log", "logging"})
+
+_HOSTNAME_RE = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
+
+Port = Annotated[int, Field(ge=1, le=65535, strict=True)]
+
+
+def _check_host(value: str) -> str:
+    """An IP literal (v4 or v6, brackets allowed) or a DNS hostname."""
+    text = value.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        if not _HOSTNAME_RE.match(text):
+            raise ValueError(f"{value!r} is neither an IP address nor a hostname") from None
+    return text
+
+
+@dataclass(frozen=True)
+class BootstrapNode:
+    """One ``identity@host:port`` entry of ``p2p.bootstrap_nodes``."""
+
+    identity: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.identity}@{host}:{self.port}"
+
+
+def parse_bootstrap_node(entry: str) -> BootstrapNode:
+    """Parse ``lumera1…@host:port`` (IPv6 hosts in brackets); raise ``ValueError``."""
+    identity, sep, endpoint = entry.strip().partition("@")
+    if not sep:
+        raise ValueError(f"{entry!r} is not identity@host:port")
+    try:
+        validate_address(identity)
+    except IdentityError as exc:
+        raise ValueError(f"{entry!r}: bad identity: {exc}") from None
+    host, colon, port_text = endpoint.rpartition(":")
+    if not colon or not host:
+        raise ValueError(f"{entry!r}: missing host:port after '@'")
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"{entry!r}: port {port_text!r} is not a number from 1 to 65535")
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise ValueError(f"{entry!r}: an IPv6 host must be written in brackets")
+    return BootstrapNode(identity, _check_host(host), int(port_text))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class P2PConfig(_Section):
+    """The seed's ``p2p`` section."""
+
+    listen_address: str = DEFAULT_LISTEN_ADDRESS
+    port: Port = DEFAULT_P2P_PORT
+    data_dir: Path
+    bootstrap_nodes: tuple[BootstrapNode, ...] = ()
+    external_ip: str | None = None
+
+    @field_validator("listen_address")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        return _check_host(value)
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must not be empty")
+        if not isinstance(value, (str, Path)):
+            raise ValueError("must be a path (a string)")
+        return value
+
+    @field_validator("bootstrap_nodes", mode="before")
+    @classmethod
+    def _bootstrap(cls, value: object) -> tuple[BootstrapNode, ...]:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            entries = [e for e in value.split(",") if e.strip()]
+        elif isinstance(value, list) and all(isinstance(e, str) for e in value):
+            entries = value
+        else:
+            raise ValueError("must be a string 'identity@host:port,…' or a list of them")
+        return tuple(parse_bootstrap_node(e) for e in entries)
+
+    @field_validator("external_ip", mode="before")
+    @classmethod
+    def _external_ip(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if not isinstance(value, str):
+            raise ValueError("must be an IP address (a string)")
+        try:
+            return str(ipaddress.ip_address(value.strip()))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address") from None
+
+
+class KeyringConfig(_Section):
+    """Where the node's key lives (Cosmos SDK keyring directory) and how it is unlocked."""
+
+    backend: Literal["test", "file"] = "test"
+    dir: Path = Path("~/.lumera")
+    passphrase_plain: str | None = None
+    passphrase_env: str | None = None
+    passphrase_file: Path | None = None
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _backend(cls, value: object) -> object:
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered == "os":
+                raise ValueError(
+                    "the 'os' backend (the OS secret store) cannot be read portably; "
+                    "use 'file' (or 'test' for local networks)"
+                )
+            if lowered in ("memory", "mem"):
+                raise ValueError("the 'memory' backend keeps no key across runs; use 'file'")
+            return lowered
+        return value
+
+    @model_validator(mode="after")
+    def _one_passphrase_source(self) -> KeyringConfig:
+        sources = [
+            n
+            for n in ("passphrase_plain", "passphrase_env", "passphrase_file")
+            if getattr(self, n) not in (None, "")
+        ]
+        if len(sources) > 1:
+            raise ValueError(f"set at most one passphrase source, got {', '.join(sources)}")
+        return self
+
+
+class LumeraConfig(BaseModel):
+    """The Lumera chain endpoint (gRPC) used for peer discovery and admission."""
+
+    # The Go config carries transaction tuning here (gas_adjustment, fee_denom, …): ignored.
+    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
+
+    grpc_addr: str | None = None
+    chain_id: str | None = None
+
+    @field_validator("grpc_addr")
+    @classmethod
+    def _grpc_addr(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        rest = value.split("://", 1)[1] if "://" in value else value
+        host, colon, port = rest.rpartition(":")
+        if colon and not (host.endswith("]") or host.count(":") == 0):
+            host, port = rest, ""  # bare IPv6 without a port
+        elif not colon:
+            host, port = rest, ""
+        if port and (not port.isdigit() or not 1 <= int(port) <= 65535):
+            raise ValueError(f"{value!r}: port {port!r} is not a number from 1 to 65535")
+        _check_host(host.rstrip("/"))
+        return value
+
+    @model_validator(mode="after")
+    def _chain_id_with_addr(self) -> LumeraConfig:
+        if self.grpc_addr and not self.chain_id:
+            raise ValueError("chain_id is required when grpc_addr is set (the node checks it)")
+        return self
+
+
+class Config(BaseModel):
+    """The whole node configuration, validated and with paths resolved."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    key_name: str = Field(min_length=1)
+    identity: str | None = None
+    p2p: P2PConfig
+    keyring: KeyringConfig = KeyringConfig()
+    lumera: LumeraConfig = LumeraConfig()
+
+    @field_validator("identity")
+    @classmethod
+    def _identity(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        try:
+            return validate_address(value)
+        except IdentityError as exc:
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _supernode_alias(cls, data: Any) -> Any:
+        """Accept a Go supernode config: ``supernode.key_name``/``identity``/``host``."""
+        if not isinstance(data, dict):
+            return data
+        data = {k: v for k, v in data.items() if k not in _FOREIGN_SECTIONS}
+        sn = data.pop("supernode", None)
+        if sn is None:
+            return data
+        if not isinstance(sn, dict):
+            raise ValueError("supernode must be a mapping")
+        for key in ("key_name", "identity"):
+            if key in sn:
+                if key in data and data[key] != sn[key]:
+                    raise ValueError(f"{key} and supernode.{key} disagree")
+                data.setdefault(key, sn[key])
+        host = sn.get("host") or sn.get("ip_address")
+        p2p = data.get("p2p")
+        if host and isinstance(p2p, dict) and "listen_address" not in p2p:
+            data["p2p"] = {**p2p, "listen_address": host}
+        return data
+
+    def redacted(self) -> dict[str, Any]:
+        """A plain dict of the configuration with secrets masked, for printing."""
+        out = self.model_dump(mode="json")
+        if out["keyring"].get("passphrase_plain"):
+            out["keyring"]["passphrase_plain"] = "***"
+        out["p2p"]["bootstrap_nodes"] = [str(b) for b in self.p2p.bootstrap_nodes]
+        return out
+
+
+def _resolve(path: Path, base: Path) -> Path:
+    expanded = path.expanduser()
+    return expanded if expanded.is_absolute() else (base / expanded).resolve()
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif "[" not in item and "function-" not in item:
+            parts.append(("." if parts else "") + item)
+    return "".join(parts)
+
+
+def _first_error(exc: ValidationError) -> ConfigError:
+    err = exc.errors(include_url=False)[0]
+    field = _format_loc(tuple(err["loc"]))
+    kind = err["type"]
+    msg = str(err["msg"])
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if kind == "missing":
+        msg = "is required"
+    elif kind == "extra_forbidden":
+        msg = "unknown field (check the spelling)"
+    elif "input" in err and kind not in ("value_error", "assertion_error"):
+        msg = f"{msg} (got {err['input']!r})"
+    return ConfigError(field, msg)
+
+
+def config_from_mapping(data: Mapping[str, Any], base_dir: Path) -> Config:
+    """Validate a parsed mapping; relative paths resolve against ``base_dir``."""
+    try:
+        config = Config.model_validate(dict(data))
+    except ValidationError as exc:
+        raise _first_error(exc) from None
+    p2p = config.p2p.model_copy(update={"data_dir": _resolve(config.p2p.data_dir, base_dir)})
+    ring = config.keyring
+    ring_update: dict[str, Path] = {"dir": _resolve(ring.dir, base_dir)}
+    if ring.passphrase_file is not None:
+        ring_update["passphrase_file"] = _resolve(ring.passphrase_file, base_dir)
+    return config.model_copy(update={"p2p": p2p, "keyring": ring.model_copy(update=ring_update)})
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, parse and validate a YAML configuration file; raise ``ConfigError``."""
+    file = Path(path).expanduser()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("", f"{file}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError("", f"{file}: is a directory, not a config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("", f"{file}: cannot read: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise ConfigError("", f"{file}: not valid YAML{where}: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("", f"{file}: the top level must be a mapping of sections")
+    return config_from_mapping(data, file.resolve().parent)

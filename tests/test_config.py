@@ -1,0 +1,270 @@
+"""Configuration: defaults, path resolution, and one clear error per kind of bad value."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from lumera_p2p.cli import app
+from lumera_p2p.config import BootstrapNode, Config, load_config
+from lumera_p2p.errors import ConfigError
+
+ADDR = "lumera1jcus5g9v6r080rg7dljvvpr4cm8k7psqwg7tj8"
+
+
+def write(tmp_path: Path, data: Any, name: str = "config.yml") -> Path:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+def minimal(**p2p: Any) -> dict[str, Any]:
+    return {"key_name": "node", "p2p": {"data_dir": "data", **p2p}}
+
+
+def test_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, minimal()))
+    assert isinstance(config, Config)
+    assert config.key_name == "node"
+    assert config.identity is None
+    assert config.p2p.listen_address == "0.0.0.0"
+    assert config.p2p.port == 4445
+    assert config.p2p.data_dir == (tmp_path / "data").resolve()
+    assert config.p2p.bootstrap_nodes == ()
+    assert config.p2p.external_ip is None
+    assert config.keyring.backend == "test"
+    assert config.keyring.dir == Path("~/.lumera").expanduser()
+    assert config.keyring.passphrase_plain is None
+    assert config.keyring.passphrase_env is None
+    assert config.keyring.passphrase_file is None
+    assert config.lumera.grpc_addr is None
+    assert config.lumera.chain_id is None
+
+
+def test_seed_example_section(tmp_path: Path) -> None:
+    text = textwrap.dedent(
+        """
+        key_name: mykey
+        p2p:
+          listen_address: "0.0.0.0"  # Network interface to listen on
+          port: 4445                # Port for P2P communication
+          data_dir: "~/.lumera/p2p"  # Directory for DHT data storage
+          bootstrap_nodes: ""       # Optional comma-separated list of bootstrap nodes
+          external_ip: ""           # Optional override for auto-detected external IP
+        """
+    )
+    config = load_config(write(tmp_path, text))
+    assert config.p2p.data_dir == Path("~/.lumera/p2p").expanduser()
+    assert config.p2p.bootstrap_nodes == ()
+    assert config.p2p.external_ip is None
+
+
+def test_full_config_resolves(tmp_path: Path) -> None:
+    data = {
+        "key_name": "node",
+        "identity": ADDR,
+        "p2p": {
+            "listen_address": "127.0.0.1",
+            "port": 5000,
+            "data_dir": "/abs/data",
+            "bootstrap_nodes": f"{ADDR}@10.0.0.1:4445, {ADDR}@[::1]:4446,{ADDR}@node.example:1",
+            "external_ip": "203.0.113.7",
+        },
+        "keyring": {"backend": "FILE", "dir": "keys", "passphrase_file": "pw.txt"},
+        "lumera": {
+            "grpc_addr": "https://grpc.example:443",
+            "chain_id": "lumera-mainnet-1",
+            "gas_adjustment": 1.3,
+        },
+        "raptorq": {"files_dir": "rq"},
+    }
+    config = load_config(write(tmp_path, data))
+    assert config.identity == ADDR
+    assert config.p2p.data_dir == Path("/abs/data")
+    assert config.p2p.bootstrap_nodes == (
+        BootstrapNode(ADDR, "10.0.0.1", 4445),
+        BootstrapNode(ADDR, "::1", 4446),
+        BootstrapNode(ADDR, "node.example", 1),
+    )
+    assert str(config.p2p.bootstrap_nodes[1]) == f"{ADDR}@[::1]:4446"
+    assert config.keyring.backend == "file"
+    assert config.keyring.dir == (tmp_path / "keys").resolve()
+    assert config.keyring.passphrase_file == (tmp_path / "pw.txt").resolve()
+    assert config.lumera.chain_id == "lumera-mainnet-1"
+
+
+def test_bootstrap_nodes_as_list(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, minimal(bootstrap_nodes=[f"{ADDR}@127.0.0.1:9"])))
+    assert config.p2p.bootstrap_nodes == (BootstrapNode(ADDR, "127.0.0.1", 9),)
+
+
+def test_go_supernode_config_is_understood(tmp_path: Path) -> None:
+    text = textwrap.dedent(
+        f"""
+        supernode:
+          key_name: "mykey"
+          identity: "{ADDR}"
+          host: "127.0.0.2"
+          port: 4444
+          gateway_port: 8002
+        keyring:
+          backend: "test"
+          dir: "keys"
+        p2p:
+          port: 4445
+          data_dir: "data/p2p"
+        lumera:
+          grpc_addr: "localhost:9090"
+          chain_id: "testing"
+        raptorq:
+          files_dir: "raptorq_files"
+        storage_challenge:
+          enabled: true
+        """
+    )
+    config = load_config(write(tmp_path, text))
+    assert config.key_name == "mykey"
+    assert config.identity == ADDR
+    assert config.p2p.listen_address == "127.0.0.2"
+
+
+def test_empty_file_names_the_missing_field(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, ""))
+    assert info.value.field == "key_name"
+
+
+BAD: list[tuple[dict[str, Any], str, str]] = [
+    ({"p2p": {"data_dir": "d"}}, "key_name", "required"),
+    ({"key_name": "", "p2p": {"data_dir": "d"}}, "key_name", "at least 1"),
+    ({"key_name": "n"}, "p2p", "required"),
+    ({"key_name": "n", "p2p": "x"}, "p2p", ""),
+    ({"key_name": "n", "p2p": {}}, "p2p.data_dir", "required"),
+    (minimal(data_dir=""), "p2p.data_dir", "empty"),
+    ({"key_name": "n", "p2p": {"data_dir": 5}}, "p2p.data_dir", "path"),
+    (minimal(port=0), "p2p.port", "greater than or equal to 1"),
+    (minimal(port=65536), "p2p.port", "less than or equal to 65535"),
+    (minimal(port="4445"), "p2p.port", "integer"),
+    (minimal(port=True), "p2p.port", "integer"),
+    (minimal(port=44.5), "p2p.port", "integer"),
+    (minimal(listen_address="not a host!"), "p2p.listen_address", "neither"),
+    (minimal(listen_address=7), "p2p.listen_address", "string"),
+    (minimal(bootstrap_nodes="lumera1abc@1.2.3.4:5"), "p2p.bootstrap_nodes", "identity"),
+    (minimal(bootstrap_nodes=f"{ADDR}1.2.3.4:5"), "p2p.bootstrap_nodes", "identity@host:port"),
+    (minimal(bootstrap_nodes=f"{ADDR}@1.2.3.4"), "p2p.bootstrap_nodes", "host:port"),
+    (minimal(bootstrap_nodes=f"{ADDR}@1.2.3.4:0"), "p2p.bootstrap_nodes", "port"),
+    (minimal(bootstrap_nodes=f"{ADDR}@1.2.3.4:99999"), "p2p.bootstrap_nodes", "port"),
+    (minimal(bootstrap_nodes=f"{ADDR}@::1:80"), "p2p.bootstrap_nodes", "brackets"),
+    (minimal(bootstrap_nodes=f"{ADDR}@bad_host!:80"), "p2p.bootstrap_nodes", "neither"),
+    (minimal(bootstrap_nodes=5), "p2p.bootstrap_nodes", "string"),
+    (minimal(external_ip="example.com"), "p2p.external_ip", "not an IP"),
+    (minimal(external_ip=12), "p2p.external_ip", "IP"),
+    (minimal(listen_adress="0.0.0.0"), "p2p.listen_adress", "unknown field"),
+    ({**minimal(), "identity": "cosmos1xyz"}, "identity", "bech32"),
+    ({**minimal(), "keyring": {"backend": "os"}}, "keyring.backend", "use 'file'"),
+    ({**minimal(), "keyring": {"backend": "memory"}}, "keyring.backend", "use 'file'"),
+    ({**minimal(), "keyring": {"backend": "kwallet"}}, "keyring.backend", "'test' or 'file'"),
+    (
+        {**minimal(), "keyring": {"passphrase_plain": "a", "passphrase_env": "B"}},
+        "keyring",
+        "at most one",
+    ),
+    ({**minimal(), "keyring": {"password": "x"}}, "keyring.password", "unknown field"),
+    (
+        {**minimal(), "lumera": {"grpc_addr": "host:notaport", "chain_id": "c"}},
+        "lumera.grpc_addr",
+        "port",
+    ),
+    (
+        {**minimal(), "lumera": {"grpc_addr": "bad host", "chain_id": "c"}},
+        "lumera.grpc_addr",
+        "neither",
+    ),
+    ({**minimal(), "lumera": {"grpc_addr": "localhost:9090"}}, "lumera", "chain_id is required"),
+    ({**minimal(), "supernode": {"key_name": "other"}}, "", "disagree"),
+    ({**minimal(), "unexpected": 1}, "unexpected", "unknown field"),
+]
+
+
+@pytest.mark.parametrize(("data", "field", "problem"), BAD, ids=[f"{b[1]}:{b[2]}" for b in BAD])
+def test_bad_values_name_the_field(
+    tmp_path: Path, data: dict[str, Any], field: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, data))
+    assert info.value.field == field
+    assert problem in info.value.problem
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("key_name: [unclosed", "not valid YAML at line"),
+        ("- a\n- b\n", "top level must be a mapping"),
+        ("just a string", "top level must be a mapping"),
+    ],
+)
+def test_bad_files(tmp_path: Path, text: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem) as info:
+        load_config(write(tmp_path, text))
+    assert info.value.field == ""
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "absent.yml")
+    with pytest.raises(ConfigError, match="directory"):
+        load_config(tmp_path)
+
+
+def test_binary_file(tmp_path: Path) -> None:
+    path = tmp_path / "bin.yml"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(path)
+
+
+def test_cli_config_check_ok(tmp_path: Path) -> None:
+    path = write(tmp_path, {**minimal(), "keyring": {"passphrase_plain": "secret"}})
+    result = CliRunner().invoke(app, ["config", "check", str(path)])
+    assert result.exit_code == 0, result.output
+    printed = yaml.safe_load(result.stdout)
+    assert printed["p2p"]["port"] == 4445
+    assert printed["p2p"]["data_dir"] == str((tmp_path / "data").resolve())
+    assert printed["keyring"]["passphrase_plain"] == "***"
+    assert "secret" not in result.output
+
+
+def test_cli_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path, minimal(port=70000))
+    # A real subprocess: the exit status and stderr an operator sees, with no traceback.
+    proc = subprocess.run(
+        [sys.executable, "-m", "lumera_p2p", "config", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+        check=False,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "p2p.port" in lines[0]
+    assert "65535" in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_cli_missing_config_exits_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["config", "check", str(tmp_path / "nope.yml")])
+    assert result.exit_code == 2
+    assert "no such file" in result.output
