@@ -52,5 +52,13 @@ class ProtocolError(LumeraP2PError):
     """A peer sent bytes that break the wire protocol; the connection must be closed."""
 
 
+class StoreError(LumeraP2PError):
+    """The local database cannot be opened, read or written (disk full, read-only, corrupt)."""
+
+
+class ValueMismatch(LumeraP2PError, ValueError):
+    """A value does not hash to the key it was stored or served under."""
+
+
 class NotFound(LumeraP2PError):
     """A value is not stored locally or could not be found in the network."""

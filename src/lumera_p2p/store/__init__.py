@@ -1,0 +1,19 @@
+"""SQLite persistence: the node's values, disabled keys and replication bookkeeping."""
+
+from lumera_p2p.store.local import (
+    DEFAULT_DISABLED_KEY_TTL,
+    MAX_VALUE_SIZE,
+    LocalStore,
+    ReplicationInfo,
+    ReplicationKey,
+    StoreStats,
+)
+
+__all__ = [
+    "DEFAULT_DISABLED_KEY_TTL",
+    "MAX_VALUE_SIZE",
+    "LocalStore",
+    "ReplicationInfo",
+    "ReplicationKey",
+    "StoreStats",
+]

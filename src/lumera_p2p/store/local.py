@@ -1,0 +1,690 @@
+"""``LocalStore``: the node's values and replication bookkeeping in SQLite under ``data_dir``.
+
+Two databases, as the Go node keeps them (see :mod:`.schema`): ``data001.sqlite3`` holds the
+values (``data``) and the replication metadata (``replication_info``, ``replication_keys``);
+``data001-meta.sqlite3`` holds ``disabled_keys`` and ``del_keys``. Each has one writer thread
+(:class:`.writer.WriterThread`); reads run concurrently on a small pool of read-only
+connections, which WAL lets proceed while the writer commits.
+
+Where the Go store is weak this one differs, deliberately:
+
+* A write is acknowledged only after its transaction commits with ``synchronous=FULL``; the Go
+  node replies to ``Store`` and to peers' ``StoreData`` once the write is merely queued.
+* Every value is checked against its key (hex BLAKE3-256) on the way in; Go's ``LocalStore``
+  stores whatever it is given.
+* A disabled key stays disabled for ``disabled_key_ttl`` after it was disabled. The Go node's
+  purge compares the wrong way round and clears *recently* disabled keys within minutes.
+* ``get_local_keys(None, to)`` includes the oldest row; Go's strict ``>`` against the minimum
+  ``createdAt`` leaves it out.
+
+All keys at this API are the 32 raw digest bytes; they are stored as lowercase hex.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+
+from lumera_p2p.content import digest
+from lumera_p2p.errors import StoreError, ValueMismatch
+from lumera_p2p.store import schema
+from lumera_p2p.store.timefmt import format_time, parse_time, utcnow
+from lumera_p2p.store.writer import WriterThread, describe_sqlite_error
+
+T = TypeVar("T")
+
+#: The largest single value accepted: the protocol's 400 MB payload ceiling (network.go:32).
+MAX_VALUE_SIZE = 400 * 1024 * 1024
+#: How long ``disable_key`` lasts unless ``enable_key`` ends it sooner (Go intends 30 min).
+DEFAULT_DISABLED_KEY_TTL = timedelta(minutes=30)
+#: Values hashed on the event loop before handing a batch to a thread for hashing.
+_INLINE_HASH_BYTES = 256 * 1024
+#: Single values up to this size are read on the event loop: a cached point read costs about
+#: 15 µs, a hop to a reader thread ten times that. Larger ones go to a reader thread.
+_INLINE_READ_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ReplicationInfo:
+    """A row of ``replication_info``: a peer this node replicates to."""
+
+    id: str
+    ip: str
+    port: int
+    is_active: bool = False
+    is_adjusted: bool = False
+    last_replicated_at: datetime | None = None
+    last_seen: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ReplicationKey:
+    """A row of ``replication_keys``: a key a peer announced, and where to fetch it."""
+
+    key: bytes
+    id: str
+    ip: str
+    port: int
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """Counts and sizes for ``stats``."""
+
+    records: int
+    data_bytes: int
+    db_file_bytes: int
+    disabled_keys: int
+    replication_keys: int
+
+
+def _hex(key: bytes) -> str:
+    if len(key) != 32:
+        raise ValueError(f"a key has 32 bytes, got {len(key)}")
+    return key.hex()
+
+
+def _chunks(items: Sequence[T], size: int = schema.MAX_SQL_VARS) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _opt_time(value: object) -> datetime | None:
+    return parse_time(value) if isinstance(value, str) and value else None
+
+
+class _Readers:
+    """Read-only connections, one per executor thread, created on first use."""
+
+    def __init__(self, path: str, workers: int, name: str) -> None:
+        self._path = path
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._inline: sqlite3.Connection | None = None
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+
+    def _connect(self) -> sqlite3.Connection:
+        uri = f"file:{self._path}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        for pragma in schema.READER_PRAGMAS:
+            conn.execute(pragma)
+        with self._lock:
+            self._all.append(conn)
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    def run_inline(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a short read on the calling (event loop) thread, on its own connection."""
+        conn = self._inline
+        if conn is None:
+            conn = self._inline = self._connect()
+        try:
+            return fn(conn)
+        except sqlite3.Error as exc:
+            raise describe_sqlite_error(exc, self._path) from exc
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            try:
+                return fn(self._conn())
+            except sqlite3.Error as exc:
+                raise describe_sqlite_error(exc, self._path) from exc
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+
+
+def _open_db(path: Path, ddl: tuple[str, ...], added: tuple[tuple[str, str, str], ...]) -> None:
+    """Create or upgrade the schema, and fail clearly on a file that is not a database."""
+    try:
+        conn = sqlite3.connect(str(path), isolation_level=None)
+    except sqlite3.Error as exc:
+        raise describe_sqlite_error(exc, str(path)) from exc
+    try:
+        conn.execute("PRAGMA busy_timeout=15000")
+        conn.execute("PRAGMA journal_mode=WAL").fetchall()
+        for statement in ddl:
+            conn.execute(statement)
+        for table, column, decl in added:
+            cols = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            if column not in cols:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+    except sqlite3.Error as exc:
+        raise describe_sqlite_error(exc, str(path)) from exc
+    finally:
+        conn.close()
+
+
+class LocalStore:
+    """Durable local storage of values and replication metadata (see the module docstring)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        checkpoint_interval: float,
+        readers: int,
+        disabled_key_ttl: timedelta,
+        max_value_size: int,
+    ) -> None:
+        self.data_dir = data_dir
+        self.data_path = data_dir / schema.DATA_DB
+        self.meta_path = data_dir / schema.META_DB
+        self.max_value_size = max_value_size
+        self.disabled_key_ttl = disabled_key_ttl
+        self._data_writer = WriterThread(
+            str(self.data_path),
+            schema.WRITER_PRAGMAS,
+            checkpoint_interval=checkpoint_interval,
+            name="data-writer",
+        )
+        self._meta_writer = WriterThread(
+            str(self.meta_path),
+            schema.WRITER_PRAGMAS,
+            checkpoint_interval=max(5.0, checkpoint_interval / 12),
+            name="meta-writer",
+        )
+        self._data_readers = _Readers(str(self.data_path), readers, "data-reader")
+        self._meta_readers = _Readers(str(self.meta_path), 1, "meta-reader")
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        data_dir: str | os.PathLike[str],
+        *,
+        checkpoint_interval: float = 60.0,
+        readers: int = 4,
+        disabled_key_ttl: timedelta = DEFAULT_DISABLED_KEY_TTL,
+        max_value_size: int = MAX_VALUE_SIZE,
+    ) -> LocalStore:
+        """Open (creating if needed) the stores in ``data_dir``; raise ``StoreError``."""
+        directory = Path(data_dir)
+        try:
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise StoreError(f"{directory}: cannot create the data directory ({exc})") from exc
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise StoreError(f"{directory}: the data directory is not writable")
+        store = cls(
+            directory,
+            checkpoint_interval=checkpoint_interval,
+            readers=readers,
+            disabled_key_ttl=disabled_key_ttl,
+            max_value_size=max_value_size,
+        )
+        await asyncio.to_thread(store._open_files)
+        return store
+
+    def _open_files(self) -> None:
+        _open_db(self.data_path, schema.DATA_SCHEMA, schema.DATA_ADDED_COLUMNS)
+        _open_db(self.meta_path, schema.META_SCHEMA, schema.META_ADDED_COLUMNS)
+        self._data_writer.start()
+        try:
+            self._meta_writer.start()
+        except StoreError:
+            self._data_writer.close()
+            raise
+
+    async def close(self) -> None:
+        """Finish queued writes, checkpoint, and close every connection. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.to_thread(self._close_sync)
+
+    def _close_sync(self) -> None:
+        self._data_writer.close()
+        self._meta_writer.close()
+        self._data_readers.close()
+        self._meta_readers.close()
+
+    async def __aenter__(self) -> LocalStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- values --------------------------------------------------------------------------
+
+    def _check_value(self, key: bytes, value: bytes) -> None:
+        if len(value) > self.max_value_size:
+            raise StoreError(
+                f"value of {len(value)} bytes exceeds the limit of {self.max_value_size}"
+            )
+        if digest(value) != key:
+            raise ValueMismatch(f"value does not hash to key {key.hex()}")
+
+    async def _keyed(
+        self, items: Sequence[bytes] | Sequence[tuple[bytes, bytes]]
+    ) -> list[tuple[bytes, bytes]]:
+        """Pair values with their keys (computing or checking BLAKE3) off the writer thread."""
+
+        def work() -> list[tuple[bytes, bytes]]:
+            out: list[tuple[bytes, bytes]] = []
+            for item in items:
+                if isinstance(item, tuple):
+                    key, value = item
+                    self._check_value(key, value)
+                else:
+                    value = item
+                    if len(value) > self.max_value_size:
+                        raise StoreError(
+                            f"value of {len(value)} bytes exceeds the limit of "
+                            f"{self.max_value_size}"
+                        )
+                    key = digest(value)
+                out.append((key, value))
+            return out
+
+        total = sum(len(i[1]) if isinstance(i, tuple) else len(i) for i in items)
+        if total <= _INLINE_HASH_BYTES:
+            return work()
+        return await asyncio.to_thread(work)
+
+    async def store(
+        self, key: bytes, value: bytes, *, datatype: int = 0, is_original: bool = False
+    ) -> None:
+        """Store one value under its key; return once committed. Raise ``ValueMismatch``."""
+        await self.store_batch([(key, value)], datatype=datatype, is_original=is_original)
+
+    async def store_value(
+        self, value: bytes, *, datatype: int = 0, is_original: bool = False
+    ) -> bytes:
+        """Store one value, computing its key; return the key once committed."""
+        keys = await self.store_batch([value], datatype=datatype, is_original=is_original)
+        return keys[0]
+
+    async def store_batch(
+        self,
+        items: Sequence[bytes] | Sequence[tuple[bytes, bytes]],
+        *,
+        datatype: int = 0,
+        is_original: bool = False,
+    ) -> list[bytes]:
+        """Store values (or ``(key, value)`` pairs, checked) in one transaction; return keys.
+
+        As in the Go node, storing an existing key replaces its data and ``updatedAt`` but keeps
+        its ``createdAt``, ``datatype`` and ``is_original``.
+        """
+        if not items:
+            return []
+        pairs = await self._keyed(items)
+        now = format_time(utcnow())
+        rows = [(key.hex(), value, datatype, is_original, now, now) for key, value in pairs]
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO data(key, data, datatype, is_original, createdAt, updatedAt, "
+                "is_on_cloud) VALUES(?, ?, ?, ?, ?, ?, false) ON CONFLICT(key) DO UPDATE SET "
+                "data=excluded.data, updatedAt=excluded.updatedAt, is_on_cloud=false",
+                rows,
+            )
+
+        await self._data_writer.submit(job)
+        return [key for key, _ in pairs]
+
+    async def retrieve(self, key: bytes) -> bytes | None:
+        """The value stored under ``key``, or ``None``."""
+        hex_key = _hex(key)
+
+        def read_small(conn: sqlite3.Connection) -> tuple[bytes | None, bool]:
+            row = conn.execute(
+                "SELECT CASE WHEN length(data) <= ? THEN data END FROM data WHERE key=?",
+                (_INLINE_READ_BYTES, hex_key),
+            ).fetchone()
+            if row is None:
+                return None, False
+            return (None, True) if row[0] is None else (bytes(row[0]), False)
+
+        def read(conn: sqlite3.Connection) -> bytes | None:
+            row = conn.execute("SELECT data FROM data WHERE key=?", (hex_key,)).fetchone()
+            return None if row is None else bytes(row[0])
+
+        value, large = self._data_readers.run_inline(read_small)
+        if large:
+            return await self._data_readers.run(read)
+        return value
+
+    async def retrieve_many(self, keys: Sequence[bytes]) -> dict[bytes, bytes]:
+        """The values found among ``keys`` (absent keys are simply missing from the result)."""
+        hex_keys = [_hex(k) for k in keys]
+
+        def read(conn: sqlite3.Connection) -> dict[bytes, bytes]:
+            found: dict[bytes, bytes] = {}
+            for chunk in _chunks(hex_keys):
+                marks = ",".join("?" * len(chunk))
+                for hex_key, data in conn.execute(
+                    f"SELECT key, data FROM data WHERE key IN ({marks})", chunk
+                ):
+                    found[bytes.fromhex(hex_key)] = bytes(data)
+            return found
+
+        return await self._data_readers.run(read)
+
+    async def missing(self, keys: Sequence[bytes]) -> list[bytes]:
+        """The keys among ``keys`` that are not stored here, in their given order."""
+        hex_keys = [_hex(k) for k in keys]
+
+        def read(conn: sqlite3.Connection) -> list[bytes]:
+            present: set[str] = set()
+            for chunk in _chunks(hex_keys):
+                marks = ",".join("?" * len(chunk))
+                present.update(
+                    row[0]
+                    for row in conn.execute(f"SELECT key FROM data WHERE key IN ({marks})", chunk)
+                )
+            return [bytes.fromhex(h) for h in hex_keys if h not in present]
+
+        return await self._data_readers.run(read)
+
+    async def delete(self, key: bytes) -> bool:
+        """Delete the value under ``key``; return whether it was there."""
+        return await self.delete_many([key]) == 1
+
+    async def delete_many(self, keys: Sequence[bytes]) -> int:
+        """Delete values; return how many rows were removed."""
+        hex_keys = [_hex(k) for k in keys]
+
+        def job(conn: sqlite3.Connection) -> int:
+            removed = 0
+            for chunk in _chunks(hex_keys):
+                marks = ",".join("?" * len(chunk))
+                removed += conn.execute(f"DELETE FROM data WHERE key IN ({marks})", chunk).rowcount
+            return removed
+
+        return await self._data_writer.submit(job)
+
+    async def get_local_keys(self, start: datetime | None, end: datetime) -> list[bytes]:
+        """Keys whose ``createdAt`` is after ``start`` (or any, if None) and before ``end``."""
+        end_text = format_time(end)
+
+        def read(conn: sqlite3.Connection) -> list[bytes]:
+            if start is None:
+                rows = conn.execute(
+                    "SELECT key FROM data WHERE createdAt < ? ORDER BY createdAt, key", (end_text,)
+                )
+            else:
+                rows = conn.execute(
+                    "SELECT key FROM data WHERE createdAt > ? AND createdAt < ? "
+                    "ORDER BY createdAt, key",
+                    (format_time(start), end_text),
+                )
+            return [bytes.fromhex(r[0]) for r in rows]
+
+        return await self._data_readers.run(read)
+
+    async def keys_for_replication(
+        self, start: datetime, end: datetime, max_keys: int = 200_000
+    ) -> list[tuple[bytes, datetime]]:
+        """Keys created in ``(start, end)`` in (createdAt, key) order, at most about ``max_keys``.
+
+        When the limit cuts a run of rows sharing one ``createdAt``, the rest of that run is
+        included, so a cursor advanced to the last timestamp never skips a row.
+        """
+        args = (format_time(start), format_time(end))
+
+        def read(conn: sqlite3.Connection) -> list[tuple[bytes, datetime]]:
+            rows = conn.execute(
+                "SELECT key, createdAt FROM data WHERE createdAt > ? AND createdAt < ? "
+                "ORDER BY createdAt, key LIMIT ?",
+                (*args, max_keys),
+            ).fetchall()
+            if len(rows) == max_keys and rows:
+                last_key, last_at = rows[-1]
+                rows += conn.execute(
+                    "SELECT key, createdAt FROM data WHERE createdAt = ? AND key > ? ORDER BY key",
+                    (last_at, last_key),
+                ).fetchall()
+            return [(bytes.fromhex(k), parse_time(t)) for k, t in rows]
+
+        return await self._data_readers.run(read)
+
+    async def oldest_created_at(self) -> datetime | None:
+        """The earliest ``createdAt`` of any value, or ``None`` when the store is empty."""
+
+        def read(conn: sqlite3.Connection) -> datetime | None:
+            row = conn.execute("SELECT MIN(createdAt) FROM data").fetchone()
+            return _opt_time(row[0])
+
+        return await self._data_readers.run(read)
+
+    async def count(self) -> int:
+        """How many values are stored."""
+        return await self._data_readers.run(
+            lambda conn: int(conn.execute("SELECT COUNT(*) FROM data").fetchone()[0])
+        )
+
+    async def stats(self) -> StoreStats:
+        """Record count, value bytes, database file bytes, disabled and pending keys."""
+
+        def read(conn: sqlite3.Connection) -> tuple[int, int, int]:
+            records, data_bytes = conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM data"
+            ).fetchone()
+            pending = conn.execute("SELECT COUNT(*) FROM replication_keys").fetchone()[0]
+            return int(records), int(data_bytes), int(pending)
+
+        records, data_bytes, pending = await self._data_readers.run(read)
+        disabled = await self._meta_readers.run(
+            lambda conn: int(conn.execute("SELECT COUNT(*) FROM disabled_keys").fetchone()[0])
+        )
+        return StoreStats(records, data_bytes, self.db_file_bytes(), disabled, pending)
+
+    def db_file_bytes(self) -> int:
+        """Size of the data database with its ``-wal``, ``-shm`` and ``-journal`` files."""
+        total = 0
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(OSError):
+                total += os.path.getsize(f"{self.data_path}{suffix}")
+        return total
+
+    # --- disabled keys -------------------------------------------------------------------
+
+    async def disable_key(self, key: bytes) -> None:
+        """Disable ``key`` for single-key retrieval, for ``disabled_key_ttl`` from now."""
+        row = (_hex(key), format_time(utcnow()))
+        await self._meta_writer.submit(
+            lambda conn: conn.execute(
+                "INSERT INTO disabled_keys(key, createdAt) VALUES(?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET createdAt=excluded.createdAt",
+                row,
+            )
+        )
+
+    async def enable_key(self, key: bytes) -> None:
+        """Enable ``key`` again (a no-op if it was not disabled)."""
+        hex_key = _hex(key)
+        await self._meta_writer.submit(
+            lambda conn: conn.execute("DELETE FROM disabled_keys WHERE key=?", (hex_key,))
+        )
+
+    async def is_disabled(self, key: bytes) -> bool:
+        """Whether ``key`` was disabled less than ``disabled_key_ttl`` ago."""
+        hex_key = _hex(key)
+        cutoff = format_time(utcnow() - self.disabled_key_ttl)
+
+        def read(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT 1 FROM disabled_keys WHERE key=? AND createdAt > ?", (hex_key, cutoff)
+            ).fetchone()
+            return row is not None
+
+        return await self._meta_readers.run(read)
+
+    async def purge_expired_disabled_keys(self) -> int:
+        """Remove disabled keys older than the TTL (the rows Go meant to remove); return count."""
+        cutoff = format_time(utcnow() - self.disabled_key_ttl)
+        return await self._meta_writer.submit(
+            lambda conn: (
+                conn.execute("DELETE FROM disabled_keys WHERE createdAt <= ?", (cutoff,)).rowcount
+            )
+        )
+
+    # --- replication_info ----------------------------------------------------------------
+
+    async def upsert_replication_info(self, info: ReplicationInfo) -> None:
+        """Insert a peer, or update its endpoint and flags (keeping its cursors if unset)."""
+        now = format_time(utcnow())
+        row = (
+            info.id,
+            info.ip,
+            info.port,
+            info.is_active,
+            info.is_adjusted,
+            format_time(info.last_replicated_at) if info.last_replicated_at else None,
+            format_time(info.last_seen) if info.last_seen else None,
+            now,
+            now,
+        )
+        # Unlike Go's UpdateReplicationInfo, NULL cursors never overwrite known ones: that
+        # overwrite made every bootstrap refresh re-announce the oldest 200k keys.
+        await self._data_writer.submit(
+            lambda conn: conn.execute(
+                "INSERT INTO replication_info(id, ip, port, is_active, is_adjusted, "
+                "lastReplicatedAt, last_seen, createdAt, updatedAt) VALUES(?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT(id) DO UPDATE SET ip=excluded.ip, port=excluded.port, "
+                "is_active=excluded.is_active, is_adjusted=excluded.is_adjusted, "
+                "lastReplicatedAt=COALESCE(excluded.lastReplicatedAt, lastReplicatedAt), "
+                "last_seen=COALESCE(excluded.last_seen, last_seen), "
+                "updatedAt=excluded.updatedAt",
+                row,
+            )
+        )
+
+    async def replication_infos(self) -> list[ReplicationInfo]:
+        """All peers, those never replicated to first (as the Go loop orders them)."""
+
+        def read(conn: sqlite3.Connection) -> list[ReplicationInfo]:
+            rows = conn.execute(
+                "SELECT id, ip, port, is_active, is_adjusted, lastReplicatedAt, last_seen, "
+                "createdAt, updatedAt FROM replication_info "
+                "ORDER BY lastReplicatedAt IS NOT NULL, lastReplicatedAt, id"
+            )
+            return [
+                ReplicationInfo(
+                    id=r[0],
+                    ip=r[1],
+                    port=int(r[2]),
+                    is_active=bool(r[3]),
+                    is_adjusted=bool(r[4]),
+                    last_replicated_at=_opt_time(r[5]),
+                    last_seen=_opt_time(r[6]),
+                    created_at=_opt_time(r[7]),
+                    updated_at=_opt_time(r[8]),
+                )
+                for r in rows
+            ]
+
+        return await self._data_readers.run(read)
+
+    async def _update_info(self, peer_id: str, column: str, value: object) -> bool:
+        sql = f"UPDATE replication_info SET {column}=?, updatedAt=? WHERE id=?"
+        args = (value, format_time(utcnow()), peer_id)
+        changed = await self._data_writer.submit(lambda conn: conn.execute(sql, args).rowcount)
+        return bool(changed)
+
+    async def set_active(self, peer_id: str, active: bool) -> bool:
+        """Mark a peer (in)active; return whether it exists."""
+        return await self._update_info(peer_id, "is_active", active)
+
+    async def set_adjusted(self, peer_id: str, adjusted: bool) -> bool:
+        """Record that the offline-node adjustment ran for a peer."""
+        return await self._update_info(peer_id, "is_adjusted", adjusted)
+
+    async def update_last_seen(self, peer_id: str, when: datetime | None = None) -> bool:
+        """Record that a peer answered at ``when`` (default now)."""
+        return await self._update_info(peer_id, "last_seen", format_time(when or utcnow()))
+
+    async def update_last_replicated(self, peer_id: str, when: datetime) -> bool:
+        """Advance a peer's replication cursor."""
+        return await self._update_info(peer_id, "lastReplicatedAt", format_time(when))
+
+    # --- replication_keys ----------------------------------------------------------------
+
+    async def add_replication_keys(self, keys: Sequence[ReplicationKey]) -> None:
+        """Record announced keys; a re-announcement updates the source and resets attempts."""
+        now = format_time(utcnow())
+        rows = [(_hex(k.key), k.id, k.ip, k.port, now) for k in keys]
+        if not rows:
+            return
+        await self._data_writer.submit(
+            lambda conn: conn.executemany(
+                "INSERT INTO replication_keys(key, id, ip, port, attempts, updatedAt) "
+                "VALUES(?, ?, ?, ?, 0, ?) ON CONFLICT(key) DO UPDATE SET id=excluded.id, "
+                "ip=excluded.ip, port=excluded.port, attempts=0, updatedAt=excluded.updatedAt",
+                rows,
+            )
+        )
+
+    async def replication_keys(
+        self, min_attempts: int = 0, max_attempts: int = 1, limit: int = 10_000
+    ) -> list[ReplicationKey]:
+        """Announced keys with ``min_attempts ≤ attempts ≤ max_attempts``, oldest first."""
+
+        def read(conn: sqlite3.Connection) -> list[ReplicationKey]:
+            rows = conn.execute(
+                "SELECT key, id, ip, port, attempts FROM replication_keys "
+                "WHERE attempts BETWEEN ? AND ? ORDER BY updatedAt, key LIMIT ?",
+                (min_attempts, max_attempts, limit),
+            )
+            return [
+                ReplicationKey(bytes.fromhex(k), i, ip, int(p), int(a)) for k, i, ip, p, a in rows
+            ]
+
+        return await self._data_readers.run(read)
+
+    async def delete_replication_keys(self, keys: Sequence[bytes]) -> int:
+        """Forget announced keys (fetched, or no longer wanted)."""
+        hex_keys = [_hex(k) for k in keys]
+
+        def job(conn: sqlite3.Connection) -> int:
+            removed = 0
+            for chunk in _chunks(hex_keys):
+                marks = ",".join("?" * len(chunk))
+                removed += conn.execute(
+                    f"DELETE FROM replication_keys WHERE key IN ({marks})", chunk
+                ).rowcount
+            return removed
+
+        return await self._data_writer.submit(job)
+
+    async def increment_attempts(self, keys: Sequence[bytes]) -> None:
+        """Count one more failed fetch for each key."""
+        hex_keys = [_hex(k) for k in keys]
+        now = format_time(utcnow())
+
+        def job(conn: sqlite3.Connection) -> None:
+            for chunk in _chunks(hex_keys, schema.MAX_SQL_VARS - 1):
+                marks = ",".join("?" * len(chunk))
+                conn.execute(
+                    "UPDATE replication_keys SET attempts=attempts+1, updatedAt=? "
+                    f"WHERE key IN ({marks})",
+                    (now, *chunk),
+                )
+
+        await self._data_writer.submit(job)

@@ -1,0 +1,226 @@
+"""One writer thread per database, fed by a queue, acknowledging each job after its commit.
+
+Callers on the event loop submit a job (a function of a ``sqlite3.Connection``) and await a
+future. The thread takes every job waiting in the queue, runs each inside its own SAVEPOINT of a
+single transaction (so one failing job does not undo its neighbours), commits once, and only
+then resolves the futures: group commit, so many small writes share one fsync, and no write is
+acknowledged before it is durable. When idle, or on a timer, the thread checkpoints the WAL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from lumera_p2p.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Job = Callable[[sqlite3.Connection], T]
+
+#: Upper bound of jobs folded into one transaction (keeps one commit's latency bounded).
+MAX_GROUP = 256
+
+
+@dataclass
+class _Pending(Generic[T]):
+    job: Job[T]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[T]
+
+
+def _settle(fut: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if fut.done():  # the caller was cancelled; the write still happened (or failed) as reported
+        return
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        fut.set_result(result)
+
+
+def describe_sqlite_error(exc: BaseException, path: str) -> StoreError:
+    """Turn a sqlite3 error into a ``StoreError`` that tells an operator what to do."""
+    text = str(exc)
+    lowered = text.lower()
+    if "disk is full" in lowered or "disk i/o" in lowered:
+        hint = "the disk is full or failing: free space under the data directory"
+    elif "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered:
+        hint = "the data directory or database file is not writable"
+    elif "not a database" in lowered or "malformed" in lowered or "corrupt" in lowered:
+        hint = "the database file is corrupt: restore it from a backup or move it aside"
+    elif "locked" in lowered or "busy" in lowered:
+        hint = "another process holds the database lock"
+    else:
+        hint = "SQLite error"
+    return StoreError(f"{path}: {hint} ({text})")
+
+
+class WriterThread:
+    """The single writer of one SQLite database file."""
+
+    def __init__(
+        self,
+        path: str,
+        pragmas: tuple[str, ...],
+        *,
+        checkpoint_interval: float = 60.0,
+        name: str = "sqlite-writer",
+    ) -> None:
+        self._path = path
+        self._pragmas = pragmas
+        self._checkpoint_interval = checkpoint_interval
+        self._queue: queue.SimpleQueue[_Pending[Any] | None] = queue.SimpleQueue()
+        self._ready = threading.Event()
+        self._open_error: BaseException | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.commits = 0
+        self.checkpoints = 0
+
+    def start(self) -> None:
+        """Open the connection in the thread; raise ``StoreError`` if that fails."""
+        self._thread.start()
+        self._ready.wait()
+        if self._open_error is not None:
+            self._thread.join()
+            raise describe_sqlite_error(self._open_error, self._path)
+
+    async def submit(self, job: Job[T]) -> T:
+        """Run ``job`` in the writer; return its result once its transaction has committed."""
+        if self._closed:
+            raise StoreError(f"{self._path}: the store is closed")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Pending(job, loop, fut))
+        return await fut
+
+    def close(self) -> None:
+        """Finish every queued job, checkpoint, close the connection and join the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join()
+
+    # --- the thread ----------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=True)
+        for pragma in self._pragmas:
+            conn.execute(pragma).fetchall()
+        return conn
+
+    def _run(self) -> None:
+        try:
+            conn = self._connect()
+        except (sqlite3.Error, OSError) as exc:
+            self._open_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        last_checkpoint = time.monotonic()
+        stopping = False
+        try:
+            while not stopping:
+                timeout = max(0.0, last_checkpoint + self._checkpoint_interval - time.monotonic())
+                try:
+                    first = self._queue.get(timeout=timeout)
+                except queue.Empty:
+                    self._checkpoint(conn)
+                    last_checkpoint = time.monotonic()
+                    continue
+                group: list[_Pending[Any]] = []
+                if first is None:
+                    stopping = True
+                else:
+                    group.append(first)
+                while len(group) < MAX_GROUP:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        stopping = True
+                        break
+                    group.append(item)
+                if group:
+                    self._run_group(conn, group)
+                if time.monotonic() - last_checkpoint >= self._checkpoint_interval:
+                    self._checkpoint(conn)
+                    last_checkpoint = time.monotonic()
+            self._checkpoint(conn)
+        finally:
+            conn.close()
+
+    def _run_group(self, conn: sqlite3.Connection, group: list[_Pending[Any]]) -> None:
+        outcomes: dict[int, tuple[Any, BaseException | None]] = {}
+        todo = list(range(len(group)))
+        while todo:
+            todo = self._transaction(conn, group, todo, outcomes)
+        for index, pending in enumerate(group):
+            result, error = outcomes[index]
+            # A RuntimeError means the caller's loop is closed: nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
+                pending.loop.call_soon_threadsafe(_settle, pending.future, result, error)
+
+    def _transaction(
+        self,
+        conn: sqlite3.Connection,
+        group: list[_Pending[Any]],
+        todo: list[int],
+        outcomes: dict[int, tuple[Any, BaseException | None]],
+    ) -> list[int]:
+        """Run the jobs ``todo`` in one transaction; return the jobs to run again, if any.
+
+        A job that fails is rolled back to its savepoint and reported to its caller alone. But
+        SQLite rolls back the *whole* transaction on some errors (a full disk among them); then
+        the failing job is reported and the others, whose work was undone, are run again.
+        """
+        done: dict[int, tuple[Any, BaseException | None]] = {}
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for index in todo:
+                conn.execute("SAVEPOINT job")
+                try:
+                    result = group[index].job(conn)
+                except Exception as exc:  # the job's own failure goes back to its caller
+                    failed: BaseException = exc
+                    if isinstance(exc, sqlite3.Error):
+                        failed = describe_sqlite_error(exc, self._path)
+                    if not conn.in_transaction:
+                        outcomes[index] = (None, failed)
+                        return [i for i in todo if i != index]
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    done[index] = (None, failed)
+                else:
+                    conn.execute("RELEASE job")
+                    done[index] = (result, None)
+            conn.execute("COMMIT")
+            self.commits += 1
+        except sqlite3.Error as exc:
+            # The transaction as a whole failed (at BEGIN or COMMIT: disk full, I/O error...):
+            # nothing in it is durable, so every job in it fails, loudly.
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            failure = describe_sqlite_error(exc, self._path)
+            log.error("write transaction failed: %s", failure)
+            done = dict.fromkeys(todo, (None, failure))
+        outcomes.update(done)
+        return []
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self.checkpoints += 1
+        except sqlite3.Error as exc:
+            log.warning("WAL checkpoint of %s failed: %s", self._path, exc)

@@ -1,0 +1,35 @@
+"""Child process of the crash test: store batches forever, printing each acknowledged key."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+
+from lumera_p2p.store import LocalStore
+
+
+async def main(data_dir: str, seed: int) -> None:
+    rng = random.Random(seed)
+    store = await LocalStore.open(data_dir, checkpoint_interval=0.2)
+    print("ready", flush=True)
+    n = 0
+
+    async def one_batch() -> None:
+        nonlocal n
+        size = rng.randint(1, 40)
+        values = [
+            n.to_bytes(8, "big") + i.to_bytes(4, "big") + rng.randbytes(rng.randint(0, 20000))
+            for i in range(size)
+        ]
+        n += 1
+        keys = await store.store_batch(values)
+        sys.stdout.write("".join(f"{k.hex()}\n" for k in keys))
+        sys.stdout.flush()
+
+    while True:  # killed from outside
+        await asyncio.gather(*(one_batch() for _ in range(rng.randint(1, 4))))
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
