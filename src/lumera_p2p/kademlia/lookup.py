@@ -1,0 +1,237 @@
+"""The iterative lookup (FIND_NODE and FIND_VALUE) as a state machine driven from outside.
+
+Ask it what to send (:meth:`Lookup.poll`), tell it what came back (:meth:`on_response`) or
+failed (:meth:`on_failure`), and ask when it next needs the clock (:meth:`next_deadline`). It
+never awaits, sleeps or reads a clock, so the same code runs over TCP and in a simulator of
+thousands of nodes, deterministically.
+
+Rules:
+
+* Candidates are kept sorted by XOR distance to the target.
+* Up to ``alpha`` requests are *active* at every moment: as soon as one answers, fails or
+  stalls, the next closest waiting candidate is queried. A request that has not answered within
+  ``stall_timeout`` stops counting against ``alpha`` (so one slow peer never holds up the
+  others) but may still answer until ``timeout``, when it counts as failed.
+* The lookup is done when the ``k`` closest candidates that have not failed have all answered;
+  or, for FIND_VALUE, as soon as one answers with a value; or when no candidate is left.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Container, Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from lumera_p2p.kademlia.node import Contact
+from lumera_p2p.kademlia.routing import ALPHA, K
+
+
+class PeerState(Enum):
+    """Where a candidate stands in the lookup."""
+
+    WAITING = "waiting"
+    IN_FLIGHT = "in_flight"
+    STALLED = "stalled"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass
+class _Candidate:
+    contact: Contact
+    distance: int
+    hop: int
+    state: PeerState = PeerState.WAITING
+    stall_at: float = 0.0
+    deadline: float = 0.0
+
+    def __lt__(self, other: _Candidate) -> bool:
+        return self.distance < other.distance
+
+
+@dataclass
+class LookupStats:
+    """What a lookup cost: requests sent, answers, failures, and rounds (longest hop chain)."""
+
+    messages: int = 0
+    responses: int = 0
+    failures: int = 0
+    rounds: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class Lookup:
+    """One iterative lookup of ``target`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        target: bytes,
+        seeds: Iterable[Contact],
+        *,
+        k: int = K,
+        alpha: int = ALPHA,
+        timeout: float = 10.0,
+        stall_timeout: float | None = None,
+        find_value: bool = False,
+        exclude: Container[bytes] = frozenset(),
+    ) -> None:
+        if len(target) != 32:
+            raise ValueError("a lookup target has 32 bytes")
+        self.target = target
+        self.k = k
+        self.alpha = alpha
+        self.timeout = timeout
+        self.stall_timeout = timeout / 3 if stall_timeout is None else stall_timeout
+        self.find_value = find_value
+        self._exclude = exclude
+        self._t = int.from_bytes(target, "big")
+        self._sorted: list[_Candidate] = []
+        self._by_hash: dict[bytes, _Candidate] = {}
+        self.value: bytes | None = None
+        self.value_from: Contact | None = None
+        self.stats = LookupStats()
+        self._done = False
+        for contact in seeds:
+            self._offer(contact, hop=1)
+        self._refresh_done()
+
+    # --- inputs --------------------------------------------------------------------------
+
+    def _offer(self, contact: Contact, hop: int) -> None:
+        known = self._by_hash.get(contact.hashed_id)
+        if known is not None:
+            known.hop = min(known.hop, hop)
+            return
+        if contact.hashed_id in self._exclude:
+            return
+        cand = _Candidate(contact, contact.int_id ^ self._t, hop)
+        self._by_hash[contact.hashed_id] = cand
+        bisect.insort(self._sorted, cand)
+
+    def on_response(
+        self,
+        peer: Contact,
+        contacts: Iterable[Contact],
+        now: float,
+        value: bytes | None = None,
+    ) -> None:
+        """``peer`` answered with ``contacts`` (and, for FIND_VALUE, maybe a verified value)."""
+        cand = self._by_hash.get(peer.hashed_id)
+        if cand is None or cand.state not in (PeerState.IN_FLIGHT, PeerState.STALLED):
+            return  # an answer we did not ask for, or one that came after its timeout
+        cand.state = PeerState.SUCCEEDED
+        self.stats.responses += 1
+        if self.find_value and value is not None and self.value is None:
+            self.value = value
+            self.value_from = peer
+        for contact in contacts:
+            self._offer(contact, cand.hop + 1)
+        self._refresh_done()
+
+    def on_failure(self, peer: Contact, now: float) -> None:
+        """The request to ``peer`` failed (error, refused, bad value, or closed connection)."""
+        cand = self._by_hash.get(peer.hashed_id)
+        if cand is None or cand.state not in (PeerState.IN_FLIGHT, PeerState.STALLED):
+            return
+        cand.state = PeerState.FAILED
+        self.stats.failures += 1
+        self._refresh_done()
+
+    # --- outputs -------------------------------------------------------------------------
+
+    def poll(self, now: float) -> list[Contact]:
+        """Apply timeouts at ``now`` and return the peers to query now (marked in flight)."""
+        if self._done:
+            return []
+        active = 0
+        for cand in self._sorted:
+            if cand.state is PeerState.IN_FLIGHT:
+                if now >= cand.deadline:
+                    cand.state = PeerState.FAILED
+                    self.stats.failures += 1
+                elif now >= cand.stall_at:
+                    cand.state = PeerState.STALLED
+                else:
+                    active += 1
+            elif cand.state is PeerState.STALLED and now >= cand.deadline:
+                cand.state = PeerState.FAILED
+                self.stats.failures += 1
+        self._refresh_done()
+        if self._done:
+            return []
+        to_send: list[Contact] = []
+        alive = 0  # candidates not failed, in distance order
+        for cand in self._sorted:
+            if active >= self.alpha or alive >= self.k:
+                break
+            if cand.state is PeerState.FAILED:
+                continue
+            alive += 1
+            if cand.state is PeerState.WAITING:
+                cand.state = PeerState.IN_FLIGHT
+                cand.stall_at = now + self.stall_timeout
+                cand.deadline = now + self.timeout
+                active += 1
+                self.stats.messages += 1
+                self.stats.rounds = max(self.stats.rounds, cand.hop)
+                to_send.append(cand.contact)
+        return to_send
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`poll` must next be called even if nothing arrives (None: not needed)."""
+        if self._done:
+            return None
+        times = [
+            c.stall_at if c.state is PeerState.IN_FLIGHT else c.deadline
+            for c in self._sorted
+            if c.state in (PeerState.IN_FLIGHT, PeerState.STALLED)
+        ]
+        return min(times) if times else None
+
+    def _refresh_done(self) -> None:
+        if self._done:
+            return
+        if self.value is not None:
+            self._done = True
+            return
+        answered = 0
+        pending = False
+        for cand in self._sorted:
+            if cand.state is PeerState.FAILED:
+                continue
+            if cand.state is not PeerState.SUCCEEDED:
+                pending = True
+                break
+            answered += 1
+            if answered >= self.k:
+                break
+        self._done = not pending
+
+    @property
+    def done(self) -> bool:
+        """True once the lookup has its answer (see the module docstring)."""
+        return self._done
+
+    @property
+    def in_flight(self) -> list[Contact]:
+        """Peers asked and not yet answered (in flight or stalled)."""
+        return [
+            c.contact for c in self._sorted if c.state in (PeerState.IN_FLIGHT, PeerState.STALLED)
+        ]
+
+    def closest(self, n: int | None = None) -> list[Contact]:
+        """The nearest peers that answered, nearest first (``k`` of them by default)."""
+        limit = self.k if n is None else n
+        out: list[Contact] = []
+        for cand in self._sorted:
+            if cand.state is PeerState.SUCCEEDED:
+                out.append(cand.contact)
+                if len(out) >= limit:
+                    break
+        return out
+
+    def state_of(self, peer: Contact) -> PeerState | None:
+        """The lookup's view of ``peer`` (None if it never heard of it)."""
+        cand = self._by_hash.get(peer.hashed_id)
+        return None if cand is None else cand.state

@@ -1,0 +1,192 @@
+"""The routing table: 256 k-buckets by shared prefix with our routing ID.
+
+Each bucket holds at most ``k`` contacts in least-recently-seen order (head = oldest). A full
+bucket follows classic Kademlia, not the Go node: the newcomer waits in the bucket's replacement
+cache and the table asks its owner to ping the oldest entry; only if that ping fails is the
+oldest evicted and the freshest replacement promoted. (Go simply drops the newcomer, so a bucket
+of dead peers stays dead until a separate health loop notices.) A banned head is replaced at
+once, as in Go. Re-seeing a contact moves it to the tail and, unlike Go, records a changed
+address.
+
+Pure logic: no I/O, no clock; callers pass ``now``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable, Container, Iterator
+from dataclasses import dataclass
+from enum import Enum
+
+from lumera_p2p.kademlia.node import ID_BITS, Contact, bucket_index
+
+K = 20
+ALPHA = 6
+
+
+class AddStatus(Enum):
+    """What ``RoutingTable.add`` did with a contact."""
+
+    ADDED = "added"
+    UPDATED = "updated"
+    PENDING = "pending"  # bucket full: waiting in the replacement cache
+    REJECTED = "rejected"  # ourselves
+
+
+@dataclass(frozen=True)
+class AddResult:
+    """The outcome of ``add``; ``ping`` is a contact the caller should ping now, if any."""
+
+    status: AddStatus
+    ping: Contact | None = None
+
+
+class RoutingTable:
+    """256 k-buckets with replacement caches around our 32-byte routing ID."""
+
+    def __init__(self, self_hash: bytes, k: int = K, replacements: int | None = None) -> None:
+        if len(self_hash) != 32:
+            raise ValueError("the routing ID has 32 bytes")
+        self.self_hash = self_hash
+        self.k = k
+        self.replacement_size = k if replacements is None else replacements
+        self._buckets: list[list[Contact]] = [[] for _ in range(ID_BITS)]
+        self._replacements: list[list[Contact]] = [[] for _ in range(ID_BITS)]
+        self._pinging: dict[int, bytes] = {}
+        self._by_hash: dict[bytes, Contact] = {}
+        self._last_lookup: list[float] = [0.0] * ID_BITS
+
+    # --- queries -------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    def __contains__(self, hashed_id: object) -> bool:
+        return hashed_id in self._by_hash
+
+    def __iter__(self) -> Iterator[Contact]:
+        for bucket in self._buckets:
+            yield from bucket
+
+    def get(self, hashed_id: bytes) -> Contact | None:
+        """The contact with this routing ID, if in the table."""
+        return self._by_hash.get(hashed_id)
+
+    def bucket(self, index: int) -> list[Contact]:
+        """A copy of bucket ``index`` (oldest first)."""
+        return list(self._buckets[index])
+
+    def replacements(self, index: int) -> list[Contact]:
+        """A copy of bucket ``index``'s replacement cache (freshest last)."""
+        return list(self._replacements[index])
+
+    def closest(
+        self, target: bytes, n: int, exclude: Container[bytes] = frozenset()
+    ) -> list[Contact]:
+        """The ``n`` contacts nearest ``target`` by XOR, nearest first, minus ``exclude``."""
+        t = int.from_bytes(target, "big")
+        candidates = (c for c in self._by_hash.values() if c.hashed_id not in exclude)
+        return heapq.nsmallest(n, candidates, key=lambda c: c.int_id ^ t)
+
+    # --- updates -------------------------------------------------------------------------
+
+    def add(
+        self,
+        contact: Contact,
+        now: float,
+        is_banned: Callable[[bytes], bool] | None = None,
+    ) -> AddResult:
+        """Record that ``contact`` was seen alive (it answered, or it sent us a request)."""
+        if contact.hashed_id == self.self_hash:
+            return AddResult(AddStatus.REJECTED)
+        index = bucket_index(self.self_hash, contact.hashed_id)
+        bucket = self._buckets[index]
+        known = self._by_hash.get(contact.hashed_id)
+        if known is not None:
+            bucket.remove(known)
+            bucket.append(contact)  # most recently seen; the address may have changed
+            self._by_hash[contact.hashed_id] = contact
+            if self._pinging.get(index) == contact.hashed_id:
+                del self._pinging[index]  # it answered: it stays
+            return AddResult(AddStatus.UPDATED)
+        if len(bucket) < self.k:
+            self._insert(index, contact)
+            return AddResult(AddStatus.ADDED)
+        head = bucket[0]
+        if is_banned is not None and is_banned(head.hashed_id):
+            self._evict(index, head)
+            self._insert(index, contact)
+            return AddResult(AddStatus.ADDED)
+        self._remember_replacement(index, contact)
+        if index in self._pinging:
+            return AddResult(AddStatus.PENDING)
+        self._pinging[index] = head.hashed_id
+        return AddResult(AddStatus.PENDING, ping=head)
+
+    def ping_succeeded(self, contact: Contact, now: float) -> None:
+        """The oldest entry we were asked to ping answered: keep it (move it to the tail)."""
+        self.add(contact, now)
+
+    def remove(self, hashed_id: bytes) -> Contact | None:
+        """Drop a contact (it failed a ping, or left the allowlist); promote a replacement.
+
+        Returns the promoted replacement, if any.
+        """
+        contact = self._by_hash.get(hashed_id)
+        if contact is None:
+            for index, cache in enumerate(self._replacements):
+                self._replacements[index] = [c for c in cache if c.hashed_id != hashed_id]
+            return None
+        index = bucket_index(self.self_hash, hashed_id)
+        self._evict(index, contact)
+        cache = self._replacements[index]
+        if cache and len(self._buckets[index]) < self.k:
+            promoted = cache.pop()
+            self._insert(index, promoted)
+            return promoted
+        return None
+
+    ping_failed = remove
+
+    def _insert(self, index: int, contact: Contact) -> None:
+        self._buckets[index].append(contact)
+        self._by_hash[contact.hashed_id] = contact
+        cache = self._replacements[index]
+        self._replacements[index] = [c for c in cache if c.hashed_id != contact.hashed_id]
+
+    def _evict(self, index: int, contact: Contact) -> None:
+        self._buckets[index].remove(contact)
+        del self._by_hash[contact.hashed_id]
+        if self._pinging.get(index) == contact.hashed_id:
+            del self._pinging[index]
+
+    def _remember_replacement(self, index: int, contact: Contact) -> None:
+        cache = [c for c in self._replacements[index] if c.hashed_id != contact.hashed_id]
+        cache.append(contact)
+        del cache[: max(0, len(cache) - self.replacement_size)]
+        self._replacements[index] = cache
+
+    # --- refresh -------------------------------------------------------------------------
+
+    def touch(self, target: bytes, now: float) -> None:
+        """A lookup for ``target`` ran: its bucket counts as refreshed at ``now``."""
+        self._last_lookup[bucket_index(self.self_hash, target)] = now
+
+    def stale_buckets(self, now: float, max_age: float) -> list[int]:
+        """Buckets not looked up within ``max_age`` that a lookup could fill.
+
+        Only buckets from the nearest non-empty one outwards count: buckets nearer than any
+        known peer are empty in any network of realistic size, and refreshing all 256 of them
+        (as the Go node ends up doing) costs ~250 lookups an hour for nothing.
+        """
+        nonempty = [i for i, b in enumerate(self._buckets) if b]
+        if not nonempty:
+            return []
+        return [i for i in range(nonempty[0], ID_BITS) if now - self._last_lookup[i] >= max_age]
+
+    def random_id_in_bucket(self, index: int, rng: random.Random) -> bytes:
+        """A random 32-byte ID that falls in bucket ``index`` of this table."""
+        d = (1 << index) | rng.getrandbits(index) if index else 1
+        value = int.from_bytes(self.self_hash, "big") ^ d
+        return value.to_bytes(32, "big")

@@ -1,0 +1,171 @@
+"""The lookup state machine against brute force, with parallelism, stalls and failures."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lumera_p2p.kademlia import Contact, Lookup, PeerState, RoutingTable, hash_id
+
+K = 20
+
+
+def network(n: int, seed: int, k: int = K) -> dict[bytes, tuple[Contact, RoutingTable]]:
+    rng = random.Random(seed)
+    contacts = [Contact(b"lumera-%d-%d" % (seed, i), "10.0.0.1", 4445) for i in range(n)]
+    nodes: dict[bytes, tuple[Contact, RoutingTable]] = {}
+    for c in contacts:
+        table = RoutingTable(c.hashed_id, k=k)
+        for other in rng.sample(contacts, len(contacts)):
+            table.add(other, 0)
+        nodes[c.hashed_id] = (c, table)
+    return nodes
+
+
+def run(lookup: Lookup, nodes: dict[bytes, tuple[Contact, RoutingTable]], dead: set[bytes]) -> int:
+    """Answer every request at once (dead peers never answer); return max in flight seen."""
+    now = 0.0
+    max_active = 0
+    pending: list[Contact] = []
+    steps = 0
+    while not lookup.done:
+        steps += 1
+        assert steps < 10_000
+        pending += lookup.poll(now)
+        max_active = max(max_active, len([p for p in pending if p.hashed_id not in dead]))
+        if not pending:
+            deadline = lookup.next_deadline()
+            assert deadline is not None or lookup.done
+            if deadline is not None:
+                now = deadline
+            continue
+        peer = pending.pop(0)
+        if peer.hashed_id in dead:
+            continue  # it times out
+        _, table = nodes[peer.hashed_id]
+        lookup.on_response(peer, table.closest(lookup.target, K), now)
+    return max_active
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(min_value=1, max_value=300),
+    seed=st.integers(min_value=0, max_value=10**6),
+    dead_fraction=st.sampled_from([0.0, 0.0, 0.2, 0.5]),
+)
+def test_lookup_finds_true_closest(n: int, seed: int, dead_fraction: float) -> None:
+    nodes = network(n, seed)
+    rng = random.Random(seed)
+    dead = {h for h in nodes if rng.random() < dead_fraction}
+    origin_hash = rng.choice(list(nodes))
+    _, origin_table = nodes[origin_hash]
+    target = rng.randbytes(32)
+    seeds = origin_table.closest(target, 6)
+    lookup = Lookup(target, seeds, timeout=3.0, exclude={origin_hash})
+    run(lookup, nodes, dead)
+    t = int.from_bytes(target, "big")
+    others = sorted(
+        (c for h, (c, _) in nodes.items() if h != origin_hash), key=lambda c: c.int_id ^ t
+    )
+    # Every live node among the K nearest of all (dead included) is known to every peer near
+    # the target and so must be found; farther live nodes can be crowded out of responses
+    # by dead ones, which is inherent to Kademlia, not a lookup bug.
+    guaranteed = [c for c in others[:K] if c.hashed_id not in dead]
+    result = lookup.closest()
+    if any(s.hashed_id not in dead for s in seeds):
+        assert result[: len(guaranteed)] == guaranteed
+        if not dead:
+            assert result == others[:K]
+    assert result == sorted(result, key=lambda c: c.int_id ^ t)
+    assert all(c.hashed_id not in dead for c in result)
+    assert lookup.stats.messages == lookup.stats.responses + lookup.stats.failures
+
+
+def test_alpha_requests_in_flight() -> None:
+    nodes = network(200, 7)
+    (_, table) = next(iter(nodes.values()))
+    target = random.Random(1).randbytes(32)
+    lookup = Lookup(target, table.closest(target, K), alpha=6)
+    first = lookup.poll(0.0)
+    assert len(first) == 6
+    assert lookup.poll(0.1) == []  # all six still active: nothing more
+    # One answers: exactly one more goes out, keeping six in flight.
+    peer = first[0]
+    lookup.on_response(peer, nodes[peer.hashed_id][1].closest(target, K), 0.2)
+    assert len(lookup.poll(0.2)) == 1
+    assert len(lookup.in_flight) == 6
+
+
+def test_a_stalled_peer_frees_its_slot_but_may_still_answer() -> None:
+    seeds = [Contact(b"s%d" % i, "10.0.0.1", 1) for i in range(8)]
+    target = hash_id(b"t")
+    lookup = Lookup(target, seeds, alpha=2, timeout=9.0, stall_timeout=1.0, k=8)
+    first = lookup.poll(0.0)
+    assert len(first) == 2
+    assert lookup.next_deadline() == 1.0
+    # At the stall time both stop counting: two more go out.
+    second = lookup.poll(1.0)
+    assert len(second) == 2
+    assert lookup.state_of(first[0]) is PeerState.STALLED
+    # A stalled peer's late answer still counts.
+    lookup.on_response(first[0], [], 2.0)
+    assert lookup.state_of(first[0]) is PeerState.SUCCEEDED
+    # At its hard deadline the other stalled one fails.
+    lookup.poll(9.0)
+    assert lookup.state_of(first[1]) is PeerState.FAILED
+    # Answers after failure are ignored.
+    lookup.on_response(first[1], [], 9.5)
+    assert lookup.state_of(first[1]) is PeerState.FAILED
+
+
+def test_find_value_stops_at_first_value() -> None:
+    seeds = [Contact(b"v%d" % i, "10.0.0.1", 1) for i in range(10)]
+    lookup = Lookup(hash_id(b"x"), seeds, find_value=True)
+    sent = lookup.poll(0)
+    lookup.on_response(sent[2], [], 0.1, value=b"data")
+    assert lookup.done
+    assert lookup.value == b"data"
+    assert lookup.value_from == sent[2]
+    assert lookup.poll(0.2) == []
+    assert lookup.next_deadline() is None
+
+
+def test_exhausted_lookup_is_done() -> None:
+    seeds = [Contact(b"e%d" % i, "10.0.0.1", 1) for i in range(3)]
+    lookup = Lookup(hash_id(b"x"), seeds)
+    for peer in lookup.poll(0):
+        lookup.on_failure(peer, 0.1)
+    assert lookup.done
+    assert lookup.closest() == []
+
+
+def test_no_seeds_is_done_at_once() -> None:
+    assert Lookup(hash_id(b"x"), []).done
+
+
+def test_excluded_peers_are_never_queried() -> None:
+    seeds = [Contact(b"x%d" % i, "10.0.0.1", 1) for i in range(4)]
+    lookup = Lookup(hash_id(b"t"), seeds, exclude={seeds[0].hashed_id})
+    assert seeds[0] not in lookup.poll(0)
+
+
+def test_rounds_count_hops() -> None:
+    a, b, c = (Contact(b"h%d" % i, "10.0.0.1", 1) for i in range(3))
+    lookup = Lookup(hash_id(b"t"), [a], k=3)
+    assert lookup.poll(0) == [a]
+    lookup.on_response(a, [b], 0)
+    assert lookup.poll(0) == [b]
+    lookup.on_response(b, [c], 0)
+    assert lookup.poll(0) == [c]
+    lookup.on_response(c, [], 0)
+    assert lookup.done
+    assert lookup.stats.rounds == 3
+    assert lookup.stats.messages == 3
+
+
+def test_target_must_be_32_bytes() -> None:
+    with pytest.raises(ValueError):
+        Lookup(b"short", [])
