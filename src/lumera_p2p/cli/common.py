@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
 import typer
 
 from lumera_p2p.config import Config, load_config
-from lumera_p2p.errors import ConfigError
+from lumera_p2p.errors import ConfigError, LumeraP2PError
 
 #: Exit status of a runtime failure (I/O, network, a wrong passphrase…).
 EXIT_FAILURE = 1
@@ -20,8 +22,32 @@ EXIT_USAGE = 2
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     """Print ``error: message`` on one line of stderr and exit with ``code``."""
     one_line = " ".join(message.split())
-    print(f"error: {one_line}", file=sys.stderr)
+    print(f"Error: {one_line}", file=sys.stderr)
     raise typer.Exit(code)
+
+
+class UsageFailure(Exception):
+    """Raised inside :func:`reported_errors` for a usage or configuration problem (exit 2)."""
+
+
+@contextmanager
+def reported_errors() -> Iterator[None]:
+    """Turn every expected failure into one stderr line and an exit status, never a traceback.
+
+    ``UsageFailure`` and ``ConfigError`` exit 2; other package errors, OS errors and undecodable
+    input exit 1.
+    """
+    try:
+        yield
+    except (UsageFailure, ConfigError) as exc:
+        fail(str(exc), EXIT_USAGE)
+    except LumeraP2PError as exc:
+        fail(str(exc), EXIT_FAILURE)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        fail(f"{where}{exc.strerror or exc}", EXIT_FAILURE)
+    except UnicodeDecodeError:
+        fail("input is not UTF-8 text", EXIT_FAILURE)
 
 
 def load_config_or_exit(path: Path) -> Config:
