@@ -60,5 +60,13 @@ class ValueMismatch(LumeraP2PError, ValueError):
     """A value does not hash to the key it was stored or served under."""
 
 
+class TransportError(LumeraP2PError):
+    """An RPC got no usable answer: refused, timed out, connection lost, or malformed."""
+
+
+class ChainError(LumeraP2PError):
+    """The chain cannot answer: unreachable, timed out, wrong chain id, or a malformed reply."""
+
+
 class NotFound(LumeraP2PError):
     """A value is not stored locally or could not be found in the network."""

@@ -1,0 +1,34 @@
+"""The chain registry: who the supernodes are, where they listen, who may connect.
+
+:class:`Registry` is the interface; :class:`GrpcRegistry` asks a Lumera node over gRPC and
+:class:`StaticRegistry` reads a YAML file for private networks. The protobuf modules under
+``_generated`` are compiled from ``proto/`` at build time by ``hatch_build.py``.
+"""
+
+from lumera_p2p.chain.grpc_registry import GrpcRegistry
+from lumera_p2p.chain.registry import (
+    ROUTING_STATES,
+    STORE_STATES,
+    Registry,
+    Supernode,
+    SupernodeState,
+    bootstrap_candidates,
+    endpoint_rejection,
+    format_endpoint,
+    supernode_from_record,
+)
+from lumera_p2p.chain.static_registry import StaticRegistry
+
+__all__ = [
+    "ROUTING_STATES",
+    "STORE_STATES",
+    "GrpcRegistry",
+    "Registry",
+    "StaticRegistry",
+    "Supernode",
+    "SupernodeState",
+    "bootstrap_candidates",
+    "endpoint_rejection",
+    "format_endpoint",
+    "supernode_from_record",
+]
