@@ -169,3 +169,25 @@ def test_rounds_count_hops() -> None:
 def test_target_must_be_32_bytes() -> None:
     with pytest.raises(ValueError):
         Lookup(b"short", [])
+
+
+def test_failed_request_is_retried_then_given_up() -> None:
+    seeds = [Contact(b"r%d" % i, "10.0.0.1", 1) for i in range(2)]
+    lookup = Lookup(hash_id(b"t"), seeds, k=2, alpha=2, timeout=5.0, retries=1)
+    first = lookup.poll(0)
+    lookup.on_response(first[1], [], 0.1)
+    lookup.on_failure(first[0], 0.2)
+    assert lookup.state_of(first[0]) is PeerState.WAITING
+    assert lookup.poll(0.2) == [first[0]]  # asked again
+    assert lookup.stats.messages == 3
+    lookup.poll(5.3)  # the retry times out
+    assert lookup.state_of(first[0]) is PeerState.FAILED
+    assert lookup.done
+
+
+def test_misbehaving_peer_is_not_retried() -> None:
+    seeds = [Contact(b"m%d" % i, "10.0.0.1", 1) for i in range(2)]
+    lookup = Lookup(hash_id(b"t"), seeds, retries=3)
+    first = lookup.poll(0)
+    lookup.on_failure(first[0], 0.1, retry=False)
+    assert lookup.state_of(first[0]) is PeerState.FAILED

@@ -228,3 +228,18 @@ def test_ban_list_purge_and_snapshot() -> None:
 def test_table_needs_32_byte_id(bad: bytes) -> None:
     with pytest.raises(ValueError):
         RoutingTable(bad)
+
+
+def test_repeated_failures_evict_and_success_resets() -> None:
+    table = RoutingTable(SELF, k=2)
+    a, b, c = _fill_bucket(table, 255, 3)
+    table.add(a, 0)
+    table.add(b, 0)
+    table.add(c, 0)  # cached as a replacement
+    assert not table.failed(a.hashed_id, max_failures=2)
+    table.add(a, 1)  # it answered: the count starts again
+    assert not table.failed(a.hashed_id, max_failures=2)
+    assert table.failed(a.hashed_id, max_failures=2)
+    assert a.hashed_id not in table
+    assert table.bucket(255) == [b, c]  # the replacement took its place
+    assert not table.failed(hash_id(b"stranger"))

@@ -45,6 +45,7 @@ class _Candidate:
     state: PeerState = PeerState.WAITING
     stall_at: float = 0.0
     deadline: float = 0.0
+    retries: int = 0
 
     def __lt__(self, other: _Candidate) -> bool:
         return self.distance < other.distance
@@ -75,6 +76,7 @@ class Lookup:
         stall_timeout: float | None = None,
         find_value: bool = False,
         exclude: Container[bytes] = frozenset(),
+        retries: int = 0,
     ) -> None:
         if len(target) != 32:
             raise ValueError("a lookup target has 32 bytes")
@@ -84,6 +86,7 @@ class Lookup:
         self.timeout = timeout
         self.stall_timeout = timeout / 3 if stall_timeout is None else stall_timeout
         self.find_value = find_value
+        self.retries = retries
         self._exclude = exclude
         self._t = int.from_bytes(target, "big")
         self._sorted: list[_Candidate] = []
@@ -105,7 +108,7 @@ class Lookup:
             return
         if contact.hashed_id in self._exclude:
             return
-        cand = _Candidate(contact, contact.int_id ^ self._t, hop)
+        cand = _Candidate(contact, contact.int_id ^ self._t, hop, retries=self.retries)
         self._by_hash[contact.hashed_id] = cand
         bisect.insort(self._sorted, cand)
 
@@ -129,14 +132,26 @@ class Lookup:
             self._offer(contact, cand.hop + 1)
         self._refresh_done()
 
-    def on_failure(self, peer: Contact, now: float) -> None:
-        """The request to ``peer`` failed (error, refused, bad value, or closed connection)."""
+    def on_failure(self, peer: Contact, now: float, *, retry: bool = True) -> None:
+        """The request to ``peer`` failed (error, refused, or closed connection). With
+        ``retry=False`` (the peer misbehaved, e.g. served a bad value) it is never asked again."""
         cand = self._by_hash.get(peer.hashed_id)
         if cand is None or cand.state not in (PeerState.IN_FLIGHT, PeerState.STALLED):
             return
-        cand.state = PeerState.FAILED
-        self.stats.failures += 1
+        if not retry:
+            cand.retries = 0
+        self._fail(cand)
         self._refresh_done()
+
+    def _fail(self, cand: _Candidate) -> None:
+        """A request failed: ask again if retries remain (a lost message, a dropped
+        connection), else give the peer up."""
+        self.stats.failures += 1
+        if cand.retries > 0:
+            cand.retries -= 1
+            cand.state = PeerState.WAITING
+        else:
+            cand.state = PeerState.FAILED
 
     # --- outputs -------------------------------------------------------------------------
 
@@ -148,15 +163,13 @@ class Lookup:
         for cand in self._sorted:
             if cand.state is PeerState.IN_FLIGHT:
                 if now >= cand.deadline:
-                    cand.state = PeerState.FAILED
-                    self.stats.failures += 1
+                    self._fail(cand)
                 elif now >= cand.stall_at:
                     cand.state = PeerState.STALLED
                 else:
                     active += 1
             elif cand.state is PeerState.STALLED and now >= cand.deadline:
-                cand.state = PeerState.FAILED
-                self.stats.failures += 1
+                self._fail(cand)
         self._refresh_done()
         if self._done:
             return []

@@ -55,6 +55,7 @@ class RoutingTable:
         self._replacements: list[list[Contact]] = [[] for _ in range(ID_BITS)]
         self._pinging: dict[int, bytes] = {}
         self._by_hash: dict[bytes, Contact] = {}
+        self._failures: dict[bytes, int] = {}
         self._last_lookup: list[float] = [0.0] * ID_BITS
 
     # --- queries -------------------------------------------------------------------------
@@ -102,6 +103,7 @@ class RoutingTable:
             return AddResult(AddStatus.REJECTED)
         index = bucket_index(self.self_hash, contact.hashed_id)
         bucket = self._buckets[index]
+        self._failures.pop(contact.hashed_id, None)
         known = self._by_hash.get(contact.hashed_id)
         if known is not None:
             bucket.remove(known)
@@ -149,6 +151,23 @@ class RoutingTable:
 
     ping_failed = remove
 
+    def failed(self, hashed_id: bytes, max_failures: int = 2) -> bool:
+        """A request to this contact failed; evict it after ``max_failures`` in a row.
+
+        Returns True if it was evicted. Any sign of life (``add``) resets the count. Go leaves
+        dead peers in the table until its 5-minute ping loop notices; counting failures here
+        lets lookups clean the table as they go.
+        """
+        if hashed_id not in self._by_hash:
+            return False
+        count = self._failures.get(hashed_id, 0) + 1
+        if count < max_failures:
+            self._failures[hashed_id] = count
+            return False
+        self._failures.pop(hashed_id, None)
+        self.remove(hashed_id)
+        return True
+
     def _insert(self, index: int, contact: Contact) -> None:
         self._buckets[index].append(contact)
         self._by_hash[contact.hashed_id] = contact
@@ -158,6 +177,7 @@ class RoutingTable:
     def _evict(self, index: int, contact: Contact) -> None:
         self._buckets[index].remove(contact)
         del self._by_hash[contact.hashed_id]
+        self._failures.pop(contact.hashed_id, None)
         if self._pinging.get(index) == contact.hashed_id:
             del self._pinging[index]
 
