@@ -99,7 +99,7 @@ _kinds = st.one_of(
     pad=st.tuples(st.sampled_from(["", " ", "\t", "\n "]), st.sampled_from(["", " ", "\r\n"])),
     bracket_bare_v6=st.booleans(),
 )
-def test_parse_host_property(  # noqa: PLR0917 (one argument per strategy)
+def test_parse_host_property(
     kind_host: tuple[str, str],
     scheme: str,
     port: int | None,
