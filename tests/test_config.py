@@ -40,6 +40,12 @@ def test_defaults(tmp_path: Path) -> None:
     assert config.p2p.data_dir == (tmp_path / "data").resolve()
     assert config.p2p.bootstrap_nodes == ()
     assert config.p2p.external_ip is None
+    assert config.p2p.allow_private_peers is False
+    assert config.p2p.bootstrap_refresh_interval == 600.0
+    assert config.p2p.allowlist_refresh_interval == 30.0
+    assert config.p2p.bucket_refresh_interval == 3600.0
+    assert config.p2p.health_check_interval == 300.0
+    assert config.lumera.registry_file is None
     assert config.keyring.backend == "test"
     assert config.keyring.dir == Path("~/.lumera").expanduser()
     assert config.keyring.passphrase_plain is None
@@ -99,6 +105,11 @@ def test_full_config_resolves(tmp_path: Path) -> None:
     assert config.keyring.dir == (tmp_path / "keys").resolve()
     assert config.keyring.passphrase_file == (tmp_path / "pw.txt").resolve()
     assert config.lumera.chain_id == "lumera-mainnet-1"
+
+
+def test_registry_file_resolves_against_the_config(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, {**minimal(), "lumera": {"registry_file": "reg.yml"}}))
+    assert config.lumera.registry_file == (tmp_path / "reg.yml").resolve()
 
 
 def test_bootstrap_nodes_as_list(tmp_path: Path) -> None:
@@ -191,6 +202,11 @@ BAD: list[tuple[dict[str, Any], str, str]] = [
     ({**minimal(), "lumera": {"grpc_addr": "localhost:9090"}}, "lumera", "chain_id is required"),
     ({**minimal(), "supernode": {"key_name": "other"}}, "", "disagree"),
     ({**minimal(), "unexpected": 1}, "unexpected", "unknown field"),
+    (minimal(health_check_interval=0), "p2p.health_check_interval", "greater than 0"),
+    (minimal(bucket_refresh_interval=-5), "p2p.bucket_refresh_interval", "greater than 0"),
+    (minimal(allowlist_refresh_interval="soon"), "p2p.allowlist_refresh_interval", "number"),
+    (minimal(bootstrap_refresh_interval=10**9), "p2p.bootstrap_refresh_interval", "less than"),
+    (minimal(allow_private_peers="maybe"), "p2p.allow_private_peers", "boolean"),
 ]
 
 

@@ -43,6 +43,7 @@ _HOSTNAME_RE = re.compile(
 )
 
 Port = Annotated[int, Field(ge=1, le=65535, strict=True)]
+Interval = Annotated[float, Field(gt=0, le=7 * 24 * 3600)]
 
 
 def _check_host(value: str) -> str:
@@ -102,6 +103,17 @@ class P2PConfig(_Section):
     data_dir: Path
     bootstrap_nodes: tuple[BootstrapNode, ...] = ()
     external_ip: str | None = None
+    #: Accept peers on loopback and private addresses (local and test networks; the Go node's
+    #: INTEGRATION_TEST switch).
+    allow_private_peers: bool = False
+    #: Seconds between full peer-list syncs from the registry (Go: 10 min).
+    bootstrap_refresh_interval: Interval = 600.0
+    #: Seconds between allowlist refreshes from the registry (Go: 30 s).
+    allowlist_refresh_interval: Interval = 30.0
+    #: Seconds after which an unvisited bucket is refreshed (Go: 1 h).
+    bucket_refresh_interval: Interval = 3600.0
+    #: Seconds between pings of every routing-table peer (Go: 5 min).
+    health_check_interval: Interval = 300.0
 
     @field_validator("listen_address")
     @classmethod
@@ -187,6 +199,9 @@ class LumeraConfig(BaseModel):
 
     grpc_addr: str | None = None
     chain_id: str | None = None
+    #: A static registry (YAML list of supernodes) used instead of the chain: private and
+    #: local networks. Relative paths resolve against the config file's folder.
+    registry_file: Path | None = None
 
     @field_validator("grpc_addr")
     @classmethod
@@ -307,7 +322,18 @@ def config_from_mapping(data: Mapping[str, Any], base_dir: Path) -> Config:
     ring_update: dict[str, Path] = {"dir": _resolve(ring.dir, base_dir)}
     if ring.passphrase_file is not None:
         ring_update["passphrase_file"] = _resolve(ring.passphrase_file, base_dir)
-    return config.model_copy(update={"p2p": p2p, "keyring": ring.model_copy(update=ring_update)})
+    lumera = config.lumera
+    if lumera.registry_file is not None:
+        lumera = lumera.model_copy(
+            update={"registry_file": _resolve(lumera.registry_file, base_dir)}
+        )
+    return config.model_copy(
+        update={
+            "p2p": p2p,
+            "keyring": ring.model_copy(update=ring_update),
+            "lumera": lumera,
+        }
+    )
 
 
 def load_config(path: str | Path) -> Config:
