@@ -6,6 +6,8 @@ import typer
 
 from lumera_p2p.cli.config_cmd import config_app
 from lumera_p2p.cli.keys import keys_app
+from lumera_p2p.cli.node_cmds import demo, localnet, run
+from lumera_p2p.cli.sim_cmd import sim
 
 app = typer.Typer(
     name="lumera-p2p",
@@ -16,3 +18,7 @@ app = typer.Typer(
 )
 app.add_typer(keys_app, name="keys")
 app.add_typer(config_app, name="config")
+app.command("sim")(sim)
+app.command("run")(run)
+app.command("localnet")(localnet)
+app.command("demo")(demo)

@@ -1,0 +1,315 @@
+"""The nine RPC handlers, with the Go node's semantics and without its weaknesses.
+
+Differences from Go that a Go peer can observe, each deliberate:
+
+* The message's ``Sender.ID`` must be the identity the secure channel authenticated; a
+  mismatch is a protocol error and the connection closes (Go never compares them).
+* Stores are acknowledged after the local commit, not after queueing; a failed commit answers
+  ``Failed`` instead of a silent loss.
+* ``FindNode`` treats a 32-byte target as a point in routing space and hashes anything else
+  (a node ID), like ``FindValue`` and ``BatchFindNode`` do. Go hashes every FindNode target
+  again, so its own store path asks for nodes near BLAKE3(key) instead of near the key. Go
+  clients re-sort the answer by their target, so they accept either; ours is the right region.
+* Requests carrying too many keys or malformed keys are answered ``Failed`` (Go has no cap).
+* Every ``Node`` we return carries a 32-byte ``HashedID`` computed by us.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+import base58
+import zstandard
+
+from lumera_p2p.content import digest
+from lumera_p2p.dht.core import DHTCore, ensure_hashed_target
+from lumera_p2p.errors import LumeraP2PError, ProtocolError
+from lumera_p2p.kademlia import Contact
+from lumera_p2p.store.local import ReplicationKey
+from lumera_p2p.wire.messages import (
+    BatchFindNodeRequest,
+    BatchFindNodeResponse,
+    BatchFindValuesRequest,
+    BatchFindValuesResponse,
+    BatchGetValuesRequest,
+    BatchGetValuesResponse,
+    BatchStoreDataRequest,
+    FindNodeRequest,
+    FindNodeResponse,
+    FindValueRequest,
+    FindValueResponse,
+    KeyValWithClosest,
+    Message,
+    MessageData,
+    MessageType,
+    Node,
+    ReplicateDataRequest,
+    ReplicateDataResponse,
+    ResponseStatus,
+    ResultType,
+    StoreDataRequest,
+    StoreDataResponse,
+)
+
+log = logging.getLogger(__name__)
+
+#: Most keys one Replicate, BatchGetValues, BatchFindValues or BatchFindNode request may carry.
+MAX_KEYS_PER_REQUEST = 20_000
+#: Concurrent BatchFindValues served (Go: 25, waiting up to a minute for a slot).
+BATCH_FIND_VALUES_SLOTS = 25
+BATCH_FIND_VALUES_WAIT = 60.0
+#: BatchFindValues answers are trimmed below this compressed size (Go: under 400 MiB).
+BATCH_FIND_VALUES_MAX = 399 * 1024 * 1024
+
+NOT_STORE_ELIGIBLE = "store rejected: self not store-eligible"
+BATCH_NOT_STORE_ELIGIBLE = "batch store rejected: self not store-eligible"
+
+OK = ResponseStatus(result=int(ResultType.OK), err_msg="")
+
+
+def failed(message: str) -> ResponseStatus:
+    """A ``Failed`` status with ``message``."""
+    return ResponseStatus(result=int(ResultType.FAILED), err_msg=message)
+
+
+def _hex_keys(keys: list[str]) -> list[bytes] | None:
+    """Decode hex keys; None if any is malformed."""
+    out: list[bytes] = []
+    for key in keys:
+        if len(key) != 64:
+            return None
+        try:
+            out.append(binascii.unhexlify(key))
+        except (binascii.Error, ValueError):
+            return None
+    return out
+
+
+class RequestHandler:
+    """Answers requests for one node. ``handle`` is what the transports call."""
+
+    def __init__(self, core: DHTCore) -> None:
+        self.core = core
+        self._find_values_slots = asyncio.Semaphore(BATCH_FIND_VALUES_SLOTS)
+        self._dispatch: dict[int, Callable[[Message, Contact], Awaitable[MessageData | None]]] = {
+            MessageType.PING: self._ping,
+            MessageType.STORE_DATA: self._store_data,
+            MessageType.FIND_NODE: self._find_node,
+            MessageType.FIND_VALUE: self._find_value,
+            MessageType.REPLICATE: self._replicate,
+            MessageType.BATCH_FIND_VALUES: self._batch_find_values,
+            MessageType.BATCH_STORE_DATA: self._batch_store_data,
+            MessageType.BATCH_FIND_NODE: self._batch_find_node,
+            MessageType.BATCH_GET_VALUES: self._batch_get_values,
+        }
+
+    async def handle(self, request: Message, peer_id: bytes) -> Message:
+        """Answer ``request`` from the peer authenticated as ``peer_id``.
+
+        Raises ``ProtocolError`` for a request that breaks the protocol (no sender, a sender
+        other than the authenticated peer, an unknown type, a body of the wrong type); the
+        caller closes the connection.
+        """
+        sender = request.sender
+        if sender is None or not sender.id:
+            raise ProtocolError("request without a sender")
+        if bytes(sender.id) != peer_id:
+            raise ProtocolError(
+                f"sender {bytes(sender.id)!r} is not the authenticated peer {peer_id!r}"
+            )
+        handler = self._dispatch.get(request.message_type)
+        if handler is None:
+            raise ProtocolError(f"unknown message type {request.message_type}")
+        peer = Contact(bytes(sender.id), sender.ip or "", int(sender.port or 0), sender.version)
+        self.core.counters.requests_handled += 1
+        data = await handler(request, peer)
+        return Message(
+            sender=self.core.wire_self,
+            receiver=self.core.wire_node(peer),
+            message_type=request.message_type,
+            data=data,
+            correlation_id=request.correlation_id,
+        )
+
+    def _learn(self, peer: Contact) -> None:
+        """Add an authenticated requester to the routing table if its address is usable."""
+        contact = self.core.contact_from_wire(self.core.wire_node(peer))
+        if contact is not None:
+            self.core.seen(contact)
+
+    def _closest_nodes(self, target: bytes, peer: Contact) -> list[Node]:
+        nodes = self.core.table.closest(target, self.core.options.k, {peer.hashed_id})
+        return [self.core.wire_node(c) for c in nodes]
+
+    @staticmethod
+    def _expect(request: Message, kind: type) -> object:
+        if not isinstance(request.data, kind):
+            raise ProtocolError(
+                f"message type {request.message_type} carries {type(request.data).__name__}, "
+                f"expected {kind.__name__}"
+            )
+        return request.data
+
+    # --- handlers ------------------------------------------------------------------------
+
+    async def _ping(self, request: Message, peer: Contact) -> MessageData | None:
+        self._learn(peer)
+        return None
+
+    async def _store_data(self, request: Message, peer: Contact) -> MessageData | None:
+        body = self._expect(request, StoreDataRequest)
+        assert isinstance(body, StoreDataRequest)
+        self._learn(peer)
+        value = bytes(body.data or b"")
+        key = digest(value)
+        if await self.core.store.retrieve(key):
+            return StoreDataResponse(status=OK)  # already held: nothing to do
+        if not self.core.eligibility.self_store_eligible:
+            return StoreDataResponse(status=failed(NOT_STORE_ELIGIBLE))
+        try:
+            await self.core.store.store_batch([(key, value)], datatype=int(body.type or 0))
+        except LumeraP2PError as exc:
+            log.error("storing a value from %s failed: %s", peer, exc)
+            return StoreDataResponse(status=failed(f"store failed: {exc}"))
+        return StoreDataResponse(status=OK)
+
+    async def _find_node(self, request: Message, peer: Contact) -> MessageData | None:
+        body = self._expect(request, FindNodeRequest)
+        assert isinstance(body, FindNodeRequest)
+        self._learn(peer)
+        target = ensure_hashed_target(bytes(body.target or b""))
+        return FindNodeResponse(status=OK, closest=self._closest_nodes(target, peer))
+
+    async def _find_value(self, request: Message, peer: Contact) -> MessageData | None:
+        body = self._expect(request, FindValueRequest)
+        assert isinstance(body, FindValueRequest)
+        self._learn(peer)
+        target = bytes(body.target or b"")
+        if len(target) != 32:
+            return FindValueResponse(status=failed("invalid key: want 32 bytes"), closest=[])
+        value = await self.core.store.retrieve(target)
+        if value:
+            return FindValueResponse(status=OK, closest=[], value=value)
+        return FindValueResponse(
+            status=failed("value not found"), closest=self._closest_nodes(target, peer)
+        )
+
+    async def _replicate(self, request: Message, peer: Contact) -> MessageData | None:
+        body = self._expect(request, ReplicateDataRequest)
+        assert isinstance(body, ReplicateDataRequest)
+        keys_text = list(body.keys or [])
+        if len(keys_text) > MAX_KEYS_PER_REQUEST:
+            return ReplicateDataResponse(status=failed("too many keys"))
+        keys = _hex_keys(keys_text)
+        if keys is None:
+            return ReplicateDataResponse(status=failed("malformed key"))
+        if not self.core.acceptable_endpoint(peer.ip, peer.port):
+            return ReplicateDataResponse(status=failed("announcer has no reachable address"))
+        missing = await self.core.store.missing(keys)
+        await self.core.store.add_replication_keys(
+            [ReplicationKey(k, peer.address, peer.ip, peer.port) for k in missing]
+        )
+        return ReplicateDataResponse(status=OK)
+
+    async def _batch_find_values(self, request: Message, peer: Contact) -> MessageData | None:
+        body = self._expect(request, BatchFindValuesRequest)
+        assert isinstance(body, BatchFindValuesRequest)
+        keys_text = list(body.keys or [])
+        keys = _hex_keys(keys_text) if len(keys_text) <= MAX_KEYS_PER_REQUEST else None
+        if keys is None:
+            return BatchFindValuesResponse(status=failed("malformed or too many keys"))
+        try:
+            await asyncio.wait_for(self._find_values_slots.acquire(), BATCH_FIND_VALUES_WAIT)
+        except TimeoutError:
+            return BatchFindValuesResponse(status=failed("Busy"))
+        try:
+            found = await self.core.store.retrieve_many(keys)
+            payload, done = await asyncio.to_thread(_compress_values, keys, found)
+        finally:
+            self._find_values_slots.release()
+        return BatchFindValuesResponse(status=OK, response=payload, done=done)
+
+    async def _batch_store_data(self, request: Message, peer: Contact) -> MessageData | None:
+        body = self._expect(request, BatchStoreDataRequest)
+        assert isinstance(body, BatchStoreDataRequest)
+        self._learn(peer)
+        values = [bytes(v or b"") for v in (body.data or [])]
+        if not self.core.eligibility.self_store_eligible:
+            keys = [digest(v) for v in values]
+            if await self.core.store.missing(keys):
+                return StoreDataResponse(status=failed(BATCH_NOT_STORE_ELIGIBLE))
+        try:
+            # Go stores received values as datatype 1 whatever the request says; so do we.
+            await self.core.store.store_batch(values, datatype=1)
+        except LumeraP2PError as exc:
+            log.error("storing %d values from %s failed: %s", len(values), peer, exc)
+            return StoreDataResponse(status=failed(f"store failed: {exc}"))
+        self.core.counters.values_stored_remote += len(values)
+        return StoreDataResponse(status=OK)
+
+    async def _batch_find_node(self, request: Message, peer: Contact) -> MessageData | None:
+        body = self._expect(request, BatchFindNodeRequest)
+        assert isinstance(body, BatchFindNodeRequest)
+        self._learn(peer)
+        targets = list(body.hashed_target or [])
+        if len(targets) > MAX_KEYS_PER_REQUEST:
+            return BatchFindNodeResponse(status=failed("too many targets"), closest_nodes={})
+        closest: dict[str, list[Node]] = {}
+        for raw in targets:
+            target = ensure_hashed_target(bytes(raw or b""))
+            closest[base58.b58encode(target).decode()] = self._closest_nodes(target, peer)
+        return BatchFindNodeResponse(status=OK, closest_nodes=closest)
+
+    async def _batch_get_values(self, request: Message, peer: Contact) -> MessageData | None:
+        body = self._expect(request, BatchGetValuesRequest)
+        assert isinstance(body, BatchGetValuesRequest)
+        self._learn(peer)
+        requested = list((body.data or {}).keys())
+        keys = _hex_keys(requested) if len(requested) <= MAX_KEYS_PER_REQUEST else None
+        if keys is None:
+            return BatchGetValuesResponse(data={}, status=failed("malformed or too many keys"))
+        found = await self.core.store.retrieve_many(keys)
+        data = {
+            hex_key: KeyValWithClosest(value=found.get(key, b""), closest=[])
+            for hex_key, key in zip(requested, keys, strict=True)
+        }
+        return BatchGetValuesResponse(data=data, status=OK)
+
+
+def _compress_values(keys: list[bytes], found: dict[bytes, bytes]) -> tuple[bytes, bool]:
+    """zstd(JSON {hex: base64 | null}) as Go's BatchFindValues answers, trimmed to the limit.
+
+    Returns the payload and ``done``: whether every found value fit. Heaviest values are
+    dropped first until the payload fits, as Go does.
+    """
+    values: dict[str, bytes | None] = {k.hex(): found.get(k) for k in keys}
+    compressor = zstandard.ZstdCompressor(level=2)
+
+    def encode() -> bytes:
+        doc = {
+            k: (None if v is None else base64.b64encode(v).decode("ascii"))
+            for k, v in values.items()
+        }
+        return compressor.compress(json.dumps(doc, separators=(",", ":")).encode())
+
+    payload = encode()
+    if len(payload) <= BATCH_FIND_VALUES_MAX:
+        return payload, True
+    while len(payload) > BATCH_FIND_VALUES_MAX:
+        present = sorted(
+            (k for k, v in values.items() if v is not None),
+            key=lambda k: len(values[k] or b""),
+            reverse=True,
+        )
+        if not present:
+            break
+        drop = 1 if len(present) <= 10 else 5 if len(present) <= 50 else 10
+        for k in present[:drop]:
+            values[k] = None
+        payload = encode()
+    return payload, False

@@ -1,0 +1,31 @@
+"""A small simulated network for DHT tests (virtual time: waits cost nothing)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+from lumera_p2p.net.virtual_time import run_virtual
+from lumera_p2p.sim.network import SimConfig, SimulatedNetwork
+
+T = TypeVar("T")
+
+
+def in_network(
+    nodes: int = 40, seed: int = 7, **conditions: Any
+) -> Callable[[Callable[[SimulatedNetwork], Coroutine[Any, Any, T]]], T]:
+    """Run ``body(sim)`` on a joined network of ``nodes`` nodes; return its result."""
+
+    def runner(body: Callable[[SimulatedNetwork], Awaitable[T]]) -> T:
+        async def main() -> T:
+            sim = SimulatedNetwork(SimConfig(nodes=nodes, seed=seed, **conditions))
+            await sim.join_all()
+            try:
+                return await body(sim)
+            finally:
+                await asyncio.gather(*(n.close() for n in sim.nodes))
+
+        return run_virtual(main())  # type: ignore[arg-type]
+
+    return runner  # type: ignore[return-value]

@@ -1,0 +1,91 @@
+"""Whole simulated networks: lookup accuracy and durability, with and without faults."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lumera_p2p.sim import SimConfig, run_simulation
+
+
+def test_no_faults_small_network() -> None:
+    result = run_simulation(SimConfig(nodes=200, lookups=200, values=50, seed=11))
+    assert result.accuracy >= 0.999
+    assert result.store_success_rate == 1.0
+    assert result.retrieve_success_rate == 1.0
+    assert result.rounds_median <= 4
+    assert result.extra["poisoned_values"] == 0
+
+
+def test_dead_nodes_and_loss_small_network() -> None:
+    result = run_simulation(
+        SimConfig(nodes=200, lookups=200, values=60, dead_fraction=0.2, loss=0.01, seed=12)
+    )
+    assert result.live_nodes == 160
+    assert result.retrieve_success_rate == 1.0
+    assert result.accuracy >= 0.99
+    assert result.extra["lost_messages"] > 0  # the loss really happened
+
+
+def test_same_seed_same_run() -> None:
+    config = SimConfig(nodes=60, lookups=30, values=10, dead_fraction=0.1, loss=0.02, seed=5)
+    first = run_simulation(config).as_json()
+    second = run_simulation(config).as_json()
+    assert first == second
+
+
+def test_cli_prints_one_json_object() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lumera_p2p",
+            "sim",
+            "--nodes",
+            "40",
+            "--lookups",
+            "10",
+            "--values",
+            "5",
+            "--seed",
+            "3",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    doc = json.loads(proc.stdout)
+    for field in (
+        "nodes",
+        "lookups",
+        "accuracy",
+        "rounds_median",
+        "rounds_p95",
+        "messages_median",
+        "messages_p95",
+        "store_success_rate",
+        "retrieve_success_rate",
+    ):
+        assert field in doc
+    assert doc["nodes"] == 40
+
+
+@pytest.mark.slow
+def test_thousand_nodes_no_faults() -> None:
+    result = run_simulation(SimConfig(nodes=1000, lookups=1000, values=100, seed=1))
+    assert result.accuracy >= 0.999
+    assert result.retrieve_success_rate == 1.0
+
+
+@pytest.mark.slow
+def test_thousand_nodes_dead_and_lossy() -> None:
+    result = run_simulation(
+        SimConfig(nodes=1000, lookups=500, values=200, dead_fraction=0.2, loss=0.01, seed=1)
+    )
+    assert result.retrieve_success_rate == 1.0
+    assert result.accuracy >= 0.99

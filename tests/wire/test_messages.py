@@ -1,0 +1,167 @@
+"""Message round trips (hypothesis), framing, limits and the asyncio reader."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given, settings
+
+from lumera_p2p.errors import ProtocolError
+from lumera_p2p.wire import (
+    MAX_MESSAGE_SIZE,
+    MAX_PAYLOAD_SIZE,
+    REGISTRY,
+    FindNodeRequest,
+    FindNodeResponse,
+    GobDecodeCache,
+    GobEncodeError,
+    Message,
+    MessageData,
+    MessageType,
+    Node,
+    ResponseStatus,
+    TypeTable,
+    decode_body,
+    decode_message,
+    encode_message,
+    frame_header,
+    parse_header,
+    read_frame,
+    read_message,
+)
+from lumera_p2p.wire.messages import go_type_of
+
+from .strategies import DATA, MESSAGES
+
+SHARED_CACHE = GobDecodeCache(max_entries=64)
+
+
+@settings(max_examples=300, deadline=None)
+@given(MESSAGES)
+def test_every_message_round_trips(msg: Message) -> None:
+    frame = encode_message(msg)
+    assert decode_message(frame) == msg
+    assert decode_message(frame, cache=SHARED_CACHE) == msg
+
+
+@settings(max_examples=200, deadline=None)
+@given(DATA)
+def test_every_data_type_round_trips_with_history(data: MessageData) -> None:
+    """Whatever ids a long-running process has reached, frames stay self-contained."""
+    table = TypeTable(200)
+    encode_message(Message(data=FindNodeResponse()), types=table)
+    msg = Message(sender=Node(id=b"x"), message_type=MessageType.FIND_NODE, data=data)
+    assert decode_message(encode_message(msg, types=table)) == msg
+
+
+def test_registry_has_the_sixteen_go_names() -> None:
+    names = REGISTRY.names()
+    assert len(names) == 16
+    assert names[0] == "*kademlia.ResponseStatus"
+    assert "*kademlia.BatchGetValuesResponse" in names
+    assert all(n.startswith("*kademlia.") for n in names)
+
+
+def test_go_field_names_and_order() -> None:
+    node = go_type_of(Node)
+    assert [f.name for f in node.fields] == ["ID", "IP", "Port", "Version", "HashedID"]
+    msg = go_type_of(Message)
+    assert [f.name for f in msg.fields] == [
+        "Sender",
+        "Receiver",
+        "MessageType",
+        "Data",
+        "CorrelationID",
+        "Origin",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("length", "header"),
+    [(127, "7f00000000000000"), (128, "8001000000000000"), (300, "ac02000000000000")],
+)
+def test_frame_header(length: int, header: str) -> None:
+    assert frame_header(length).hex() == header
+    assert parse_header(bytes.fromhex(header)) == length
+
+
+def test_header_limits() -> None:
+    assert parse_header(frame_header(MAX_PAYLOAD_SIZE)) == MAX_PAYLOAD_SIZE
+    with pytest.raises(ProtocolError, match="payload too big"):
+        parse_header(frame_header(MAX_PAYLOAD_SIZE + 1))
+    with pytest.raises(ProtocolError, match="absolute maximum"):
+        parse_header(frame_header(MAX_MESSAGE_SIZE + 1))
+
+
+def test_worked_example_of_the_spec() -> None:
+    """wire-protocol.md 5.5: the FindNode request in Go's split layout (423-byte body)."""
+    sender = Node(b"lumera1zvnc27832srgxa207y5hu2agy83wazfzurufyp", "203.0.113.10", 4445, "v2.4.0")
+    receiver = Node(b"lumera1evlkjnp072q8u0yftk65ualx49j6mdz66p2073", "203.0.113.20", 4445)
+    msg = Message(sender, receiver, MessageType.FIND_NODE, FindNodeRequest(bytes(range(32))))
+    frame = encode_message(msg)
+    assert frame[:8] == frame_header(423)
+    assert frame[8:].hex() == (
+        "647f030101074d65737361676501ff80000106010653656e64657201ff82000108526563656976657201ff82"
+        "00010b4d65737361676554797065010400010444617461011000010d436f7272656c6174696f6e4944010c00"
+        "01064f726967696e010c00000042ff81030101044e6f646501ff8200010501024944010a0001024950010c00"
+        "0104506f7274010600010756657273696f6e010c0001084861736865644944010a000000ffd5ff8001012d6c"
+        "756d657261317a766e63323738333273726778613230377935687532616779383377617a667a757275667970"
+        "010c3230332e302e3131332e313001fe115d010676322e342e300001012d6c756d6572613165766c6b6a6e70"
+        "303732713875307966746b363575616c7834396a366d647a36367032303733010c3230332e302e3131332e32"
+        "3001fe115d00010401192a6b6164656d6c69612e46696e644e6f646552657175657374ff830301010f46696e"
+        "644e6f64655265717565737401ff840001010106546172676574010a00000027ff8423012000010203040506"
+        "0708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f0000"
+    )
+
+
+def test_encoder_refuses_bad_values() -> None:
+    with pytest.raises(GobEncodeError, match="uint16"):
+        encode_message(Message(sender=Node(port=70000)))
+    with pytest.raises(GobEncodeError, match="nil element"):
+        encode_message(Message(data=FindNodeResponse(closest=[None])))  # type: ignore[list-item]
+    with pytest.raises(GobEncodeError, match="not registered"):
+        encode_message(Message(data=Node()))  # type: ignore[arg-type]
+
+
+def test_decode_message_wants_exactly_one_frame() -> None:
+    frame = encode_message(Message(data=ResponseStatus()))
+    with pytest.raises(ProtocolError, match="after the frame"):
+        decode_message(frame + b"\0")
+    assert decode_body(frame[8:]) == Message(data=ResponseStatus())
+
+
+def _reader(data: bytes, eof: bool = True) -> asyncio.StreamReader:
+    reader = asyncio.StreamReader()
+    reader.feed_data(data)
+    if eof:
+        reader.feed_eof()
+    return reader
+
+
+@pytest.mark.timeout(10)
+async def test_read_frames_from_a_stream() -> None:
+    one = Message(sender=Node(id=b"a"), data=FindNodeRequest(b"t"))
+    two = Message(message_type=MessageType.PING)
+    reader = _reader(encode_message(one) + encode_message(two))
+    assert await read_message(reader) == one
+    assert await read_message(reader, cache=GobDecodeCache()) == two
+    assert await read_message(reader) is None  # clean end between frames
+
+
+@pytest.mark.timeout(10)
+async def test_truncated_stream_is_a_protocol_error() -> None:
+    frame = encode_message(Message(data=FindNodeRequest(b"t")))
+    with pytest.raises(ProtocolError):
+        await read_frame(_reader(frame[:5]))
+    with pytest.raises(ProtocolError):
+        await read_frame(_reader(frame[:-1]))
+
+
+@pytest.mark.timeout(10)
+async def test_oversized_length_is_refused_before_reading_the_body() -> None:
+    # No EOF is fed: a reader that waited for the body would hang until the timeout.
+    with pytest.raises(ProtocolError, match="payload too big"):
+        await read_frame(_reader(frame_header(MAX_PAYLOAD_SIZE + 1), eof=False))
+    with pytest.raises(ProtocolError, match="payload too big"):
+        await read_frame(_reader(frame_header(1 << 20), eof=False), max_size=1 << 16)
