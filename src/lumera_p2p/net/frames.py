@@ -1,0 +1,162 @@
+"""Reading and writing Kademlia frames on a secure stream, with deadlines and big work off-loop.
+
+A frame is the 8-byte header and a gob body (``wire.messages``). Reading is split so the
+caller can tell the cases apart that matter to it: the stream ended *before* a frame (a clean
+close between requests, or a stale pooled connection), *inside* one (a protocol error), or a
+peer sent too slowly. The body is gathered as it arrives, never preallocated from the declared
+length, so a header promising 400 MB costs nothing until the bytes come.
+
+Encoding or decoding a multi-megabyte message takes tens of milliseconds of pure Python; above
+:data:`OFF_LOOP_SIZE` it runs in a worker thread so the event loop keeps serving other peers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Final, Protocol
+
+from lumera_p2p.errors import ProtocolError
+from lumera_p2p.wire.gob import GobDecodeCache
+from lumera_p2p.wire.messages import (
+    HEADER_SIZE,
+    BatchFindValuesRequest,
+    BatchFindValuesResponse,
+    BatchGetValuesRequest,
+    BatchGetValuesResponse,
+    BatchStoreDataRequest,
+    FindValueResponse,
+    Message,
+    ReplicateDataRequest,
+    StoreDataRequest,
+    decode_body,
+    encode_message,
+)
+
+#: Messages (estimated) and bodies larger than this are encoded / decoded in a worker thread.
+OFF_LOOP_SIZE: Final = 1024 * 1024
+#: Rough wire size of one hex key in a key list (64 characters and gob's length byte).
+_KEY_SIZE: Final = 66
+
+log = logging.getLogger(__name__)
+
+
+class FrameStream(Protocol):
+    """What the framing needs from a stream (a ``SecureStream``)."""
+
+    async def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes; ``b""`` at the end of the stream."""
+        ...
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue ``data``."""
+        ...
+
+    async def drain(self) -> None:
+        """Wait until the queued data is on its way."""
+        ...
+
+
+def payload_hint(msg: Message) -> int:
+    """Bytes of bulk data ``msg`` carries (values, keys), without encoding it; 0 if small."""
+    data = msg.data
+    if isinstance(data, StoreDataRequest):
+        return len(data.data)
+    if isinstance(data, FindValueResponse):
+        return len(data.value)
+    if isinstance(data, BatchFindValuesResponse):
+        return len(data.response)
+    if isinstance(data, BatchStoreDataRequest):
+        return sum(len(item) for item in data.data)
+    if isinstance(data, BatchGetValuesRequest | BatchGetValuesResponse):
+        entries = data.data or {}
+        return sum(_KEY_SIZE + len(kv.value) for kv in entries.values())
+    if isinstance(data, ReplicateDataRequest | BatchFindValuesRequest):
+        return _KEY_SIZE * len(data.keys)
+    return 0
+
+
+async def encode_frame(msg: Message, off_loop_size: int = OFF_LOOP_SIZE) -> bytes:
+    """The whole frame for ``msg``; large messages are encoded in a worker thread."""
+    if payload_hint(msg) > off_loop_size:
+        return await asyncio.to_thread(encode_message, msg)
+    return encode_message(msg)
+
+
+async def decode_frame_body(
+    body: bytes, cache: GobDecodeCache | None = None, off_loop_size: int = OFF_LOOP_SIZE
+) -> Message:
+    """Decode one frame body; raise ``ProtocolError`` for anything that is not a message.
+
+    ``cache`` speeds up small messages and is only used on the event loop's thread (it is not
+    meant to be shared between threads). A decoder failure other than ``ProtocolError`` is a
+    bug in the codec, but it is still the peer's bytes that triggered it: it is logged and
+    reported as a protocol error, so one peer cannot crash the connection handling.
+    """
+    try:
+        if len(body) > off_loop_size:
+            return await asyncio.to_thread(decode_body, body)
+        return decode_body(body, cache=cache)
+    except ProtocolError:
+        raise
+    except Exception as exc:
+        log.warning("gob decoder failed on a %d-byte body", len(body), exc_info=True)
+        raise ProtocolError(f"undecodable message: {exc!r}") from exc
+
+
+async def read_header(stream: FrameStream) -> bytes | None:
+    """The next 8-byte frame header; ``None`` if the stream ended before its first byte.
+
+    A reset before the first byte also counts as an end (``None``): for a pooled connection
+    both mean the peer closed it while idle. Ending inside the header is a ``ProtocolError``.
+    """
+    header = b""
+    while len(header) < HEADER_SIZE:
+        try:
+            chunk = await stream.read(HEADER_SIZE - len(header))
+        except ConnectionError:
+            if not header:
+                return None
+            raise
+        if not chunk:
+            if not header:
+                return None
+            raise ProtocolError("connection closed inside a frame header")
+        header += chunk
+    return header
+
+
+async def read_body(
+    stream: FrameStream, length: int, *, grace: float | None = None, min_rate: float = 1.0
+) -> bytes:
+    """Exactly ``length`` bytes of frame body; ``ProtocolError`` if the stream ends first.
+
+    With ``grace``, the peer must deliver the body at ``min_rate`` bytes/s on average after
+    ``grace`` seconds: the deadline starts at ``now + grace`` and moves ``1 / min_rate`` s
+    later with every byte received. ``TimeoutError`` if it passes. A silent peer is thus
+    dropped after ``grace`` whatever length it declared, and a fast one never hits it.
+    """
+    if length == 0:
+        return b""
+    parts: list[bytes] = []
+    got = 0
+    loop = asyncio.get_running_loop()
+    start = loop.time() + grace if grace is not None else None
+    async with asyncio.timeout_at(start) as deadline:
+        while got < length:
+            chunk = await stream.read(length - got)
+            if not chunk:
+                raise ProtocolError("connection closed inside a frame body")
+            parts.append(chunk)
+            got += len(chunk)
+            if start is not None:
+                deadline.reschedule(start + got / min_rate)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+async def write_frame(stream: FrameStream, frame: bytes, timeout: float | None = None) -> None:
+    """Send ``frame`` and wait until the transport has taken it; ``TimeoutError`` after
+    ``timeout`` (a peer that does not read its answer must not hold us)."""
+    stream.write(frame)
+    async with asyncio.timeout(timeout):
+        await stream.drain()

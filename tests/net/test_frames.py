@@ -1,0 +1,148 @@
+"""Frame reading with a scripted stream: ends, deadlines, and what goes off the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from lumera_p2p.errors import ProtocolError
+from lumera_p2p.net.frames import (
+    decode_frame_body,
+    encode_frame,
+    payload_hint,
+    read_body,
+    read_header,
+    write_frame,
+)
+from lumera_p2p.wire.messages import (
+    HEADER_SIZE,
+    BatchGetValuesRequest,
+    BatchStoreDataRequest,
+    KeyValWithClosest,
+    Message,
+    MessageType,
+    Node,
+    ReplicateDataRequest,
+    StoreDataRequest,
+    decode_message,
+    frame_header,
+)
+
+pytestmark = pytest.mark.timeout(10)
+
+
+class ScriptedStream:
+    """Returns ``chunks`` one per read, each after ``delay`` s; then EOF (or ``error``)."""
+
+    def __init__(
+        self, chunks: list[bytes], delay: float = 0.0, error: Exception | None = None
+    ) -> None:
+        self.chunks = list(chunks)
+        self.delay = delay
+        self.error = error
+        self.written = bytearray()
+
+    async def read(self, n: int = -1) -> bytes:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if not self.chunks:
+            if self.error is not None:
+                raise self.error
+            return b""
+        chunk = self.chunks.pop(0)
+        if len(chunk) > n:
+            self.chunks.insert(0, chunk[n:])
+            chunk = chunk[:n]
+        return chunk
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += data
+
+    async def drain(self) -> None:
+        await asyncio.sleep(self.delay)
+
+
+async def test_read_header_in_pieces() -> None:
+    header = frame_header(300)
+    assert await read_header(ScriptedStream([header[:3], header[3:]])) == header
+
+
+async def test_read_header_end_before_any_byte() -> None:
+    assert await read_header(ScriptedStream([])) is None
+    assert await read_header(ScriptedStream([], error=ConnectionResetError())) is None
+
+
+async def test_read_header_end_inside() -> None:
+    with pytest.raises(ProtocolError):
+        await read_header(ScriptedStream([b"\x01\x02"]))
+    with pytest.raises(ConnectionResetError):
+        await read_header(ScriptedStream([b"\x01"], error=ConnectionResetError()))
+
+
+async def test_read_body() -> None:
+    assert await read_body(ScriptedStream([b"ab", b"cd", b"ef"]), 5) == b"abcde"
+    assert await read_body(ScriptedStream([]), 0) == b""
+    with pytest.raises(ProtocolError):
+        await read_body(ScriptedStream([b"ab"]), 5)
+
+
+async def test_read_body_silent_peer_times_out_after_grace() -> None:
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await read_body(ScriptedStream([b"x"] * 100, delay=10), 100, grace=0.1, min_rate=1e6)
+    assert time.monotonic() - started < 0.5
+
+
+async def test_read_body_deadline_moves_with_the_bytes() -> None:
+    # 20 chunks, one every 20 ms: 0.4 s in all, far beyond the 0.1 s grace, but each byte buys
+    # 1/min_rate = 50 ms more, so a peer keeping up that rate is never cut off.
+    stream = ScriptedStream([b"x"] * 20, delay=0.02)
+    assert await read_body(stream, 20, grace=0.1, min_rate=20.0) == b"x" * 20
+    # Slower than min_rate: cut off.
+    stream = ScriptedStream([b"x"] * 20, delay=0.08)
+    with pytest.raises(TimeoutError):
+        await read_body(stream, 20, grace=0.1, min_rate=20.0)
+
+
+async def test_write_frame_deadline() -> None:
+    stream = ScriptedStream([], delay=1.0)
+    with pytest.raises(TimeoutError):
+        await write_frame(stream, b"frame", timeout=0.05)
+    assert stream.written == b"frame"
+
+
+def test_payload_hint() -> None:
+    def msg(data: object) -> Message:
+        return Message(data=data)  # type: ignore[arg-type]
+
+    assert payload_hint(Message()) == 0
+    assert payload_hint(msg(StoreDataRequest(data=b"x" * 10))) == 10
+    assert payload_hint(msg(BatchStoreDataRequest(data=[b"x" * 10, b"y" * 5]))) == 15
+    assert payload_hint(msg(ReplicateDataRequest(keys=["k"] * 3))) > 3 * 64
+    batch = BatchGetValuesRequest(data={"k": KeyValWithClosest(value=b"v" * 100)})
+    assert payload_hint(msg(batch)) >= 100
+    assert payload_hint(msg(BatchGetValuesRequest())) == 0
+
+
+async def test_encode_and_decode_on_and_off_the_loop() -> None:
+    message = Message(
+        sender=Node(id=b"lumera1x"),
+        message_type=MessageType.STORE_DATA,
+        data=StoreDataRequest(data=b"d" * 5000),
+    )
+    inline = await encode_frame(message)
+    threaded = await encode_frame(message, off_loop_size=100)
+    assert inline == threaded
+    assert decode_message(inline) == message
+    body = inline[HEADER_SIZE:]
+    assert await decode_frame_body(body) == message
+    assert await decode_frame_body(body, off_loop_size=100) == message
+
+
+async def test_decode_garbage_is_a_protocol_error() -> None:
+    with pytest.raises(ProtocolError):
+        await decode_frame_body(b"\xff" * 50)
+    with pytest.raises(ProtocolError):
+        await decode_frame_body(b"\xff" * 50, off_loop_size=10)
