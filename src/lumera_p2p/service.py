@@ -110,7 +110,7 @@ class P2P:
         advertised = p2p.external_ip or (
             p2p.listen_address if p2p.listen_address not in ("0.0.0.0", "::") else "127.0.0.1"
         )
-        self.me = Contact(key.address.encode(), advertised, p2p.port)
+        me = Contact(key.address.encode(), advertised, p2p.port)
         self.eligibility = Eligibility()
         self.verifier: PeerVerifier = (
             registry
@@ -123,7 +123,7 @@ class P2P:
             key, self.verifier, TransportOptions(idle_timeout=60.0, prune_interval=30.0)
         )
         self.dht = DHT(
-            self.me,
+            me,
             store,
             self.transport,
             options=DHTOptions(
@@ -170,6 +170,11 @@ class P2P:
     # --- lifecycle -----------------------------------------------------------------------
 
     @property
+    def me(self) -> Contact:
+        """This node as peers see it: ID, advertised address and port."""
+        return self.dht.core.me
+
+    @property
     def address(self) -> str:
         """This node's ``lumera1…`` address (its node ID)."""
         return self.key.address
@@ -196,8 +201,7 @@ class P2P:
         )
         await self.server.start()
         if self.me.port != self.server.port:
-            self.me = self.me.with_endpoint(self.me.ip, self.server.port)
-            self.dht.core.me = self.me
+            self.dht.core.me = self.me.with_endpoint(self.me.ip, self.server.port)
         await self.sync_peers()
         self._running = True
         self._spawn(
@@ -263,12 +267,17 @@ class P2P:
     def _apply_allowlist(self, nodes: Sequence[Supernode]) -> None:
         routing = [n.routing_id for n in nodes if n.routing_eligible]
         store = [n.routing_id for n in nodes if n.store_eligible]
+        ours = next((n for n in nodes if n.address == self.address), None)
         if self.eligibility.update(routing, store):
-            ours = next((n for n in nodes if n.address == self.address), None)
             self.eligibility.self_store_eligible = ours is None or ours.store_eligible
             for contact in list(self.dht.core.table):
                 if not self.eligibility.routing(contact.hashed_id):
                     self.dht.core.table.remove(contact.hashed_id)
+        # Without external_ip, advertise the address the chain lists for us (as Go does),
+        # unless we listen on one specific address.
+        wildcard = self.config.p2p.listen_address in ("0.0.0.0", "::")
+        if ours is not None and ours.host and not self.config.p2p.external_ip and wildcard:
+            self.dht.core.me = self.me.with_endpoint(ours.host, self.me.port)
 
     async def refresh_allowlist(self) -> None:
         """Re-read the registry's states into the routing and store allowlists."""
