@@ -123,14 +123,3 @@ async def loop_errors() -> AsyncIterator[list[dict[str, Any]]]:
     await asyncio.sleep(0.01)
     loop.set_exception_handler(None)
     assert not errors, errors
-
-
-async def peer_closed(reader: asyncio.StreamReader, timeout: float = 5.0) -> bool:
-    """True once the other end has closed (EOF or reset), discarding what it sends until then."""
-    async with asyncio.timeout(timeout):
-        while True:
-            try:
-                if not await reader.read(65536):
-                    return True
-            except ConnectionError:
-                return True

@@ -19,6 +19,7 @@ from lumera_p2p.net.limits import ServerLimits
 from lumera_p2p.net.tcp import TcpServer, TcpTransport
 from lumera_p2p.secure import SecureStream, StaticPeerVerifier, secure_connect
 from lumera_p2p.wire.messages import encode_message, frame_header
+from tests.support import peer_closed
 
 from .conftest import (
     CLIENT_KEY,
@@ -27,7 +28,6 @@ from .conftest import (
     SERVER_KEY,
     EchoHandler,
     contact,
-    peer_closed,
     ping,
 )
 

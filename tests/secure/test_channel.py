@@ -30,8 +30,9 @@ from lumera_p2p.secure.handshake import (
     generate_ephemeral,
 )
 from lumera_p2p.secure.record import GO_PAYLOAD, MAX_BUFFER, RecordCrypto, RecordWriter, Side
+from tests.support import peer_closed
 
-from .conftest import Server, make_key, peer_closed, start_server
+from .conftest import Server, make_key, start_server
 
 pytestmark = pytest.mark.usefixtures("loop_errors")
 
