@@ -434,3 +434,9 @@ async def test_one_failing_job_does_not_sink_its_group(tmp_path: Path) -> None:
         assert set((await s.retrieve_many([h(v) for v in small])).values()) == set(small)
     finally:
         await s.close()
+
+
+async def test_unwritable_location_is_a_clear_error() -> None:
+    # /proc refuses new directories even to root, unlike a chmod-ed directory.
+    with pytest.raises(StoreError, match="cannot create the data directory"):
+        await LocalStore.open(Path("/proc/self/lumera-p2p-test/data"))

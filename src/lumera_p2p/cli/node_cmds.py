@@ -67,16 +67,17 @@ def localnet(
     _logging(log_level)
 
     async def main() -> None:
-        local = create_localnet(directory, nodes)
-        running = await start_nodes(load_configs(local))
-        for node in running:
-            typer.echo(f"{node.address} 127.0.0.1:{node.port}")
-        typer.echo("ready", err=False)
+        # Signals only set an event, from the start: nodes are always stopped cleanly.
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
+        local = create_localnet(directory, nodes)
+        running = await start_nodes(load_configs(local))
+        for node in running:
+            typer.echo(f"{node.address} 127.0.0.1:{node.port}")
+        typer.echo("ready")
         try:
             await stop.wait()
         finally:
