@@ -202,12 +202,17 @@ class P2P:
         await self.server.start()
         if self.me.port != self.server.port:
             self.dht.core.me = self.me.with_endpoint(self.me.ip, self.server.port)
-        await self.sync_peers()
+        try:
+            await self.sync_peers()
+        except LumeraP2PError as exc:
+            # The registry may be briefly unreachable at start; the periodic peer sync
+            # retries, and meanwhile the node serves whoever reaches it.
+            log.warning("initial peer sync failed, will retry: %s", exc)
         self._running = True
         self._spawn(
             self._every(p2p.allowlist_refresh_interval, self.refresh_allowlist), "allowlist"
         )
-        self._spawn(self._every(p2p.bootstrap_refresh_interval, self.sync_peers), "peer-sync")
+        self._spawn(self._peer_sync_loop(), "peer-sync")
         self._spawn(self._every(min(600.0, p2p.bucket_refresh_interval), self._refresh), "refresh")
         self._spawn(self._every(p2p.health_check_interval, self._health), "health")
         log.info("node %s listening on %s:%d", self.address, p2p.listen_address, self.port)
@@ -257,6 +262,17 @@ class P2P:
                 raise
             except Exception:  # a failed round is logged and retried next interval
                 log.exception("background job %s failed", getattr(job, "__name__", job))
+
+    async def _peer_sync_loop(self) -> None:
+        """Full peer sync every ``bootstrap_refresh_interval``; every 30 s while alone."""
+        interval = self.config.p2p.bootstrap_refresh_interval
+        while True:
+            alone = len(self.dht.core.table) == 0
+            await asyncio.sleep(min(interval, 30.0) if alone else interval)
+            try:
+                await self.sync_peers()
+            except LumeraP2PError as exc:
+                log.warning("peer sync failed, will retry: %s", exc)
 
     # --- membership ----------------------------------------------------------------------
 
