@@ -9,6 +9,7 @@ import pytest
 
 from lumera_p2p.content import content_key, key_to_bytes
 from lumera_p2p.dht import DHT, KeyDisabled, NotEnoughValues, StoreFailed
+from lumera_p2p.dht.client import _chunks_by_size
 from lumera_p2p.errors import InvalidContentKey, NotFound, ValueMismatch
 from lumera_p2p.sim.network import SimulatedNetwork
 from lumera_p2p.store.timefmt import utcnow
@@ -207,3 +208,24 @@ def test_poisoned_value_never_reaches_the_caller_and_sender_is_banned() -> None:
         assert found == {key: b"the real value"}
 
     in_network()(body)
+
+
+def test_chunks_by_size() -> None:
+    values = [b"a" * 40, b"b" * 40, b"c" * 40, b"d" * 200, b"e" * 10]
+    assert _chunks_by_size(values, 100) == [values[0:2], values[2:3], values[3:4], values[4:5]]
+    assert _chunks_by_size([], 100) == []
+    assert [v for chunk in _chunks_by_size(values, 10**6) for v in chunk] == values
+
+
+def test_large_batch_is_split_into_several_requests() -> None:
+    async def body(sim: SimulatedNetwork) -> None:
+        values = [os.urandom(1000) for _ in range(60)]
+        sim.nodes[0].core.options.batch_store_bytes = 5000
+        report = await sim.nodes[0].store_batch(values)
+        nodes_used = len(report.per_node)
+        assert report.requests > nodes_used  # several requests per node
+        assert report.success_rate == 1.0
+        found = await sim.nodes[1].batch_retrieve([content_key(v) for v in values])
+        assert len(found) == 60
+
+    in_network(nodes=25)(body)

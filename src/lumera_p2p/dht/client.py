@@ -98,6 +98,22 @@ def _by_distance(contacts: list[Contact], target: bytes) -> list[Contact]:
     return sorted(contacts, key=dist)
 
 
+def _chunks_by_size(values: list[bytes], limit: int) -> list[list[bytes]]:
+    """Split ``values`` into runs of at most ``limit`` bytes (a larger value goes alone)."""
+    chunks: list[list[bytes]] = []
+    current: list[bytes] = []
+    size = 0
+    for value in values:
+        if current and size + len(value) > limit:
+            chunks.append(current)
+            current, size = [], 0
+        current.append(value)
+        size += len(value)
+    if current:
+        chunks.append(current)
+    return chunks
+
+
 def _fnv1a64(data: bytes) -> int:
     h = 0xCBF29CE484222325
     for b in data:
@@ -321,17 +337,24 @@ class DHTClient:
             raise StoreFailed(f"no eligible store peers for {orphans}/{len(keys)} keys")
         gate = asyncio.Semaphore(BATCH_STORE_CONCURRENCY)
 
-        async def send(hashed: bytes) -> None:
+        async def send(hashed: bytes, payload: list[bytes]) -> None:
             peer = nodes[hashed]
-            payload = [values[i] for i in by_node[hashed]]
             async with gate:
                 ok, refused = await self._batch_store_one(peer, payload, datatype)
             report.requests += 1
             report.succeeded += ok
             report.refused_not_eligible += refused
-            report.per_node[peer.address] = ok
+            report.per_node[peer.address] = report.per_node.get(peer.address, True) and ok
 
-        await asyncio.gather(*(send(h) for h in by_node))
+        await asyncio.gather(
+            *(
+                send(h, chunk)
+                for h, indices in by_node.items()
+                for chunk in _chunks_by_size(
+                    [values[i] for i in indices], core.options.batch_store_bytes
+                )
+            )
+        )
         if report.requests == report.refused_not_eligible:
             raise StoreFailed("no store operations were performed")
         if report.success_rate < MIN_BATCH_STORE_SUCCESS:

@@ -67,6 +67,9 @@ class DHTOptions:
     lookup_retries: int = 2
     #: Consecutive failed requests after which a contact leaves the routing table.
     max_failures: int = 2
+    #: Largest BatchStoreData payload sent in one request. Go puts all of a node's share in
+    #: one message, which fails outright once it exceeds the 400 MB frame limit; we split.
+    batch_store_bytes: int = 64 * 1024 * 1024
     bucket_refresh_age: float = 3600.0
     version: str = ""
     timeouts: dict[MessageType, float] = field(default_factory=lambda: dict(TIMEOUTS))
