@@ -13,6 +13,7 @@ import zstandard
 
 from lumera_p2p.content import digest
 from lumera_p2p.dht import DHT, DHTOptions, MemoryStore
+from lumera_p2p.dht import server as server_module
 from lumera_p2p.errors import ProtocolError, TransportError
 from lumera_p2p.kademlia import Contact
 from lumera_p2p.kademlia.node import hash_id
@@ -229,3 +230,16 @@ def test_returned_nodes_never_include_unusable_peer_supplied_contacts() -> None:
     contacts = node.core.contacts_from_wire(forged)
     assert [c.id for c in contacts] == [b"d"]
     assert contacts[0].hashed_id == hash_id(b"d")
+
+
+def test_batch_get_values_answer_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server_module, "MAX_RESPONSE_VALUE_BYTES", 25)
+    node = make_node()
+    values = [b"0123456789" for _ in range(1)] + [b"abcdefghij", b"ABCDEFGHIJ", b"klmnopqrst"]
+    run(node.core.store.store_batch(values))
+    asked = {digest(v).hex(): KeyValWithClosest() for v in values}
+    got = run(
+        node.handle(req(MessageType.BATCH_GET_VALUES, BatchGetValuesRequest(data=asked)), CLIENT.id)
+    )
+    filled = [e.value for e in got.data.data.values() if e.value]  # type: ignore[union-attr]
+    assert len(filled) == 2  # 10 + 10 bytes fit in 25; the rest is left out

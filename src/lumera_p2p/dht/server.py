@@ -66,6 +66,10 @@ BATCH_FIND_VALUES_WAIT = 60.0
 #: BatchFindValues answers are trimmed below this compressed size (Go: under 400 MiB).
 BATCH_FIND_VALUES_MAX = 399 * 1024 * 1024
 
+#: Value bytes one BatchGetValues answer may carry: Go fills every requested value and fails
+#: to encode past the 400 MB frame limit; we leave the excess out (the client asks again).
+MAX_RESPONSE_VALUE_BYTES = 256 * 1024 * 1024
+
 NOT_STORE_ELIGIBLE = "store rejected: self not store-eligible"
 BATCH_NOT_STORE_ELIGIBLE = "batch store rejected: self not store-eligible"
 
@@ -274,10 +278,14 @@ class RequestHandler:
         if keys is None:
             return BatchGetValuesResponse(data={}, status=failed("malformed or too many keys"))
         found = await self.core.store.retrieve_many(keys)
-        data = {
-            hex_key: KeyValWithClosest(value=found.get(key, b""), closest=[])
-            for hex_key, key in zip(requested, keys, strict=True)
-        }
+        data: dict[str, KeyValWithClosest] = {}
+        budget = MAX_RESPONSE_VALUE_BYTES
+        for hex_key, key in zip(requested, keys, strict=True):
+            value = found.get(key, b"")
+            if len(value) > budget:
+                value = b""  # over the frame budget: answered as absent; ask again later
+            budget -= len(value)
+            data[hex_key] = KeyValWithClosest(value=value, closest=[])
         return BatchGetValuesResponse(data=data, status=OK)
 
 
