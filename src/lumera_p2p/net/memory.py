@@ -58,10 +58,13 @@ class MemoryNetwork:
         self.dead: set[bytes] = set()
         self.counters = TrafficCounters()
 
-    def attach(self, node_id: bytes, handler: Handler) -> MemoryTransport:
-        """Register a node's request handler; return the transport it sends with."""
-        self.handlers[node_id] = handler
+    def attach(self, node_id: bytes) -> MemoryTransport:
+        """The transport a node sends with (it receives nothing until it ``serve``s)."""
         return MemoryTransport(self, node_id)
+
+    def serve(self, node_id: bytes, handler: Handler) -> None:
+        """Deliver requests addressed to ``node_id`` to ``handler``."""
+        self.handlers[node_id] = handler
 
     def kill(self, node_id: bytes) -> None:
         """The node stops answering (its handler stays registered for revival)."""

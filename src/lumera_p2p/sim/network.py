@@ -96,25 +96,18 @@ class SimulatedNetwork:
             encode=config.encode,
         )
         self.nodes: list[DHT] = []
-        options = DHTOptions(allow_private=True)
         for i in range(config.nodes):
             contact = Contact(
                 b"lumera-sim-%06d" % i, f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}", 4445
             )
-            transport_holder: list[Any] = []
-
-            async def handler(request: Any, peer: bytes, _h: list[Any] = transport_holder) -> Any:
-                return await _h[0].handle(request, peer)
-
-            transport = self.network.attach(contact.id, handler)
             node = DHT(
                 contact,
                 MemoryStore(),
-                transport,
-                options=options,
+                self.network.attach(contact.id),
+                options=DHTOptions(allow_private=True),
                 rng=random.Random(self.rng.getrandbits(64)),
             )
-            transport_holder.append(node)
+            self.network.serve(contact.id, node.handle)
             self.nodes.append(node)
 
     def live(self) -> list[DHT]:
