@@ -1,0 +1,3 @@
+module lumerap2p.test/goboracle
+
+go 1.21
