@@ -534,7 +534,9 @@ class LocalStore:
             ).fetchone()
             return row is not None
 
-        return await self._meta_readers.run(read)
+        # A primary-key probe of a small table: cheaper on the loop than a thread hop, and it
+        # sits in front of every single-key retrieve.
+        return self._meta_readers.run_inline(read)
 
     async def purge_expired_disabled_keys(self) -> int:
         """Remove disabled keys older than the TTL (the rows Go meant to remove); return count."""
