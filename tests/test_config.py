@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -11,6 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from lumera_p2p.cli import app
@@ -284,3 +287,53 @@ def test_cli_missing_config_exits_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["config", "check", str(tmp_path / "nope.yml")])
     assert result.exit_code == 2
     assert "no such file" in result.output
+
+
+_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20)
+)
+_TREES = st.recursive(
+    _SCALARS,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "key_name",
+                    "p2p",
+                    "port",
+                    "data_dir",
+                    "keyring",
+                    "lumera",
+                    "bootstrap_nodes",
+                    "backend",
+                    "grpc_addr",
+                    "x",
+                ]
+            ),
+            children,
+            max_size=5,
+        ),
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tree=_TREES)
+def test_config_fuzz_only_config_errors(tmp_path: Path, tree: Any) -> None:
+    path = tmp_path / "fuzz.yml"
+    path.write_text(yaml.safe_dump(tree))
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        assert "\n" not in str(exc)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=200))
+def test_config_fuzz_raw_text(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "raw.yml"
+    path.write_text(text)
+    with contextlib.suppress(ConfigError):
+        load_config(path)
