@@ -8,7 +8,7 @@ import ipaddress
 import math
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 import pytest
@@ -346,14 +346,16 @@ async def test_slow_answer_times_out(chain: tuple[ChainData, int]) -> None:
         await reg.close()
 
 
-async def test_malformed_reply_is_a_chain_error() -> None:
+RawHandler = Callable[[bytes, grpc.aio.ServicerContext], bytes]
+
+
+async def _raw_chain(list_supernodes: RawHandler) -> tuple[grpc.aio.Server, int]:
+    """A chain server whose GetNodeInfo is honest and whose ListSuperNodes answers raw bytes."""
+
     def node_info(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         info = node_pb2.GetNodeInfoResponse()
         info.default_node_info.network = CHAIN_ID
         return info.SerializeToString()
-
-    def garbage(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        return b"\x0a\xff\xff\xff"  # field 1, length far beyond the message
 
     server = grpc.aio.server()
     server.add_generic_rpc_handlers(
@@ -364,12 +366,20 @@ async def test_malformed_reply_is_a_chain_error() -> None:
             ),
             grpc.method_handlers_generic_handler(
                 "lumera.supernode.v1.Query",
-                {"ListSuperNodes": grpc.unary_unary_rpc_method_handler(garbage)},
+                {"ListSuperNodes": grpc.unary_unary_rpc_method_handler(list_supernodes)},
             ),
         ]
     )
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
+    return server, port
+
+
+async def test_malformed_reply_is_a_chain_error() -> None:
+    def garbage(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        return b"\x0a\xff\xff\xff"  # field 1, length far beyond the message
+
+    server, port = await _raw_chain(garbage)
     reg = registry(port)
     try:
         with pytest.raises(ChainError, match="malformed reply"):
@@ -384,31 +394,12 @@ async def test_malformed_reply_is_a_chain_error() -> None:
 async def test_repeated_page_key_is_refused() -> None:
     record = make_fixture(1).records[0]
 
-    def node_info(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        return node_pb2.GetNodeInfoResponse(
-            default_node_info={"network": CHAIN_ID}
-        ).SerializeToString()
-
     def loop(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         response = sn_query_pb2.QueryListSuperNodesResponse(supernodes=[record])
         response.pagination.next_key = b"same"
         return response.SerializeToString()
 
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers(
-        [
-            grpc.method_handlers_generic_handler(
-                "cosmos.base.tendermint.v1beta1.Service",
-                {"GetNodeInfo": grpc.unary_unary_rpc_method_handler(node_info)},
-            ),
-            grpc.method_handlers_generic_handler(
-                "lumera.supernode.v1.Query",
-                {"ListSuperNodes": grpc.unary_unary_rpc_method_handler(loop)},
-            ),
-        ]
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
+    server, port = await _raw_chain(loop)
     reg = registry(port)
     try:
         with pytest.raises(ChainError, match="repeats a page key"):
