@@ -2,7 +2,8 @@
 
 :class:`lumera_p2p.store.LocalStore` (SQLite) satisfies :class:`ValueStore`; the simulator uses
 :class:`MemoryStore` so that a thousand nodes fit in one process without a thousand databases.
-Both check every value against its key on the way in.
+Both check every value against its key on the way in, with the same
+:func:`~lumera_p2p.store.local.pair_with_keys`.
 """
 
 from __future__ import annotations
@@ -11,9 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from lumera_p2p.content import digest
-from lumera_p2p.errors import ValueMismatch
-from lumera_p2p.store.local import ReplicationKey
+from lumera_p2p.store.local import MAX_VALUE_SIZE, ReplicationKey, pair_with_keys
 from lumera_p2p.store.timefmt import utcnow
 
 
@@ -65,19 +64,10 @@ class MemoryStore:
         datatype: int = 0,
         is_original: bool = False,
     ) -> list[bytes]:
-        pairs: list[tuple[bytes, bytes]] = []
-        for item in items:
-            if isinstance(item, tuple):
-                key, value = item
-                if digest(value) != key:
-                    raise ValueMismatch(f"value does not hash to key {key.hex()}")
-            else:
-                value = item
-                key = digest(value)
-            pairs.append((key, bytes(value)))
+        pairs = pair_with_keys(items, MAX_VALUE_SIZE)
         now = utcnow()
         for key, value in pairs:
-            self.values[key] = value
+            self.values[key] = bytes(value)
             self.created.setdefault(key, now)
         return [k for k, _ in pairs]
 

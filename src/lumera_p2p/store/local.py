@@ -90,6 +90,24 @@ class StoreStats:
     replication_keys: int
 
 
+def pair_with_keys(
+    items: Sequence[bytes] | Sequence[tuple[bytes, bytes]], max_value_size: int
+) -> list[tuple[bytes, bytes]]:
+    """``(key, value)`` for each item: a bare value gets its BLAKE3 key, a given pair is
+    checked against it. Raises ``StoreError`` for a value over ``max_value_size`` and
+    ``ValueMismatch`` for a value that does not hash to its key."""
+    out: list[tuple[bytes, bytes]] = []
+    for item in items:
+        key, value = item if isinstance(item, tuple) else (None, item)
+        if len(value) > max_value_size:
+            raise StoreError(f"value of {len(value)} bytes exceeds the limit of {max_value_size}")
+        actual = digest(value)
+        if key is not None and actual != key:
+            raise ValueMismatch(f"value does not hash to key {key.hex()}")
+        out.append((actual, value))
+    return out
+
+
 def _hex(key: bytes) -> str:
     if len(key) != 32:
         raise ValueError(f"a key has 32 bytes, got {len(key)}")
@@ -271,35 +289,13 @@ class LocalStore:
 
     # --- values --------------------------------------------------------------------------
 
-    def _check_value(self, key: bytes, value: bytes) -> None:
-        if len(value) > self.max_value_size:
-            raise StoreError(
-                f"value of {len(value)} bytes exceeds the limit of {self.max_value_size}"
-            )
-        if digest(value) != key:
-            raise ValueMismatch(f"value does not hash to key {key.hex()}")
-
     async def _keyed(
         self, items: Sequence[bytes] | Sequence[tuple[bytes, bytes]]
     ) -> list[tuple[bytes, bytes]]:
         """Pair values with their keys (computing or checking BLAKE3) off the writer thread."""
 
         def work() -> list[tuple[bytes, bytes]]:
-            out: list[tuple[bytes, bytes]] = []
-            for item in items:
-                if isinstance(item, tuple):
-                    key, value = item
-                    self._check_value(key, value)
-                else:
-                    value = item
-                    if len(value) > self.max_value_size:
-                        raise StoreError(
-                            f"value of {len(value)} bytes exceeds the limit of "
-                            f"{self.max_value_size}"
-                        )
-                    key = digest(value)
-                out.append((key, value))
-            return out
+            return pair_with_keys(items, self.max_value_size)
 
         total = sum(len(i[1]) if isinstance(i, tuple) else len(i) for i in items)
         if total <= _INLINE_HASH_BYTES:
