@@ -35,13 +35,6 @@ class Eligibility:
         self.ready = True
         return True
 
-    def allow_all(self) -> None:
-        """Forget any list: every peer is eligible (static bootstrap lists, tests)."""
-        self._routing = frozenset()
-        self._store = frozenset()
-        self._refused.clear()
-        self.ready = False
-
     def routing(self, hashed_id: bytes) -> bool:
         """May this peer be in the routing table and answer lookups?"""
         return not self.ready or hashed_id in self._routing

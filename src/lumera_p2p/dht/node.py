@@ -21,7 +21,7 @@ from lumera_p2p.dht.core import DHTCore, DHTOptions, Transport
 from lumera_p2p.dht.eligibility import Eligibility
 from lumera_p2p.dht.server import RequestHandler
 from lumera_p2p.dht.valuestore import ValueStore
-from lumera_p2p.errors import LumeraP2PError, NotFound, TransportError, ValueMismatch
+from lumera_p2p.errors import NotFound, TransportError, ValueMismatch
 from lumera_p2p.kademlia import Contact
 from lumera_p2p.kademlia.node import hash_id
 from lumera_p2p.wire.messages import Message, MessageType
@@ -285,4 +285,4 @@ class DHT:
         await self.core.stop_background()
 
 
-__all__ = ["DHT", "DHTStats", "KeyDisabled", "LumeraP2PError", "NotEnoughValues"]
+__all__ = ["DHT", "DHTStats", "KeyDisabled", "NotEnoughValues"]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -26,9 +25,9 @@ from collections.abc import Awaitable, Callable
 import base58
 import zstandard
 
-from lumera_p2p.content import digest
+from lumera_p2p.content import digest, hex_to_bytes
 from lumera_p2p.dht.core import DHTCore, ensure_hashed_target
-from lumera_p2p.errors import LumeraP2PError, ProtocolError
+from lumera_p2p.errors import InvalidContentKey, LumeraP2PError, ProtocolError
 from lumera_p2p.kademlia import Contact
 from lumera_p2p.store.local import ReplicationKey
 from lumera_p2p.wire.messages import (
@@ -83,15 +82,10 @@ def failed(message: str) -> ResponseStatus:
 
 def _hex_keys(keys: list[str]) -> list[bytes] | None:
     """Decode hex keys; None if any is malformed."""
-    out: list[bytes] = []
-    for key in keys:
-        if len(key) != 64:
-            return None
-        try:
-            out.append(binascii.unhexlify(key))
-        except (binascii.Error, ValueError):
-            return None
-    return out
+    try:
+        return [hex_to_bytes(key) for key in keys]
+    except InvalidContentKey:
+        return None
 
 
 class RequestHandler:

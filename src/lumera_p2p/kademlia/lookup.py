@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Container, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 from lumera_p2p.kademlia.node import Contact
@@ -59,7 +59,6 @@ class LookupStats:
     responses: int = 0
     failures: int = 0
     rounds: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 class Lookup:
