@@ -107,11 +107,10 @@ def create_localnet(
 
 
 async def start_nodes(configs: Sequence[Config]) -> list[P2P]:
-    """Create and start nodes; the first starts alone so the others find a listener."""
+    """Create and start nodes: all listen first, then all bootstrap (the registry lists all)."""
     nodes = [await P2P.create(c) for c in configs]
     try:
-        # Everyone listens first, then everyone bootstraps: the registry lists all of them.
-        await asyncio.gather(*(n.start() for n in nodes))
+        await asyncio.gather(*(n.start(bootstrap=False) for n in nodes))
         await asyncio.gather(*(n.sync_peers() for n in nodes))
     except BaseException:
         await asyncio.gather(*(n.stop() for n in nodes), return_exceptions=True)

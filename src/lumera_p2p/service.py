@@ -189,8 +189,12 @@ class P2P:
         """Whether ``start`` has completed and ``stop`` has not begun."""
         return self._running
 
-    async def start(self) -> None:
-        """Listen, bootstrap and start the background loops."""
+    async def start(self, *, bootstrap: bool = True) -> None:
+        """Listen, bootstrap and start the background loops.
+
+        With ``bootstrap=False`` the first peer sync is left to the caller (``sync_peers``):
+        a local network starts every listener before anyone dials.
+        """
         if self._running:
             return
         if self._stopped:
@@ -203,7 +207,8 @@ class P2P:
         if self.me.port != self.server.port:
             self.dht.core.me = self.me.with_endpoint(self.me.ip, self.server.port)
         try:
-            await self.sync_peers()
+            if bootstrap:
+                await self.sync_peers()
         except LumeraP2PError as exc:
             # The registry may be briefly unreachable at start; the periodic peer sync
             # retries, and meanwhile the node serves whoever reaches it.
