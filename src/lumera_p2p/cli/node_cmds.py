@@ -39,13 +39,19 @@ def run(
     log_level: LogLevel = "info",
 ) -> None:
     """Run one node until SIGINT or SIGTERM."""
+    from lumera_p2p.identity.keyring import resolve_passphrase
     from lumera_p2p.service import P2P, run_until_signalled
 
     _logging(log_level)
     cfg = load_config_or_exit(config)
+    ring = cfg.keyring
 
     async def main() -> None:
-        node = await P2P.create(cfg)
+        # Secrets and the environment are read here, by the command line, and nowhere below.
+        passphrase = resolve_passphrase(
+            ring.passphrase_plain, ring.passphrase_env, ring.passphrase_file, os.environ
+        )
+        node = await P2P.create(cfg, passphrase=passphrase)
         await run_until_signalled(node)
 
     with reported_errors():
@@ -111,7 +117,7 @@ def demo(
         local = create_localnet(workdir, nodes)
         running = await start_nodes(load_configs(local))
         try:
-            peers = [len(n.dht.core.table) for n in running]
+            peers = [n.node.peer_count for n in running]
             step(
                 "start",
                 started,
