@@ -76,6 +76,8 @@ class Driver:
         waiter: list[asyncio.Future[None]] = []  # the one future ``run`` sleeps on, if any
 
         def report(token: int, _: object) -> None:
+            if token not in pending:
+                return  # cancelled by us (superseded or abandoned): nothing to report
             finished.append(token)
             if waiter and not waiter[0].done():
                 waiter[0].set_result(None)
@@ -93,8 +95,7 @@ class Driver:
                 await self._drain(plan, consume)
                 if plan.done:
                     return plan.result()
-                if not any(t in pending for t in finished):
-                    finished.clear()  # only reports of cancelled requests
+                if not finished:
                     deadline = plan.next_deadline()
                     if not pending and deadline is None:
                         raise RuntimeError(f"{type(plan).__name__} waits for nothing")
