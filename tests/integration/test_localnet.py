@@ -23,7 +23,7 @@ from lumera_p2p.net.tcp import TcpTransport
 from lumera_p2p.secure import StaticPeerVerifier
 from lumera_p2p.service import P2P
 from lumera_p2p.wire.messages import Node as WireNode
-from tests.support import eventually
+from tests.support import eventually, peer_closed
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -165,10 +165,10 @@ async def test_abuse_does_not_stop_serving(sixteen: list[P2P]) -> None:
     key = await nodes[1].store(b"still here")
 
     async def junk() -> None:
-        _, w = await asyncio.open_connection("127.0.0.1", victim.port)
+        r, w = await asyncio.open_connection("127.0.0.1", victim.port)
         w.write(os.urandom(4096))
         await w.drain()
-        await asyncio.sleep(0.5)
+        assert await peer_closed(r, 60.0)  # the victim hangs up on garbage
         w.close()
 
     async def half_open() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -180,7 +180,7 @@ async def test_abuse_does_not_stop_serving(sixteen: list[P2P]) -> None:
             while not stop.is_set():
                 w.write(b"\x00")
                 await w.drain()
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.2)  # the abuser's pace: a byte every 0.2 s
         except (ConnectionError, OSError):
             pass
         finally:
