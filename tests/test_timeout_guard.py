@@ -15,7 +15,7 @@ import time
 import pytest
 
 
-@pytest.mark.timeout(1)
+@pytest.mark.timeout(0.3)
 def test_swallows_in_sync_code():
     try:
         time.sleep(3)
@@ -23,7 +23,7 @@ def test_swallows_in_sync_code():
         pass  # the Failed from pytest-timeout, eaten
 
 
-@pytest.mark.timeout(1)
+@pytest.mark.timeout(0.3)
 def test_swallows_inside_an_asyncio_task():
     async def work():
         await asyncio.sleep(0)
@@ -52,7 +52,7 @@ def test_an_overrun_fails_even_when_swallowed(pytester: pytest.Pytester) -> None
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed") == 2, result.stdout.str()
     assert outcomes.get("passed") == 1, result.stdout.str()
-    result.stdout.fnmatch_lines(["*Timeout (>1.0s): the test ran past its limit*"])
+    result.stdout.fnmatch_lines(["*Timeout (>0.3s): the test ran past its limit*"])
 
 
 def test_without_the_guard_the_overrun_would_pass(pytester: pytest.Pytester) -> None:

@@ -14,7 +14,7 @@ T = TypeVar("T")
 
 
 def in_network(
-    nodes: int = 40,
+    nodes: int = 30,
     seed: int = 7,
     node_options: Mapping[int, DHTOptions] | None = None,
     **conditions: Any,

@@ -114,7 +114,7 @@ def test_store_batch_and_batch_retrieve() -> None:
         assert len(some) >= 50
         assert all(digest(v) == k for k, v in some.items())
 
-    in_network()(body)
+    in_network(nodes=40)(body)
 
 
 def test_batch_retrieve_local_only_shortfall() -> None:
@@ -214,7 +214,7 @@ def test_poisoned_value_never_reaches_the_caller_and_sender_is_banned() -> None:
         found = await collect(batch_reader, [key])
         assert found == {key: b"the real value"}
 
-    in_network()(body)
+    in_network(nodes=40)(body)
 
 
 def test_large_batch_is_split_into_several_requests() -> None:

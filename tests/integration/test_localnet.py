@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 import yaml
 
 from lumera_p2p.chain.registry import SupernodeState
@@ -25,14 +26,18 @@ from lumera_p2p.service import P2P
 from lumera_p2p.wire.messages import Node as WireNode
 from tests.support import eventually, peer_closed
 
-pytestmark = pytest.mark.timeout(300)
+# One event loop for the module, so the sixteen-node network is started once and shared.
+pytestmark = [pytest.mark.timeout(300), pytest.mark.asyncio(loop_scope="module")]
 
 
-@pytest.fixture
-async def sixteen(tmp_path: Path) -> AsyncIterator[list[P2P]]:
-    local = create_localnet(tmp_path, 16)
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def sixteen(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[list[P2P]]:
+    """Sixteen nodes, shared by the tests that only store, read and abuse (each with keys of
+    its own): starting them is most of the cost of a test."""
+    local = create_localnet(tmp_path_factory.mktemp("sixteen"), 16)
     nodes = await start_nodes(load_configs(local))
     try:
+        await full_tables(nodes)
         yield nodes
     finally:
         await asyncio.gather(*(n.stop() for n in nodes), return_exceptions=True)

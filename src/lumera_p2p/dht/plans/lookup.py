@@ -110,6 +110,8 @@ class LookupPlan(Plan[LookupOutcome]):
             raise ValueError("a NODE_ID lookup's target is the node ID's hash")
         self.kind = kind
         self.target = target
+        # How a BatchFindNode answer names our target (base58 is slow: computed once).
+        self._answer_key = base58.b58encode(target).decode() if kind is LookupKind.NODES else ""
         self._node_id = node_id
         self._reader = reader
         self._lookup = Lookup(
@@ -192,8 +194,8 @@ class LookupPlan(Plan[LookupOutcome]):
         body = message.data
         value: bytes | None = None
         if self.kind is LookupKind.NODES and isinstance(body, BatchFindNodeResponse):
-            key = base58.b58encode(self.target).decode()
-            contacts = self._reader.contacts((body.closest_nodes or {}).get(key, []))
+            nodes = (body.closest_nodes or {}).get(self._answer_key, [])
+            contacts = self._reader.contacts(nodes)
         elif self.kind is LookupKind.NODE_ID and isinstance(body, FindNodeResponse):
             contacts = self._reader.contacts(body.closest)
         elif self.kind is LookupKind.VALUE and isinstance(body, FindValueResponse):
