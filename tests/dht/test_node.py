@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 from lumera_p2p.dht import DHTOptions, MemoryStore, Node, ServingLimits
-from lumera_p2p.dht.plans import Poisoned
+from lumera_p2p.dht.plans import Event, Plan, Poisoned, Request
 from lumera_p2p.errors import TransportError
 from lumera_p2p.kademlia import Contact, bucket_index
 from lumera_p2p.net.virtual_time import run_virtual
@@ -35,6 +35,31 @@ class Peers:
             receiver=request.sender,
             message_type=request.message_type,
         )
+
+
+class Reporting(Plan[None]):
+    """A plan that only reports ``events`` (as if its requests had shown them)."""
+
+    def __init__(self, *events: Event) -> None:
+        super().__init__()
+        for event in events:
+            self._emit(event)
+
+    def poll(self, now: float) -> list[Request]:
+        return []
+
+    @property
+    def done(self) -> bool:
+        return True
+
+    def result(self) -> None:
+        return None
+
+    def on_response(self, token: int, message: Message, now: float) -> None:
+        raise AssertionError("sends nothing")
+
+    def on_failure(self, token: int, error: TransportError, now: float) -> None:
+        raise AssertionError("sends nothing")
 
 
 def in_bucket(index: int, count: int, prefix: bytes = b"c") -> list[Contact]:
@@ -147,8 +172,8 @@ def test_a_ban_removes_the_peer_and_keeps_it_out_of_our_own_requests() -> None:
         assert peers[2] not in n.store_targets(target)
         n.forgive(peers[2])
         assert not n.is_banned(peers[2].hashed_id)
-        # A poisoned value: counted, banned, gone from the table.
-        n._apply(Poisoned(peers[3], b"k" * 32))
+        # A poisoned value reported by a plan: counted, banned, gone from the table.
+        await n.run(Reporting(Poisoned(peers[3], b"k" * 32)))
         assert not n.knows(peers[3].hashed_id) and n.is_banned(peers[3].hashed_id)
         counters = n.snapshot_counters()
         assert (counters.poisoned_values, counters.bans) == (1, 2)

@@ -100,6 +100,21 @@ async def test_sixteen_nodes_fill_their_tables_and_share_values(sixteen: list[P2
     assert without[:5] == near[1:]
     assert len(nodes[0].n_closest_nodes(3, "short-non-base58-0OIl")) == 3
 
+    # stats(): the node's and its server's, transport's and pool's counters, as snapshots.
+    stats = await nodes[3].stats()
+    assert stats.address == nodes[3].address and stats.peers == 15
+    assert stats.dht.batch_stores == 1 and stats.dht.rpc_sent_by_type["BATCH_STORE_DATA"] >= 1
+    assert stats.dht.rpc_sent == sum(stats.dht.rpc_sent_by_type.values())
+    assert stats.store.records >= 500 and stats.records == stats.store.records
+    assert stats.server.sessions >= 1 and stats.server.requests >= 1
+    assert stats.transport.calls >= stats.dht.rpc_sent - stats.dht.rpc_failed
+    assert stats.pool.adds >= 1 and stats.pool.capacity == 256
+    assert stats.pool.open <= stats.pool.capacity
+    before = stats.dht.rpc_sent
+    await nodes[3].store(b"one more")
+    assert stats.dht.rpc_sent == before  # a snapshot does not move
+    assert (await nodes[3].stats()).dht.rpc_sent > before
+
 
 async def test_local_only_semantics(sixteen: list[P2P]) -> None:
     nodes = sixteen

@@ -32,7 +32,8 @@ class DHTCounters:
     #: Background rounds run by the node's owner.
     health_checks: int = 0
     bucket_refreshes: int = 0
-    #: Operations run (each counts once, however many requests it took).
+    #: Operations run (each counts once, however many requests it took); ``lookups`` counts
+    #: every iterative lookup, those inside stores, refreshes and batch retrieves included.
     stores: int = 0
     batch_stores: int = 0
     retrieves: int = 0

@@ -181,7 +181,7 @@ class Node:
         if contact is not None:
             self.learn(contact)
 
-    def record_failure(self, peer: Contact, now: float | None = None) -> None:
+    def record_failure(self, peer: Contact) -> None:
         """A request to ``peer`` failed; after ``max_failures`` in a row it is evicted."""
         if self._table.failed(peer.hashed_id, self._options.max_failures):
             self._counters.evictions += 1
@@ -470,7 +470,6 @@ class Node:
 
     def _lookup(self, kind: LookupKind, target: bytes) -> LookupPlan:
         """A lookup seeded from the routing table, never asking ourselves or a banned peer."""
-        self._counters.lookups += 1
         banned = self._bans.banned(self.now())
         exclude = frozenset(banned | {self._me.hashed_id})
         params = self._lookup_params
@@ -501,7 +500,7 @@ class Node:
             case Answered(peer):
                 self.learn(peer, now)
             case Unanswered(peer):
-                self.record_failure(peer, now)
+                self.record_failure(peer)
             case Struck(peer):
                 self.strike(peer, now)
             case Cleared(peer):
@@ -518,6 +517,7 @@ class Node:
                 self._table.ping_failed(peer.hashed_id)
                 self._counters.evictions += evicted
             case LookupStarted(target):
+                self._counters.lookups += 1
                 self._table.touch(target, now)
             case _:
                 raise TypeError(f"the node cannot apply {event!r}")
