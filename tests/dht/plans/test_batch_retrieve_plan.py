@@ -225,11 +225,21 @@ def test_nothing_known_finishes_at_once() -> None:
     holders=st.integers(0, 6),
     need_share=st.floats(0.1, 1.0),
     refuse_every=st.integers(0, 5),
+    dead=st.sampled_from([0.0, 0.0, 0.3]),
+    slow_rpcs=st.booleans(),
 )
 def test_never_more_than_needed_never_a_key_twice(
-    seed: int, n_keys: int, holders: int, need_share: float, refuse_every: int
+    seed: int,
+    n_keys: int,
+    holders: int,
+    need_share: float,
+    refuse_every: int,
+    dead: float,
+    slow_rpcs: bool,
 ) -> None:
     world, keys, _values, nearest = setup(n_keys, n_nodes=25, holders_per_key=holders, seed=seed)
+    for index, peer in enumerate(world.peers.values()):
+        peer.alive = (index * 7919 + seed) % 100 >= dead * 100
     need = max(1, round(need_share * n_keys))
     offers = 0
 
@@ -239,7 +249,11 @@ def test_never_more_than_needed_never_a_key_twice(
         return not (refuse_every and offers % refuse_every == 0)
 
     plan = plan_for(keys, need, nearest, tx_id=f"tx-{seed}")
-    trace = drive(plan, world, seed=seed, consume=consume)
+    # With slow RPCs a lookup gives requests up (5 s) long before they fail (12 s).
+    timeouts = {MessageType.FIND_VALUE: 12.0, MessageType.BATCH_GET_VALUES: 1.0}
+    trace = drive(
+        plan, world, seed=seed, consume=consume, **({"timeouts": timeouts} if slow_rpcs else {})
+    )  # type: ignore[arg-type]
     accepted: list[bytes] = []
     refused_keys = 0
     offered = trace.of(ValueArrived)
@@ -250,8 +264,10 @@ def test_never_more_than_needed_never_a_key_twice(
         else:
             accepted.append(event.key)
     assert len(accepted) == len(set(accepted)) == plan.result().delivered <= need
-    assert trace.max_in_flight <= 8 * 6 + 8  # batch requests, or lookups of α each
-    if holders and not refuse_every:
+    # Eight batch requests, or eight lookups: α each, plus the stalled ones that no longer
+    # count against α, never more than a lookup's k nearest candidates.
+    assert trace.max_in_flight <= 8 * 20
+    if holders and not refuse_every and not dead:
         assert plan.result().delivered == need
 
 
@@ -283,3 +299,18 @@ def test_stream_verdict_for_another_key_is_an_error() -> None:
 def test_world_sanity() -> None:
     contact = Contact(b"x", "10.0.0.1", 1)
     assert ScriptedPeer(contact, RoutingTable(contact.hashed_id)).values == {}
+
+
+def test_a_lookup_that_times_out_in_poll_makes_room_for_the_next_at_once() -> None:
+    """Fallback lookups whose every peer is silent end inside ``poll`` (at their deadline);
+    the next lookup must start in that same poll, or nothing would wake the plan again."""
+    world, keys, _, nearest = setup(3, n_nodes=30, holders_per_key=0)
+    for peer in world.peers.values():
+        peer.alive = False
+    plan = plan_for(keys, 3, nearest, fallback_lookups=1)
+    # The lookup gives a request up after 5 s; the RPC itself would wait 12.
+    timeouts = {MessageType.FIND_VALUE: 12.0, MessageType.BATCH_GET_VALUES: 1.0}
+    trace = drive(plan, world, timeouts=timeouts)
+    assert plan.done and plan.result().delivered == 0
+    assert plan.result().fallback_lookups == 3
+    assert len(trace.of(LookupStarted)) == 3

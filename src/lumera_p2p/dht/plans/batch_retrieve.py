@@ -129,23 +129,21 @@ class BatchRetrievePlan(Plan[BatchRetrieveOutcome]):
     # --- Plan -------------------------------------------------------------------------
 
     def poll(self, now: float) -> list[Request]:
-        if self._finished:
-            return []
         out: list[Request] = []
-        for _, lookup in list(self._lookups):
-            out += self._routes.pump(lookup, now)
-            self._lookup_progress(lookup)
-        while self._ready and len(self._asked) < self._concurrency:
-            hashed = self._ready.popleft()
-            peer, chunk = self._peers[hashed], self._chunks[hashed].popleft()
-            token = self._token()
-            self._asked[token] = (peer, chunk)
-            self._outcome.batch_requests += 1
-            request = BatchGetValuesRequest(
-                data={k.hex(): KeyValWithClosest(value=b"", closest=[]) for k in chunk}
-            )
-            out.append(Request(token, peer, MessageType.BATCH_GET_VALUES, request))
-        self._advance()
+        polled: set[int] = set()
+        while not self._finished:
+            # A lookup that ends here (its last requests timed out) frees a slot for the next,
+            # which must be polled now too: nothing else would wake the plan for it.
+            fresh = [p for _, p in self._lookups if id(p) not in polled]
+            for lookup in fresh:
+                polled.add(id(lookup))
+                out += self._routes.pump(lookup, now)
+                self._lookup_progress(lookup)
+            while self._ready and len(self._asked) < self._concurrency:
+                out.append(self._ask_next())
+            self._advance()
+            if all(id(p) in polled for _, p in self._lookups):
+                break
         return out
 
     def next_deadline(self) -> float | None:
@@ -214,6 +212,18 @@ class BatchRetrievePlan(Plan[BatchRetrieveOutcome]):
         self._advance()
 
     # --- inside -----------------------------------------------------------------------
+
+    def _ask_next(self) -> Request:
+        """A BatchGetValues for the next chunk of the node first in line."""
+        hashed = self._ready.popleft()
+        peer, chunk = self._peers[hashed], self._chunks[hashed].popleft()
+        token = self._token()
+        self._asked[token] = (peer, chunk)
+        self._outcome.batch_requests += 1
+        request = BatchGetValuesRequest(
+            data={k.hex(): KeyValWithClosest(value=b"", closest=[]) for k in chunk}
+        )
+        return Request(token, peer, MessageType.BATCH_GET_VALUES, request)
 
     @property
     def _satisfied(self) -> bool:
