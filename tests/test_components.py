@@ -19,11 +19,13 @@ from lumera_p2p.components import Intervals, dht_options, server_limits, transpo
 from lumera_p2p.config import Config, load_config
 from lumera_p2p.dht import DHTOptions, ServingLimits
 from lumera_p2p.errors import ConfigError
+from lumera_p2p.identity.keyring import Keyring
+from lumera_p2p.identity.keys import PrivateKey
 from lumera_p2p.localnet import create_localnet
 from lumera_p2p.net.limits import ServerLimits
 from lumera_p2p.net.tcp import TransportOptions
 from lumera_p2p.net.virtual_time import run_virtual
-from lumera_p2p.service import P2P
+from lumera_p2p.service import P2P, open_node_key
 from lumera_p2p.wire.messages import MessageType
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -263,3 +265,36 @@ def test_the_background_loops_run_at_their_intervals(tmp_path: Path) -> None:
     # peers, by the peer sync (every 17 s).
     expected = sorted([13.0 * i for i in range(1, 8)] + [17.0 * i for i in range(1, 6)])
     assert [round(t, 6) for t in asked] == pytest.approx(expected)
+
+
+def test_secrets_come_from_the_caller_not_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file keyring's passphrase named by passphrase_env is resolved by the command line
+    and handed to P2P.create; the service never reads the environment itself."""
+    ring = Keyring(tmp_path / "keys", "file", passphrase="correct horse")
+    key = ring.add("node", PrivateKey.generate()[0])
+    doc = {
+        "key_name": "node",
+        "identity": key.address,
+        "p2p": {"data_dir": "data", "bootstrap_nodes": f"{key.address}@127.0.0.1:4445"},
+        "keyring": {"backend": "file", "dir": "keys", "passphrase_env": "NODE_PASS"},
+    }
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(doc))
+    config = load_config(path)
+    monkeypatch.setenv("NODE_PASS", "correct horse")  # present, and still not read
+    with pytest.raises(ConfigError) as info:
+        asyncio.run(P2P.create(config))
+    assert info.value.field == "keyring" and "passphrase=" in str(info.value)
+    assert open_node_key(config, passphrase="correct horse").address == key.address
+    node = asyncio.run(P2P.create(config, passphrase="correct horse"))
+    try:
+        assert node.address == key.address
+    finally:
+        asyncio.run(node.stop())
+    # An identity that is not the key's refuses to start, whichever way the key came.
+    other = PrivateKey.generate()[0]
+    with pytest.raises(ConfigError) as info:
+        asyncio.run(P2P.create(config, key=other))
+    assert info.value.field == "identity"

@@ -22,8 +22,9 @@ import contextlib
 import dataclasses
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime
+from typing import Any
 
 import base58
 
@@ -62,7 +63,7 @@ OnValue = Callable[[str, bytes], Awaitable[object]]
 
 
 def open_node_key(config: Config, passphrase: str | None = None) -> PrivateKey:
-    """The node's key (``key_name``) from the configured keyring, checked against ``identity``.
+    """The node's key (``key_name``) from the keyring the config names.
 
     ``passphrase`` unlocks a ``file`` keyring; without it only ``keyring.passphrase_plain`` is
     used. A passphrase named by ``passphrase_env`` or ``passphrase_file`` is a secret the
@@ -306,9 +307,8 @@ class P2P:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
-        self._tasks.append(asyncio.ensure_future(coro))
-        self._tasks[-1].set_name(name)
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks.append(asyncio.create_task(coro, name=name))
 
     async def _peer_sync_loop(self) -> None:
         """Full peer sync every ``peer_sync`` seconds; every ``peer_sync_retry`` while alone."""
