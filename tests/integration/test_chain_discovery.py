@@ -49,7 +49,9 @@ async def test_nodes_bootstrap_from_the_chain_and_respect_states(tmp_path: Path)
             # Everyone routes to the five ACTIVE nodes and the POSTPONED one, never the
             # STOPPED one, which is not routing-eligible.
             await eventually(
-                lambda: all(n.node.peer_count == 5 for n in nodes), what="five peers each"
+                lambda: all(n.node.peer_count == 5 for n in nodes),
+                timeout=90.0,
+                what="five peers each",
             )
             for node in nodes:
                 assert node.node.peer_count == 5, node.address

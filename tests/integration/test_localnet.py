@@ -47,6 +47,7 @@ async def full_tables(nodes: list[P2P]) -> None:
     """Wait until every node knows every other (bootstrap under load takes a while)."""
     await eventually(
         lambda: all(n.node.peer_count == len(nodes) - 1 for n in nodes),
+        timeout=180.0,  # a deadline for a hang, not a speed: under load bootstrap is slow
         what=f"every routing table holding {len(nodes) - 1} peers",
     )
 
