@@ -120,60 +120,66 @@ class Plan(ABC, Generic[R_co]):
 class Routes:
     """Outer tokens for the requests of embedded plans, so a plan can run others inside it.
 
-    ``wrap`` gives each inner request a token of the outer plan (translating ``supersedes``
-    too); ``take`` finds which inner plan and token an answer belongs to.
+    ``pump`` polls an inner plan and gives each of its requests a token of the owner
+    (translating ``supersedes`` too); ``take`` finds which inner plan and token an answer
+    belongs to; ``settle`` passes an inner plan's events and abandoned tokens on to the owner.
     """
 
     def __init__(self, owner: Plan[object]) -> None:
         self._owner = owner
         self._inner: dict[int, tuple[Plan[object], int]] = {}
         self._outer: dict[tuple[int, int], int] = {}
-
-    def wrap(self, plan: Plan[object], requests: list[Request]) -> list[Request]:
-        """``requests`` of ``plan`` under fresh outer tokens."""
-        out: list[Request] = []
-        for request in requests:
-            token = self._owner._token()
-            self._inner[token] = (plan, request.token)
-            self._outer[(id(plan), request.token)] = token
-            supersedes = None
-            if request.supersedes is not None:
-                supersedes = self._outer.pop((id(plan), request.supersedes), None)
-                if supersedes is not None:
-                    del self._inner[supersedes]
-            out.append(dataclasses.replace(request, token=token, supersedes=supersedes))
-        return out
-
-    def abandon(self, plan: Plan[object], inner: Iterable[int]) -> None:
-        """Forget ``plan``'s requests ``inner`` and have the owner abandon their outer tokens."""
-        outer = [self._outer.pop((id(plan), token), None) for token in inner]
-        dropped = [token for token in outer if token is not None]
-        for token in dropped:
-            del self._inner[token]
-        self._owner._abandon(dropped)
-
-    def drop(self, plan: Plan[object]) -> None:
-        """Abandon every request of ``plan`` still outstanding (the owner is done with it)."""
-        self.abandon(plan, [inner for p, inner in self._inner.values() if p is plan])
+        self._by_plan: dict[int, set[int]] = {}  # id(plan) -> its outer tokens outstanding
 
     def pump(self, plan: Plan[object], now: float) -> list[Request]:
         """Poll ``plan`` and pass on what it asks: its requests (re-tokened, returned), its
         events and its abandoned tokens (given to the owner)."""
-        requests = self.wrap(plan, plan.poll(now))
+        out: list[Request] = []
+        for request in plan.poll(now):
+            token = self._owner._token()
+            self._inner[token] = (plan, request.token)
+            self._outer[(id(plan), request.token)] = token
+            self._by_plan.setdefault(id(plan), set()).add(token)
+            supersedes = None
+            if request.supersedes is not None:
+                supersedes = self._forget(plan, request.supersedes)
+            out.append(dataclasses.replace(request, token=token, supersedes=supersedes))
         self.settle(plan)
-        return requests
+        return out
 
     def settle(self, plan: Plan[object]) -> None:
         """After an input to ``plan``: pass on its events and abandoned tokens."""
         self._owner._adopt_events(plan)
         self.abandon(plan, plan.abandoned())
 
+    def abandon(self, plan: Plan[object], inner: Iterable[int]) -> None:
+        """Forget ``plan``'s requests ``inner`` and have the owner abandon their outer tokens."""
+        dropped = [t for t in (self._forget(plan, token) for token in inner) if t is not None]
+        self._owner._abandon(dropped)
+
+    def drop(self, plan: Plan[object]) -> None:
+        """Abandon every request of ``plan`` still outstanding (the owner is done with it)."""
+        outer = self._by_plan.pop(id(plan), set())
+        for token in outer:
+            _, inner = self._inner.pop(token)
+            del self._outer[(id(plan), inner)]
+        self._owner._abandon(sorted(outer))
+
     def take(self, token: int) -> tuple[Plan[object], int] | None:
         """The inner plan and token of outer ``token`` (None if not one of ours)."""
-        route = self._inner.pop(token, None)
+        route = self._inner.get(token)
         if route is not None:
-            del self._outer[(id(route[0]), route[1])]
+            self._forget(route[0], route[1])
         return route
 
-    def __contains__(self, token: object) -> bool:
-        return token in self._inner
+    def _forget(self, plan: Plan[object], inner: int) -> int | None:
+        """Drop the route of ``plan``'s request ``inner``; its outer token, if it had one."""
+        outer = self._outer.pop((id(plan), inner), None)
+        if outer is not None:
+            del self._inner[outer]
+            tokens = self._by_plan.get(id(plan))
+            if tokens is not None:
+                tokens.discard(outer)
+                if not tokens:
+                    del self._by_plan[id(plan)]
+        return outer
