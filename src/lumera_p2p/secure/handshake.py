@@ -365,7 +365,8 @@ async def client_handshake(
     peer_info = HandshakeInfo.decode(raw)
     if peer_info.address != expected_peer:
         raise ProtocolError(
-            f"remote address mismatch: server is {peer_info.address!r}, dialled {expected_peer!r}"
+            f"remote address mismatch: {peer_info.address!r} != {expected_peer!r}"
+            " (the server is not the peer we dialled)"
         )
     peer = await verify_peer(peer_info, raw, peer_sig, verifier)
     secret = shared_secret(eph, peer.ephemeral_public)
