@@ -1,9 +1,10 @@
 """The secure sessions recorded from the Go supernode (``<repo>/../shared/vectors/secure``).
 
 Each JSON file is one TCP session between a Go client and a Go server, every socket ``Write``
-as a hex chunk (the folder's README explains the fields). This module only reads the files and
-gives their parts names; the tests decide what to check. Files are found by listing the folder,
-so new recordings are picked up without touching the tests.
+as a hex chunk (the folder's README explains the fields). This module reads the files and gives
+their parts names, and holds the two pieces of Go behaviour both replays need: how Go cuts a
+``Write`` into frames, and how to compare a decoded message with Go's notation of it. Files are
+found by listing the folder, so new recordings are picked up without touching the tests.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from lumera_p2p.identity.keys import PrivateKey
 from lumera_p2p.secure.handshake import StaticPeerVerifier
+from lumera_p2p.secure.record import GO_PAYLOAD, RecordCrypto
+from lumera_p2p.wire.gob import GoBytes, GoPtr, GoSlice, GoStruct, GoType
+from lumera_p2p.wire.messages import REGISTRY
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 SECURE_VECTORS = SHARED / "vectors" / "secure"
@@ -234,3 +238,69 @@ class SplitVerifier(StaticPeerVerifier):
     async def account_exists(self, address: str) -> bool:
         """True for every account."""
         return address in self.accounts
+
+
+def go_frames(crypto: RecordCrypto, plaintext: bytes) -> bytes:
+    """One Go ``Write``: 4,072-byte pieces, the rest in a last frame, all in one buffer."""
+    return b"".join(
+        crypto.seal(plaintext[i : i + GO_PAYLOAD]) for i in range(0, len(plaintext), GO_PAYLOAD)
+    )
+
+
+# --- Go's notation of decoded messages -------------------------------------------------------
+
+
+def assert_as_go_decoded(go: Any, value: Any, t: GoType, where: str) -> None:
+    """Compare our decoded value with Go's notation in the files (see the module docstring).
+
+    Structs are objects with every Go field: ``[]byte`` fields as ``<Name>_hex`` (``ID`` as
+    text), slices of nodes as their count or as a list, ``Data`` with its ``go_type``.
+    """
+    if isinstance(t, GoPtr):
+        if go is None:
+            assert value is None, where
+            return
+        assert value is not None, where
+        assert_as_go_decoded(go, value, t.elem, where)
+        return
+    if isinstance(t, GoStruct):
+        assert isinstance(go, dict), (where, go)
+        seen = {"go_type"}
+        for field in t.fields:
+            ours = getattr(value, field.attr)
+            here = f"{where}.{field.name}"
+            if f"{field.name}_hex" in go:
+                seen.add(f"{field.name}_hex")
+                assert (ours or b"").hex() == go[f"{field.name}_hex"], here
+            elif field.name in go:
+                seen.add(field.name)
+                if isinstance(field.type, GoBytes):
+                    assert (ours or b"").decode() == go[field.name], here
+                elif field.name == "Data":
+                    assert_data(go[field.name], ours, here)
+                else:
+                    assert_as_go_decoded(go[field.name], ours, field.type, here)
+            else:
+                raise AssertionError(f"{here}: Go's notation lacks the field")
+        assert seen >= set(go), f"{where}: fields we do not know: {set(go) - seen}"
+        return
+    if isinstance(t, GoSlice):
+        if isinstance(go, int):
+            assert len(value or []) == go, where
+            return
+        assert isinstance(go, list) and len(go) == len(value or []), where
+        for i, (g, v) in enumerate(zip(go, value or [], strict=True)):
+            assert_as_go_decoded(g, v, t.elem, f"{where}[{i}]")
+        return
+    assert value == go, (where, value, go)
+
+
+def assert_data(go: dict[str, Any] | None, value: Any, where: str) -> None:
+    if go is None:
+        assert value is None, where
+        return
+    name = go["go_type"]
+    assert name == f"*kademlia.{type(value).__name__}", (where, name)
+    t = REGISTRY.type_for_name(name.encode())
+    assert isinstance(t, GoPtr)
+    assert_as_go_decoded(go, value, t.elem, where)

@@ -43,10 +43,9 @@ from lumera_p2p.secure.record import (
     Side,
     mask_nonce,
 )
-from lumera_p2p.wire.gob import GoBytes, GoPtr, GoSlice, GoStruct, GoType, TypeTable
+from lumera_p2p.wire.gob import TypeTable
 from lumera_p2p.wire.messages import (
     GO_MESSAGE,
-    REGISTRY,
     Message,
     decode_message,
 )
@@ -54,7 +53,14 @@ from lumera_p2p.wire.messages import (
     encode_message as encode_kademlia,
 )
 
-from .go_sessions import Session, SplitVerifier, session_files, session_params
+from .go_sessions import (
+    Session,
+    SplitVerifier,
+    assert_as_go_decoded,
+    go_frames,
+    session_files,
+    session_params,
+)
 
 DIRECTIONS = ("client_to_server", "server_to_client")
 #: Which side seals the frames of a direction.
@@ -248,13 +254,6 @@ async def test_simplenode_needs_only_an_account(session: Session) -> None:
 # --- record layer ------------------------------------------------------------------------------
 
 
-def go_frames(crypto: RecordCrypto, plaintext: bytes) -> bytes:
-    """One Go ``Write``: 4,072-byte pieces, the rest in a last frame, all in one buffer."""
-    return b"".join(
-        crypto.seal(plaintext[i : i + GO_PAYLOAD]) for i in range(0, len(plaintext), GO_PAYLOAD)
-    )
-
-
 @pytest.mark.parametrize("direction", DIRECTIONS)
 def test_frames_match_the_recorded_layout(session: Session, direction: str) -> None:
     chunks = session.chunks(direction)[1:]
@@ -310,62 +309,6 @@ def test_frames_re_encrypt_byte_exact(session: Session, direction: str) -> None:
 
 
 # --- application layer -------------------------------------------------------------------------
-
-
-def assert_as_go_decoded(go: Any, value: Any, t: GoType, where: str) -> None:
-    """Compare our decoded value with Go's notation in the files (see the module docstring).
-
-    Structs are objects with every Go field: ``[]byte`` fields as ``<Name>_hex`` (``ID`` as
-    text), slices of nodes as their count or as a list, ``Data`` with its ``go_type``.
-    """
-    if isinstance(t, GoPtr):
-        if go is None:
-            assert value is None, where
-            return
-        assert value is not None, where
-        assert_as_go_decoded(go, value, t.elem, where)
-        return
-    if isinstance(t, GoStruct):
-        assert isinstance(go, dict), (where, go)
-        seen = {"go_type"}
-        for field in t.fields:
-            ours = getattr(value, field.attr)
-            here = f"{where}.{field.name}"
-            if f"{field.name}_hex" in go:
-                seen.add(f"{field.name}_hex")
-                assert (ours or b"").hex() == go[f"{field.name}_hex"], here
-            elif field.name in go:
-                seen.add(field.name)
-                if isinstance(field.type, GoBytes):
-                    assert (ours or b"").decode() == go[field.name], here
-                elif field.name == "Data":
-                    assert_data(go[field.name], ours, here)
-                else:
-                    assert_as_go_decoded(go[field.name], ours, field.type, here)
-            else:
-                raise AssertionError(f"{here}: Go's notation lacks the field")
-        assert seen >= set(go), f"{where}: fields we do not know: {set(go) - seen}"
-        return
-    if isinstance(t, GoSlice):
-        if isinstance(go, int):
-            assert len(value or []) == go, where
-            return
-        assert isinstance(go, list) and len(go) == len(value or []), where
-        for i, (g, v) in enumerate(zip(go, value or [], strict=True)):
-            assert_as_go_decoded(g, v, t.elem, f"{where}[{i}]")
-        return
-    assert value == go, (where, value, go)
-
-
-def assert_data(go: dict[str, Any] | None, value: Any, where: str) -> None:
-    if go is None:
-        assert value is None, where
-        return
-    name = go["go_type"]
-    assert name == f"*kademlia.{type(value).__name__}", (where, name)
-    t = REGISTRY.type_for_name(name.encode())
-    assert isinstance(t, GoPtr)
-    assert_as_go_decoded(go, value, t.elem, where)
 
 
 def encode_with_history(sessions: list[Session]) -> dict[tuple[str, int], bytes]:
