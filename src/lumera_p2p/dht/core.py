@@ -162,7 +162,15 @@ class DHTCore:
     def message(
         self, mtype: MessageType, receiver: Contact | None, data: MessageData | None
     ) -> Message:
-        """A message from us to ``receiver``."""
+        """A message from us to ``receiver``.
+
+        ``Receiver.Version`` is the version we last heard from that peer: a seed contact from
+        the registry has none, but the routing table may (empty only before first contact).
+        """
+        if receiver is not None and not receiver.version:
+            known = self.table.get(receiver.hashed_id)
+            if known is not None and known.version:
+                receiver = Contact(receiver.id, receiver.ip, receiver.port, known.version)
         return Message(
             sender=self.wire_self,
             receiver=None if receiver is None else self.wire_node(receiver),
