@@ -176,6 +176,51 @@ async def test_go_sized_frames_are_accepted(
     accepted.stream.close()
 
 
+async def test_incoming_connection_handshakes_once_and_callback_crashes_close(
+    client_key: PrivateKey,
+    server_key: PrivateKey,
+    verifier: StaticPeerVerifier,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The owner's callback may crash (the socket closes, the server lives); a handshake
+    runs at most once per connection."""
+    accepted: asyncio.Queue[IncomingConnection] = asyncio.Queue()
+    crash = True
+
+    def on_connection(conn: IncomingConnection) -> None:
+        nonlocal crash
+        if crash:
+            crash = False
+            raise RuntimeError("owner bug")
+        accepted.put_nowait(conn)
+
+    srv = await start_secure_server(on_connection, "127.0.0.1", 0, server_key, verifier, timeout=5)
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        async with asyncio.timeout(10):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            assert await peer_closed(reader)
+            writer.close()
+            assert "connection callback failed" in caplog.text
+            dial = asyncio.ensure_future(
+                secure_connect("127.0.0.1", port, client_key, server_key.address, verifier)
+            )
+            conn = await accepted.get()
+            assert "127.0.0.1" in repr(conn)
+            assert conn.deadline > asyncio.get_running_loop().time()
+            stream = await conn.handshake()
+            with pytest.raises(RuntimeError, match="already run"):
+                await conn.handshake()
+            client = await dial
+            client.write(b"hi")
+            assert await stream.readexactly(2) == b"hi"
+            client.close()
+            stream.close()
+    finally:
+        srv.close()
+        await srv.wait_closed()
+
+
 async def test_data_sent_with_the_handshake_is_not_lost(
     client_key: PrivateKey, server_key: PrivateKey, verifier: StaticPeerVerifier
 ) -> None:
