@@ -45,7 +45,7 @@ from tests.secure.go_sessions import (
     AppMessage,
     Session,
     assert_data,
-    go_frames,
+    go_writes,
     session_files,
     session_params,
 )
@@ -123,7 +123,8 @@ class GoClient:
     def send(self, message: AppMessage) -> None:
         """The recorded plaintext, sealed under our session key in Go's 4,072-byte frames."""
         assert self.crypto is not None
-        self.writer.write(go_frames(self.crypto, message.plaintext))
+        for chunk in go_writes(self.crypto, message.plaintext):
+            self.writer.write(chunk)
 
     async def plaintext(self, n: int) -> bytes:
         """Exactly ``n`` decrypted bytes from our node."""

@@ -201,6 +201,19 @@ class Session:
                 return text.rsplit(wrapper, 1)[1]
         return text
 
+    def refused_for_gos_reason(self, ours: str) -> bool:
+        """Does our error say what Go's did?
+
+        Our messages start with Go's wording for each check; the innermost detail Go wraps may
+        come from its mock chain (an RPC error text), so past Go's own layers, only those must
+        match when the whole reason is not in ours.
+        """
+        reason = self.go_reason
+        if reason in ours:
+            return True
+        layers, _, _detail = reason.rpartition(": ")
+        return bool(layers) and ours.startswith(layers + ": ")
+
     def refusal_of_hello(self, side: str) -> str:
         """Go's reason for refusing ``side``'s hello, or ``""`` if its peer accepted it."""
         refuser = self.refused_by
@@ -240,11 +253,22 @@ class SplitVerifier(StaticPeerVerifier):
         return address in self.accounts
 
 
-def go_frames(crypto: RecordCrypto, plaintext: bytes) -> bytes:
-    """One Go ``Write``: 4,072-byte pieces, the rest in a last frame, all in one buffer."""
-    return b"".join(
-        crypto.seal(plaintext[i : i + GO_PAYLOAD]) for i in range(0, len(plaintext), GO_PAYLOAD)
-    )
+#: Go's ``alts/conn`` writes at most 512 KiB per socket write: 128 frames of 4,096 bytes.
+GO_FRAMES_PER_WRITE = 512 * 1024 // 4096
+
+
+def go_writes(crypto: RecordCrypto, plaintext: bytes) -> list[bytes]:
+    """The socket writes of one Go ``Conn.Write``: 4,072-byte frames, 128 to a socket write.
+
+    The last frame carries the rest; an empty ``Write`` sends nothing.
+    """
+    step = GO_FRAMES_PER_WRITE * GO_PAYLOAD
+    writes = []
+    for start in range(0, len(plaintext), step):
+        part = plaintext[start : start + step]
+        frames = (crypto.seal(part[i : i + GO_PAYLOAD]) for i in range(0, len(part), GO_PAYLOAD))
+        writes.append(b"".join(frames))
+    return writes
 
 
 # --- Go's notation of decoded messages -------------------------------------------------------
