@@ -43,15 +43,9 @@ from lumera_p2p.secure.record import (
     Side,
     mask_nonce,
 )
+from lumera_p2p.wire import messages as kademlia_wire
 from lumera_p2p.wire.gob import TypeTable
-from lumera_p2p.wire.messages import (
-    GO_MESSAGE,
-    Message,
-    decode_message,
-)
-from lumera_p2p.wire.messages import (
-    encode_message as encode_kademlia,
-)
+from lumera_p2p.wire.messages import GO_MESSAGE, Message, decode_message
 
 from .go_sessions import (
     Session,
@@ -329,7 +323,9 @@ def encode_with_history(sessions: list[Session]) -> dict[tuple[str, int], bytes]
     for one in sessions:
         for i, message in enumerate(one.messages()):
             if message.decoded_by_go is not None:
-                out[one.name, i] = encode_kademlia(decode_message(message.plaintext), types=table)
+                out[one.name, i] = kademlia_wire.encode_message(
+                    decode_message(message.plaintext), types=table
+                )
     return out
 
 
