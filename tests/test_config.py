@@ -48,6 +48,8 @@ def test_defaults(tmp_path: Path) -> None:
     assert config.p2p.allowlist_refresh_interval == 30.0
     assert config.p2p.bucket_refresh_interval == 3600.0
     assert config.p2p.health_check_interval == 300.0
+    assert config.p2p.version == "v2.6.2"
+    assert config.p2p.min_peer_version is None
     assert config.lumera.registry_file is None
     assert config.keyring.backend == "test"
     assert config.keyring.dir == Path("~/.lumera").expanduser()
@@ -108,6 +110,23 @@ def test_full_config_resolves(tmp_path: Path) -> None:
     assert config.keyring.dir == (tmp_path / "keys").resolve()
     assert config.keyring.passphrase_file == (tmp_path / "pw.txt").resolve()
     assert config.lumera.chain_id == "lumera-mainnet-1"
+
+
+@pytest.mark.parametrize(
+    ("version", "minimum", "want"),
+    [
+        ("v2.7.0", "v2.6.0", ("v2.7.0", "v2.6.0")),
+        (" v2.6.2-testnet ", "2.6", ("v2.6.2-testnet", "2.6")),
+        ("v3", "", ("v3", None)),
+        ("v2.6.2", None, ("v2.6.2", None)),
+        ("V1.0.0+build.7", "   ", ("V1.0.0+build.7", None)),
+    ],
+)
+def test_version_and_minimum(
+    tmp_path: Path, version: str, minimum: str | None, want: tuple[str, str | None]
+) -> None:
+    config = load_config(write(tmp_path, minimal(version=version, min_peer_version=minimum)))
+    assert (config.p2p.version, config.p2p.min_peer_version) == want
 
 
 def test_registry_file_resolves_against_the_config(tmp_path: Path) -> None:
@@ -210,6 +229,15 @@ BAD: list[tuple[dict[str, Any], str, str]] = [
     (minimal(allowlist_refresh_interval="soon"), "p2p.allowlist_refresh_interval", "number"),
     (minimal(bootstrap_refresh_interval=10**9), "p2p.bootstrap_refresh_interval", "less than"),
     (minimal(allow_private_peers="maybe"), "p2p.allow_private_peers", "boolean"),
+    (minimal(version=""), "p2p.version", "must not be empty"),
+    (minimal(version="dev"), "p2p.version", "not a version such as"),
+    (minimal(version="v2.6.2 beta"), "p2p.version", "no spaces"),
+    (minimal(version="v2.6.2\x00"), "p2p.version", "printable"),
+    (minimal(version="v" + "1" * 70), "p2p.version", "at most 64"),
+    (minimal(version=2.6), "p2p.version", "string"),
+    (minimal(min_peer_version="latest"), "p2p.min_peer_version", "not a version such as"),
+    (minimal(min_peer_version="v.2"), "p2p.min_peer_version", "not a version such as"),
+    (minimal(min_peer_version=2), "p2p.min_peer_version", "version string"),
 ]
 
 

@@ -32,9 +32,14 @@ from pydantic import (
 
 from lumera_p2p.errors import ConfigError, IdentityError
 from lumera_p2p.identity.keys import validate_address
+from lumera_p2p.kademlia.version import parse_semver
 
 DEFAULT_P2P_PORT = 4445
 DEFAULT_LISTEN_ADDRESS = "0.0.0.0"
+#: The supernode release whose P2P protocol this node implements, advertised in every
+#: ``Node.Version`` we send (Go nodes with a minimum version drop peers without one).
+DEFAULT_P2P_VERSION = "v2.6.2"
+_MAX_VERSION_LENGTH = 64
 #: Sections of a Go supernode config.yml that this node does not use; accepted and ignored.
 _FOREIGN_SECTIONS = frozenset({"raptorq", "storage_challenge", "self_healing", "log", "logging"})
 
@@ -56,6 +61,18 @@ def _check_host(value: str) -> str:
     except ValueError:
         if not _HOSTNAME_RE.match(text):
             raise ValueError(f"{value!r} is neither an IP address nor a hostname") from None
+    return text
+
+
+def _check_version(value: str) -> str:
+    """A version by Go's ``parseSemver`` rules (``v2.6.2``, ``2.6``, ``v2.6.2-testnet``)."""
+    text = value.strip()
+    if not text:
+        raise ValueError("must not be empty")
+    if len(text) > _MAX_VERSION_LENGTH or not text.isprintable() or " " in text:
+        raise ValueError(f"{value!r} is not a version (at most 64 printable characters, no spaces)")
+    if parse_semver(text) is None:
+        raise ValueError(f"{value!r} is not a version such as 'v2.6.2' (major.minor.patch)")
     return text
 
 
@@ -114,6 +131,11 @@ class P2PConfig(_Section):
     bucket_refresh_interval: Interval = 3600.0
     #: Seconds between pings of every routing-table peer (Go: 5 min).
     health_check_interval: Interval = 300.0
+    #: The version we advertise in every ``Node`` we send (Go: the build's release tag).
+    version: str = DEFAULT_P2P_VERSION
+    #: Peers advertising a lower version (or none) are refused, as a Go node built with a
+    #: minimum refuses them; ``None`` (the default) admits every version.
+    min_peer_version: str | None = None
 
     @field_validator("listen_address")
     @classmethod
@@ -141,6 +163,24 @@ class P2PConfig(_Section):
         else:
             raise ValueError("must be a string 'identity@host:port,…' or a list of them")
         return tuple(parse_bootstrap_node(e) for e in entries)
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        # Go advertises whatever it was built with, but a Go node with a minimum drops a peer
+        # whose version does not parse, so we only ever advertise one that does.
+        return _check_version(value)
+
+    @field_validator("min_peer_version", mode="before")
+    @classmethod
+    def _min_peer_version(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if not isinstance(value, str):
+            raise ValueError("must be a version string such as 'v2.6.2'")
+        # Go ignores a minimum it cannot parse (the gate fails open); a typo here would then
+        # silently admit everyone, so we refuse it instead.
+        return _check_version(value)
 
     @field_validator("external_ip", mode="before")
     @classmethod

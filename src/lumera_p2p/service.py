@@ -110,7 +110,7 @@ class P2P:
         advertised = p2p.external_ip or (
             p2p.listen_address if p2p.listen_address not in ("0.0.0.0", "::") else "127.0.0.1"
         )
-        me = Contact(key.address.encode(), advertised, p2p.port)
+        me = Contact(key.address.encode(), advertised, p2p.port, p2p.version)
         self.eligibility = Eligibility()
         self.verifier: PeerVerifier = (
             registry
@@ -129,6 +129,7 @@ class P2P:
             options=DHTOptions(
                 allow_private=p2p.allow_private_peers,
                 bucket_refresh_age=p2p.bucket_refresh_interval,
+                min_peer_version=p2p.min_peer_version or "",
             ),
             eligibility=self.eligibility,
         )

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 import base58
 
@@ -39,6 +40,10 @@ from lumera_p2p.wire.messages import (
 )
 
 log = logging.getLogger(__name__)
+
+#: What one lookup step learned: the peer as its answer describes it (advertised version),
+#: the contacts it returned, and the value if it had one.
+Answer: TypeAlias = tuple[Contact, list[Contact], bytes | None]
 
 #: A batch store succeeds when at least this share of per-node requests succeed (Go: 75 %).
 MIN_BATCH_STORE_SUCCESS = 0.75
@@ -132,11 +137,11 @@ class DHTClient:
     async def _drive(
         self,
         lookup: Lookup,
-        ask: Callable[[Contact], Awaitable[tuple[list[Contact], bytes | None]]],
+        ask: Callable[[Contact], Awaitable[Answer]],
     ) -> LookupOutcome:
         """Run ``lookup`` to completion, asking peers with ``ask``."""
         core = self.core
-        pending: dict[asyncio.Task[tuple[list[Contact], bytes | None]], Contact] = {}
+        pending: dict[asyncio.Task[Answer], Contact] = {}
         try:
             while True:
                 for peer in lookup.poll(core.now()):
@@ -162,8 +167,8 @@ class DHTClient:
                         )
                         core.table.failed(peer.hashed_id, core.options.max_failures)
                         continue
-                    contacts, value = task.result()
-                    core.seen(peer)
+                    answered, contacts, value = task.result()
+                    core.seen(answered)
                     lookup.on_response(peer, contacts, core.now(), value=value)
         finally:
             for task in pending:
@@ -205,7 +210,7 @@ class DHTClient:
         """
         core = self.core
 
-        async def ask(peer: Contact) -> tuple[list[Contact], bytes | None]:
+        async def ask(peer: Contact) -> Answer:
             response = await core.call(
                 peer, MessageType.BATCH_FIND_NODE, BatchFindNodeRequest(hashed_target=[target])
             )
@@ -213,7 +218,7 @@ class DHTClient:
             if not isinstance(body, BatchFindNodeResponse):
                 raise TransportError(f"{peer}: BatchFindNode answered {type(body).__name__}")
             nodes = (body.closest_nodes or {}).get(base58.b58encode(target).decode(), [])
-            return core.contacts_from_wire(nodes), None
+            return core.answered(peer, response), core.contacts_from_wire(nodes), None
 
         return await self._drive(self._new_lookup(target), ask)
 
@@ -222,12 +227,12 @@ class DHTClient:
         core = self.core
         target = hash_id(node_id)
 
-        async def ask(peer: Contact) -> tuple[list[Contact], bytes | None]:
+        async def ask(peer: Contact) -> Answer:
             response = await core.call(peer, MessageType.FIND_NODE, FindNodeRequest(target=node_id))
             body = response.data
             if not isinstance(body, FindNodeResponse):
                 raise TransportError(f"{peer}: FindNode answered {type(body).__name__}")
-            return core.contacts_from_wire(body.closest), None
+            return core.answered(peer, response), core.contacts_from_wire(body.closest), None
 
         return await self._drive(self._new_lookup(target), ask)
 
@@ -235,7 +240,7 @@ class DHTClient:
         """Iterative FIND_VALUE of a 32-byte key; the value, if found, is hash-checked."""
         core = self.core
 
-        async def ask(peer: Contact) -> tuple[list[Contact], bytes | None]:
+        async def ask(peer: Contact) -> Answer:
             response = await core.call(peer, MessageType.FIND_VALUE, FindValueRequest(target=key))
             body = response.data
             if not isinstance(body, FindValueResponse):
@@ -244,7 +249,7 @@ class DHTClient:
             if value is not None and digest(value) != key:
                 self.penalise_poisoner(peer, key)
                 raise PoisonedValue(f"{peer}: sent a value that does not hash to its key")
-            return core.contacts_from_wire(body.closest), value
+            return core.answered(peer, response), core.contacts_from_wire(body.closest), value
 
         return await self._drive(self._new_lookup(key, find_value=True), ask)
 
@@ -492,7 +497,7 @@ class DHTClient:
         body = response.data
         if not isinstance(body, BatchGetValuesResponse):
             return {}
-        core.seen(peer)
+        core.seen(core.answered(peer, response))
         asked = {k.hex(): k for k in keys}
         out: dict[bytes, bytes] = {}
         for hex_key, entry in (body.data or {}).items():

@@ -22,6 +22,7 @@ from lumera_p2p.dht.valuestore import ValueStore
 from lumera_p2p.errors import TransportError
 from lumera_p2p.kademlia import BanList, Contact, RoutingTable
 from lumera_p2p.kademlia.node import hash_id
+from lumera_p2p.kademlia.version import version_too_old
 from lumera_p2p.wire.messages import Message, MessageData, MessageType, Node
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,9 @@ class DHTOptions:
     #: one message, which fails outright once it exceeds the 400 MB frame limit; we split.
     batch_store_bytes: int = 64 * 1024 * 1024
     bucket_refresh_age: float = 3600.0
-    version: str = ""
+    #: Refuse peers that advertise a lower version, or none, as a Go node built with a
+    #: minimum does (``kademlia.version``); empty admits every version.
+    min_peer_version: str = ""
     timeouts: dict[MessageType, float] = field(default_factory=lambda: dict(TIMEOUTS))
 
 
@@ -85,6 +88,8 @@ class DHTCounters:
     requests_handled: int = 0
     requests_refused: int = 0
     values_stored_remote: int = 0
+    #: Peers kept out of the routing table or not answered: below ``min_peer_version``.
+    peers_too_old: int = 0
 
 
 class DHTCore:
@@ -157,7 +162,15 @@ class DHTCore:
     def message(
         self, mtype: MessageType, receiver: Contact | None, data: MessageData | None
     ) -> Message:
-        """A message from us to ``receiver``."""
+        """A message from us to ``receiver``.
+
+        ``Receiver.Version`` is the version we last heard from that peer: a seed contact from
+        the registry has none, but the routing table may (empty only before first contact).
+        """
+        if receiver is not None and not receiver.version:
+            known = self.table.get(receiver.hashed_id)
+            if known is not None and known.version:
+                receiver = Contact(receiver.id, receiver.ip, receiver.port, known.version)
         return Message(
             sender=self.wire_self,
             receiver=None if receiver is None else self.wire_node(receiver),
@@ -200,11 +213,32 @@ class DHTCore:
 
     # --- routing table upkeep ------------------------------------------------------------
 
+    def too_old(self, version: str) -> bool:
+        """Is a peer advertising ``version`` below our minimum? (Counted when it is.)"""
+        if not version_too_old(version, self.options.min_peer_version):
+            return False
+        self.counters.peers_too_old += 1
+        return True
+
+    def answered(self, peer: Contact, response: Message) -> Contact:
+        """``peer`` with the version its answer advertises in ``Sender`` (Go records it so)."""
+        sender = response.sender
+        if sender is None or bytes(sender.id) != peer.id or sender.version == peer.version:
+            return peer
+        return Contact(peer.id, peer.ip, peer.port, sender.version or "")
+
     def seen(self, contact: Contact) -> None:
-        """``contact`` proved alive (answered us, or sent an authenticated request)."""
+        """``contact`` proved alive (answered us, or sent an authenticated request).
+
+        Its ``version`` must be the one the peer itself advertised: below our minimum it stays
+        out of the routing table (Go's ``addNode`` gate).
+        """
         if contact.hashed_id == self.me.hashed_id:
             return
         if not self.eligibility.routing(contact.hashed_id):
+            return
+        if self.too_old(contact.version):
+            log.debug("not adding %s: version %r is below the minimum", contact, contact.version)
             return
         now = self.now()
         result = self.table.add(contact, now, lambda h: self.bans.is_banned(h, now))

@@ -93,7 +93,7 @@ class DHT:
         if answered.id != peer.id:
             return False
         self.core.bans.clear(peer.hashed_id)
-        self.core.seen(peer)
+        self.core.seen(self.core.answered(peer, response))
         return True
 
     async def check_peers(self, concurrency: int = 32) -> tuple[int, int]:

@@ -120,6 +120,12 @@ class RequestHandler:
             raise ProtocolError(
                 f"sender {bytes(sender.id)!r} is not the authenticated peer {peer_id!r}"
             )
+        if self.core.too_old(sender.version):
+            # Go closes the connection of such a peer without answering; so do we.
+            raise ProtocolError(
+                f"peer version {sender.version!r} is below the minimum "
+                f"{self.core.options.min_peer_version}"
+            )
         handler = self._dispatch.get(request.message_type)
         if handler is None:
             raise ProtocolError(f"unknown message type {request.message_type}")
