@@ -49,12 +49,20 @@ async def test_retrieve_many_matches_the_stored_values_for_any_mix(tmp_path: Pat
 
 
 async def test_retrieve_many_lets_other_tasks_run_and_sees_fresh_commits(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Read the whole batch on the loop, in slices, to see what happens between them.
+    monkeypatch.setattr(readers_module, "INLINE_MANY_BYTES", 64 * 1024 * 1024)
     store = await LocalStore.open(tmp_path)
     try:
-        values = [os.urandom(65_536) for _ in range(100)]  # 6.5 MB: all read on the loop
+        values = [os.urandom(65_536) for _ in range(100)]
         await store.store_batch(values)
+        run = store._data_readers.run
+
+        async def no_hop(fn):  # type: ignore[no-untyped-def]
+            raise AssertionError("this batch should be read on the loop")
+
+        monkeypatch.setattr(store._data_readers, "run", no_hop)
         late = b"committed while the batch read was under way"
         ticks = 0
         seen_late: list[bytes | None] = []
@@ -75,10 +83,11 @@ async def test_retrieve_many_lets_other_tasks_run_and_sees_fresh_commits(
         task = asyncio.ensure_future(other_task())
         found = await store.retrieve_many([h(v) for v in values])
         task.cancel()
+        monkeypatch.setattr(store._data_readers, "run", run)
         assert len(found) == 100
         assert seen_late == [late]
-        # About 6.5 MB in slices of at most 2 MiB, with a yield every MiB or so.
-        assert ticks >= 3
+        # 6.5 MB in slices of at most 256 KiB, with a yield every 128 KiB or so.
+        assert ticks >= 20
     finally:
         await store.close()
 
@@ -90,7 +99,8 @@ async def test_a_value_over_the_inline_limit_is_read_in_a_thread(
     try:
         big = os.urandom(readers_module.INLINE_READ_BYTES + 1)
         small = os.urandom(1000)
-        await store.store_batch([big, small])
+        batch = [os.urandom(1000) for _ in range(100)]
+        await store.store_batch([big, small, *batch])
         hops: list[str] = []
         run = store._data_readers.run
 
@@ -101,6 +111,8 @@ async def test_a_value_over_the_inline_limit_is_read_in_a_thread(
         monkeypatch.setattr(store._data_readers, "run", counting)
         assert await store.retrieve(h(small)) == small
         assert await store.retrieve_many([h(small)]) == {h(small): small}
+        # 100 KB in all: cheaper read on the loop than with a hop to a thread and back.
+        assert len(await store.retrieve_many([h(v) for v in batch])) == 100
         assert hops == []
         assert await store.retrieve(h(big)) == big
         assert await store.retrieve_many([h(big), h(small)]) == {h(big): big, h(small): small}

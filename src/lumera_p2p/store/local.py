@@ -4,8 +4,8 @@ Two databases, as the Go node keeps them (see :mod:`.schema`): ``data001.sqlite3
 values (``data``) and the replication metadata (``replication_info``, ``replication_keys``);
 ``data001-meta.sqlite3`` holds ``disabled_keys`` and ``del_keys``. Each has one writer thread
 (:class:`.writer.WriterThread`). A read of one value up to 1 MiB, and a batch read's first
-8 MiB (in slices that yield between them), run on the event loop itself: a cached read costs
-less than a hop to a thread and back. Larger values and the rest of large batches are read on
+256 KiB, run on the event loop itself: a cached read costs less than a hop to a thread and
+back. Larger values and the rest of large batches are read on
 a small pool of read-only connections, which WAL lets proceed while the writer commits (see
 :mod:`.readers`). The process holds a lock on ``data_dir`` (:mod:`.lock`) for the store's lifetime.
 

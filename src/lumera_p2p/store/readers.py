@@ -2,9 +2,13 @@
 
 A hop to a reader thread and back costs about 150 µs on an idle 2-core machine, and more on a
 busy one, where the thread and then the event loop must each be scheduled again; reading a
-cached 64 KiB value costs about 25 µs, a 1 KiB one 5 µs. So small reads run on the event loop,
-on a connection of its own, and only large values and the bulk of large batches go to the
-thread pool, where SQLite's page reads also run beside the loop, on another core.
+cached 64 KiB value costs about 25 µs, a 1 KiB one 5 µs. So a single value up to 1 MiB, and a
+batch's first 256 KiB, are read on the event loop, on a connection of its own; large values
+and the bulk of large batches go to the thread pool. There, SQLite's page reads and the
+allocation of the results run beside the loop, on another core: holding a batch of large
+values costs page faults on top of the copies (glibc hands the freed memory of the previous
+batch back to the kernel; measured here, 64 KiB values allocated 100 at a time cost about
+100 µs each against 8 µs when the memory is kept), and that cost is better paid off the loop.
 
 A statement run on the loop is always run to its end before the loop moves on: an open one
 would pin its WAL snapshot, and a later read on the same connection would miss newer commits.
@@ -29,11 +33,11 @@ T = TypeVar("T")
 INLINE_READ_BYTES = 1024 * 1024
 #: A batch read on the loop goes in slices of at most this many value bytes (each value in a
 #: slice capped at its share), yielding to other tasks after about half as many.
-INLINE_SLICE_BYTES = 2 * 1024 * 1024
+INLINE_SLICE_BYTES = 256 * 1024
 #: Keys in a batch's first slice, before the values' size is known (64 KiB share each).
-FIRST_SLICE_KEYS = 32
+FIRST_SLICE_KEYS = 4
 #: Value bytes one batch read reads on the loop; the rest is read in one hop to a thread.
-INLINE_MANY_BYTES = 8 * 1024 * 1024
+INLINE_MANY_BYTES = 256 * 1024
 #: What probing an absent key costs, counted as value bytes read, between yields.
 _PROBE_COST = 1024
 
