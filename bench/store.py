@@ -6,15 +6,17 @@ the writer's own pragmas (:func:`lumera_p2p.store.schema.writer_pragmas`), keys 
 loop as ours are. Puts: 1 KiB values stored one per transaction, sequentially (and 32 in flight
 for ours), against plain sqlite3 committing one row per transaction.
 
-Reads run on *our* data file after our ingest, alternating passes between plain sqlite3 (a
-read-only connection with the readers' pragmas, ``schema.READER_PRAGMAS``) and ours, so both see
-the same file, WAL and page cache. ``read`` is one ``SELECT data … WHERE key=?`` per key against
+Reads run on *our* data file after our ingest, so both see the same file, WAL and page cache;
+plain sqlite3 reads through a read-only connection with the readers' pragmas
+(``schema.READER_PRAGMAS``). ``read`` is one ``SELECT data … WHERE key=?`` per key against
 ``retrieve``; ``read_many`` is ``retrieve_many`` of batches of 100 against the faster of two
 plain ways to fetch the same 100 values into a dict (100 point ``SELECT``s, or one
 ``SELECT key, data … WHERE key IN (…)``).
 
-Ratios are ours ÷ reference (higher is better; 1.0 = no overhead). ``full_over_normal_*`` are
-ours in FULL ÷ ours in NORMAL: what the stronger durability costs.
+Ours and the reference take turns batch by batch (puts: value by value), the order rotating,
+and each side's time is summed: on a shared, busy machine both then meet the same load.
+Ratios are ours ÷ reference (higher is better; 1.0 = no overhead), medians of the rounds.
+``full_over_normal_*`` are ours in FULL ÷ ours in NORMAL: what the stronger durability costs.
 
     python bench/store.py [--values N] [--size BYTES] [--batch N] [--puts N] [--rounds R]
                           [--passes P] [--json]
@@ -24,13 +26,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
+import random
 import sqlite3
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import blake3
@@ -38,7 +42,7 @@ import blake3
 from lumera_p2p.store import LocalStore, schema
 from lumera_p2p.store.timefmt import format_time, utcnow
 
-MODES = ("full", "normal")
+MODES = schema.SYNCHRONOUS_MODES
 INSERT = (
     "INSERT INTO data(key, data, datatype, is_original, createdAt, updatedAt, "
     "is_on_cloud) VALUES(?, ?, ?, ?, ?, ?, false) ON CONFLICT(key) DO UPDATE SET "
@@ -46,7 +50,7 @@ INSERT = (
 )
 
 
-def plain_writer(path: Path, synchronous: str) -> sqlite3.Connection:
+def plain_writer(path: Path, synchronous: schema.Synchronous) -> sqlite3.Connection:
     """A connection set up as our writer's is (same pragmas, same schema)."""
     conn = sqlite3.connect(path, isolation_level=None)
     for pragma in schema.writer_pragmas(synchronous):
@@ -56,37 +60,39 @@ def plain_writer(path: Path, synchronous: str) -> sqlite3.Connection:
     return conn
 
 
-def plain_ingest(conn: sqlite3.Connection, values: list[bytes], batch: int) -> float:
+def plain_ingest(conn: sqlite3.Connection, values: list[bytes]) -> float:
+    """One batch in one transaction; the seconds it took."""
     start = time.perf_counter()
-    for i in range(0, len(values), batch):
-        now = format_time(utcnow())
-        rows = [
-            (blake3.blake3(v).hexdigest(), v, 0, False, now, now) for v in values[i : i + batch]
-        ]
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(INSERT, rows)
-        conn.execute("COMMIT")
+    now = format_time(utcnow())
+    rows = [(blake3.blake3(v).hexdigest(), v, 0, False, now, now) for v in values]
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(INSERT, rows)
+    conn.execute("COMMIT")
     return time.perf_counter() - start
 
 
-def plain_puts(conn: sqlite3.Connection, values: list[bytes]) -> float:
+def plain_put(conn: sqlite3.Connection, value: bytes) -> float:
     start = time.perf_counter()
-    for v in values:
-        now = format_time(utcnow())
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute(INSERT, (blake3.blake3(v).hexdigest(), v, 0, False, now, now))
-        conn.execute("COMMIT")
+    now = format_time(utcnow())
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(INSERT, (blake3.blake3(value).hexdigest(), value, 0, False, now, now))
+    conn.execute("COMMIT")
     return time.perf_counter() - start
 
 
-async def ours_ingest(store: LocalStore, values: list[bytes], batch: int) -> float:
+async def ours_ingest(store: LocalStore, values: list[bytes]) -> float:
     start = time.perf_counter()
-    for i in range(0, len(values), batch):
-        await store.store_batch(values[i : i + batch])
+    await store.store_batch(values)
     return time.perf_counter() - start
 
 
-async def ours_puts(store: LocalStore, values: list[bytes], in_flight: int) -> float:
+async def ours_put(store: LocalStore, value: bytes) -> float:
+    start = time.perf_counter()
+    await store.store_value(value)
+    return time.perf_counter() - start
+
+
+async def ours_puts_in_flight(store: LocalStore, values: list[bytes], in_flight: int) -> float:
     queue = list(reversed(values))
 
     async def worker() -> None:
@@ -114,25 +120,22 @@ def plain_read(conn: sqlite3.Connection, keys: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def plain_many_point(conn: sqlite3.Connection, keys: list[str], batch: int) -> float:
+def plain_many_point(conn: sqlite3.Connection, keys: list[str]) -> float:
     start = time.perf_counter()
-    for i in range(0, len(keys), batch):
-        found: dict[bytes, bytes] = {}
-        for key in keys[i : i + batch]:
-            row = conn.execute("SELECT data FROM data WHERE key=?", (key,)).fetchone()
-            found[bytes.fromhex(key)] = row[0]
-        assert len(found) == len(keys[i : i + batch])
+    found: dict[bytes, bytes] = {}
+    for key in keys:
+        row = conn.execute("SELECT data FROM data WHERE key=?", (key,)).fetchone()
+        found[bytes.fromhex(key)] = row[0]
+    assert len(found) == len(keys)
     return time.perf_counter() - start
 
 
-def plain_many_in(conn: sqlite3.Connection, keys: list[str], batch: int) -> float:
+def plain_many_in(conn: sqlite3.Connection, keys: list[str]) -> float:
     start = time.perf_counter()
-    for i in range(0, len(keys), batch):
-        chunk = keys[i : i + batch]
-        marks = ",".join("?" * len(chunk))
-        rows = conn.execute(f"SELECT key, data FROM data WHERE key IN ({marks})", chunk)
-        found = {bytes.fromhex(k): v for k, v in rows}
-        assert len(found) == len(chunk)
+    marks = ",".join("?" * len(keys))
+    rows = conn.execute(f"SELECT key, data FROM data WHERE key IN ({marks})", keys)
+    found = {bytes.fromhex(k): v for k, v in rows}
+    assert len(found) == len(keys)
     return time.perf_counter() - start
 
 
@@ -143,77 +146,124 @@ async def ours_read(store: LocalStore, keys: list[bytes]) -> float:
     return time.perf_counter() - start
 
 
-async def ours_read_many(store: LocalStore, keys: list[bytes], batch: int) -> float:
+async def ours_read_many(store: LocalStore, keys: list[bytes]) -> float:
     start = time.perf_counter()
-    for i in range(0, len(keys), batch):
-        found = await store.retrieve_many(keys[i : i + batch])
-        assert len(found) == len(keys[i : i + batch])
+    found = await store.retrieve_many(keys)
+    assert len(found) == len(keys)
     return time.perf_counter() - start
 
 
-async def one_round(
-    tmp: Path, args: argparse.Namespace, rnd: int, samples: dict[str, list[float]]
-) -> None:
-    def add(name: str, value: float) -> None:
-        samples.setdefault(name, []).append(value)
+Timed = Callable[[], Awaitable[float]]
 
+
+async def take_turns(steps: dict[str, Timed], turn: int, seconds: dict[str, float]) -> None:
+    """Run each step once, in an order drawn for this turn; add up their seconds.
+
+    A fresh order each turn, so no step always follows the same one (what ran just before
+    leaves the allocator, the page cache and the disk in its own state)."""
+    names = list(steps)
+    random.Random(turn).shuffle(names)
+    for name in names:
+        seconds[name] = seconds.get(name, 0.0) + await steps[name]()
+
+
+def synced(fn: Callable[..., float], *args: object) -> Timed:
+    async def run() -> float:
+        return fn(*args)
+
+    return run
+
+
+async def one_round(tmp: Path, args: argparse.Namespace) -> dict[str, float]:
+    """Figures of one round: MB/s or operations/s by name."""
+    mb = args.values * args.size / 1e6
+    rates: dict[str, float] = {}
     for mode in MODES:
+        suffix = "" if mode == "full" else "_normal"
         plain = plain_writer(tmp / f"plain-{mode}.sqlite3", mode)
         store = await LocalStore.open(tmp / f"ours-{mode}", synchronous=mode)
         try:
-            values = await writes(plain, store, args, mode, rnd, add)
+            values = [os.urandom(args.size) for _ in range(args.values)]
+            seconds: dict[str, float] = {}
+            for turn, i in enumerate(range(0, len(values), args.batch)):
+                chunk = values[i : i + args.batch]
+                await take_turns(
+                    {
+                        f"plain_ingest{suffix}": synced(plain_ingest, plain, chunk),
+                        f"ours_ingest{suffix}": functools.partial(ours_ingest, store, chunk),
+                    },
+                    turn,
+                    seconds,
+                )
+            for turn in range(args.puts):
+                await take_turns(
+                    {
+                        f"plain_puts{suffix}": synced(plain_put, plain, os.urandom(1024)),
+                        f"ours_puts{suffix}": functools.partial(ours_put, store, os.urandom(1024)),
+                    },
+                    turn,
+                    seconds,
+                )
+            small = [os.urandom(1024) for _ in range(args.puts)]
+            seconds[f"ours_puts32{suffix}"] = await ours_puts_in_flight(store, small, 32)
+            for name, spent in seconds.items():
+                rates[name] = (mb if "ingest" in name else args.puts) / spent
             if mode == "full":
-                await reads(store, values, args, add)
+                rates.update(await reads(store, values, args))
         finally:
             plain.close()
             await store.close()
-
-
-async def writes(
-    plain: sqlite3.Connection,
-    store: LocalStore,
-    args: argparse.Namespace,
-    mode: str,
-    rnd: int,
-    add: Callable[[str, float], None],
-) -> list[bytes]:
-    """Ingest and puts, plain and ours; which goes first alternates between rounds, so
-    neither always meets the warmer disk. Returns the ingested values."""
-    mb = args.values * args.size / 1e6
-    suffix = "" if mode == "full" else "_normal"
-    values = [os.urandom(args.size) for _ in range(args.values)]
-    small = [os.urandom(1024) for _ in range(args.puts)]
-    for step in ("plain", "ours") if rnd % 2 == 0 else ("ours", "plain"):
-        if step == "plain":
-            add(f"plain_ingest{suffix}", mb / plain_ingest(plain, values, args.batch))
-            add(f"plain_puts{suffix}", len(small) / plain_puts(plain, small))
-        else:
-            add(f"ours_ingest{suffix}", mb / await ours_ingest(store, values, args.batch))
-            add(f"ours_puts{suffix}", len(small) / await ours_puts(store, small, 1))
-            again = [os.urandom(1024) for _ in range(args.puts)]
-            add(f"ours_puts32{suffix}", len(again) / await ours_puts(store, again, 32))
-    return values
+    rates["plain_read_many"] = max(rates["plain_read_many_point"], rates["plain_read_many_in"])
+    return rates
 
 
 async def reads(
-    store: LocalStore,
-    values: list[bytes],
-    args: argparse.Namespace,
-    add: Callable[[str, float], None],
-) -> None:
-    mb = args.values * args.size / 1e6
+    store: LocalStore, values: list[bytes], args: argparse.Namespace
+) -> dict[str, float]:
+    """Read MB/s of each way to read, every key once per pass.
+
+    In a turn, each way reads a different batch, and each plain way has a connection of its
+    own: a batch one way has just read must not be found in another's SQLite page cache.
+    (Ours has one connection for reads on the loop, shared by ``retrieve`` and the first
+    values of each ``retrieve_many``.)
+    """
     keys = [blake3.blake3(v).digest() for v in values]
     hex_keys = [k.hex() for k in keys]
-    conn = plain_reader(store.data_path)
+    batches = [(i, i + args.batch) for i in range(0, len(keys), args.batch)]
+    plain = {
+        name: plain_reader(store.data_path)
+        for name in ("plain_read", "plain_read_many_point", "plain_read_many_in")
+    }
+
+    def way(name: str, start: int, end: int) -> Timed:
+        raw, text = keys[start:end], hex_keys[start:end]
+        if name == "ours_read":
+            return functools.partial(ours_read, store, raw)
+        if name == "ours_read_many":
+            return functools.partial(ours_read_many, store, raw)
+        fn = {
+            "plain_read": plain_read,
+            "plain_read_many_point": plain_many_point,
+            "plain_read_many_in": plain_many_in,
+        }[name]
+        return synced(fn, plain[name], text)
+
+    names = ["plain_read", "ours_read", "plain_read_many_point", "plain_read_many_in"]
+    names.append("ours_read_many")
+    stride = max(1, len(batches) // len(names))
+    seconds: dict[str, float] = {}
     try:
-        for _ in range(args.passes):
-            add("plain_read", mb / plain_read(conn, hex_keys))
-            add("ours_read", mb / await ours_read(store, keys))
-            add("plain_read_many_point", mb / plain_many_point(conn, hex_keys, args.batch))
-            add("plain_read_many_in", mb / plain_many_in(conn, hex_keys, args.batch))
-            add("ours_read_many", mb / await ours_read_many(store, keys, args.batch))
+        for turn in range(args.passes * len(batches)):
+            steps = {
+                name: way(name, *batches[(turn + j * stride) % len(batches)])
+                for j, name in enumerate(names)
+            }
+            await take_turns(steps, turn, seconds)
     finally:
-        conn.close()
+        for conn in plain.values():
+            conn.close()
+    mb = args.passes * args.values * args.size / 1e6
+    return {name: mb / spent for name, spent in seconds.items()}
 
 
 def main() -> None:
@@ -228,12 +278,11 @@ def main() -> None:
     args = parser.parse_args()
 
     samples: dict[str, list[float]] = {}
-    for rnd in range(args.rounds):
+    for _ in range(args.rounds):
         with tempfile.TemporaryDirectory() as tmp:
-            asyncio.run(one_round(Path(tmp), args, rnd, samples))
-
+            for name, rate in asyncio.run(one_round(Path(tmp), args)).items():
+                samples.setdefault(name, []).append(rate)
     med = {k: statistics.median(v) for k, v in samples.items()}
-    med["plain_read_many"] = max(med["plain_read_many_point"], med["plain_read_many_in"])
 
     def ratio(ours: str, ref: str) -> float:
         return round(med[ours] / med[ref], 3)
