@@ -19,6 +19,9 @@ from typer.testing import CliRunner
 from lumera_p2p.cli import app
 from lumera_p2p.config import BootstrapNode, Config, load_config
 from lumera_p2p.errors import ConfigError
+from lumera_p2p.localnet import create_localnet
+from lumera_p2p.service import P2P
+from lumera_p2p.store import limits
 
 ADDR = "lumera1jcus5g9v6r080rg7dljvvpr4cm8k7psqwg7tj8"
 
@@ -365,3 +368,115 @@ def test_config_fuzz_raw_text(tmp_path: Path, text: str) -> None:
     path.write_text(text)
     with contextlib.suppress(ConfigError):
         load_config(path)
+
+
+# --- the store section ---------------------------------------------------------------------
+
+
+def with_store(**store: Any) -> dict[str, Any]:
+    return {**minimal(), "store": store}
+
+
+def test_store_defaults_match_the_store(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, minimal()))
+    assert config.store.synchronous == "full"
+    assert config.store.max_storage_bytes == 0
+    assert (
+        config.store.max_replication_keys_per_peer == limits.DEFAULT_MAX_REPLICATION_KEYS_PER_PEER
+    )
+    assert config.store.max_replication_keys == limits.DEFAULT_MAX_REPLICATION_KEYS
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (0, 0),
+        (123_456, 123_456),
+        ("123456", 123_456),
+        ("10GiB", 10 * 2**30),
+        ("10 gib", 10 * 2**30),
+        ("500 MB", 500_000_000),
+        ("1.5TiB", 3 * 2**39),
+        ("1.1GB", 1_100_000_000),
+        ("64KiB", 65_536),
+        ("2 kB", 2_000),
+    ],
+)
+def test_store_max_storage_bytes_takes_sizes(tmp_path: Path, given: Any, expected: int) -> None:
+    config = load_config(write(tmp_path, with_store(max_storage_bytes=given)))
+    assert config.store.max_storage_bytes == expected
+
+
+def test_store_synchronous_is_case_insensitive(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, with_store(synchronous=" NORMAL ")))
+    assert config.store.synchronous == "normal"
+
+
+STORE_BAD: list[tuple[dict[str, Any], str, str]] = [
+    (with_store(synchronous="off"), "store.synchronous", "'full' or 'normal'"),
+    (with_store(synchronous=1), "store.synchronous", "'full' or 'normal'"),
+    (with_store(max_storage_bytes=-1), "store.max_storage_bytes", "greater than or equal to 0"),
+    (with_store(max_storage_bytes=2**63), "store.max_storage_bytes", "less than or equal"),
+    (with_store(max_storage_bytes="ten gigs"), "store.max_storage_bytes", "not a size"),
+    (with_store(max_storage_bytes="10 GiBs"), "store.max_storage_bytes", "not a size"),
+    (with_store(max_storage_bytes="-5GB"), "store.max_storage_bytes", "not a size"),
+    (with_store(max_storage_bytes=1.5), "store.max_storage_bytes", "whole number of bytes"),
+    (with_store(max_storage_bytes=True), "store.max_storage_bytes", "whole number of bytes"),
+    (with_store(max_storage_bytes=[1]), "store.max_storage_bytes", "whole number of bytes"),
+    (
+        with_store(max_replication_keys_per_peer=-1),
+        "store.max_replication_keys_per_peer",
+        "greater than or equal to 0",
+    ),
+    (
+        with_store(max_replication_keys_per_peer="many"),
+        "store.max_replication_keys_per_peer",
+        "integer",
+    ),
+    (with_store(max_replication_keys=1.5), "store.max_replication_keys", "integer"),
+    (with_store(max_replication_keys=10**20), "store.max_replication_keys", "less than"),
+    (with_store(max_storage=5), "store.max_storage", "unknown field"),
+    ({**minimal(), "store": "big"}, "store", ""),
+]
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "problem"), STORE_BAD, ids=[f"{b[1]}:{b[2]}" for b in STORE_BAD]
+)
+def test_bad_store_values_name_the_field(
+    tmp_path: Path, data: dict[str, Any], field: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, data))
+    assert info.value.field == field
+    assert problem in info.value.problem
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "seen"),
+    [
+        ("synchronous", "normal", lambda store: store.synchronous),
+        ("max_storage_bytes", "2MiB", lambda store: store.limits.max_storage_bytes),
+        (
+            "max_replication_keys_per_peer",
+            7,
+            lambda store: store.limits.max_replication_keys_per_peer,
+        ),
+        ("max_replication_keys", 9, lambda store: store.limits.max_replication_keys),
+    ],
+)
+async def test_each_store_option_reaches_the_local_store(
+    tmp_path: Path, option: str, value: Any, seen: Any
+) -> None:
+    (node,) = create_localnet(tmp_path, 1)
+    data = yaml.safe_load(node.config_path.read_text())
+    data["store"] = {option: value}
+    node.config_path.write_text(yaml.safe_dump(data))
+    config = load_config(node.config_path)
+    p2p = await P2P.create(config)  # builds the node and opens its store; listens on nothing
+    try:
+        expected = config.store.open_options()[option]  # type: ignore[literal-required]
+        assert seen(p2p.db) == expected != getattr(type(config.store)(), option)
+    finally:
+        await p2p.stop()

@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypedDict
 
 import yaml
 from pydantic import (
@@ -266,6 +266,93 @@ class LumeraConfig(BaseModel):
         return self
 
 
+#: Units of ``store.max_storage_bytes``: decimal (kB, MB…) and binary (KiB, MiB…).
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+_SIZE_RE = re.compile(r"^\s*(\d{1,15}(?:\.\d{1,9})?)\s*([a-zA-Z]{0,3})\s*$")
+#: The largest count or size accepted: SQLite's integers are 64-bit.
+_MAX_INT64 = 2**63 - 1
+
+Count = Annotated[int, Field(ge=0, le=_MAX_INT64, strict=True)]
+
+
+def parse_byte_size(value: object) -> int:
+    """Bytes from an integer or a size such as ``"10GiB"``, ``"500 MB"``, ``"1.5TiB"``."""
+    if isinstance(value, bool):
+        raise ValueError("must be a whole number of bytes or a size such as '10GiB'")
+    if isinstance(value, int):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be a whole number of bytes or a size such as '10GiB'")
+    match = _SIZE_RE.match(value)
+    unit = _SIZE_UNITS.get(match.group(2).lower()) if match else None
+    if match is None or unit is None:
+        raise ValueError(
+            f"{value[:40]!r} is not a size: write bytes, or a number with kB, MB, GB, TB, "
+            "KiB, MiB, GiB or TiB"
+        )
+    whole, _, fraction = match.group(1).partition(".")
+    # Integer arithmetic, so "1.1GB" is exactly 1,100,000,000 (a float would round).
+    scale: int = 10 ** len(fraction)
+    return int(whole) * unit + int(fraction or "0") * unit // scale
+
+
+class StoreOpenOptions(TypedDict):
+    """The ``store`` section as keyword arguments of ``LocalStore.open``."""
+
+    synchronous: Literal["full", "normal"]
+    max_storage_bytes: int
+    max_replication_keys_per_peer: int
+    max_replication_keys: int
+
+
+class StoreConfig(_Section):
+    """The ``store`` section: the data database's durability and limits (0: no limit)."""
+
+    #: ``full``: an acknowledged write survives power loss (an fsync per commit); ``normal``:
+    #: it survives the process being killed, but the last commits may be lost on power loss.
+    synchronous: Literal["full", "normal"] = "full"
+    #: Stored value bytes past which new values are refused (the node answers as full).
+    max_storage_bytes: Annotated[int, Field(ge=0, le=_MAX_INT64)] = 0
+    #: ``replication_keys`` rows one announcing peer may have pending; more are dropped.
+    max_replication_keys_per_peer: Count = 100_000
+    #: ``replication_keys`` rows in all.
+    max_replication_keys: Count = 1_000_000
+
+    @field_validator("synchronous", mode="before")
+    @classmethod
+    def _synchronous(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("max_storage_bytes", mode="before")
+    @classmethod
+    def _size(cls, value: object) -> int:
+        return parse_byte_size(value)
+
+    def open_options(self) -> StoreOpenOptions:
+        """Keyword arguments for ``LocalStore.open``."""
+        return StoreOpenOptions(
+            synchronous=self.synchronous,
+            max_storage_bytes=self.max_storage_bytes,
+            max_replication_keys_per_peer=self.max_replication_keys_per_peer,
+            max_replication_keys=self.max_replication_keys,
+        )
+
+
 class Config(BaseModel):
     """The whole node configuration, validated and with paths resolved."""
 
@@ -276,6 +363,7 @@ class Config(BaseModel):
     p2p: P2PConfig
     keyring: KeyringConfig = KeyringConfig()
     lumera: LumeraConfig = LumeraConfig()
+    store: StoreConfig = StoreConfig()
 
     @field_validator("identity")
     @classmethod

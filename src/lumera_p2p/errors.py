@@ -56,6 +56,14 @@ class StoreError(LumeraP2PError):
     """The local database cannot be opened, read or written (disk full, read-only, corrupt)."""
 
 
+class StorageFull(StoreError):
+    """A write would take the stored values past ``store.max_storage_bytes``; nothing was stored."""
+
+
+class DataDirLocked(StoreError):
+    """Another process (or another store in this one) holds the lock on ``data_dir``."""
+
+
 class ValueMismatch(LumeraP2PError, ValueError):
     """A value does not hash to the key it was stored or served under."""
 

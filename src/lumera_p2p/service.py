@@ -165,7 +165,7 @@ class P2P:
                 "lumera",
                 "no peers: set p2p.bootstrap_nodes, lumera.registry_file or lumera.grpc_addr",
             )
-        store = await LocalStore.open(config.p2p.data_dir)
+        store = await LocalStore.open(config.p2p.data_dir, **config.store.open_options())
         return cls(config, key, store, registry)
 
     # --- lifecycle -----------------------------------------------------------------------

@@ -27,7 +27,7 @@ import zstandard
 
 from lumera_p2p.content import digest, hex_to_bytes
 from lumera_p2p.dht.core import DHTCore, ensure_hashed_target
-from lumera_p2p.errors import InvalidContentKey, LumeraP2PError, ProtocolError
+from lumera_p2p.errors import InvalidContentKey, LumeraP2PError, ProtocolError, StorageFull
 from lumera_p2p.kademlia import Contact
 from lumera_p2p.store.local import ReplicationKey
 from lumera_p2p.wire.messages import (
@@ -71,6 +71,10 @@ MAX_RESPONSE_VALUE_BYTES = 256 * 1024 * 1024
 
 NOT_STORE_ELIGIBLE = "store rejected: self not store-eligible"
 BATCH_NOT_STORE_ELIGIBLE = "batch store rejected: self not store-eligible"
+# A full node (store.max_storage_bytes) answers as a not-store-eligible one: Go's clients then
+# leave it out of their success rate and stop sending to it until their allowlist refresh.
+NODE_FULL = f"{NOT_STORE_ELIGIBLE} (node is full)"
+BATCH_NODE_FULL = f"{BATCH_NOT_STORE_ELIGIBLE} (node is full)"
 
 OK = ResponseStatus(result=int(ResultType.OK), err_msg="")
 
@@ -177,6 +181,9 @@ class RequestHandler:
             return StoreDataResponse(status=failed(NOT_STORE_ELIGIBLE))
         try:
             await self.core.store.store_batch([(key, value)], datatype=int(body.type or 0))
+        except StorageFull as exc:
+            log.warning("refused a value from %s: %s", peer, exc)
+            return StoreDataResponse(status=failed(NODE_FULL))
         except LumeraP2PError as exc:
             log.error("storing a value from %s failed: %s", peer, exc)
             return StoreDataResponse(status=failed(f"store failed: {exc}"))
@@ -250,6 +257,9 @@ class RequestHandler:
         try:
             # Go stores received values as datatype 1 whatever the request says; so do we.
             await self.core.store.store_batch(values, datatype=1)
+        except StorageFull as exc:
+            log.warning("refused %d values from %s: %s", len(values), peer, exc)
+            return StoreDataResponse(status=failed(BATCH_NODE_FULL))
         except LumeraP2PError as exc:
             log.error("storing %d values from %s failed: %s", len(values), peer, exc)
             return StoreDataResponse(status=failed(f"store failed: {exc}"))

@@ -5,6 +5,8 @@ future. The thread takes every job waiting in the queue, runs each inside its ow
 single transaction (so one failing job does not undo its neighbours), commits once, and only
 then resolves the futures: group commit, so many small writes share one fsync, and no write is
 acknowledged before it is durable. When idle, or on a timer, the thread checkpoints the WAL.
+An optional listener hears of every commit and every undone transaction (the store's counters
+follow committed rows that way, see :mod:`.tally`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from lumera_p2p.errors import StoreError
 
@@ -29,6 +31,14 @@ Job = Callable[[sqlite3.Connection], T]
 
 #: Upper bound of jobs folded into one transaction (keeps one commit's latency bounded).
 MAX_GROUP = 256
+
+
+class TransactionListener(Protocol):
+    """Told, in the writer thread, how each transaction ended."""
+
+    def committed(self) -> None: ...
+
+    def rolled_back(self) -> None: ...
 
 
 @dataclass
@@ -74,8 +84,10 @@ class WriterThread:
         *,
         checkpoint_interval: float = 60.0,
         name: str = "sqlite-writer",
+        listener: TransactionListener | None = None,
     ) -> None:
         self._path = path
+        self._listener = listener
         self._pragmas = pragmas
         self._checkpoint_interval = checkpoint_interval
         self._queue: queue.SimpleQueue[_Pending[Any] | None] = queue.SimpleQueue()
@@ -197,6 +209,7 @@ class WriterThread:
                     if isinstance(exc, sqlite3.Error):
                         failed = describe_sqlite_error(exc, self._path)
                     if not conn.in_transaction:
+                        self._rolled_back()
                         outcomes[index] = (None, failed)
                         return [i for i in todo if i != index]
                     conn.execute("ROLLBACK TO job")
@@ -207,16 +220,23 @@ class WriterThread:
                     done[index] = (result, None)
             conn.execute("COMMIT")
             self.commits += 1
+            if self._listener is not None:
+                self._listener.committed()
         except sqlite3.Error as exc:
             # The transaction as a whole failed (at BEGIN or COMMIT: disk full, I/O error...):
             # nothing in it is durable, so every job in it fails, loudly.
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
+            self._rolled_back()
             failure = describe_sqlite_error(exc, self._path)
             log.error("write transaction failed: %s", failure)
             done = dict.fromkeys(todo, (None, failure))
         outcomes.update(done)
         return []
+
+    def _rolled_back(self) -> None:
+        if self._listener is not None:
+            self._listener.rolled_back()
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
         try:
