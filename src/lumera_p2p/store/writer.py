@@ -74,8 +74,11 @@ class WriterThread:
         *,
         checkpoint_interval: float = 60.0,
         name: str = "sqlite-writer",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._path = path
+        # Only the checkpoint timer reads it; tests pass a fake to step past the interval.
+        self._clock = clock
         self._pragmas = pragmas
         self._checkpoint_interval = checkpoint_interval
         self._queue: queue.SimpleQueue[_Pending[Any] | None] = queue.SimpleQueue()
@@ -127,16 +130,16 @@ class WriterThread:
             self._ready.set()
             return
         self._ready.set()
-        last_checkpoint = time.monotonic()
+        last_checkpoint = self._clock()
         stopping = False
         try:
             while not stopping:
-                timeout = max(0.0, last_checkpoint + self._checkpoint_interval - time.monotonic())
+                timeout = max(0.0, last_checkpoint + self._checkpoint_interval - self._clock())
                 try:
                     first = self._queue.get(timeout=timeout)
                 except queue.Empty:
                     self._checkpoint(conn)
-                    last_checkpoint = time.monotonic()
+                    last_checkpoint = self._clock()
                     continue
                 group: list[_Pending[Any]] = []
                 if first is None:
@@ -154,9 +157,9 @@ class WriterThread:
                     group.append(item)
                 if group:
                     self._run_group(conn, group)
-                if time.monotonic() - last_checkpoint >= self._checkpoint_interval:
+                if self._clock() - last_checkpoint >= self._checkpoint_interval:
                     self._checkpoint(conn)
-                    last_checkpoint = time.monotonic()
+                    last_checkpoint = self._clock()
             self._checkpoint(conn)
         finally:
             conn.close()
