@@ -401,6 +401,54 @@ def test_a_bad_pragma_is_a_clear_error(db: Path) -> None:
         w.start()
 
 
+class Escape(BaseException):
+    """Not an Exception: the writer's per-job handler does not catch it."""
+
+
+async def test_a_dying_writer_fails_its_callers_instead_of_stranding_them(
+    writer: WriterThread, db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    gate = Gate()
+    blocked = asyncio.ensure_future(writer.submit(gate))
+    await gate.wait_entered()
+
+    def escape(conn: sqlite3.Connection) -> None:
+        raise Escape("out of the job")
+
+    before = asyncio.ensure_future(writer.submit(insert("before")))
+    fatal = asyncio.ensure_future(writer.submit(escape))
+    behind = [asyncio.ensure_future(writer.submit(insert(f"q{i}"))) for i in range(MAX_BEHIND)]
+    await wait_queued(writer, 2 + MAX_BEHIND)
+    with caplog.at_level(logging.ERROR, logger=writer_mod.__name__):
+        gate.release.set()
+        assert await blocked == "gate"
+        for fut in [before, fatal, *behind]:
+            with pytest.raises(StoreError, match="the writer thread stopped") as info:
+                await fut
+            assert "out of the job" in str(info.value)
+    assert "writer thread stopped" in caplog.text
+    with pytest.raises(StoreError, match="the writer thread stopped"):
+        await writer.submit(insert("later"))
+    await asyncio.to_thread(writer._thread.join, 30)
+    assert not writer._thread.is_alive()
+    assert rows(db) == {}  # the group with the escape was rolled back whole
+    writer.close()
+
+
+MAX_BEHIND = writer_mod.MAX_GROUP + 3  # some in the dying group, the rest still queued
+
+
+def test_an_unexpected_error_while_opening_is_reported_not_hung(tmp_path: Path) -> None:
+    w = WriterThread(str(tmp_path / "x.sqlite3"), PRAGMAS)
+
+    def broken() -> sqlite3.Connection:
+        raise ValueError("not a sqlite error")
+
+    w._connect = broken  # type: ignore[method-assign]
+    with pytest.raises(StoreError, match="not a sqlite error"):
+        w.start()
+
+
 # --- error descriptions ----------------------------------------------------------------------
 
 
