@@ -182,7 +182,6 @@ class WriterThread:
         log.error("%s", message)
         with self._lock:
             self._broken = message
-            self._closed = True
             while True:
                 try:
                     item = self._queue.get_nowait()
