@@ -277,8 +277,9 @@ async def abandon_a_job(w: WriterThread, job: Any) -> None:
     """Submit ``job`` from another event loop, then close that loop before the answer."""
 
     async def submit_and_leave() -> None:
-        asyncio.ensure_future(w.submit(job))
+        task = asyncio.ensure_future(w.submit(job))
         await asyncio.sleep(0)  # the task runs up to its await: the job is queued
+        assert not task.done()  # and asyncio.run cancels it on the way out
 
     await asyncio.to_thread(asyncio.run, submit_and_leave())
 
