@@ -100,3 +100,10 @@ def test_snapshot_orders_by_count_then_age() -> None:
     bans.increment(C, 20.0)
     assert [e.key for e in bans.snapshot(40.0)] == [B, C, A]
     assert bans.banned(40.0) == {B}
+
+
+def test_labels_default_to_empty() -> None:
+    bans = BanList()
+    bans.increment(A, 0.0)
+    bans.ban(B, 0.0)
+    assert [e.label for e in bans.snapshot(0.0)] == ["", ""]
