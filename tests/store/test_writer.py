@@ -392,6 +392,21 @@ async def test_a_failing_checkpoint_is_logged_not_raised(
     assert rows(db) == {"a": 0, "b": 0}
 
 
+async def test_the_default_interval_is_a_minute(db: Path) -> None:
+    clock = FakeClock()
+    w = WriterThread(str(db), PRAGMAS, clock=clock)
+    w.start()
+    try:
+        clock.now += 59.9
+        await w.submit(insert("a"))
+        assert await w.submit(read_checkpoints(w)) == 0
+        clock.now += 0.1
+        await w.submit(insert("b"))
+        assert await w.submit(read_checkpoints(w)) == 1
+    finally:
+        w.close()
+
+
 # --- start and close ------------------------------------------------------------------------
 
 
@@ -418,6 +433,20 @@ async def test_a_closed_writer_refuses_jobs(writer: WriterThread) -> None:
     assert writer.checkpoints == 1
     with pytest.raises(StoreError, match="closed"):
         await writer.submit(insert("late"))
+
+
+def test_the_thread_is_a_named_daemon(db: Path) -> None:
+    # A daemon, so a store left open never keeps the process from exiting.
+    for name, expected in ((None, "sqlite-writer"), ("data-writer", "data-writer")):
+        w = WriterThread(str(db), PRAGMAS) if name is None else WriterThread(str(db), (), name=name)
+        w.start()
+        try:
+            mine = [t for t in threading.enumerate() if t.name == expected]
+            assert len(mine) == 1
+            assert mine[0].daemon
+        finally:
+            w.close()
+        assert not any(t.name == expected for t in threading.enumerate())
 
 
 def test_a_file_that_cannot_be_opened_is_a_clear_error(tmp_path: Path) -> None:
@@ -460,7 +489,9 @@ async def test_a_dying_writer_fails_its_callers_instead_of_stranding_them(
             with pytest.raises(StoreError, match="the writer thread stopped") as info:
                 await fut
             assert "out of the job" in str(info.value)
-    assert "writer thread stopped" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{db}: the writer thread stopped (Escape('out of the job'))"
+    ]
     with pytest.raises(StoreError, match="the writer thread stopped"):
         await writer.submit(insert("later"))
     await asyncio.to_thread(writer._thread.join, 30)
