@@ -345,6 +345,21 @@ def test_answers_nobody_asked_for_are_ignored() -> None:
 
 def test_the_target_must_have_32_bytes() -> None:
     for bad in (b"", bytes(31), bytes(33)):
-        with pytest.raises(ValueError, match="a lookup target has 32 bytes"):
+        with pytest.raises(ValueError) as info:
             Lookup(bad, [])
+        assert str(info.value) == "a lookup target has 32 bytes"
     assert Lookup(bytes(32), []).done
+
+
+def test_default_timeouts() -> None:
+    a, b = peers(2)
+    lookup = Lookup(TARGET, [a, b], k=2, alpha=1)
+    assert (lookup.timeout, lookup.stall_timeout) == (10.0, 10.0 / 3)
+    assert lookup.poll(0.0) == [a]
+    assert lookup.poll(10.0 / 3) == [b]  # a stalled
+    lookup.on_response(b, [], 4.0)
+    lookup.poll(9.99)
+    assert lookup.state_of(a) is PeerState.STALLED
+    lookup.poll(10.0)
+    assert lookup.state_of(a) is PeerState.FAILED
+    assert lookup.done
