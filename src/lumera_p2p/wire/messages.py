@@ -12,7 +12,6 @@ Go decodes a frame with these limits, checked here before anything is allocated:
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -76,8 +75,6 @@ __all__ = [
     "frame_header",
     "go_type_of",
     "parse_header",
-    "read_frame",
-    "read_message",
 ]
 
 HEADER_SIZE: Final = 8
@@ -490,37 +487,3 @@ def decode_message(
     return decode_body(
         frame, start=HEADER_SIZE, stop=HEADER_SIZE + length, max_depth=max_depth, cache=cache
     )
-
-
-async def read_frame(
-    reader: asyncio.StreamReader, *, max_size: int = MAX_PAYLOAD_SIZE
-) -> bytes | None:
-    """Read the next frame's body; ``None`` if the stream ended cleanly before a frame.
-
-    The declared length is checked against the protocol limits and ``max_size`` before a single
-    body byte is read.
-    """
-    try:
-        header = await reader.readexactly(HEADER_SIZE)
-    except asyncio.IncompleteReadError as exc:
-        if not exc.partial:
-            return None
-        raise ProtocolError("unexpected EOF") from None
-    length = parse_header(header)
-    if length > max_size:
-        raise ProtocolError("payload too big")
-    try:
-        return await reader.readexactly(length)
-    except asyncio.IncompleteReadError:
-        raise ProtocolError("unexpected EOF") from None
-
-
-async def read_message(
-    reader: asyncio.StreamReader,
-    *,
-    max_size: int = MAX_PAYLOAD_SIZE,
-    cache: GobDecodeCache | None = None,
-) -> Message | None:
-    """Read and decode the next frame; ``None`` at a clean end of stream."""
-    body = await read_frame(reader, max_size=max_size)
-    return None if body is None else decode_body(body, cache=cache)
