@@ -62,14 +62,15 @@ FRAMES = SEEDS + _vector_frames()
 
 
 def _decode_all_ways(frame: bytes) -> None:
-    """Either a Message or ProtocolError, with and without a shared cache, the same either way."""
+    """Either a Message or ProtocolError, with and without a shared cache, with and without the
+    generated decoder: the same every way."""
     outcomes: list[Message | str] = []
-    for cache in (None, CACHE):
+    for cache, fast in ((None, False), (None, True), (CACHE, True), (CACHE, False)):
         try:
-            outcomes.append(decode_message(frame, cache=cache))
+            outcomes.append(decode_message(frame, cache=cache, fast=fast))
         except ProtocolError as exc:
             outcomes.append(str(exc))
-    assert outcomes[0] == outcomes[1]
+    assert outcomes[0] == outcomes[1] == outcomes[2] == outcomes[3]
 
 
 def _refit(frame: bytes) -> bytes:

@@ -68,7 +68,9 @@ def _none_factory(**_: Any) -> None:
 
 
 _EMPTY_STRUCT: Final = GoStruct("", "", (), _none_factory)
-_TYPE_NAMES: Final = {1: "bool", 2: "int", 3: "uint", 4: "float", 5: "bytes", 6: "string"}
+_TYPE_NAMES: Final = MappingProxyType(
+    {1: "bool", 2: "int", 3: "uint", 4: "float", 5: "bytes", 6: "string"}
+)
 
 
 class Compiler:

@@ -8,7 +8,9 @@ definitions with gob, so the codec encodes and decodes them with its ordinary ma
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Final
 
 from lumera_p2p.wire.gob.types import (
@@ -65,15 +67,17 @@ T_COMPLEX: Final = 7
 T_INTERFACE: Final = 8
 T_WIRE_TYPE: Final = 16
 
-BUILTIN_IDS: Final[dict[type[GoType], int]] = {
-    GoBool: T_BOOL,
-    GoInt: T_INT,
-    GoUint: T_UINT,
-    GoFloat: T_FLOAT,
-    GoBytes: T_BYTES,
-    GoString: T_STRING,
-    GoInterface: T_INTERFACE,
-}
+BUILTIN_IDS: Final[Mapping[type[GoType], int]] = MappingProxyType(
+    {
+        GoBool: T_BOOL,
+        GoInt: T_INT,
+        GoUint: T_UINT,
+        GoFloat: T_FLOAT,
+        GoBytes: T_BYTES,
+        GoString: T_STRING,
+        GoInterface: T_INTERFACE,
+    }
+)
 """The id of each primitive descriptor class (never defined on the wire)."""
 
 
