@@ -47,9 +47,20 @@ from lumera_p2p.wire import (
     frame_header,
     parse_header,
 )
-from lumera_p2p.wire.gob import GoField, GoInterface, GoPtr, GoString, GoStruct, InterfaceRegistry
-from lumera_p2p.wire.gob.codegen import Unsupported
+from lumera_p2p.wire.gob import (
+    GobDecoder,
+    GoField,
+    GoInterface,
+    GoPtr,
+    GoString,
+    GoStruct,
+    InterfaceRegistry,
+    WireType,
+)
+from lumera_p2p.wire.gob.codegen import Unsupported, uint_bytes
 from lumera_p2p.wire.gob.fast import FastCodec
+from lumera_p2p.wire.gob.wiretypes import WIRE_T, CommonType, FieldType, SliceType, StructType
+from lumera_p2p.wire.gob.writers import Buffer, encode_struct
 from lumera_p2p.wire.messages import FAST_CODEC, GO_MESSAGE
 
 from .conftest import GOB_VECTORS, load_vectors
@@ -285,6 +296,59 @@ def test_learnt_shapes_are_bounded() -> None:
         assert len(cache.shapes) <= 4
 
 
+def _gob_messages(body: bytes) -> list[bytes]:
+    """A gob stream split into its messages (contents, without their lengths)."""
+    out, pos = [], 0
+    while pos < len(body):
+        decoder = GobDecoder(body, start=pos)
+        decoder.end = decoder.pos = pos  # read one uint: the message's length
+        decoder.end = len(body)
+        length = decoder.read_uint()
+        out.append(body[decoder.pos : decoder.pos + length])
+        pos = decoder.pos + length
+    return out
+
+
+def _definition(tid: int, wire: WireType) -> bytes:
+    out = Buffer()
+    out.int(-tid)
+    encode_struct(None, out, wire, WIRE_T)
+    return out.getvalue()
+
+
+def _with_extra_definitions(msg: Message, extra: list[bytes]) -> bytes:
+    """The frame of ``msg`` with unused definition messages before the value's message."""
+    messages = _gob_messages(encode_message(msg)[8:])
+    messages[-1:-1] = extra
+    body = b"".join(uint_bytes(len(m)) + m for m in messages)
+    return frame_header(len(body)) + body
+
+
+@pytest.mark.parametrize("kind", ["many", "large"])
+def test_oversized_definition_sequences_are_not_learnt(kind: str) -> None:
+    """Unused definitions are legal (the general decoder skips them), but a sequence longer
+    than any Go peer sends is not learnt: a peer cannot fill the cache with big entries."""
+    msg = Message(data=FindNodeResponse(ResponseStatus(), [Node(b"n")]))
+    if kind == "many":
+        extra = [
+            _definition(100 + i, WireType(slice_t=SliceType(CommonType("s", 100 + i), 6)))
+            for i in range(20)
+        ]
+    else:
+        fields = [FieldType(f"F{i:04}", 6) for i in range(400)]
+        extra = [_definition(100, WireType(struct_t=StructType(CommonType("big", 100), fields)))]
+    frame = _with_extra_definitions(msg, extra)
+    cache = GobDecodeCache()
+    assert decode_message(frame, fast=False) == msg
+    assert decode_message(frame, cache=cache) == msg
+    assert _fast(frame, cache) is None
+    assert len(cache.shapes) == 0
+    # A few unused definitions are learnt like any other numbering.
+    small = _with_extra_definitions(msg, extra[:1] if kind == "many" else [])
+    assert decode_message(small, cache=cache) == msg
+    assert _fast(small, cache) == msg
+
+
 # --- damaged frames ------------------------------------------------------------------------
 
 
@@ -359,6 +423,40 @@ def test_damaged_arbitrary_messages(msg: Message, data: st.DataObject) -> None:
         fast = _fast(whole, SHARED)
         assert fast is None or fast == general
         assert _verdict(whole, SHARED) == general
+
+
+@st.composite
+def reshuffled(draw: st.DrawFn) -> bytes:
+    """A frame whose gob messages are moved, repeated, dropped or borrowed from another frame:
+    definitions out of order, twice, missing or foreign, which the learning must see through."""
+    messages = _gob_messages(draw(st.sampled_from(SEEDS))[8:])
+    for _ in range(draw(st.integers(1, 3))):
+        i = draw(st.integers(0, len(messages) - 1))
+        j = draw(st.integers(0, len(messages)))
+        kind = draw(st.sampled_from(["move", "repeat", "drop", "borrow"]))
+        if kind == "move":
+            messages.insert(j, messages.pop(i))
+        elif kind == "repeat":
+            messages.insert(j, messages[i])
+        elif kind == "drop" and len(messages) > 1:
+            del messages[i]
+        elif kind == "borrow":
+            other = _gob_messages(draw(st.sampled_from(SEEDS))[8:])
+            messages.insert(j, other[draw(st.integers(0, len(other) - 1))])
+    body = b"".join(uint_bytes(len(m)) + m for m in messages)
+    return frame_header(len(body)) + body
+
+
+@pytest.mark.timeout(120)
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(reshuffled())
+def test_reshuffled_definitions_same_verdict(frame: bytes) -> None:
+    general = _general(frame)
+    for cache in (None, SHARED):
+        fast = _fast(frame, cache)
+        if fast is not None:
+            assert fast == general
+        assert _verdict(frame, cache) == general
 
 
 def test_huge_counts_are_refused_before_allocating() -> None:

@@ -8,6 +8,10 @@ Go structs field for field (same order; snake_case names, the Go name is in each
 
 Go decodes a frame with these limits, checked here before anything is allocated: a body over
 500 MiB is "message size exceeds absolute maximum", one over 400 MiB is "payload too big".
+Reading frames from a stream is ``net.frames``'s job; this module is bytes in, values out.
+
+Frames are encoded and decoded by a codec generated for these types (:data:`FAST_CODEC`), which
+hands anything unusual to the general gob codec; both give the same bytes and the same values.
 """
 
 from __future__ import annotations

@@ -251,12 +251,10 @@ class GobDecoder:
         return eng.op(self)
 
 
-def parse_definition(
-    data: bytes, start: int, end: int, cache: GobDecodeCache | None = None
-) -> tuple[WireType, int] | None:
+def parse_definition(data: bytes, start: int, end: int) -> tuple[WireType, int] | None:
     """The ``wireType`` encoded in ``data[start:end]`` and where it ends, or ``None`` if those
     bytes are not one (for callers that recognise definitions on their own)."""
-    d = GobDecoder(data, cache=cache, stop=end)
+    d = GobDecoder(data, stop=end)
     d.pos, d.end = start, end
     try:
         wire = d.decode_value(T_WIRE_TYPE, WIRE_T)

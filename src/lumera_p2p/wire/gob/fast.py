@@ -52,6 +52,11 @@ __all__ = ["FastCodec", "Shape"]
 #: Learnt definition sequences kept per (type name, first definition): peers that share a
 #: concrete type's id but number its parts differently.
 _SHAPES_PER_KEY: Final = 4
+#: The most definition bytes (and definitions) a learnt sequence may hold. A Go peer's for the
+#: largest Kademlia type is a few hundred bytes; anything longer is left to the general decoder,
+#: so a peer cannot fill the cache with large entries.
+_MAX_SHAPE_BYTES: Final = 4096
+_MAX_SHAPE_DEFINITIONS: Final = 16
 
 Parts = tuple[bytes | bytearray, ...]
 Encoder = Callable[[Any], tuple[Parts, int]]
@@ -99,6 +104,19 @@ class Shape:
     first: bytes
     middle: bytes
     type_id: bytes
+
+
+def _value_message(data: bytes, shape: Shape, end: int, stop: int) -> tuple[int, int] | None:
+    """After definitions of ``shape`` that end at ``end + len(shape.middle)``: the value's
+    message, from after its type id to its end, or ``None`` if it does not start with the id
+    (another definition follows: ``shape.middle`` was only a prefix of this stream's)."""
+    after = end + len(shape.middle)
+    if after > stop:
+        return None
+    pos, end = _read_message(data, after, stop)
+    if end - pos < len(shape.type_id) or not data.startswith(shape.type_id, pos):
+        return None
+    return pos + len(shape.type_id), end
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,15 +244,12 @@ class FastCodec:
             raise Fallback
         pos += nr
         shape = concrete.fresh
-        if end - pos != len(shape.first) or not data.startswith(concrete.fresh_prefix, pos):
-            shape = self._learnt(concrete, data, pos, end, stop, cache)
-        after = end + len(shape.middle)
-        if after > stop:
-            raise Fallback
-        pos, end = _read_message(data, after, stop)
-        if end - pos < len(shape.type_id) or not data.startswith(shape.type_id, pos):
-            raise Fallback
-        pos += len(shape.type_id)
+        found = None
+        if end - pos == len(shape.first) and data.startswith(concrete.fresh_prefix, pos):
+            found = _value_message(data, shape, end, stop)
+        if found is None:
+            found = self._learnt(concrete, data, pos, end, stop, cache)
+        pos, end = found
         _, pos = _read_uint(data, pos, end)  # the value's byte count (Go ignores it too)
         value, pos = concrete.decode(data, pos, end)
         return value, pos, end
@@ -247,18 +262,24 @@ class FastCodec:
         end: int,
         stop: int,
         cache: GobDecodeCache | None,
-    ) -> Shape:
-        """A definition sequence seen before from this kind of peer, or learnt now."""
-        if cache is None:
+    ) -> tuple[int, int]:
+        """Where the value's message starts and ends, after definitions seen before from this
+        kind of peer, or learnt now."""
+        if cache is None or end - pos > _MAX_SHAPE_BYTES:
             raise Fallback
         key = (concrete.entry.name, data[pos:end])
         known: tuple[Shape, ...] = cache.shapes.get(key) or ()
         for shape in known:
-            if end + len(shape.middle) <= stop and data.startswith(shape.middle, end):
-                return shape
+            if data.startswith(shape.middle, end):
+                found = _value_message(data, shape, end, stop)
+                if found is not None:
+                    return found
         shape = self._learn(concrete, data, pos, end, stop)
         cache.shapes.put(key, (*known, shape)[-_SHAPES_PER_KEY:])
-        return shape
+        found = _value_message(data, shape, end, stop)
+        if found is None:  # cannot happen: the shape was read from these very bytes
+            raise Fallback
+        return found
 
     def _learn(self, concrete: _Concrete, data: bytes, pos: int, end: int, stop: int) -> Shape:
         """Read the definitions from ``pos``; a Shape if they define the local type exactly.
@@ -268,7 +289,9 @@ class FastCodec:
         """
         defs = dict(self._outer_wire)
         start, msg_end = pos, end
-        while True:
+        for _ in range(_MAX_SHAPE_DEFINITIONS):
+            if msg_end - start > _MAX_SHAPE_BYTES:
+                raise Fallback
             u, pos = _read_uint(data, pos, msg_end)
             tid = to_int(u)
             if not -(1 << 31) < tid <= -FIRST_USER_ID or -tid in defs:
@@ -279,10 +302,11 @@ class FastCodec:
             defs[-tid] = parsed[0]
             next_start, next_end = _read_message(data, msg_end, stop)
             u, after_id = _read_uint(data, next_start, next_end)
-            if u & 1:  # another definition
-                pos, msg_end = next_start, next_end
-                continue
-            break
+            if not u & 1:  # not another definition: the value's message
+                break
+            pos, msg_end = next_start, next_end
+        else:
+            raise Fallback
         cid = to_int(u)
         if cid >= 1 << 31 or not _defines(concrete.entry.type, cid, defs, set()):
             raise Fallback

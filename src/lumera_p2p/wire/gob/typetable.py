@@ -87,10 +87,9 @@ class TypeTable:
     reproduces Go releases that started user ids at 65 (go1.19).
     """
 
-    __slots__ = ("_first_id", "_infos", "_next_id", "_types")
+    __slots__ = ("_infos", "_next_id", "_types")
 
     def __init__(self, first_id: int = FIRST_USER_ID) -> None:
-        self._first_id = first_id
         self._next_id = first_id
         self._types: dict[GoType, _GobT] = {}
         self._infos: dict[GoType, TypeInfo] = {}
@@ -98,15 +97,9 @@ class TypeTable:
     def copy(self) -> TypeTable:
         """An independent table with the same history (complete entries are never mutated)."""
         other = TypeTable(self._next_id)
-        other._first_id = self._first_id
         other._types = dict(self._types)
         other._infos = dict(self._infos)
         return other
-
-    @property
-    def first_id(self) -> int:
-        """The id the table's first user type got (or will get)."""
-        return self._first_id
 
     @property
     def next_id(self) -> int:
