@@ -42,6 +42,7 @@ __all__ = [
     "EncoderSource",
     "Fallback",
     "Source",
+    "StructDecoders",
     "Unsupported",
     "static_depth",
     "uint_bytes",
@@ -317,8 +318,9 @@ class DecoderSource:
     checked, and ``pos + 1 < end``: the read starts one byte further without a bounds check.
     """
 
-    def __init__(self, src: Source) -> None:
+    def __init__(self, src: Source, structs: StructDecoders | None = None) -> None:
         self.src = src
+        self.structs = structs
 
     def uint(self, target: str, skip: int = 0) -> None:
         """Read an unsigned integer into local ``target``."""
@@ -395,7 +397,11 @@ class DecoderSource:
             src.line(f"{out} = []")
             with src.block(f"for _ in range({n}):"):
                 src.line("if pos >= end: raise FB")
-                self.value(t.elem, item, stack)
+                elem = t.elem.elem if isinstance(t.elem, GoPtr) else t.elem
+                if isinstance(elem, GoStruct):  # the hot loop of node lists: in line
+                    self.struct(elem, item, stack)
+                else:
+                    self.value(t.elem, item, stack)
                 src.line(f"{out}.append({item})")
             src.line(f"{target} = {out}")
         elif isinstance(t, GoMap):
@@ -413,7 +419,11 @@ class DecoderSource:
         elif isinstance(t, GoStruct):
             if skip:
                 src.line(f"pos += {skip}")
-            self.struct(t, target, stack, interface)
+            if self.structs is None or interface is not None:
+                self.struct(t, target, stack, interface)
+            else:  # a nested struct: one shared function per type keeps the code small
+                fn = src.const(self.structs.get(t, stack), "S")
+                src.line(f"{target}, pos = {fn}(data, pos, end)")
         elif interface is not None:
             if skip:
                 src.line(f"pos += {skip}")
@@ -505,3 +515,25 @@ class DecoderSource:
     ) -> None:
         hook = interface if isinstance(f.type, GoInterface) else None
         self.value(f.type, target, stack, hook, skip)
+
+
+class StructDecoders:
+    """One generated decoding function per struct type, ``(data, pos, end) -> (value, pos)``,
+    shared by every decoder that nests the type (a FindNode answer's nodes, a message's sender
+    and receiver)."""
+
+    def __init__(self) -> None:
+        self._functions: dict[GoStruct, Callable[[bytes, int, int], tuple[Any, int]]] = {}
+
+    def get(
+        self, s: GoStruct, stack: tuple[GoStruct, ...] = ()
+    ) -> Callable[[bytes, int, int], tuple[Any, int]]:
+        """The function decoding ``s`` (generated on first request)."""
+        fn = self._functions.get(s)
+        if fn is None:
+            src = Source()
+            DecoderSource(src, self).struct(s, "value", stack)
+            src.line("return value, pos")
+            fn = src.function("decode_" + s.name, "data, pos, end")
+            self._functions[s] = fn
+        return fn

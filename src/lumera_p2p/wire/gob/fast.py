@@ -27,6 +27,7 @@ from lumera_p2p.wire.gob.codegen import (
     EncoderSource,
     Fallback,
     Source,
+    StructDecoders,
     Unsupported,
     static_depth,
     uint_bytes,
@@ -168,14 +169,16 @@ class FastCodec:
                 outer_wire[tid] = wire
         self._outer_wire: Mapping[int, WireType] = MappingProxyType(outer_wire)
 
+        head = _head_encoder(root, k, root_tid)
         by_class: dict[type, Encoder] = {
-            type(None): _root_encoder(root, k, None, self._outer, root_tid)
+            type(None): _root_encoder(root, k, None, self._outer, head)
         }
         by_name: dict[bytes, _Concrete] = {}
+        structs = StructDecoders()
         depths = [1]  # an interface holding nothing registered still counts as nested
         for entry in registry.entries():
             try:
-                concrete = _concrete(root, k, entry, registry, first_id, self._outer, root_tid)
+                concrete = _concrete(root, k, entry, registry, first_id, self._outer, head, structs)
                 depths.append(static_depth(entry.type))
             except Unsupported:
                 continue
@@ -187,7 +190,7 @@ class FastCodec:
         self._by_name: Mapping[bytes, _Concrete] = MappingProxyType(by_name)
         # The general decoder's nesting counter: the interface counts one, its value the rest.
         self.depth = static_depth(root, max(depths))
-        self._head = _head_decoder(root, root_tid, self._interface)
+        self._head = _head_decoder(root, root_tid, self._interface, structs)
 
     # ---- encoding ----------------------------------------------------------------------
 
@@ -362,7 +365,8 @@ def _concrete(
     registry: InterfaceRegistry,
     first_id: int,
     outer: bytes,
-    root_tid: bytes,
+    head: Callable[[Any], tuple[bytearray, int]],
+    structs: StructDecoders,
 ) -> _Concrete:
     """The fixed bytes and generated functions for one registered type."""
     table = TypeTable(first_id)
@@ -378,13 +382,22 @@ def _concrete(
         type_id=_int_bytes(table.type_id(entry.type)),
     )
     named = uint_bytes(len(entry.name)) + entry.name
-    encode = _root_encoder(root, k, (entry.struct, named + fresh.first, fresh), outer, root_tid)
-    src = Source()
-    dec = DecoderSource(src)
-    dec.struct(entry.struct, "value")
-    src.line("return value, pos")
-    decode: ValueDecoder = src.function("decode_" + entry.struct.name, "data, pos, end")
+    encode = _root_encoder(root, k, (entry.struct, named + fresh.first, fresh), outer, head)
+    decode: ValueDecoder = structs.get(entry.struct)
     return _Concrete(entry, fresh, fresh.first + fresh.middle, encode, decode)
+
+
+def _head_encoder(
+    root: GoStruct, k: int, root_tid: bytes
+) -> Callable[[Any], tuple[bytearray, int]]:
+    """Starts the root value's message: its type id and the fields before the interface;
+    returns the buffer and the number of the last field written."""
+    src = Source()
+    src.line(f"h = bytearray({src.const(root_tid, 'T')})")
+    src.line("last = -1")
+    EncoderSource(src).fields(root, "v", "h", None, "last", range(k))
+    src.line("return h, last")
+    return src.function("encode_head", "v")
 
 
 def _root_encoder(
@@ -392,20 +405,18 @@ def _root_encoder(
     k: int,
     concrete: tuple[GoStruct, bytes, Shape] | None,
     outer: bytes,
-    root_tid: bytes,
+    head: Callable[[Any], tuple[bytearray, int]],
 ) -> Encoder:
     """The encoder of root values whose interface holds ``concrete`` (``None``: holds nil).
 
-    Go writes the root's fields up to the interface, the type's name and first definition in
-    one gob message, the other definitions one per message, then the value (with its id and
-    byte count) and the rest of the root in a last message.
+    Go writes the root's fields up to the interface (``head``), the type's name and first
+    definition in one gob message, the other definitions one per message, then the value (with
+    its id and byte count) and the rest of the root in a last message.
     """
     src = Source()
     enc = EncoderSource(src)
     ns = src.const
-    src.line(f"h = bytearray({ns(root_tid, 'T')})")
-    src.line("last = -1")
-    enc.fields(root, "v", "h", None, "last", range(k))
+    src.line(f"h, last = {ns(head, 'H')}(v)")
     src.line(f"x = v.{root.fields[k].attr}")
     outer_name = ns(outer, "O")
     if concrete is None:
@@ -447,10 +458,11 @@ def _head_decoder(
     root: GoStruct,
     root_tid: bytes,
     interface: Callable[[bytes, int, int, int, GobDecodeCache | None], tuple[Any, int, int]],
+    structs: StructDecoders,
 ) -> Callable[[bytes, int, int, GobDecodeCache | None], Any]:
     """The decoder of the root value's message (from after the root's definitions)."""
     src = Source()
-    dec = DecoderSource(src)
+    dec = DecoderSource(src, structs)
     src.line("end = stop")
     length = src.var("length")
     dec.uint(length)
