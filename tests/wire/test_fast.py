@@ -150,7 +150,7 @@ def test_same_bytes_and_values_for_every_type(cls: type | None) -> None:
     check()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.binary(min_size=2048, max_size=20_000), max_size=3), st.integers(0, 3))
 def test_large_values_are_kept_by_reference(values: list[bytes], kind: int) -> None:
     """Values of 2 KiB (BIG_CHUNK) and more go into the frame with one copy (the final join)."""
@@ -395,7 +395,7 @@ def damaged(draw: st.DrawFn) -> bytes:
 
 
 @pytest.mark.timeout(120)
-@settings(max_examples=2500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(damaged())
 def test_damaged_frames_same_verdict(frame: bytes) -> None:
     """The generated decoder never raises, never accepts what the general one refuses, and
@@ -410,7 +410,7 @@ def test_damaged_frames_same_verdict(frame: bytes) -> None:
 
 
 @pytest.mark.timeout(60)
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(messages_with(st.one_of(st.none(), DATA)), st.data())
 def test_damaged_arbitrary_messages(msg: Message, data: st.DataObject) -> None:
     frame = bytearray(encode_message(msg))
@@ -448,7 +448,7 @@ def reshuffled(draw: st.DrawFn) -> bytes:
 
 
 @pytest.mark.timeout(120)
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(reshuffled())
 def test_reshuffled_definitions_same_verdict(frame: bytes) -> None:
     general = _general(frame)

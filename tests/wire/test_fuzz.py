@@ -62,15 +62,16 @@ FRAMES = SEEDS + _vector_frames()
 
 
 def _decode_all_ways(frame: bytes) -> None:
-    """Either a Message or ProtocolError, with and without a shared cache, with and without the
-    generated decoder: the same every way."""
+    """Either a Message or ProtocolError, the same from the general decoder without a cache and
+    from the default one (generated, then general) with a shared cache. (tests/wire/test_fast.py
+    compares the two decoders on their own.)"""
     outcomes: list[Message | str] = []
-    for cache, fast in ((None, False), (None, True), (CACHE, True), (CACHE, False)):
+    for cache, fast in ((None, False), (CACHE, True)):
         try:
             outcomes.append(decode_message(frame, cache=cache, fast=fast))
         except ProtocolError as exc:
             outcomes.append(str(exc))
-    assert outcomes[0] == outcomes[1] == outcomes[2] == outcomes[3]
+    assert outcomes[0] == outcomes[1]
 
 
 def _refit(frame: bytes) -> bytes:
