@@ -34,7 +34,7 @@ from lumera_p2p.wire.gob.codegen import (
 )
 from lumera_p2p.wire.gob.decoder import parse_definition
 from lumera_p2p.wire.gob.encoder import GobEncoder
-from lumera_p2p.wire.gob.ops import to_int
+from lumera_p2p.wire.gob.ops import DEFAULT_MAX_DEPTH, to_int
 from lumera_p2p.wire.gob.registry import InterfaceRegistry, Registered
 from lumera_p2p.wire.gob.types import (
     GoInterface,
@@ -211,11 +211,13 @@ class FastCodec:
         data: bytes,
         start: int = 0,
         stop: int | None = None,
-        max_depth: int = 0,
+        max_depth: int = DEFAULT_MAX_DEPTH,
         cache: GobDecodeCache | None = None,
     ) -> Any:
         """The root value in the gob stream ``data[start:stop]``, or ``None`` if the stream is
-        not one this codec recognises (the general decoder then decides)."""
+        not one this codec recognises (the general decoder then decides). ``max_depth`` is the
+        general decoder's nesting cap: below :attr:`depth` this codec leaves every stream to it.
+        ``cache`` holds what it learns of other processes' type numbering."""
         stop = len(data) if stop is None else min(stop, len(data))
         start = max(0, min(start, stop))
         if max_depth < self.depth or not data.startswith(self._outer, start):
