@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import itertools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -46,13 +47,16 @@ DEFAULT_P2P_VERSION = "v2.6.2"
 _MAX_VERSION_LENGTH = 64
 #: More bootstrap nodes than this is a mistake (a routing table holds a few hundred peers), and
 #: each one costs a bech32 check.
-MAX_BOOTSTRAP_NODES = 1024
+MAX_BOOTSTRAP_NODES = 256
 #: Fields whose value is a secret: a problem with one names the field, never the value.
 SECRET_FIELDS = frozenset({"passphrase_plain", "password"})
 #: Sections whose values are never quoted in an error (a passphrase may sit anywhere in them
 #: when the file is mis-indented).
 _QUIET_SECTIONS = frozenset({"keyring"})
 _MAX_QUOTED = 60
+#: Problems reported at most for one file, then a count of the rest: a file that is all wrong
+#: gets a readable answer, and a "did you mean" for each of thousands of keys costs seconds.
+MAX_PROBLEMS = 50
 
 _HOSTNAME_RE = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
@@ -408,9 +412,8 @@ def _problems(
     exc: ValidationError,
     prefix: tuple[str, ...] = (),
     renames: Mapping[str, str] | None = None,
-) -> list[tuple[str, str]]:
-    """Every error of ``exc`` as ``(field, problem)``, secrets never shown."""
-    out: list[tuple[str, str]] = []
+) -> Iterator[tuple[str, str]]:
+    """Every error of ``exc`` as ``(field, problem)``, lazily, secrets never shown."""
     for err in exc.errors(include_url=False):
         loc = (*prefix, *err["loc"])
         kind = err["type"]
@@ -419,7 +422,7 @@ def _problems(
             # A non-string key (``1: x``): pydantic puts the key itself last in ``loc``.
             field = _format_loc(loc[:-1])
             field = f"{field}.{_key_text(loc[-1])}" if field else _key_text(loc[-1])
-            out.append((field, "unknown field (field names are text)"))
+            yield field, "unknown field (field names are text)"
             continue
         field = _format_loc(loc)
         if renames:
@@ -438,8 +441,7 @@ def _problems(
             and isinstance(err["input"], (str, int, float, bool, type(None)))
         ):
             msg = f"{msg} (got {_quoted(err['input'])})"
-        out.append((field, msg))
-    return out
+        yield field, msg
 
 
 def config_from_mapping(data: Mapping[Any, Any], base_dir: Path) -> Config:
@@ -448,15 +450,21 @@ def config_from_mapping(data: Mapping[Any, Any], base_dir: Path) -> Config:
     Raise one :class:`ConfigError` carrying every problem found.
     """
     adapted = config_go.adapt(data)
-    problems = list(adapted.problems)
+    found: list[Iterable[tuple[str, str]]] = [adapted.problems]
+    total = len(adapted.problems)
     for section, invalid in adapted.invalid:
-        problems.extend(_problems(invalid, (section,)))
+        found.append(_problems(invalid, (section,)))
+        total += invalid.error_count()
     config: Config | None = None
     try:
         config = Config.model_validate(adapted.data)
     except ValidationError as exc:
-        problems.extend(_problems(exc, renames=adapted.renames))
-    if problems or config is None:
+        found.append(_problems(exc, renames=adapted.renames))
+        total += exc.error_count()
+    if total or config is None:
+        problems = list(itertools.islice(itertools.chain(*found), MAX_PROBLEMS))
+        if total > MAX_PROBLEMS:
+            problems.append(("", f"… and {total - MAX_PROBLEMS} more problems"))
         raise ConfigError.of(problems or [("", "invalid configuration")])
     p2p = config.p2p.model_copy(update={"data_dir": _resolve(config.p2p.data_dir, base_dir)})
     ring = config.keyring

@@ -80,10 +80,10 @@ class Verdict:
 
     def line(self) -> str:
         """``fail  keyring: no key named 'x' in … (fix: …)``, one line."""
-        text = f"{self.status.value:<4}  {self.check}: {self.detail}"
+        text = f"{self.check}: {self.detail}"
         if self.fix:
             text += f" (fix: {self.fix})"
-        return " ".join(text.split())
+        return f"{self.status.value:<4}  " + " ".join(text.split())
 
 
 def _ok(check: str, detail: str) -> Verdict:

@@ -4,11 +4,13 @@
 ``RecursionError``, an integer of 4,300+ digits in a ``ValueError`` (CPython's guard against
 quadratic ``int()``), ``2001-13-45`` and ``!!int x`` in ``ValueError``, ``!!bool maybe`` in a
 ``KeyError``, and a few lines of nested aliases (the "billion laughs") expand into a tree that
-takes minutes to walk. :func:`parse_yaml` parses with limits checked *while* composing (depth
-and node counts before the parser recurses further), then measures the tree as it would be
-with every alias expanded (refusing cycles), and only then builds Python objects. Every
-failure is a :class:`~lumera_p2p.errors.ConfigError` of one line that names the position but
-never quotes the offending text (it may be a secret).
+takes minutes to walk. :func:`parse_yaml` checks its limits *while* composing (depth, node and
+alias counts before the composer descends or goes on), then measures the tree as it would be
+with every alias expanded (refusing cycles), and only then builds Python objects. libyaml scans
+and parses when PyYAML has it (about 50 times faster than PyYAML's Python scanner, whose
+look-ahead makes deep flow nesting quadratic); PyYAML's composer and constructor, with the
+limits, do the rest. Every failure is a :class:`~lumera_p2p.errors.ConfigError` of one line
+that names the position but never quotes the offending text (it may be a secret).
 
 Timestamps stay strings: a date where a name belongs (``chain_id: 2024-01-01``) is text to
 this program, as it is to Go's ``yaml.v3`` for a string field.
@@ -46,7 +48,7 @@ class YamlLimits:
 
     #: Bytes read from the file at most (one more is read to tell that it is too large).
     max_bytes: int
-    #: Nesting of sequences and mappings (the document itself is depth 1).
+    #: Nesting of sequences and mappings (a mapping of scalars is depth 1).
     max_depth: int
     #: Nodes (scalars, sequences, mappings, keys included), counted with aliases expanded.
     max_nodes: int
@@ -136,6 +138,8 @@ class _LimitedComposer(Composer):
         self._nodes += 1
         if self._nodes > self._limits.max_nodes:
             raise _Refused(f"more than {self._limits.max_nodes:,} values", event.start_mark)
+        if isinstance(event, yaml.ScalarEvent):
+            return super().compose_node(parent, index)
         if self._depth >= self._limits.max_depth:
             raise _Refused(
                 f"nested more than {self._limits.max_depth} levels deep", event.start_mark
@@ -225,8 +229,9 @@ def _children(node: Node) -> list[Node]:
 def _check_expanded(root: Node, limits: YamlLimits) -> None:
     """Refuse a node graph whose alias-expanded tree is too big or too deep, or cyclic.
 
-    Iterative post-order walk with one memo entry per distinct node, so a billion-laughs
-    document costs its own size, not its expansion.
+    Iterative post-order walk with one memo entry per distinct collection, so a billion-laughs
+    document costs its own size, not its expansion. Only needed when the document has aliases:
+    without them the composer's counts are already the tree's.
     """
     size: dict[int, int] = {}
     depth: dict[int, int] = {}
@@ -237,8 +242,8 @@ def _check_expanded(root: Node, limits: YamlLimits) -> None:
         key = id(node)
         if done:
             kids = _children(node)
-            size[key] = 1 + sum(size[id(k)] for k in kids)
-            depth[key] = 1 + max((depth[id(k)] for k in kids), default=0)
+            size[key] = 1 + sum(size.get(id(k), 1) for k in kids)
+            depth[key] = 1 + max((depth.get(id(k), 0) for k in kids), default=0)
             on_path.discard(key)
             if size[key] > limits.max_nodes:
                 raise _Refused(
@@ -253,16 +258,21 @@ def _check_expanded(root: Node, limits: YamlLimits) -> None:
             continue
         if key in size:
             continue
-        if key in on_path:
-            raise _Refused("an alias refers to a value that contains it", node.start_mark)
         on_path.add(key)
         stack.append((node, True))
         for kid in _children(node):
+            if isinstance(kid, ScalarNode):
+                continue  # size 1, depth 0: no entry needed
             kid_key = id(kid)
             if kid_key in on_path:
                 raise _Refused("an alias refers to a value that contains it", kid.start_mark)
             if kid_key not in size:
                 stack.append((kid, False))
+
+
+def _reader_message(what: str, exc: yaml.reader.ReaderError) -> str:
+    char = exc.character if isinstance(exc.character, int) else ord(exc.character or "\0")
+    return f"{what}: not valid YAML: character {char:#06x} at offset {exc.position} is not allowed"
 
 
 def parse_yaml(text: str, limits: YamlLimits, what: str) -> Any:
@@ -271,22 +281,21 @@ def parse_yaml(text: str, limits: YamlLimits, what: str) -> Any:
     ``what`` starts every message (usually the file name). Raise ``ConfigError`` (field ``""``).
     """
     try:
-        # The reader checks every character as it is built: inside the try.
+        # The pure-Python reader checks every character as it is built: inside the try.
         loader = _LOADER(text, limits)
     except yaml.reader.ReaderError as exc:
-        raise ConfigError(
-            "",
-            f"{what}: not valid YAML: character {exc.character:#06x} at offset "
-            f"{exc.position} is not allowed",
-        ) from None
+        raise ConfigError("", _reader_message(what, exc)) from None
     try:
         node = loader.get_single_node()
         if node is None:
             return None
-        _check_expanded(node, limits)
+        if loader._aliases:
+            _check_expanded(node, limits)
         return loader.construct_document(node)
     except _Refused as exc:
         raise ConfigError("", f"{what}: refused{_where(exc.mark)}: {exc.message}") from None
+    except yaml.reader.ReaderError as exc:  # libyaml reads as it parses
+        raise ConfigError("", _reader_message(what, exc)) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "syntax error"
