@@ -36,7 +36,7 @@ _TREES = st.recursive(
     max_leaves=20,
 )
 _SETTINGS = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 
@@ -84,10 +84,10 @@ def test_generated_inputs(tmp_path: Path, kind: str, seed: int) -> None:
     _load(path)
 
 
-def test_a_few_thousand_generated_inputs(tmp_path: Path) -> None:
-    report = run_fuzz(1400, seed=7, workdir=tmp_path)
+def test_hundreds_of_generated_inputs(tmp_path: Path) -> None:
+    report = run_fuzz(480, seed=7, workdir=tmp_path)
     assert report.escaped == []
-    assert report.count == 1400
+    assert report.count == 480
     # Every kind ran, and the mix is not all-refused: some inputs load.
     assert set(report.by_kind) == set(GENERATORS)
     assert report.loaded > 0
