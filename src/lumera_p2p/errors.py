@@ -6,22 +6,45 @@ family without catching programming errors (``TypeError``, ``KeyError``...) by a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class LumeraP2PError(Exception):
     """Base class of every error lumera-p2p raises deliberately."""
 
 
 class ConfigError(LumeraP2PError):
-    """A configuration file or value is invalid.
+    """A configuration file or value is invalid: one or more ``(field, problem)`` pairs.
 
     ``field`` is the dotted path of the offending field (``p2p.port``), or ``""`` when the problem
-    is the file as a whole (unreadable, not YAML, not a mapping).
+    is the file as a whole (unreadable, not YAML, not a mapping). ``field`` and ``problem`` are
+    those of the first problem; ``problems`` holds them all, in the order found, and ``str()``
+    gives one line per problem (newlines inside a field or problem are flattened, so each problem
+    stays one line in a terminal and in a log).
     """
 
-    def __init__(self, field: str, problem: str) -> None:
-        self.field = field
-        self.problem = problem
-        super().__init__(f"{field}: {problem}" if field else problem)
+    def __init__(self, field: str, problem: str, *, more: Sequence[tuple[str, str]] = ()) -> None:
+        self.problems: tuple[tuple[str, str], ...] = tuple(
+            (_one_line(f), _one_line(p)) for f, p in ((field, problem), *more)
+        )
+        self.field, self.problem = self.problems[0]
+        super().__init__("\n".join(self.lines()))
+
+    @classmethod
+    def of(cls, problems: Sequence[tuple[str, str]]) -> ConfigError:
+        """One error carrying every problem (at least one)."""
+        if not problems:
+            raise ValueError("a ConfigError needs at least one problem")
+        (field, problem), *more = problems
+        return cls(field, problem, more=more)
+
+    def lines(self) -> list[str]:
+        """``field: problem`` (or just ``problem`` for the file as a whole), one per problem."""
+        return [f"{f}: {p}" if f else p for f, p in self.problems]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
 
 
 class IdentityError(LumeraP2PError):
