@@ -3,7 +3,7 @@
 Both cases move the same bytes over 127.0.0.1 with the sender and the receiver in separate
 processes (multiprocessing), writing 1 MiB chunks with ``drain`` and reading 1 MiB at a time.
 The plain case is asyncio streams with their defaults (``open_connection``/``start_server``);
-the secure case is ``secure_connect``/``secure_accept`` after a real handshake. Each figure
+the secure case is ``secure_connect``/``start_secure_server`` after a real handshake. Each figure
 is timed by the receiver from its first to its last byte; runs alternate plain/secure and the
 medians are reported.
 
@@ -25,11 +25,16 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnContext
 
 from lumera_p2p.identity.keys import PrivateKey
-from lumera_p2p.secure.channel import SecureStream, secure_accept, secure_connect
+from lumera_p2p.secure.channel import (
+    IncomingConnection,
+    secure_connect,
+    start_secure_server,
+)
 from lumera_p2p.secure.handshake import StaticPeerVerifier
 
 CHUNK = 1024 * 1024
@@ -46,31 +51,44 @@ def _keys() -> tuple[PrivateKey, PrivateKey]:
 async def _receive(kind: str, port_out: Connection, nbytes: int) -> float:
     client_key, server_key = _keys()
     verifier = StaticPeerVerifier([client_key.address, server_key.address])
-    result: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    result: asyncio.Future[float] = loop.create_future()
+    tasks: set[asyncio.Task[None]] = set()
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        stream: SecureStream | None = None
-        if kind == "secure":
-            stream = await secure_accept(reader, writer, server_key, verifier)
+    async def consume(read: Callable[[int], Awaitable[bytes]]) -> float:
         got = 0
         start = 0.0
         while got < nbytes:
-            data = await (stream.read(CHUNK) if stream else reader.read(CHUNK))
+            data = await read(CHUNK)
             if not data:
                 raise ConnectionError(f"sender stopped after {got} bytes")
             if not got:
                 start = time.perf_counter()
             got += len(data)
-        elapsed = time.perf_counter() - start
-        if stream is not None:
-            stream.close()
-            await stream.wait_closed()
-        else:
-            writer.close()
-            await writer.wait_closed()
+        return time.perf_counter() - start
+
+    async def handle_plain(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        elapsed = await consume(reader.read)
+        writer.close()
+        await writer.wait_closed()
         result.set_result(elapsed)
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    async def handle_secure(conn: IncomingConnection) -> None:
+        stream = await conn.handshake()
+        elapsed = await consume(stream.read)
+        stream.close()
+        await stream.wait_closed()
+        result.set_result(elapsed)
+
+    def on_connection(conn: IncomingConnection) -> None:
+        task = loop.create_task(handle_secure(conn))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    if kind == "secure":
+        server = await start_secure_server(on_connection, "127.0.0.1", 0, server_key, verifier)
+    else:
+        server = await asyncio.start_server(handle_plain, "127.0.0.1", 0)
     port_out.send(server.sockets[0].getsockname()[1])
     async with asyncio.timeout(_DEADLINE):
         elapsed = await result

@@ -107,3 +107,35 @@ def test_invalid_content_key_is_a_value_error() -> None:
 def test_parser_fuzz(text: str) -> None:
     with contextlib.suppress(InvalidContentKey):
         assert len(key_to_bytes(text)) == 32
+
+
+def test_errors_say_what_is_wrong() -> None:
+    with pytest.raises(InvalidContentKey) as info:
+        key_to_bytes(123)  # type: ignore[arg-type]
+    assert str(info.value) == "content key must be a string, got int"
+    with pytest.raises(InvalidContentKey) as info:
+        key_to_bytes("H1epVXJ1BSfrSYKiZeqxqFqtgqPAVKUANVvNGoaXt0zI")
+    assert str(info.value).endswith("outside the base58 alphabet: '0I'")
+    with pytest.raises(InvalidContentKey) as info:
+        key_from_bytes(b"\x01" * 31)
+    assert str(info.value) == "a content digest has 32 bytes, got 31"
+    with pytest.raises(InvalidContentKey) as info:
+        hex_to_bytes("ab" * 31)
+    assert str(info.value) == f"hex key must have 64 characters: {'ab' * 31!r}"
+    with pytest.raises(InvalidContentKey) as info:
+        hex_to_bytes("zz" * 32)
+    assert str(info.value) == f"hex key has non-hex characters: {'zz' * 32!r}"
+
+
+def test_verify_value_tells_the_spellings_apart() -> None:
+    data = b"spelled three ways"
+    hex_key = digest(data).hex()
+    assert verify_value(hex_key.upper(), data)  # hex in either case
+    # A base58 key whose every character also looks like hex is still read as base58.
+    hexish = "2" + "1" * 43
+    assert len(key_to_bytes(hexish)) == 32
+    assert not verify_value(hexish, data)
+    assert verify_value(key_from_bytes(digest(data)), data)
+    # 64 characters that are not all hex are taken for a (too long) base58 key.
+    with pytest.raises(InvalidContentKey, match="bad length"):
+        verify_value("X" * 64, data)

@@ -19,6 +19,8 @@ from lumera_p2p.errors import (
     ChainError,
     ConfigError,
     CounterExhaustedError,
+    DataDirLocked,
+    GobEncodeError,
     HandshakeTimeoutError,
     IdentityError,
     InvalidContentKey,
@@ -36,6 +38,7 @@ from lumera_p2p.errors import (
     ProtobufDecodeError,
     ProtocolError,
     SignatureError,
+    StorageFull,
     StoreError,
     StoreFailed,
     TransportError,
@@ -48,7 +51,6 @@ if TYPE_CHECKING:
     from lumera_p2p.dht.plans.batch_store import BatchStoreReport
     from lumera_p2p.service import P2P
     from lumera_p2p.stats import P2PStats
-    from lumera_p2p.wire.gob import GobEncodeError
 
 __version__ = "0.1.0"
 
@@ -59,8 +61,6 @@ _LAZY = {
     "P2P": "lumera_p2p.service",
     "P2PStats": "lumera_p2p.stats",
     "BatchStoreReport": "lumera_p2p.dht.plans.batch_store",
-    # Defined beside the gob codec (being split into a package); an error class all the same.
-    "GobEncodeError": "lumera_p2p.wire.gob",
 }
 
 
@@ -80,6 +80,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "CounterExhaustedError",
+    "DataDirLocked",
     "GobEncodeError",
     "HandshakeTimeoutError",
     "IdentityError",
@@ -99,6 +100,7 @@ __all__ = [
     "ProtobufDecodeError",
     "ProtocolError",
     "SignatureError",
+    "StorageFull",
     "StoreError",
     "StoreFailed",
     "TransportError",

@@ -26,6 +26,7 @@ def dht_options(config: Config) -> DHTOptions:
         alpha=dht.alpha,
         replicas=dht.replicas,
         allow_private=p2p.allow_private_peers,
+        min_peer_version=p2p.min_peer_version or "",
         lookup_timeout=dht.lookup_timeout,
         lookup_stall=dht.lookup_stall,
         lookup_retries=dht.lookup_retries,

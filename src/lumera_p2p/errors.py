@@ -6,22 +6,45 @@ family without catching programming errors (``TypeError``, ``KeyError``...) by a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class LumeraP2PError(Exception):
     """Base class of every error lumera-p2p raises deliberately."""
 
 
 class ConfigError(LumeraP2PError):
-    """A configuration file or value is invalid.
+    """A configuration file or value is invalid: one or more ``(field, problem)`` pairs.
 
     ``field`` is the dotted path of the offending field (``p2p.port``), or ``""`` when the problem
-    is the file as a whole (unreadable, not YAML, not a mapping).
+    is the file as a whole (unreadable, not YAML, not a mapping). ``field`` and ``problem`` are
+    those of the first problem; ``problems`` holds them all, in the order found, and ``str()``
+    gives one line per problem (newlines inside a field or problem are flattened, so each problem
+    stays one line in a terminal and in a log).
     """
 
-    def __init__(self, field: str, problem: str) -> None:
-        self.field = field
-        self.problem = problem
-        super().__init__(f"{field}: {problem}" if field else problem)
+    def __init__(self, field: str, problem: str, *, more: Sequence[tuple[str, str]] = ()) -> None:
+        self.problems: tuple[tuple[str, str], ...] = tuple(
+            (_one_line(f), _one_line(p)) for f, p in ((field, problem), *more)
+        )
+        self.field, self.problem = self.problems[0]
+        super().__init__("\n".join(self.lines()))
+
+    @classmethod
+    def of(cls, problems: Sequence[tuple[str, str]]) -> ConfigError:
+        """One error carrying every problem (at least one)."""
+        if not problems:
+            raise ValueError("a ConfigError needs at least one problem")
+        (field, problem), *more = problems
+        return cls(field, problem, more=more)
+
+    def lines(self) -> list[str]:
+        """``field: problem`` (or just ``problem`` for the file as a whole), one per problem."""
+        return [f"{f}: {p}" if f else p for f, p in self.problems]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
 
 
 class IdentityError(LumeraP2PError):
@@ -54,6 +77,14 @@ class ProtocolError(LumeraP2PError):
 
 class StoreError(LumeraP2PError):
     """The local database cannot be opened, read or written (disk full, read-only, corrupt)."""
+
+
+class StorageFull(StoreError):
+    """A write would take the stored values past ``store.max_storage_bytes``; nothing was stored."""
+
+
+class DataDirLocked(StoreError):
+    """Another process (or another store in this one) holds the lock on ``data_dir``."""
 
 
 class ValueMismatch(LumeraP2PError, ValueError):
@@ -118,3 +149,7 @@ class HandshakeTimeoutError(ProtocolError):
 
 class CounterExhaustedError(ProtocolError):
     """A direction's frame counter wrapped; Go fails every later frame the same way."""
+
+
+class GobEncodeError(LumeraP2PError, ValueError):
+    """A value cannot be encoded (out of range for its Go type, unregistered, nil element...)."""

@@ -128,7 +128,7 @@ class P2P:
         )
         self._transport = TcpTransport(key, self._verifier, transport_options(config))
         self._node = Node(
-            Contact(key.address.encode(), advertised, p2p.port),
+            Contact(key.address.encode(), advertised, p2p.port, p2p.version),
             store,
             self._transport,
             options=dht_options(config),
@@ -171,7 +171,7 @@ class P2P:
                 "lumera",
                 "no peers: set p2p.bootstrap_nodes, lumera.registry_file or lumera.grpc_addr",
             )
-        store = await LocalStore.open(config.p2p.data_dir)
+        store = await LocalStore.open(config.p2p.data_dir, **config.store.open_options())
         return cls(config, key, store, registry)
 
     # --- what it is ----------------------------------------------------------------------

@@ -91,10 +91,17 @@ def test_identity_moves_only_through_move_to() -> None:
         n.me = ME  # type: ignore[misc]
 
 
-def test_version_option_is_advertised() -> None:
-    n = node(version="v2.4.1")
-    assert n.me.version == "v2.4.1"
-    assert n.request(MessageType.PING, ME, None).sender.version == "v2.4.1"  # type: ignore[union-attr]
+def test_our_version_is_advertised_and_the_peers_known_one_addressed() -> None:
+    me = Contact(ME.id, ME.ip, ME.port, "v2.4.1")
+    n = Node(me, MemoryStore(), Peers(), options=DHTOptions(allow_private=True))
+    [peer] = in_bucket(255, 1)
+    request = n.request(MessageType.PING, peer, None)
+    assert request.sender is not None and request.sender.version == "v2.4.1"
+    assert request.receiver is not None and request.receiver.version == ""
+    n.learn(Contact(peer.id, peer.ip, peer.port, "v2.6.0"), now=0.0)
+    # A seed without a version is addressed with the one the table learned.
+    request = n.request(MessageType.PING, peer, None)
+    assert request.receiver is not None and request.receiver.version == "v2.6.0"
 
 
 def test_learn_skips_ourselves_and_peers_the_chain_does_not_list() -> None:

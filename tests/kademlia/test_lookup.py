@@ -13,19 +13,28 @@ from lumera_p2p.kademlia import Contact, Lookup, PeerState, RoutingTable, hash_i
 K = 20
 
 
-def network(n: int, seed: int, k: int = K) -> dict[bytes, tuple[Contact, RoutingTable]]:
-    rng = random.Random(seed)
-    contacts = [Contact(b"lumera-%d-%d" % (seed, i), "10.0.0.1", 4445) for i in range(n)]
-    nodes: dict[bytes, tuple[Contact, RoutingTable]] = {}
-    for c in contacts:
-        table = RoutingTable(c.hashed_id, k=k)
-        for other in rng.sample(contacts, len(contacts)):
-            table.add(other, 0)
-        nodes[c.hashed_id] = (c, table)
-    return nodes
+class Network:
+    """``n`` nodes, each table holding every other node as its own random arrival order left
+    it. Tables are built on first use: a lookup asks a few dozen nodes, not all ``n``."""
+
+    def __init__(self, n: int, seed: int, k: int = K) -> None:
+        self.seed = seed
+        self.k = k
+        self.contacts = [Contact(b"lumera-%d-%d" % (seed, i), "10.0.0.1", 4445) for i in range(n)]
+        self.by_hash = {c.hashed_id: c for c in self.contacts}
+        self._tables: dict[bytes, RoutingTable] = {}
+
+    def table(self, hashed_id: bytes) -> RoutingTable:
+        table = self._tables.get(hashed_id)
+        if table is None:
+            rng = random.Random(f"{self.seed}-{hashed_id.hex()}")
+            table = self._tables[hashed_id] = RoutingTable(hashed_id, k=self.k)
+            for other in rng.sample(self.contacts, len(self.contacts)):
+                table.add(other, 0)
+        return table
 
 
-def run(lookup: Lookup, nodes: dict[bytes, tuple[Contact, RoutingTable]], dead: set[bytes]) -> int:
+def run(lookup: Lookup, net: Network, dead: set[bytes]) -> int:
     """Answer every request at once (dead peers never answer); return max in flight seen."""
     now = 0.0
     max_active = 0
@@ -45,30 +54,28 @@ def run(lookup: Lookup, nodes: dict[bytes, tuple[Contact, RoutingTable]], dead: 
         peer = pending.pop(0)
         if peer.hashed_id in dead:
             continue  # it times out
-        _, table = nodes[peer.hashed_id]
-        lookup.on_response(peer, table.closest(lookup.target, K), now)
+        lookup.on_response(peer, net.table(peer.hashed_id).closest(lookup.target, K), now)
     return max_active
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     n=st.integers(min_value=1, max_value=300),
     seed=st.integers(min_value=0, max_value=10**6),
     dead_fraction=st.sampled_from([0.0, 0.0, 0.2, 0.5]),
 )
 def test_lookup_finds_true_closest(n: int, seed: int, dead_fraction: float) -> None:
-    nodes = network(n, seed)
+    net = Network(n, seed)
     rng = random.Random(seed)
-    dead = {h for h in nodes if rng.random() < dead_fraction}
-    origin_hash = rng.choice(list(nodes))
-    _, origin_table = nodes[origin_hash]
+    dead = {h for h in net.by_hash if rng.random() < dead_fraction}
+    origin_hash = rng.choice(list(net.by_hash))
     target = rng.randbytes(32)
-    seeds = origin_table.closest(target, 6)
+    seeds = net.table(origin_hash).closest(target, 6)
     lookup = Lookup(target, seeds, timeout=3.0, exclude={origin_hash})
-    run(lookup, nodes, dead)
+    run(lookup, net, dead)
     t = int.from_bytes(target, "big")
     others = sorted(
-        (c for h, (c, _) in nodes.items() if h != origin_hash), key=lambda c: c.int_id ^ t
+        (c for h, c in net.by_hash.items() if h != origin_hash), key=lambda c: c.int_id ^ t
     )
     # Every live node among the K nearest of all (dead included) is known to every peer near
     # the target and so must be found; farther live nodes can be crowded out of responses
@@ -85,8 +92,8 @@ def test_lookup_finds_true_closest(n: int, seed: int, dead_fraction: float) -> N
 
 
 def test_alpha_requests_in_flight() -> None:
-    nodes = network(200, 7)
-    (_, table) = next(iter(nodes.values()))
+    net = Network(200, 7)
+    table = net.table(net.contacts[0].hashed_id)
     target = random.Random(1).randbytes(32)
     lookup = Lookup(target, table.closest(target, K), alpha=6)
     first = lookup.poll(0.0)
@@ -94,7 +101,7 @@ def test_alpha_requests_in_flight() -> None:
     assert lookup.poll(0.1) == []  # all six still active: nothing more
     # One answers: exactly one more goes out, keeping six in flight.
     peer = first[0]
-    lookup.on_response(peer, nodes[peer.hashed_id][1].closest(target, K), 0.2)
+    lookup.on_response(peer, net.table(peer.hashed_id).closest(target, K), 0.2)
     assert len(lookup.poll(0.2)) == 1
     assert len(lookup.in_flight) == 6
 

@@ -1,4 +1,5 @@
-"""Frame reading with a scripted stream: ends, deadlines, and what goes off the loop."""
+"""The one frame reader, on a scripted stream and on an asyncio.StreamReader: ends, limits,
+deadlines, and what goes off the loop."""
 
 from __future__ import annotations
 
@@ -12,14 +13,21 @@ from lumera_p2p.net.frames import (
     encode_frame,
     payload_hint,
     read_body,
+    read_frame,
+    read_frame_length,
     read_header,
+    read_message,
     write_frame,
 )
 from lumera_p2p.net.virtual_time import run_virtual
+from lumera_p2p.wire.gob import GobDecodeCache
 from lumera_p2p.wire.messages import (
     HEADER_SIZE,
+    MAX_MESSAGE_SIZE,
+    MAX_PAYLOAD_SIZE,
     BatchGetValuesRequest,
     BatchStoreDataRequest,
+    FindNodeRequest,
     KeyValWithClosest,
     Message,
     MessageType,
@@ -27,6 +35,7 @@ from lumera_p2p.wire.messages import (
     ReplicateDataRequest,
     StoreDataRequest,
     decode_message,
+    encode_message,
     frame_header,
 )
 
@@ -79,6 +88,29 @@ async def test_read_header_end_inside() -> None:
         await read_header(ScriptedStream([b"\x01\x02"]))
     with pytest.raises(ConnectionResetError):
         await read_header(ScriptedStream([b"\x01"], error=ConnectionResetError()))
+
+
+async def test_read_frame_length_checks_the_limits_before_the_body() -> None:
+    # The scripted stream holds only the header: a reader that went on to the body would fail
+    # with "closed inside a frame body" instead.
+    assert await read_frame_length(ScriptedStream([frame_header(300)])) == 300
+    assert await read_frame_length(ScriptedStream([])) is None
+    with pytest.raises(ProtocolError, match="payload too big"):
+        await read_frame_length(ScriptedStream([frame_header(MAX_PAYLOAD_SIZE + 1)]))
+    with pytest.raises(ProtocolError, match="absolute maximum"):
+        await read_frame_length(ScriptedStream([frame_header(MAX_MESSAGE_SIZE + 1)]))
+    with pytest.raises(ProtocolError, match="over our limit of 100 bytes"):
+        await read_frame_length(ScriptedStream([frame_header(101)]), max_size=100)
+    with pytest.raises(ProtocolError, match="parse header length"):
+        await read_frame_length(ScriptedStream([b"\xff" * 8]))
+
+
+async def test_read_frame_on_a_scripted_stream() -> None:
+    frame = encode_message(Message(data=FindNodeRequest(b"t")))
+    stream = ScriptedStream([frame[:3], frame[3:11], frame[11:] + frame])
+    assert await read_frame(stream) == frame[HEADER_SIZE:]
+    assert await read_frame(stream) == frame[HEADER_SIZE:]
+    assert await read_frame(stream) is None
 
 
 async def test_read_body() -> None:
@@ -167,3 +199,39 @@ async def test_decode_garbage_is_a_protocol_error() -> None:
         await decode_frame_body(b"\xff" * 50)
     with pytest.raises(ProtocolError):
         await decode_frame_body(b"\xff" * 50, off_loop_size=10)
+
+
+# --- the same reader on an asyncio.StreamReader ------------------------------------------------
+
+
+def _reader(data: bytes, eof: bool = True) -> asyncio.StreamReader:
+    reader = asyncio.StreamReader()
+    reader.feed_data(data)
+    if eof:
+        reader.feed_eof()
+    return reader
+
+
+async def test_read_frames_from_a_stream_reader() -> None:
+    one = Message(sender=Node(id=b"a"), data=FindNodeRequest(b"t"))
+    two = Message(message_type=MessageType.PING)
+    reader = _reader(encode_message(one) + encode_message(two))
+    assert await read_message(reader) == one
+    assert await read_message(reader, cache=GobDecodeCache()) == two
+    assert await read_message(reader) is None  # clean end between frames
+
+
+async def test_truncated_stream_is_a_protocol_error() -> None:
+    frame = encode_message(Message(data=FindNodeRequest(b"t")))
+    with pytest.raises(ProtocolError):
+        await read_frame(_reader(frame[:5]))
+    with pytest.raises(ProtocolError):
+        await read_frame(_reader(frame[:-1]))
+
+
+async def test_oversized_length_is_refused_before_reading_the_body() -> None:
+    # No EOF is fed: a reader that waited for the body would hang until the timeout.
+    with pytest.raises(ProtocolError, match="payload too big"):
+        await read_frame(_reader(frame_header(MAX_PAYLOAD_SIZE + 1), eof=False))
+    with pytest.raises(ProtocolError, match="payload too big"):
+        await read_frame(_reader(frame_header(1 << 20), eof=False), max_size=1 << 16)

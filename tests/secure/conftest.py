@@ -12,7 +12,7 @@ import pytest
 
 from lumera_p2p.errors import ProtocolError
 from lumera_p2p.identity.keys import PrivateKey
-from lumera_p2p.secure.channel import SecureStream, secure_accept
+from lumera_p2p.secure.channel import IncomingConnection, SecureStream, start_secure_server
 from lumera_p2p.secure.handshake import PeerVerifier, StaticPeerVerifier
 
 
@@ -42,15 +42,16 @@ class Accepted:
 
     stream: SecureStream | None = None
     error: BaseException | None = None
-    writer: asyncio.StreamWriter | None = None
+    conn: IncomingConnection | None = None
 
 
 @dataclass
 class Server:
-    """A loopback server that runs ``secure_accept`` on every connection."""
+    """A loopback server (``start_secure_server``) that handshakes every connection."""
 
     port: int
     results: asyncio.Queue[Accepted] = field(default_factory=asyncio.Queue)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def next(self, timeout: float = 10.0) -> Accepted:
         async with asyncio.timeout(timeout):
@@ -76,27 +77,40 @@ async def start_server(
     timeout: float = 5.0,
     delay: float = 0.0,
 ) -> tuple[Server, asyncio.Server]:
-    """Start a server on 127.0.0.1:0; ``delay`` waits before the handshake (leftover tests)."""
+    """Start a server on 127.0.0.1:0; ``delay`` waits before the handshake (early-data tests)."""
     server = Server(port=0)
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(conn: IncomingConnection) -> None:
         if delay:
             await asyncio.sleep(delay)
         try:
-            stream = await secure_accept(reader, writer, key, verifier, timeout=timeout)
+            stream = await conn.handshake()
         except ProtocolError as exc:
-            await server.results.put(Accepted(error=exc, writer=writer))
+            await server.results.put(Accepted(error=exc, conn=conn))
             return
-        await server.results.put(Accepted(stream=stream, writer=writer))
+        await server.results.put(Accepted(stream=stream, conn=conn))
 
-    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+    def on_connection(conn: IncomingConnection) -> None:
+        task = asyncio.get_running_loop().create_task(handle(conn))
+        server.tasks.add(task)
+        task.add_done_callback(server.tasks.discard)
+
+    srv = await start_secure_server(on_connection, "127.0.0.1", 0, key, verifier, timeout=timeout)
     server.port = srv.sockets[0].getsockname()[1]
     return server, srv
+
+
+async def stop_server(server: Server, srv: asyncio.Server) -> None:
+    """Close the listener and finish the handshake tasks still running."""
+    srv.close()
+    for task in list(server.tasks):
+        task.cancel()
+    await asyncio.gather(*server.tasks, return_exceptions=True)
+    await srv.wait_closed()
 
 
 @pytest.fixture
 async def server(server_key: PrivateKey, verifier: StaticPeerVerifier) -> AsyncIterator[Server]:
     srv_state, srv = await start_server(server_key, verifier)
     yield srv_state
-    srv.close()
-    await srv.wait_closed()
+    await stop_server(srv_state, srv)

@@ -17,7 +17,12 @@ import pytest
 
 from lumera_p2p.errors import ProtocolError
 from lumera_p2p.identity.keys import PrivateKey
-from lumera_p2p.secure.channel import SecureStream, secure_connect, start_secure_server
+from lumera_p2p.secure.channel import (
+    IncomingConnection,
+    SecureStream,
+    secure_connect,
+    start_secure_server,
+)
 from lumera_p2p.secure.handshake import (
     HandshakeInfo,
     HandshakeTimeoutError,
@@ -32,7 +37,7 @@ from lumera_p2p.secure.handshake import (
 from lumera_p2p.secure.record import GO_PAYLOAD, MAX_BUFFER, RecordCrypto, RecordWriter, Side
 from tests.support import peer_closed
 
-from .conftest import Server, make_key, start_server
+from .conftest import Server, make_key, start_server, stop_server
 
 pytestmark = pytest.mark.usefixtures("loop_errors")
 
@@ -76,7 +81,7 @@ async def expect_rejected(server: Server, match: str) -> None:
     assert isinstance(accepted.error, ProtocolError), accepted
     assert not isinstance(accepted.error, HandshakeTimeoutError)
     assert accepted.error.args and match in str(accepted.error), accepted.error
-    assert accepted.writer is not None and accepted.writer.transport.is_closing()
+    assert accepted.conn is not None and accepted.conn.is_closing()
 
 
 # --- working channel ------------------------------------------------------------------------
@@ -114,19 +119,26 @@ async def test_start_secure_server_and_message_framing(
     client_key: PrivateKey, server_key: PrivateKey, verifier: StaticPeerVerifier
 ) -> None:
     """8-byte-framed messages (as the gob layer sends them): small writes coalesce fine."""
+    tasks: set[asyncio.Task[None]] = set()
 
-    async def echo(stream: SecureStream) -> None:
-        while True:
-            try:
-                header = await stream.readexactly(8)
-            except asyncio.IncompleteReadError:
-                return
-            body = await stream.readexactly(int.from_bytes(header, "little"))
-            stream.write(header)
-            stream.write(body)
-            await stream.drain()
+    async def echo(conn: IncomingConnection) -> None:
+        async with await conn.handshake() as stream:
+            while True:
+                try:
+                    header = await stream.readexactly(8)
+                except asyncio.IncompleteReadError:
+                    return
+                body = await stream.readexactly(int.from_bytes(header, "little"))
+                stream.write(header)
+                stream.write(body)
+                await stream.drain()
 
-    srv = await start_secure_server(echo, "127.0.0.1", 0, server_key, verifier, timeout=5)
+    def on_connection(conn: IncomingConnection) -> None:
+        task = asyncio.get_running_loop().create_task(echo(conn))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    srv = await start_secure_server(on_connection, "127.0.0.1", 0, server_key, verifier, timeout=5)
     port = srv.sockets[0].getsockname()[1]
     async with asyncio.timeout(30):
         client = await secure_connect(
@@ -142,6 +154,7 @@ async def test_start_secure_server_and_message_framing(
             assert await client.readexactly(size) == body
         client.close()
         await client.wait_closed()
+        await asyncio.gather(*tasks)
     srv.close()
     await srv.wait_closed()
 
@@ -163,10 +176,55 @@ async def test_go_sized_frames_are_accepted(
     accepted.stream.close()
 
 
+async def test_incoming_connection_handshakes_once_and_callback_crashes_close(
+    client_key: PrivateKey,
+    server_key: PrivateKey,
+    verifier: StaticPeerVerifier,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The owner's callback may crash (the socket closes, the server lives); a handshake
+    runs at most once per connection."""
+    accepted: asyncio.Queue[IncomingConnection] = asyncio.Queue()
+    crash = True
+
+    def on_connection(conn: IncomingConnection) -> None:
+        nonlocal crash
+        if crash:
+            crash = False
+            raise RuntimeError("owner bug")
+        accepted.put_nowait(conn)
+
+    srv = await start_secure_server(on_connection, "127.0.0.1", 0, server_key, verifier, timeout=5)
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        async with asyncio.timeout(10):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            assert await peer_closed(reader)
+            writer.close()
+            assert "connection callback failed" in caplog.text
+            dial = asyncio.ensure_future(
+                secure_connect("127.0.0.1", port, client_key, server_key.address, verifier)
+            )
+            conn = await accepted.get()
+            assert "127.0.0.1" in repr(conn)
+            assert conn.deadline > asyncio.get_running_loop().time()
+            stream = await conn.handshake()
+            with pytest.raises(RuntimeError, match="already run"):
+                await conn.handshake()
+            client = await dial
+            client.write(b"hi")
+            assert await stream.readexactly(2) == b"hi"
+            client.close()
+            stream.close()
+    finally:
+        srv.close()
+        await srv.wait_closed()
+
+
 async def test_data_sent_with_the_handshake_is_not_lost(
     client_key: PrivateKey, server_key: PrivateKey, verifier: StaticPeerVerifier
 ) -> None:
-    """Bytes the StreamReader already holds when secure_accept takes over are carried across."""
+    """Bytes that arrive before the server starts its handshake are kept for the stream."""
     server, srv = await start_server(server_key, verifier, delay=0.2)
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -174,7 +232,7 @@ async def test_data_sent_with_the_handshake_is_not_lost(
         info, sig = create_request(client_key, PeerType.SUPERNODE, eph)
         writer.write(encode_message(info, sig))
         # Derive the keys ourselves from the reply, then send a frame at once; the server
-        # handler is still sleeping, so HS1 and the frame both wait in its StreamReader.
+        # handler is still sleeping, so HS1 and the frame both wait in its receive buffer.
         result = await client_handshake(
             reader, _Null(), client_key, server_key.address, verifier, ephemeral=eph
         )
@@ -188,8 +246,7 @@ async def test_data_sent_with_the_handshake_is_not_lost(
         writer.close()
         accepted.stream.close()
     finally:
-        srv.close()
-        await srv.wait_closed()
+        await stop_server(server, srv)
 
 
 class _Null:
@@ -202,7 +259,7 @@ class _Null:
 async def test_peer_that_closes_right_after_its_handshake(
     client_key: PrivateKey, server_key: PrivateKey, verifier: StaticPeerVerifier
 ) -> None:
-    """EOF seen by the StreamReader before the take-over still reaches the secure stream."""
+    """An EOF that arrives before the server starts its handshake still reaches the stream."""
     server, srv = await start_server(server_key, verifier, delay=0.2)
     try:
         _, writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -216,8 +273,7 @@ async def test_peer_that_closes_right_after_its_handshake(
         accepted.stream.close()
         writer.close()
     finally:
-        srv.close()
-        await srv.wait_closed()
+        await stop_server(server, srv)
 
 
 async def test_clean_eof_and_incomplete_read(
@@ -473,8 +529,7 @@ async def test_handshake_timeout(server_key: PrivateKey, verifier: StaticPeerVer
         assert await peer_closed(reader)
         writer.close()
     finally:
-        srv.close()
-        await srv.wait_closed()
+        await stop_server(server, srv)
 
 
 async def test_client_handshake_timeout(client_key: PrivateKey, verifier: Any) -> None:

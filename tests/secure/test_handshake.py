@@ -70,21 +70,24 @@ def message_for(
 
 
 def test_handshake_info_layout_vector() -> None:
+    """§9.2: peer_type 0 omits field 2 (202 bytes); 1 and 2 insert ``10 01`` / ``10 02``."""
     assert ONE.address == "lumera10e0525sfrf53yh2aljmm3sn9jq5njk7lulvawr"
-    info = HandshakeInfo(
-        address=ONE.address,
-        peer_type=PeerType.SIMPLENODE,
-        public_key=ephemeral_public_bytes(CLIENT_EPH),
-        account_public_key=ONE.public_key.to_any(),
-    ).encode()
+    eph, account = ephemeral_public_bytes(CLIENT_EPH), ONE.public_key.to_any()
+    info = HandshakeInfo(ONE.address, 0, eph, account).encode()
     assert len(info) == 202
     assert info == INFO_TYPE0
-    supernode = HandshakeInfo(
-        ONE.address, PeerType.SUPERNODE, ephemeral_public_bytes(CLIENT_EPH), ONE.public_key.to_any()
-    ).encode()
-    assert len(supernode) == 204
-    assert supernode == INFO_TYPE0[:47] + bytes.fromhex("1001") + INFO_TYPE0[47:]
-    assert create_request(ONE, PeerType.SIMPLENODE, CLIENT_EPH)[0] == INFO_TYPE0
+    for peer_type, field in ((PeerType.SIMPLENODE, "1001"), (PeerType.SUPERNODE, "1002")):
+        encoded = HandshakeInfo(ONE.address, peer_type, eph, account).encode()
+        assert len(encoded) == 204
+        assert encoded == INFO_TYPE0[:47] + bytes.fromhex(field) + INFO_TYPE0[47:]
+        assert create_request(ONE, peer_type, CLIENT_EPH)[0] == encoded
+
+
+def test_peer_type_values_are_gos() -> None:
+    """Go: ``Simplenode PeerType = iota`` after another constant of the block, so 1 and 2."""
+    assert int(PeerType.SIMPLENODE) == 1
+    assert int(PeerType.SUPERNODE) == 2
+    assert {int(t) for t in PeerType} == {1, 2}
 
 
 def test_legacy_any_vector() -> None:
@@ -100,9 +103,10 @@ def test_message_framing_vector() -> None:
     assert framed.hex() == (
         "0000000e68616e647368616b652d646174610000000e7369676e61747572652d64617461"
     )
-    info, sig = create_request(ONE, PeerType.SIMPLENODE, CLIENT_EPH)
+    info, sig = create_request(ONE, PeerType.SUPERNODE, CLIENT_EPH)
     wire = encode_message(info, sig)
-    assert wire[:4].hex() == "000000ca" and wire[206:210].hex() == "00000041"
+    assert wire[:4].hex() == "000000cc" and wire[208:212].hex() == "00000041"
+    assert len(wire) == 277  # every Go session's HS (secure vectors README)
 
 
 def test_key_schedule_vector() -> None:
@@ -302,7 +306,10 @@ async def test_chain_query_timeout_rejects() -> None:
 async def test_account_key_not_matching_claimed_address() -> None:
     claimed, actual = make_key("claimed"), make_key("actual")
     info = HandshakeInfo(
-        claimed.address, 1, ephemeral_public_bytes(CLIENT_EPH), actual.public_key.to_any()
+        claimed.address,
+        PeerType.SUPERNODE,
+        ephemeral_public_bytes(CLIENT_EPH),
+        actual.public_key.to_any(),
     ).encode()
     verifier = SplitVerifier({claimed.address, actual.address}, set())
     with pytest.raises(ProtocolError, match="address mismatch"):
@@ -336,7 +343,10 @@ async def test_legacy_secp256k1_account_accepted() -> None:
     secret = hashlib.sha256(b"legacy").digest()
     legacy_pub = PublicKey(coincurve.PrivateKey(secret).public_key.format(), KeyType.SECP256K1)
     info = HandshakeInfo(
-        legacy_pub.address, 0, ephemeral_public_bytes(CLIENT_EPH), legacy_pub.to_any()
+        legacy_pub.address,
+        PeerType.SUPERNODE,
+        ephemeral_public_bytes(CLIENT_EPH),
+        legacy_pub.to_any(),
     ).encode()
     der = coincurve.PrivateKey(secret).sign(hashlib.sha256(info).digest(), hasher=None)
     r, s = decode_dss_signature(der)
@@ -346,14 +356,14 @@ async def test_legacy_secp256k1_account_accepted() -> None:
     assert peer.address == legacy_pub.address
 
 
-@pytest.mark.parametrize("peer_type", [2, -1, 0x7FFFFFFF])
+@pytest.mark.parametrize("peer_type", [0, 3, -1, 0x7FFFFFFF])
 async def test_invalid_peer_type(peer_type: int) -> None:
     key = make_key("peer")
     raw = HandshakeInfo(
         key.address, peer_type, ephemeral_public_bytes(CLIENT_EPH), key.public_key.to_any()
     ).encode()
     verifier = SplitVerifier({key.address}, {key.address})
-    with pytest.raises(ProtocolError, match="invalid remote peer type"):
+    with pytest.raises(ProtocolError, match=f"^invalid remote peer type: {peer_type}$"):
         await verify(raw, key.sign(raw), verifier)
     assert verifier.calls == []
 
@@ -370,7 +380,9 @@ async def test_invalid_peer_type(peer_type: int) -> None:
 )
 async def test_bad_ephemeral_key(public_key: bytes, match: str) -> None:
     key = make_key("peer")
-    raw = HandshakeInfo(key.address, 1, public_key, key.public_key.to_any()).encode()
+    raw = HandshakeInfo(
+        key.address, PeerType.SUPERNODE, public_key, key.public_key.to_any()
+    ).encode()
     with pytest.raises(ProtocolError, match=match):
         await verify(raw, key.sign(raw), StaticPeerVerifier([key.address]))
 
@@ -378,7 +390,9 @@ async def test_bad_ephemeral_key(public_key: bytes, match: str) -> None:
 async def test_compressed_ephemeral_of_a_real_point_refused() -> None:
     key = make_key("peer")
     compressed = CLIENT_EPH.public_key().public_bytes(Encoding.X962, PublicFormat.CompressedPoint)
-    raw = HandshakeInfo(key.address, 1, compressed, key.public_key.to_any()).encode()
+    raw = HandshakeInfo(
+        key.address, PeerType.SUPERNODE, compressed, key.public_key.to_any()
+    ).encode()
     with pytest.raises(ProtocolError, match="uncompressed"):
         await verify(raw, key.sign(raw), StaticPeerVerifier([key.address]))
 
@@ -394,7 +408,9 @@ async def test_compressed_ephemeral_of_a_real_point_refused() -> None:
 )
 async def test_bad_account_key(account_any: bytes, match: str) -> None:
     key = make_key("peer")
-    raw = HandshakeInfo(key.address, 1, ephemeral_public_bytes(CLIENT_EPH), account_any).encode()
+    raw = HandshakeInfo(
+        key.address, PeerType.SUPERNODE, ephemeral_public_bytes(CLIENT_EPH), account_any
+    ).encode()
     with pytest.raises(ProtocolError, match=match):
         await verify(raw, key.sign(raw), StaticPeerVerifier([key.address]))
 
@@ -402,7 +418,9 @@ async def test_bad_account_key(account_any: bytes, match: str) -> None:
 async def test_go_order_chain_check_before_ephemeral_key() -> None:
     """An unregistered peer with a broken ephemeral key is refused for being unregistered."""
     key = make_key("peer")
-    raw = HandshakeInfo(key.address, 1, b"\x04" + bytes(64), key.public_key.to_any()).encode()
+    raw = HandshakeInfo(
+        key.address, PeerType.SUPERNODE, b"\x04" + bytes(64), key.public_key.to_any()
+    ).encode()
     with pytest.raises(ProtocolError, match="not a registered supernode"):
         await verify(raw, key.sign(raw), StaticPeerVerifier([]))
 

@@ -42,7 +42,7 @@ def test_no_faults_small_network() -> None:
 
 
 def test_dead_nodes_and_loss_small_network() -> None:
-    check_dead_and_lossy(100, 100, 40)
+    check_dead_and_lossy(100, 60, 20)
 
 
 @pytest.mark.slow

@@ -7,11 +7,13 @@ import random
 import sys
 
 from lumera_p2p.store import LocalStore
+from lumera_p2p.store.schema import SYNCHRONOUS_MODES
 
 
-async def main(data_dir: str, seed: int) -> None:
+async def main(data_dir: str, seed: int, synchronous: str) -> None:
+    mode = next(m for m in SYNCHRONOUS_MODES if m == synchronous)
     rng = random.Random(seed)
-    store = await LocalStore.open(data_dir, checkpoint_interval=0.2)
+    store = await LocalStore.open(data_dir, checkpoint_interval=0.2, synchronous=mode)
     print("ready", flush=True)
     n = 0
 
@@ -32,4 +34,4 @@ async def main(data_dir: str, seed: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3]))

@@ -15,6 +15,7 @@ from functools import lru_cache
 
 from lumera_p2p.dht.eligibility import Eligibility
 from lumera_p2p.kademlia import Contact
+from lumera_p2p.wire.messages import Message
 from lumera_p2p.wire.messages import Node as WireNode
 
 #: Longest node ID accepted from a peer (bech32 addresses are ~45 bytes).
@@ -45,6 +46,14 @@ def endpoint_kind(host: str) -> EndpointKind:
     return EndpointKind.PUBLIC
 
 
+@lru_cache(maxsize=65536)
+def _contact(node_id: bytes, ip: str, port: int, version: str) -> Contact:
+    """A contact, memoised: every lookup answer names the same few thousand peers again, and
+    building one (hashing its ID) is most of the cost of reading an answer. Contacts are
+    immutable, so one may be shared by every node of a process."""
+    return Contact(node_id, ip, port, version)
+
+
 def wire_node(contact: Contact) -> WireNode:
     """A wire ``Node`` for ``contact``, always carrying its 32-byte HashedID (Go needs it)."""
     return WireNode(
@@ -54,6 +63,15 @@ def wire_node(contact: Contact) -> WireNode:
         version=contact.version,
         hashed_id=contact.hashed_id,
     )
+
+
+def answered_as(peer: Contact, response: Message) -> Contact:
+    """``peer`` with the version its answer advertises in ``Sender`` (Go records it so: what
+    a peer says of itself counts, not what a third party's ``Closest`` list claimed)."""
+    sender = response.sender
+    if sender is None or bytes(sender.id) != peer.id or sender.version == peer.version:
+        return peer
+    return Contact(peer.id, peer.ip, peer.port, sender.version or "")
 
 
 class ContactReader:
@@ -77,7 +95,7 @@ class ContactReader:
             return None
         if not self.acceptable_endpoint(node.ip, node.port):
             return None
-        contact = Contact(bytes(node.id), node.ip, int(node.port), node.version or "")
+        contact = _contact(bytes(node.id), node.ip, int(node.port), node.version or "")
         if contact.hashed_id == self._self_hash:
             return None
         if not self._eligibility.routing(contact.hashed_id):

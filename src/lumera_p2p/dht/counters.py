@@ -25,6 +25,8 @@ class DHTCounters:
     requests_handled: int = 0
     #: Values peers stored on us with BatchStoreData.
     values_stored_remote: int = 0
+    #: Peers kept out of the routing table or not answered: below ``min_peer_version``.
+    peers_too_old: int = 0
     #: Routing-table upkeep: LRU probes of full buckets, contacts evicted, peers banned.
     probes: int = 0
     evictions: int = 0

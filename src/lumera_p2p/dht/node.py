@@ -60,6 +60,7 @@ from lumera_p2p.dht.server import RequestHandler
 from lumera_p2p.dht.valuestore import ValueStore
 from lumera_p2p.errors import KeyDisabled, NotFound, StoreFailed
 from lumera_p2p.kademlia import BanList, Contact, RoutingTable, hash_id
+from lumera_p2p.kademlia.version import version_too_old
 from lumera_p2p.wire.messages import Message, MessageData, MessageType
 from lumera_p2p.wire.messages import Node as WireNode
 
@@ -82,8 +83,6 @@ class Node:
         rng: random.Random | None = None,
     ) -> None:
         self._options = opts = options or DHTOptions()
-        if opts.version and not me.version:
-            me = Contact(me.id, me.ip, me.port, opts.version)
         self._me = me
         self._values = values
         self._eligibility = eligibility or Eligibility()
@@ -132,7 +131,15 @@ class Node:
         return wire_node(contact)
 
     def request(self, mtype: MessageType, receiver: Contact, data: MessageData | None) -> Message:
-        """A request from us to ``receiver``."""
+        """A request from us to ``receiver``.
+
+        ``Receiver.Version`` is the version we last heard from that peer: a seed contact from
+        the registry has none, but the routing table may (empty only before first contact).
+        """
+        if not receiver.version:
+            known = self._table.get(receiver.hashed_id)
+            if known is not None and known.version:
+                receiver = Contact(receiver.id, receiver.ip, receiver.port, known.version)
         return Message(
             sender=wire_node(self._me),
             receiver=wire_node(receiver),
@@ -162,12 +169,17 @@ class Node:
     def learn(self, contact: Contact, now: float | None = None) -> None:
         """``contact`` proved alive (it answered us, or sent an authenticated request).
 
-        The one place peers enter the routing table. A full bucket keeps its oldest contact
-        unless a probe finds it dead; the probe runs in the background.
+        The one place peers enter the routing table. ``contact.version`` must be the one the
+        peer itself advertised: below ``min_peer_version`` it stays out (Go's ``addNode``
+        gate). A full bucket keeps its oldest contact unless a probe finds it dead; the probe
+        runs in the background.
         """
         if contact.hashed_id == self._me.hashed_id:
             return
         if not self._eligibility.routing(contact.hashed_id):
+            return
+        if self.too_old(contact.version):
+            log.debug("not adding %s: version %r is below the minimum", contact, contact.version)
             return
         at = self.now() if now is None else now
         result = self._table.add(contact, at, lambda h: self._bans.is_banned(h, at))
@@ -180,6 +192,14 @@ class Node:
         contact = self._reader.contact(wire_node(peer))
         if contact is not None:
             self.learn(contact)
+
+    def too_old(self, version: str) -> bool:
+        """Is a peer advertising ``version`` below our minimum? (Counted when it is.)"""
+        minimum = self._options.min_peer_version
+        if not minimum or not version_too_old(version, minimum):
+            return False
+        self._counters.peers_too_old += 1
+        return True
 
     def record_failure(self, peer: Contact) -> None:
         """A request to ``peer`` failed; after ``max_failures`` in a row it is evicted."""

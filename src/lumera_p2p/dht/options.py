@@ -95,8 +95,10 @@ class DHTOptions:
     health_check_concurrency: int = 32
     #: A bucket not looked up for this long is refreshed (Go: 1 h).
     bucket_refresh_age: float = 3600.0
-    #: What we advertise in ``Sender.Version``.
-    version: str = ""
+    #: Refuse peers that advertise a lower version, or none, as a Go node built with a minimum
+    #: does (``kademlia.version``); empty admits every version. (Our own version is the
+    #: node's contact's.)
+    min_peer_version: str = ""
     #: Per-RPC timeouts by message type; types not listed get ``default_rpc_timeout``.
     rpc_timeouts: Mapping[MessageType, float] = field(default_factory=lambda: GO_RPC_TIMEOUTS)
     #: Go's ``defaultExecTimeout``.

@@ -30,8 +30,15 @@ from lumera_p2p.content import digest, hex_to_bytes
 from lumera_p2p.dht.contacts import wire_node
 from lumera_p2p.dht.counters import DHTCounters
 from lumera_p2p.dht.options import ServingLimits
-from lumera_p2p.dht.statuses import BATCH_NOT_STORE_ELIGIBLE, NOT_STORE_ELIGIBLE, failed, ok
-from lumera_p2p.errors import InvalidContentKey, LumeraP2PError, ProtocolError
+from lumera_p2p.dht.statuses import (
+    BATCH_NODE_FULL,
+    BATCH_NOT_STORE_ELIGIBLE,
+    NODE_FULL,
+    NOT_STORE_ELIGIBLE,
+    failed,
+    ok,
+)
+from lumera_p2p.errors import InvalidContentKey, LumeraP2PError, ProtocolError, StorageFull
 from lumera_p2p.kademlia import Contact, hash_id
 from lumera_p2p.store.local import ReplicationKey
 from lumera_p2p.wire.messages import (
@@ -110,6 +117,12 @@ class RequestHandler:
             raise ProtocolError(
                 f"sender {bytes(sender.id)!r} is not the authenticated peer {peer_id!r}"
             )
+        if self._node.too_old(sender.version):
+            # Go closes the connection of such a peer without answering; so do we.
+            raise ProtocolError(
+                f"peer version {sender.version!r} is below the minimum "
+                f"{self._node.options.min_peer_version}"
+            )
         handler = self._dispatch.get(request.message_type)
         if handler is None:
             raise ProtocolError(f"unknown message type {request.message_type}")
@@ -161,6 +174,9 @@ class RequestHandler:
             return StoreDataResponse(status=failed(NOT_STORE_ELIGIBLE))
         try:
             await self._node.values.store_batch([(key, value)], datatype=int(body.type or 0))
+        except StorageFull as exc:
+            log.warning("refused a value from %s: %s", peer, exc)
+            return StoreDataResponse(status=failed(NODE_FULL))
         except LumeraP2PError as exc:
             log.error("storing a value from %s failed: %s", peer, exc)
             return StoreDataResponse(status=failed(f"store failed: {exc}"))
@@ -238,6 +254,9 @@ class RequestHandler:
         try:
             # Go stores received values as datatype 1 whatever the request says; so do we.
             await self._node.values.store_batch(values, datatype=1)
+        except StorageFull as exc:
+            log.warning("refused %d values from %s: %s", len(values), peer, exc)
+            return StoreDataResponse(status=failed(BATCH_NODE_FULL))
         except LumeraP2PError as exc:
             log.error("storing %d values from %s failed: %s", len(values), peer, exc)
             return StoreDataResponse(status=failed(f"store failed: {exc}"))

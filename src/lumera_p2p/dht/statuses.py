@@ -8,6 +8,10 @@ from lumera_p2p.wire.messages import ResponseStatus, ResultType
 #: the sender recognises it and stops sending to that node).
 NOT_STORE_ELIGIBLE = "store rejected: self not store-eligible"
 BATCH_NOT_STORE_ELIGIBLE = "batch store rejected: self not store-eligible"
+# A full node (store.max_storage_bytes) answers as a not-store-eligible one: Go's clients then
+# leave it out of their success rate and stop sending to it until their allowlist refresh.
+NODE_FULL = f"{NOT_STORE_ELIGIBLE} (node is full)"
+BATCH_NODE_FULL = f"{BATCH_NOT_STORE_ELIGIBLE} (node is full)"
 
 
 def ok() -> ResponseStatus:

@@ -188,6 +188,20 @@ def resolve_passphrase(
     return None
 
 
+def os_backend_advice(key_name: str = "<key_name>", directory: str = "<dir>") -> str:
+    """What to do with a key in the ``os`` backend, which this program cannot read.
+
+    One line, shared by ``config check`` and ``run`` so both say the same thing.
+    """
+    return (
+        "the 'os' keyring backend keeps keys in the operating system's secret store, which "
+        f"this program cannot read: export the key with 'lumerad keys export {key_name} "
+        f"--keyring-backend os > {key_name}.armor', import it with 'lumera-p2p keys import "
+        f"{key_name} {key_name}.armor --keyring-dir {directory} --keyring-backend file', "
+        "then set keyring.backend: file (or test, on a local network)"
+    )
+
+
 # --- file names ------------------------------------------------------------------------------
 
 
@@ -370,10 +384,7 @@ class Keyring:
     ) -> None:
         backend = backend.strip().lower()
         if backend == "os":
-            raise KeyringError(
-                "the 'os' keyring backend keeps keys in the operating system's secret store, "
-                "which this program cannot read; use the 'file' or 'test' backend"
-            )
+            raise KeyringError(os_backend_advice(directory=str(directory)))
         if backend not in BACKEND_DIRS:
             raise KeyringError(f"unsupported keyring backend {backend!r} (use 'test' or 'file')")
         self.backend = backend

@@ -30,20 +30,22 @@ from lumera_p2p.net.frames import (
     decode_frame_body,
     encode_frame,
     read_body,
-    read_header,
+    read_frame,
+    read_frame_length,
     write_frame,
 )
 from lumera_p2p.net.limits import KeyedRateLimiter, ServerLimits, TokenBucket, transfer_deadline
 from lumera_p2p.net.pool import ConnectionPool
 from lumera_p2p.secure import (
+    IncomingConnection,
     PeerType,
     PeerVerifier,
     SecureStream,
-    secure_accept,
     secure_connect,
+    start_secure_server,
 )
 from lumera_p2p.wire.gob import GobDecodeCache, GobEncodeError
-from lumera_p2p.wire.messages import MAX_PAYLOAD_SIZE, Message, parse_header
+from lumera_p2p.wire.messages import MAX_PAYLOAD_SIZE, Message
 
 #: ``handler(request, peer_id)``: ``peer_id`` is the authenticated bech32 address as bytes.
 Handler = Callable[[Message, bytes], Awaitable[Message]]
@@ -207,13 +209,10 @@ class TcpTransport:
             await conn.drain()
         except ConnectionError as exc:
             raise _StaleConnection from exc
-        header = await read_header(conn)
-        if header is None:
+        # Bounded by the caller's timeout; the length is checked before the body is read.
+        body = await read_frame(conn, max_size=self.options.max_response_size)
+        if body is None:
             raise _StaleConnection
-        length = parse_header(header)
-        if length > self.options.max_response_size:
-            raise ProtocolError(f"answer of {length} bytes is over our limit")
-        body = await read_body(conn, length)  # bounded by the caller's timeout
         return await decode_frame_body(body, self._cache, self.options.off_loop_size)
 
     async def close(self) -> None:
@@ -310,7 +309,15 @@ class TcpServer:
             raise RuntimeError("server already started")
         if self._closing:
             raise RuntimeError("a closed server cannot be started again")
-        self._server = await asyncio.start_server(self._on_connect, self._host, self._port)
+        self._server = await start_secure_server(
+            self._on_connect,
+            self._host,
+            self._port,
+            self._key,
+            self._verifier,
+            timeout=self.limits.handshake_timeout,
+            peer_type=self._peer_type,
+        )
         log.info("listening on %s:%d", self._host or "*", self.port)
 
     async def close(self) -> None:
@@ -355,21 +362,17 @@ class TcpServer:
             return False
         return True
 
-    def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Admit or refuse a new connection; an admitted one gets its own tracked task.
-
-        Deliberately not a coroutine: asyncio (3.11) would wrap it in a task of its own and log
-        an error when :meth:`close` cancels that task.
-        """
-        peername = writer.get_extra_info("peername")
+    def _on_connect(self, conn: IncomingConnection) -> None:
+        """Admit or refuse a new connection; an admitted one gets its own tracked task."""
+        peername = conn.get_extra_info("peername")
         ip = str(peername[0]) if peername else "?"
         if not self._admit(ip):
             log.debug("refused a connection from %s", ip)
-            writer.transport.abort()
+            conn.abort()
             return
         self._open += 1
         self.stats.accepted += 1
-        task = asyncio.get_running_loop().create_task(self._connection(reader, writer, ip))
+        task = asyncio.get_running_loop().create_task(self._connection(conn, ip))
         self._tasks.add(task)
         self._handshaking.add(task)
         task.add_done_callback(self._connection_done)
@@ -382,36 +385,25 @@ class TcpServer:
             self.stats.crashed += 1
             log.error("connection task failed", exc_info=exc)
 
-    async def _connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ip: str
-    ) -> None:
+    async def _connection(self, conn: IncomingConnection, ip: str) -> None:
         stream: SecureStream | None = None
         try:
-            stream = await self._handshake(reader, writer, ip)
+            stream = await self._handshake(conn, ip)
             if stream is not None:
                 await self._serve(stream)
         finally:
             # Also reached on cancellation (server close), whatever step it interrupted.
             # On close, abort: a graceful close waits for a peer to read what is still queued.
             if stream is None:
-                writer.transport.abort()
+                conn.abort()
             elif self._closing:
                 stream.abort()
             else:
                 stream.close()  # no-op after an abort
 
-    async def _handshake(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ip: str
-    ) -> SecureStream | None:
+    async def _handshake(self, conn: IncomingConnection, ip: str) -> SecureStream | None:
         try:
-            return await secure_accept(
-                reader,
-                writer,
-                self._key,
-                self._verifier,
-                timeout=self.limits.handshake_timeout,
-                peer_type=self._peer_type,
-            )
+            return await conn.handshake()
         except (ProtocolError, OSError, asyncio.IncompleteReadError) as exc:
             self.stats.handshake_failures += 1
             log.debug("handshake from %s failed: %s", ip, exc)
@@ -443,15 +435,14 @@ class TcpServer:
         lim, stats = self.limits, self.stats
         try:
             async with asyncio.timeout(lim.idle_timeout):
-                header = await read_header(stream)
+                length = await read_frame_length(stream)
         except TimeoutError:
             # Idle, or stuck inside a header: either way, never resume mid-frame.
             stats.idle_closed += 1
             stream.abort()
             return False
-        if header is None:
+        if length is None:
             return False  # the peer closed between requests
-        length = parse_header(header)
         try:
             body = await read_body(
                 stream, length, grace=lim.frame_grace, min_rate=lim.min_transfer_rate

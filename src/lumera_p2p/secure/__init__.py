@@ -7,8 +7,8 @@ asyncio glue.
 
 from lumera_p2p.errors import CounterExhaustedError, HandshakeTimeoutError
 from lumera_p2p.secure.channel import (
+    IncomingConnection,
     SecureStream,
-    secure_accept,
     secure_connect,
     start_secure_server,
 )
@@ -25,11 +25,11 @@ __all__ = [
     "CounterExhaustedError",
     "HandshakeResult",
     "HandshakeTimeoutError",
+    "IncomingConnection",
     "PeerType",
     "PeerVerifier",
     "SecureStream",
     "StaticPeerVerifier",
-    "secure_accept",
     "secure_connect",
     "start_secure_server",
 ]

@@ -6,9 +6,18 @@ handshake's exact reads from it, and after the handshake opens frames in place. 
 sealed straight into one buffer per frame and handed to the transport in one call; small
 writes made in the same loop iteration are coalesced into one frame.
 
-Entry points: :func:`secure_connect` (client), :func:`secure_accept` (server, for a connection
-accepted by ``asyncio.start_server``) and :func:`start_secure_server` (server without the
-``StreamReader`` detour). All return or hand over a :class:`SecureStream`.
+Two entry points: :func:`secure_connect` (client) returns a :class:`SecureStream`;
+:func:`start_secure_server` (server, the one path production and tests share) hands each
+accepted connection to its owner as an :class:`IncomingConnection`, whose ``handshake`` returns
+the :class:`SecureStream`. The owner decides before the handshake whether to admit the peer.
+
+Only public asyncio API is used, and the transport is duck-typed (any event loop's transport
+with the ``asyncio.Transport`` methods works).
+
+A connection reset at a frame boundary reads as a clean end of stream, like EOF: a peer that
+closes while our bytes are still unread in its socket makes its kernel answer with RST instead
+of FIN (the Go server does exactly that after refusing a handshake: wire-protocol.md §2.7 and
+the secure vectors' README, "Looks like EOF"). The close is the message either way.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ import socket
 import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -100,13 +109,13 @@ class _SecureProtocol(asyncio.BufferedProtocol):
     # --- asyncio.BufferedProtocol -------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # Duck-typed: any loop's stream transport (uvloop's is not an asyncio.Transport).
+        self.transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             # Go sets NoDelay and keep-alive; asyncio already sets TCP_NODELAY.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        transport.set_write_buffer_limits(high=_WRITE_HIGH, low=_WRITE_LOW)
+        self.transport.set_write_buffer_limits(high=_WRITE_HIGH, low=_WRITE_LOW)
         self._copying = _transport_copies(transport)
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -267,9 +276,10 @@ class _SecureProtocol(asyncio.BufferedProtocol):
                     raise self.fail(
                         ProtocolError("connection closed in the middle of a record frame")
                     )
-                if self._lost_exc is not None:
-                    raise ConnectionResetError(str(self._lost_exc)) from self._lost_exc
-                return b""
+                lost = self._lost_exc
+                if lost is not None and not isinstance(lost, ConnectionError):
+                    raise ConnectionResetError(str(lost)) from lost
+                return b""  # FIN, or a reset / broken pipe at a frame boundary: EOF
             await self._wait_readable()
 
     def write_frames(self, data: Any) -> None:
@@ -343,16 +353,12 @@ class SecureStream:
     the TCP connection is dropped. One reader task and one writer task may use it at once.
     """
 
-    def __init__(
-        self, protocol: _SecureProtocol, result: HandshakeResult, keep_alive: object = None
-    ) -> None:
+    def __init__(self, protocol: _SecureProtocol, result: HandshakeResult) -> None:
         self._proto = protocol
         self._result = result
         self._pending = bytearray()
         self._flush_scheduled = False
         self._closing = False
-        # secure_accept: the StreamWriter closes the transport when garbage collected.
-        self._keep_alive = keep_alive
 
     # --- identity -----------------------------------------------------------------------
 
@@ -550,56 +556,94 @@ async def secure_connect(
     return SecureStream(proto, result)
 
 
-async def secure_accept(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    local_key: PrivateKey,
-    verifier: PeerVerifier,
-    *,
-    timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
-    peer_type: PeerType = PeerType.SUPERNODE,
-    ephemeral: ec.EllipticCurvePrivateKey | None = None,
-) -> SecureStream:
-    """Complete the handshake as server on a connection from ``asyncio.start_server``.
+class IncomingConnection:
+    """A TCP connection accepted by :func:`start_secure_server`, before its handshake.
 
-    The transport is taken over from the stream pair (bytes the ``StreamReader`` already
-    holds are carried across); use the returned stream, not ``reader``/``writer``, from now on.
+    Its owner either runs :meth:`handshake` (in a task of its own) or aborts it (:meth:`abort`);
+    one that does neither keeps the socket open until the peer leaves. Bytes the peer sends
+    before the handshake starts wait in the receive buffer (bounded: reading pauses at the
+    record reader's high-water mark), and an EOF that arrives meanwhile is kept too.
     """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    transport = writer.transport
-    assert isinstance(transport, asyncio.Transport)
-    proto = _SecureProtocol(loop)
-    # StreamReader has no public "was EOF received" query; its private flag has been stable
-    # since Python 3.4. Without it a peer that sent its bytes and closed would hang us.
-    broken = reader.exception() is not None  # reset before we got here: a truncated handshake
-    had_eof = broken or bool(getattr(reader, "_eof", False)) or transport.is_closing()
-    transport.set_protocol(proto)
-    proto.connection_made(transport)
-    if not broken:
-        # Nothing more reaches the StreamReader: EOF it and take what it already holds.
-        reader.feed_eof()
-        leftover = await reader.read()
-        if leftover:
-            proto.reader.feed(leftover)
-    if had_eof:
-        proto.eof_received()
-    elif not transport.is_reading():
-        transport.resume_reading()  # StreamReader may have paused it at its buffer limit
-    hs = server_handshake(
-        proto, proto, local_key, verifier, peer_type=peer_type, ephemeral=ephemeral
-    )
-    result = await _run_handshake(proto, hs, deadline)
-    return SecureStream(proto, result, keep_alive=writer)
+
+    def __init__(
+        self,
+        protocol: _SecureProtocol,
+        local_key: PrivateKey,
+        verifier: PeerVerifier,
+        peer_type: PeerType,
+        deadline: float,
+    ) -> None:
+        self._proto = protocol
+        self._key = local_key
+        self._verifier = verifier
+        self._peer_type = peer_type
+        self._deadline = deadline
+        self._started = False
+
+    @property
+    def deadline(self) -> float:
+        """The loop time by which the handshake must be complete (accept time + timeout)."""
+        return self._deadline
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """Transport information (``peername``, ``sockname``, ``socket``...)."""
+        transport = self._proto.transport
+        return default if transport is None else transport.get_extra_info(name, default)
+
+    def is_closing(self) -> bool:
+        """True once the connection is aborted, failed or gone."""
+        return self._proto.transport_closing()
+
+    def abort(self) -> None:
+        """Drop the connection at once (a refused or failed peer)."""
+        self._proto.abort()
+
+    async def handshake(
+        self, *, ephemeral: ec.EllipticCurvePrivateKey | None = None
+    ) -> SecureStream:
+        """Run the server handshake (Go ``ServerHandshake``) and return the secure stream.
+
+        Raises ``ProtocolError`` (``HandshakeTimeoutError`` past the deadline) with the
+        connection already dropped. ``ephemeral`` fixes our P-256 key (tests and vectors).
+        May be called once.
+        """
+        if self._started:
+            raise RuntimeError("the handshake of this connection was already run")
+        self._started = True
+        proto = self._proto
+        hs = server_handshake(
+            proto, proto, self._key, self._verifier, peer_type=self._peer_type, ephemeral=ephemeral
+        )
+        result = await _run_handshake(proto, hs, self._deadline)
+        return SecureStream(proto, result)
+
+    def __repr__(self) -> str:
+        return f"<IncomingConnection from {self.get_extra_info('peername')}>"
 
 
-def _peername(proto: _SecureProtocol) -> object:
-    transport = proto.transport
-    return None if transport is None else transport.get_extra_info("peername")
+class _ServerProtocol(_SecureProtocol):
+    """A server-side connection: announces itself to the server's owner once connected."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        announce: Callable[[_SecureProtocol], None],
+    ) -> None:
+        super().__init__(loop)
+        self._announce = announce
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        try:
+            self._announce(self)
+        except Exception:
+            # A crash in the owner's callback must not leave an orphaned open socket.
+            log.exception("secure server: connection callback failed")
+            self.abort()
 
 
 async def start_secure_server(
-    handler: Callable[[SecureStream], Awaitable[None]],
+    on_connection: Callable[[IncomingConnection], object],
     host: str | None,
     port: int,
     local_key: PrivateKey,
@@ -607,42 +651,21 @@ async def start_secure_server(
     *,
     timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
     peer_type: PeerType = PeerType.SUPERNODE,
-    on_handshake_error: Callable[[ProtocolError], None] | None = None,
     **server_kwargs: Any,
 ) -> asyncio.Server:
-    """Listen on ``host:port``; run ``handler(stream)`` for each peer that passes the handshake.
+    """Listen on ``host:port``; call ``on_connection`` for each accepted TCP connection.
 
-    A failed handshake closes that connection, is logged and is reported to
-    ``on_handshake_error``. The stream is closed when ``handler`` returns; a ``ProtocolError``
-    escaping the handler is logged, other exceptions propagate to asyncio's handler.
+    ``on_connection`` runs synchronously as the connection is made (admission control goes
+    there) and owns the :class:`IncomingConnection`: it calls ``handshake`` in a task or
+    ``abort``. The handshake must finish within ``timeout`` seconds of the accept. Other
+    keyword arguments go to ``loop.create_server`` (``backlog``, ``reuse_address``...).
     """
     loop = asyncio.get_running_loop()
-    tasks: set[asyncio.Task[None]] = set()
 
-    async def serve(proto: _SecureProtocol) -> None:
+    def announce(proto: _SecureProtocol) -> None:
         deadline = loop.time() + timeout
-        hs = server_handshake(proto, proto, local_key, verifier, peer_type=peer_type)
-        try:
-            result = await _run_handshake(proto, hs, deadline)
-        except ProtocolError as exc:
-            log.info("secure handshake from %s failed: %s", _peername(proto), exc)
-            if on_handshake_error is not None:
-                on_handshake_error(exc)
-            return
-        stream = SecureStream(proto, result)
-        try:
-            await handler(stream)
-        except ProtocolError as exc:
-            # The connection is already dropped; a misbehaving peer is not our crash.
-            log.info("secure stream from %s failed: %s", result.peer_address, exc)
-        finally:
-            stream.close()
+        on_connection(IncomingConnection(proto, local_key, verifier, peer_type, deadline))
 
-    def factory() -> _SecureProtocol:
-        proto = _SecureProtocol(loop)
-        task = loop.create_task(serve(proto))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-        return proto
-
-    return await loop.create_server(factory, host, port, **server_kwargs)
+    return await loop.create_server(
+        lambda: _ServerProtocol(loop, announce), host, port, **server_kwargs
+    )

@@ -53,10 +53,14 @@ _P256_POINT_SIZE: Final = 65
 
 
 class PeerType(IntEnum):
-    """``securekeyx.PeerType``: what a peer claims to be, and so which chain check applies."""
+    """``securekeyx.PeerType``: what a peer claims to be, and so which chain check applies.
 
-    SIMPLENODE = 0
-    SUPERNODE = 1
+    Go declares both with ``iota`` after another constant of the same ``const`` block, so
+    they are 1 and 2; 0 is not a peer type and is refused (wire-protocol.md §2.2).
+    """
+
+    SIMPLENODE = 1
+    SUPERNODE = 2
 
 
 class PeerVerifier(Protocol):
@@ -246,51 +250,63 @@ async def verify_peer(
     """The checks of Go ``ComputeSharedSecret``, in its order; ``ProtocolError`` on any failure.
 
     1. the account key is present and decodes; 2. it hashes to ``info.address``; 3. the
-    signature over the exact received bytes checks; 4. the peer type is 0 or 1 and the chain
+    signature over the exact received bytes checks; 4. the peer type is 1 or 2 and the chain
     (``verifier``) knows the peer as that; 5. the ephemeral key is an uncompressed P-256 point.
+    Each message starts with Go's wording for the same failure, then says more.
     """
     if not info.account_public_key:
-        raise ProtocolError("handshake carries no account public key")
+        raise ProtocolError("account public key is nil: handshake carries no account public key")
     try:
         account_key = PublicKey.from_any(info.account_public_key)
     except IdentityError as exc:
-        raise ProtocolError(f"handshake account public key: {exc}") from exc
+        raise ProtocolError(
+            f"failed to unmarshal remote account's public key: handshake account public key: {exc}"
+        ) from exc
     derived = account_key.address
     if derived != info.address:
-        raise ProtocolError(
-            f"handshake address mismatch: key is {derived}, message claims {info.address!r}"
-        )
+        raise ProtocolError(f"address mismatch: expected {derived}, got {info.address!r}")
     try:
         account_key.verify(raw_info, signature)
     except IdentityError as exc:
-        raise ProtocolError(f"handshake signature of {info.address} is invalid: {exc}") from exc
+        raise ProtocolError(
+            f"signature validation failed: invalid signature (handshake of {info.address}: {exc})"
+        ) from exc
     if info.peer_type not in (PeerType.SIMPLENODE, PeerType.SUPERNODE):
-        raise ProtocolError(f"invalid remote peer type {info.peer_type}")
+        raise ProtocolError(f"invalid remote peer type: {info.peer_type}")
     peer_type = PeerType(info.peer_type)
+    if peer_type is PeerType.SUPERNODE:
+        go_reason, what = "supernode peer cannot be verified", "a registered supernode"
+    else:
+        go_reason, what = "account cannot be verified", "an existing account"
     try:
         async with asyncio.timeout(chain_timeout):
             if peer_type is PeerType.SUPERNODE:
                 known = await verifier.is_registered_supernode(info.address)
-                what = "a registered supernode"
             else:
                 known = await verifier.account_exists(info.address)
-                what = "an existing account"
     except ProtocolError:
         raise
     except (LumeraP2PError, OSError) as exc:  # TimeoutError is an OSError
         # Go refuses the peer when the chain query fails or times out; so do we.
         reason = str(exc) or type(exc).__name__
-        raise ProtocolError(f"could not verify peer {info.address}: {reason}") from exc
+        raise ProtocolError(
+            f"invalid remote peer: {go_reason}: could not verify peer {info.address}: {reason}"
+        ) from exc
     if not known:
-        raise ProtocolError(f"peer {info.address} is not {what}")
+        raise ProtocolError(f"invalid remote peer: {go_reason}: peer {info.address} is not {what}")
     if len(info.public_key) != _P256_POINT_SIZE or info.public_key[0] != 0x04:
-        raise ProtocolError("ephemeral key is not an uncompressed P-256 point (65 bytes, 04…)")
+        raise ProtocolError(
+            "failed to parse remote public key: "
+            "ephemeral key is not an uncompressed P-256 point (65 bytes, 04…)"
+        )
     try:
         ephemeral_public = ec.EllipticCurvePublicKey.from_encoded_point(
             ec.SECP256R1(), info.public_key
         )
     except ValueError as exc:
-        raise ProtocolError("ephemeral key is not a point on P-256") from exc
+        raise ProtocolError(
+            "failed to parse remote public key: ephemeral key is not a point on P-256"
+        ) from exc
     return VerifiedPeer(info.address, peer_type, account_key, ephemeral_public)
 
 
@@ -351,7 +367,8 @@ async def client_handshake(
     peer_info = HandshakeInfo.decode(raw)
     if peer_info.address != expected_peer:
         raise ProtocolError(
-            f"remote address mismatch: server is {peer_info.address!r}, dialled {expected_peer!r}"
+            f"remote address mismatch: {peer_info.address!r} != {expected_peer!r}"
+            " (the server is not the peer we dialled)"
         )
     peer = await verify_peer(peer_info, raw, peer_sig, verifier)
     secret = shared_secret(eph, peer.ephemeral_public)

@@ -1,5 +1,6 @@
 """SQLite persistence: the node's values, disabled keys and replication bookkeeping."""
 
+from lumera_p2p.store.limits import StoreLimits
 from lumera_p2p.store.local import (
     DEFAULT_DISABLED_KEY_TTL,
     MAX_VALUE_SIZE,
@@ -15,5 +16,6 @@ __all__ = [
     "LocalStore",
     "ReplicationInfo",
     "ReplicationKey",
+    "StoreLimits",
     "StoreStats",
 ]

@@ -3,13 +3,20 @@
 Two databases, as the Go node keeps them (see :mod:`.schema`): ``data001.sqlite3`` holds the
 values (``data``) and the replication metadata (``replication_info``, ``replication_keys``);
 ``data001-meta.sqlite3`` holds ``disabled_keys`` and ``del_keys``. Each has one writer thread
-(:class:`.writer.WriterThread`); reads run concurrently on a small pool of read-only
-connections, which WAL lets proceed while the writer commits.
+(:class:`.writer.WriterThread`). A read of one value up to 1 MiB, and a batch read's first
+256 KiB, run on the event loop itself: a cached read costs less than a hop to a thread and
+back. Larger values and the rest of large batches are read on
+a small pool of read-only connections, which WAL lets proceed while the writer commits (see
+:mod:`.readers`). The process holds a lock on ``data_dir`` (:mod:`.lock`) for the store's lifetime.
 
 Where the Go store is weak this one differs, deliberately:
 
-* A write is acknowledged only after its transaction commits with ``synchronous=FULL``; the Go
-  node replies to ``Store`` and to peers' ``StoreData`` once the write is merely queued.
+* A write is acknowledged only after its transaction commits (with ``synchronous=FULL`` by
+  default, or NORMAL, see :func:`.schema.writer_pragmas`); the Go node replies to ``Store``
+  and to peers' ``StoreData`` once the write is merely queued.
+* Limits Go lacks: ``max_storage_bytes`` refuses new values past it (``StorageFull``), and
+  ``replication_keys`` rows are capped per announcing peer and in all; both are counted from
+  running totals (:mod:`.tally`), not a ``SUM``/``COUNT`` per write.
 * Every value is checked against its key (hex BLAKE3-256) on the way in; Go's ``LocalStore``
   stores whatever it is given.
 * A disabled key stays disabled for ``disabled_key_ttl`` after it was disabled. The Go node's
@@ -24,21 +31,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
 from lumera_p2p.content import digest
-from lumera_p2p.errors import StoreError, ValueMismatch
-from lumera_p2p.store import schema
+from lumera_p2p.errors import StorageFull, StoreError, ValueMismatch
+from lumera_p2p.store import limits, schema
+from lumera_p2p.store.limits import StoreLimits
+from lumera_p2p.store.lock import DataDirLock
+from lumera_p2p.store.readers import Readers
+from lumera_p2p.store.tally import Tally
 from lumera_p2p.store.timefmt import format_time, parse_time, utcnow
 from lumera_p2p.store.writer import WriterThread, describe_sqlite_error
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -48,9 +60,6 @@ MAX_VALUE_SIZE = 400 * 1024 * 1024
 DEFAULT_DISABLED_KEY_TTL = timedelta(minutes=30)
 #: Values hashed on the event loop before handing a batch to a thread for hashing.
 _INLINE_HASH_BYTES = 256 * 1024
-#: Single values up to this size are read on the event loop: a cached point read costs about
-#: 15 µs, a hop to a reader thread ten times that. Larger ones go to a reader thread.
-_INLINE_READ_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,10 @@ class StoreStats:
     db_file_bytes: int
     disabled_keys: int
     replication_keys: int
+    #: Writes refused since start because they would pass ``max_storage_bytes``.
+    storage_full_refusals: int = 0
+    #: Announced keys dropped since start because their peer (or the table) was at its cap.
+    replication_keys_dropped: int = 0
 
 
 def pair_with_keys(
@@ -123,57 +136,17 @@ def _opt_time(value: object) -> datetime | None:
     return parse_time(value) if isinstance(value, str) and value else None
 
 
-class _Readers:
-    """Read-only connections, one per executor thread, created on first use."""
-
-    def __init__(self, path: str, workers: int, name: str) -> None:
-        self._path = path
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-        self._inline: sqlite3.Connection | None = None
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
-
-    def _connect(self) -> sqlite3.Connection:
-        uri = f"file:{self._path}?mode=ro"
-        conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
-        for pragma in schema.READER_PRAGMAS:
-            conn.execute(pragma)
-        with self._lock:
-            self._all.append(conn)
-        return conn
-
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self._connect()
-        return conn
-
-    def run_inline(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run a short read on the calling (event loop) thread, on its own connection."""
-        conn = self._inline
-        if conn is None:
-            conn = self._inline = self._connect()
-        try:
-            return fn(conn)
-        except sqlite3.Error as exc:
-            raise describe_sqlite_error(exc, self._path) from exc
-
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            try:
-                return fn(self._conn())
-            except sqlite3.Error as exc:
-                raise describe_sqlite_error(exc, self._path) from exc
-
-        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
-        with self._lock:
-            for conn in self._all:
-                conn.close()
-            self._all.clear()
+_UPSERT_VALUE = (
+    "INSERT INTO data(key, data, datatype, is_original, createdAt, updatedAt, is_on_cloud) "
+    "VALUES(?, ?, ?, ?, ?, ?, false) ON CONFLICT(key) DO UPDATE SET data=excluded.data, "
+    "updatedAt=excluded.updatedAt, is_on_cloud=false"
+)
+_IS_DISABLED = "SELECT 1 FROM disabled_keys WHERE key=? AND createdAt > ?"
+_UPSERT_REPLICATION_KEY = (
+    "INSERT INTO replication_keys(key, id, ip, port, attempts, updatedAt) "
+    "VALUES(?, ?, ?, ?, 0, ?) ON CONFLICT(key) DO UPDATE SET id=excluded.id, "
+    "ip=excluded.ip, port=excluded.port, attempts=0, updatedAt=excluded.updatedAt"
+)
 
 
 def _open_db(path: Path, ddl: tuple[str, ...], added: tuple[tuple[str, str, str], ...]) -> None:
@@ -197,6 +170,18 @@ def _open_db(path: Path, ddl: tuple[str, ...], added: tuple[tuple[str, str, str]
         conn.close()
 
 
+def _read_db(path: Path, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``fn`` on a short-lived connection (at open, before the writer starts)."""
+    try:
+        conn = sqlite3.connect(str(path), isolation_level=None)
+        try:
+            return fn(conn)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise describe_sqlite_error(exc, str(path)) from exc
+
+
 class LocalStore:
     """Durable local storage of values and replication metadata (see the module docstring)."""
 
@@ -208,26 +193,37 @@ class LocalStore:
         readers: int,
         disabled_key_ttl: timedelta,
         max_value_size: int,
+        synchronous: schema.Synchronous,
+        limits: StoreLimits,
     ) -> None:
         self.data_dir = data_dir
         self.data_path = data_dir / schema.DATA_DB
         self.meta_path = data_dir / schema.META_DB
         self.max_value_size = max_value_size
         self.disabled_key_ttl = disabled_key_ttl
+        self.synchronous = synchronous
+        self.limits = limits
+        #: Writes refused by ``max_storage_bytes`` and announced keys dropped at a cap.
+        self.storage_full_refusals = 0
+        self.replication_keys_dropped = 0
+        self._tally = Tally()
         self._data_writer = WriterThread(
             str(self.data_path),
-            schema.WRITER_PRAGMAS,
+            schema.writer_pragmas(synchronous),
             checkpoint_interval=checkpoint_interval,
             name="data-writer",
+            listener=self._tally,
         )
+        # The meta database (disabled and deleted keys) is small and rarely written: FULL.
         self._meta_writer = WriterThread(
             str(self.meta_path),
             schema.WRITER_PRAGMAS,
             checkpoint_interval=max(5.0, checkpoint_interval / 12),
             name="meta-writer",
         )
-        self._data_readers = _Readers(str(self.data_path), readers, "data-reader")
-        self._meta_readers = _Readers(str(self.meta_path), 1, "meta-reader")
+        self._data_readers = Readers(str(self.data_path), readers, "data-reader")
+        self._meta_readers = Readers(str(self.meta_path), 1, "meta-reader")
+        self._lock: DataDirLock | None = None
         self._closed = False
 
     @classmethod
@@ -239,8 +235,19 @@ class LocalStore:
         readers: int = 4,
         disabled_key_ttl: timedelta = DEFAULT_DISABLED_KEY_TTL,
         max_value_size: int = MAX_VALUE_SIZE,
+        synchronous: schema.Synchronous = "full",
+        max_storage_bytes: int = 0,
+        max_replication_keys_per_peer: int = limits.DEFAULT_MAX_REPLICATION_KEYS_PER_PEER,
+        max_replication_keys: int = limits.DEFAULT_MAX_REPLICATION_KEYS,
     ) -> LocalStore:
-        """Open (creating if needed) the stores in ``data_dir``; raise ``StoreError``."""
+        """Open (creating if needed) the stores in ``data_dir``; raise ``StoreError``.
+
+        ``synchronous`` is the data database's durability mode (:func:`.schema.writer_pragmas`);
+        the three caps are described by :class:`.limits.StoreLimits` (``0``: no limit). Raises
+        ``DataDirLocked`` when another process (or store) has ``data_dir`` open.
+        """
+        schema.writer_pragmas(synchronous)  # a bad mode is a ValueError before anything opens
+        caps = StoreLimits(max_storage_bytes, max_replication_keys_per_peer, max_replication_keys)
         directory = Path(data_dir)
         try:
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -248,19 +255,28 @@ class LocalStore:
             raise StoreError(f"{directory}: cannot create the data directory ({exc})") from exc
         if not os.access(directory, os.W_OK | os.X_OK):
             raise StoreError(f"{directory}: the data directory is not writable")
-        store = cls(
-            directory,
-            checkpoint_interval=checkpoint_interval,
-            readers=readers,
-            disabled_key_ttl=disabled_key_ttl,
-            max_value_size=max_value_size,
-        )
-        await asyncio.to_thread(store._open_files)
+        lock = DataDirLock.acquire(directory)
+        try:
+            store = cls(
+                directory,
+                checkpoint_interval=checkpoint_interval,
+                readers=readers,
+                disabled_key_ttl=disabled_key_ttl,
+                max_value_size=max_value_size,
+                synchronous=synchronous,
+                limits=caps,
+            )
+            store._lock = lock
+            await asyncio.to_thread(store._open_files)
+        except BaseException:
+            lock.release()
+            raise
         return store
 
     def _open_files(self) -> None:
         _open_db(self.data_path, schema.DATA_SCHEMA, schema.DATA_ADDED_COLUMNS)
         _open_db(self.meta_path, schema.META_SCHEMA, schema.META_ADDED_COLUMNS)
+        self._tally.reset(_read_db(self.data_path, lambda c: limits.load_totals(c, self.limits)))
         self._data_writer.start()
         try:
             self._meta_writer.start()
@@ -269,17 +285,24 @@ class LocalStore:
             raise
 
     async def close(self) -> None:
-        """Finish queued writes, checkpoint, and close every connection. Idempotent."""
+        """Finish queued writes, checkpoint, close every connection, release ``data_dir``.
+
+        Idempotent."""
         if self._closed:
             return
         self._closed = True
         await asyncio.to_thread(self._close_sync)
 
     def _close_sync(self) -> None:
-        self._data_writer.close()
-        self._meta_writer.close()
-        self._data_readers.close()
-        self._meta_readers.close()
+        try:
+            self._data_writer.close()
+            self._meta_writer.close()
+            self._data_readers.close()
+            self._meta_readers.close()
+        finally:
+            # Only once nothing of ours touches the files may another process open them.
+            if self._lock is not None:
+                self._lock.release()
 
     async def __aenter__(self) -> LocalStore:
         return self
@@ -332,55 +355,27 @@ class LocalStore:
         pairs = await self._keyed(items)
         now = format_time(utcnow())
         rows = [(key.hex(), value, datatype, is_original, now, now) for key, value in pairs]
+        sizes = {row[0]: len(row[1]) for row in rows} if self.limits.counts_bytes else {}
 
         def job(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "INSERT INTO data(key, data, datatype, is_original, createdAt, updatedAt, "
-                "is_on_cloud) VALUES(?, ?, ?, ?, ?, ?, false) ON CONFLICT(key) DO UPDATE SET "
-                "data=excluded.data, updatedAt=excluded.updatedAt, is_on_cloud=false",
-                rows,
-            )
+            growth = limits.admit_values(conn, self._tally, self.limits, sizes)
+            conn.executemany(_UPSERT_VALUE, rows)
+            self._tally.add(limits.DATA_BYTES, growth)
 
-        await self._data_writer.submit(job)
+        try:
+            await self._data_writer.submit(job)
+        except StorageFull:
+            self.storage_full_refusals += 1
+            raise
         return [key for key, _ in pairs]
 
     async def retrieve(self, key: bytes) -> bytes | None:
         """The value stored under ``key``, or ``None``."""
-        hex_key = _hex(key)
-
-        def read_small(conn: sqlite3.Connection) -> tuple[bytes | None, bool]:
-            row = conn.execute(
-                "SELECT CASE WHEN length(data) <= ? THEN data END FROM data WHERE key=?",
-                (_INLINE_READ_BYTES, hex_key),
-            ).fetchone()
-            if row is None:
-                return None, False
-            return (None, True) if row[0] is None else (bytes(row[0]), False)
-
-        def read(conn: sqlite3.Connection) -> bytes | None:
-            row = conn.execute("SELECT data FROM data WHERE key=?", (hex_key,)).fetchone()
-            return None if row is None else bytes(row[0])
-
-        value, large = self._data_readers.run_inline(read_small)
-        if large:
-            return await self._data_readers.run(read)
-        return value
+        return await self._data_readers.value(_hex(key))
 
     async def retrieve_many(self, keys: Sequence[bytes]) -> dict[bytes, bytes]:
         """The values found among ``keys`` (absent keys are simply missing from the result)."""
-        hex_keys = [_hex(k) for k in keys]
-
-        def read(conn: sqlite3.Connection) -> dict[bytes, bytes]:
-            found: dict[bytes, bytes] = {}
-            for chunk in _chunks(hex_keys):
-                marks = ",".join("?" * len(chunk))
-                for hex_key, data in conn.execute(
-                    f"SELECT key, data FROM data WHERE key IN ({marks})", chunk
-                ):
-                    found[bytes.fromhex(hex_key)] = bytes(data)
-            return found
-
-        return await self._data_readers.run(read)
+        return await self._data_readers.values([_hex(k) for k in keys])
 
     async def missing(self, keys: Sequence[bytes]) -> list[bytes]:
         """The keys among ``keys`` that are not stored here, in their given order."""
@@ -404,13 +399,15 @@ class LocalStore:
 
     async def delete_many(self, keys: Sequence[bytes]) -> int:
         """Delete values; return how many rows were removed."""
-        hex_keys = [_hex(k) for k in keys]
+        hex_keys = list(dict.fromkeys(_hex(k) for k in keys))
 
         def job(conn: sqlite3.Connection) -> int:
+            freed = limits.stored_bytes(conn, hex_keys) if self.limits.counts_bytes else 0
             removed = 0
             for chunk in _chunks(hex_keys):
                 marks = ",".join("?" * len(chunk))
                 removed += conn.execute(f"DELETE FROM data WHERE key IN ({marks})", chunk).rowcount
+            self._tally.add(limits.DATA_BYTES, -freed)
             return removed
 
         return await self._data_writer.submit(job)
@@ -489,7 +486,20 @@ class LocalStore:
         disabled = await self._meta_readers.run(
             lambda conn: int(conn.execute("SELECT COUNT(*) FROM disabled_keys").fetchone()[0])
         )
-        return StoreStats(records, data_bytes, self.db_file_bytes(), disabled, pending)
+        return StoreStats(
+            records,
+            data_bytes,
+            self.db_file_bytes(),
+            disabled,
+            pending,
+            storage_full_refusals=self.storage_full_refusals,
+            replication_keys_dropped=self.replication_keys_dropped,
+        )
+
+    def stored_bytes(self) -> int | None:
+        """Value bytes stored, as counted for ``max_storage_bytes`` (``None`` when unlimited:
+        then nothing is counted, and ``stats`` sums the table)."""
+        return self._tally.value(limits.DATA_BYTES) if self.limits.counts_bytes else None
 
     def db_file_bytes(self) -> int:
         """Size of the data database with its ``-wal``, ``-shm`` and ``-journal`` files."""
@@ -523,16 +533,9 @@ class LocalStore:
         """Whether ``key`` was disabled less than ``disabled_key_ttl`` ago."""
         hex_key = _hex(key)
         cutoff = format_time(utcnow() - self.disabled_key_ttl)
-
-        def read(conn: sqlite3.Connection) -> bool:
-            row = conn.execute(
-                "SELECT 1 FROM disabled_keys WHERE key=? AND createdAt > ?", (hex_key, cutoff)
-            ).fetchone()
-            return row is not None
-
         # A primary-key probe of a small table: cheaper on the loop than a thread hop, and it
         # sits in front of every single-key retrieve.
-        return self._meta_readers.run_inline(read)
+        return self._meta_readers.one_inline(_IS_DISABLED, (hex_key, cutoff)) is not None
 
     async def purge_expired_disabled_keys(self) -> int:
         """Remove disabled keys older than the TTL (the rows Go meant to remove); return count."""
@@ -625,19 +628,36 @@ class LocalStore:
     # --- replication_keys ----------------------------------------------------------------
 
     async def add_replication_keys(self, keys: Sequence[ReplicationKey]) -> None:
-        """Record announced keys; a re-announcement updates the source and resets attempts."""
+        """Record announced keys; a re-announcement updates the source and resets attempts.
+
+        Keys past ``max_replication_keys_per_peer`` for their announcer, or past
+        ``max_replication_keys`` in all, are dropped, counted in ``replication_keys_dropped``
+        and logged (see :func:`.limits.admit_replication_keys`).
+        """
         now = format_time(utcnow())
         rows = [(_hex(k.key), k.id, k.ip, k.port, now) for k in keys]
         if not rows:
             return
-        await self._data_writer.submit(
-            lambda conn: conn.executemany(
-                "INSERT INTO replication_keys(key, id, ip, port, attempts, updatedAt) "
-                "VALUES(?, ?, ?, ?, 0, ?) ON CONFLICT(key) DO UPDATE SET id=excluded.id, "
-                "ip=excluded.ip, port=excluded.port, attempts=0, updatedAt=excluded.updatedAt",
-                rows,
+
+        def job(conn: sqlite3.Connection) -> int:
+            accepted, changes = limits.admit_replication_keys(conn, self._tally, self.limits, rows)
+            conn.executemany(_UPSERT_REPLICATION_KEY, accepted)
+            limits.apply(self._tally, changes)
+            return len(rows) - len(accepted)
+
+        dropped = await self._data_writer.submit(job)
+        if dropped:
+            self.replication_keys_dropped += dropped
+            peers = sorted({k.id for k in keys})
+            log.warning(
+                "dropped %d of %d announced keys from %s: at max_replication_keys_per_peer "
+                "(%d) or max_replication_keys (%d)",
+                dropped,
+                len(rows),
+                ", ".join(peers[:3]) + (", …" if len(peers) > 3 else ""),
+                self.limits.max_replication_keys_per_peer,
+                self.limits.max_replication_keys,
             )
-        )
 
     async def replication_keys(
         self, min_attempts: int = 0, max_attempts: int = 1, limit: int = 10_000
@@ -658,15 +678,17 @@ class LocalStore:
 
     async def delete_replication_keys(self, keys: Sequence[bytes]) -> int:
         """Forget announced keys (fetched, or no longer wanted)."""
-        hex_keys = [_hex(k) for k in keys]
+        hex_keys = list(dict.fromkeys(_hex(k) for k in keys))
 
         def job(conn: sqlite3.Connection) -> int:
+            changes = limits.forget_replication_keys(conn, hex_keys)
             removed = 0
             for chunk in _chunks(hex_keys):
                 marks = ",".join("?" * len(chunk))
                 removed += conn.execute(
                     f"DELETE FROM replication_keys WHERE key IN ({marks})", chunk
                 ).rowcount
+            limits.apply(self._tally, changes)
             return removed
 
         return await self._data_writer.submit(job)

@@ -7,6 +7,8 @@ timestamp format (:mod:`lumera_p2p.store.timefmt`).
 
 from __future__ import annotations
 
+from typing import Literal
+
 DATA_DB = "data001.sqlite3"
 META_DB = "data001-meta.sqlite3"
 
@@ -61,19 +63,36 @@ META_SCHEMA = (
 
 META_ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = ()
 
-# The Go node runs synchronous=NORMAL, which in WAL mode can lose the last commits on power
-# loss even though it has replied OK. We acknowledge a write only once it is durable, so the
-# writer uses FULL (an fsync of the WAL per transaction; group commit keeps that cheap).
-WRITER_PRAGMAS = (
-    "PRAGMA journal_mode=WAL",
-    "PRAGMA synchronous=FULL",
-    "PRAGMA cache_size=-20000",
-    "PRAGMA busy_timeout=15000",
-    "PRAGMA journal_size_limit=5242880",
-    # Bound the WAL (about 16 MiB of pages) between the writer's own timed checkpoints.
-    "PRAGMA wal_autocheckpoint=4096",
-    "PRAGMA foreign_keys=OFF",
-)
+#: The durability modes of the data database (``store.synchronous``).
+Synchronous = Literal["full", "normal"]
+SYNCHRONOUS_MODES: tuple[Synchronous, ...] = ("full", "normal")
+
+
+def writer_pragmas(synchronous: Synchronous = "full") -> tuple[str, ...]:
+    """The writer connection's pragmas, with ``synchronous`` FULL or NORMAL.
+
+    Either way a write is acknowledged only after its transaction commits. FULL fsyncs the WAL
+    at every commit, so an acknowledged write survives power loss. NORMAL (the Go node's
+    setting) fsyncs only at checkpoints: a committed transaction is in the operating system's
+    cache and survives the process being killed, but the last ones can be lost if the machine
+    loses power. Group commit keeps FULL's extra fsync shared among concurrent writes.
+    """
+    if synchronous not in SYNCHRONOUS_MODES:
+        raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}, got {synchronous!r}")
+    return (
+        "PRAGMA journal_mode=WAL",
+        f"PRAGMA synchronous={synchronous.upper()}",
+        "PRAGMA cache_size=-20000",
+        "PRAGMA busy_timeout=15000",
+        "PRAGMA journal_size_limit=5242880",
+        # Bound the WAL (about 16 MiB of pages) between the writer's own timed checkpoints.
+        "PRAGMA wal_autocheckpoint=4096",
+        "PRAGMA foreign_keys=OFF",
+    )
+
+
+#: The writer's pragmas in the default mode (FULL); the meta database always uses these.
+WRITER_PRAGMAS = writer_pragmas("full")
 
 READER_PRAGMAS = (
     "PRAGMA busy_timeout=15000",

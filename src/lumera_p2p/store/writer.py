@@ -5,6 +5,8 @@ future. The thread takes every job waiting in the queue, runs each inside its ow
 single transaction (so one failing job does not undo its neighbours), commits once, and only
 then resolves the futures: group commit, so many small writes share one fsync, and no write is
 acknowledged before it is durable. When idle, or on a timer, the thread checkpoints the WAL.
+An optional listener hears of every commit and every undone transaction (the store's counters
+follow committed rows that way, see :mod:`.tally`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from lumera_p2p.errors import StoreError
 
@@ -29,6 +31,14 @@ Job = Callable[[sqlite3.Connection], T]
 
 #: Upper bound of jobs folded into one transaction (keeps one commit's latency bounded).
 MAX_GROUP = 256
+
+
+class TransactionListener(Protocol):
+    """Told, in the writer thread, how each transaction ended."""
+
+    def committed(self) -> None: ...
+
+    def rolled_back(self) -> None: ...
 
 
 @dataclass
@@ -74,14 +84,22 @@ class WriterThread:
         *,
         checkpoint_interval: float = 60.0,
         name: str = "sqlite-writer",
+        listener: TransactionListener | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._path = path
+        self._listener = listener
+        # Only the checkpoint timer reads it; tests pass a fake to step past the interval.
+        self._clock = clock
         self._pragmas = pragmas
         self._checkpoint_interval = checkpoint_interval
         self._queue: queue.SimpleQueue[_Pending[Any] | None] = queue.SimpleQueue()
         self._ready = threading.Event()
         self._open_error: BaseException | None = None
+        # Guards _closed and _broken against a submit racing the thread's death.
+        self._lock = threading.Lock()
         self._closed = False
+        self._broken: str | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.commits = 0
         self.checkpoints = 0
@@ -96,19 +114,23 @@ class WriterThread:
 
     async def submit(self, job: Job[T]) -> T:
         """Run ``job`` in the writer; return its result once its transaction has committed."""
-        if self._closed:
-            raise StoreError(f"{self._path}: the store is closed")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Pending(job, loop, fut))
+        with self._lock:
+            if self._broken is not None:
+                raise StoreError(self._broken)
+            if self._closed:
+                raise StoreError(f"{self._path}: the store is closed")
+            self._queue.put(_Pending(job, loop, fut))
         return await fut
 
     def close(self) -> None:
         """Finish every queued job, checkpoint, close the connection and join the thread."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(None)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(None)
         self._thread.join()
 
     # --- the thread ----------------------------------------------------------------------
@@ -122,23 +144,24 @@ class WriterThread:
     def _run(self) -> None:
         try:
             conn = self._connect()
-        except (sqlite3.Error, OSError) as exc:
+        except BaseException as exc:  # whatever it is, start() must not wait forever
             self._open_error = exc
-            self._ready.set()
             return
-        self._ready.set()
-        last_checkpoint = time.monotonic()
+        finally:
+            self._ready.set()
+        last_checkpoint = self._clock()
         stopping = False
+        group: list[_Pending[Any]] = []
         try:
             while not stopping:
-                timeout = max(0.0, last_checkpoint + self._checkpoint_interval - time.monotonic())
+                timeout = max(0.0, last_checkpoint + self._checkpoint_interval - self._clock())
                 try:
                     first = self._queue.get(timeout=timeout)
                 except queue.Empty:
                     self._checkpoint(conn)
-                    last_checkpoint = time.monotonic()
+                    last_checkpoint = self._clock()
                     continue
-                group: list[_Pending[Any]] = []
+                group = []
                 if first is None:
                     stopping = True
                 else:
@@ -154,12 +177,36 @@ class WriterThread:
                     group.append(item)
                 if group:
                     self._run_group(conn, group)
-                if time.monotonic() - last_checkpoint >= self._checkpoint_interval:
+                if self._clock() - last_checkpoint >= self._checkpoint_interval:
                     self._checkpoint(conn)
-                    last_checkpoint = time.monotonic()
+                    last_checkpoint = self._clock()
             self._checkpoint(conn)
+        except BaseException as exc:
+            # A job raised something that is not an Exception, or this loop has a bug: the
+            # transaction is rolled back when the connection closes. Every caller waiting,
+            # and every later one, gets an error instead of a future that never resolves.
+            self._fail_everyone(group, exc)
         finally:
             conn.close()
+
+    def _fail_everyone(self, group: list[_Pending[Any]], exc: BaseException) -> None:
+        message = f"{self._path}: the writer thread stopped ({exc!r})"
+        log.error("%s", message)
+        with self._lock:
+            self._broken = message
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    group.append(item)
+        for pending in group:
+            # Futures already settled by the group keep their result (_settle skips them).
+            with contextlib.suppress(RuntimeError):
+                pending.loop.call_soon_threadsafe(
+                    _settle, pending.future, None, StoreError(message)
+                )
 
     def _run_group(self, conn: sqlite3.Connection, group: list[_Pending[Any]]) -> None:
         outcomes: dict[int, tuple[Any, BaseException | None]] = {}
@@ -197,6 +244,7 @@ class WriterThread:
                     if isinstance(exc, sqlite3.Error):
                         failed = describe_sqlite_error(exc, self._path)
                     if not conn.in_transaction:
+                        self._rolled_back()
                         outcomes[index] = (None, failed)
                         return [i for i in todo if i != index]
                     conn.execute("ROLLBACK TO job")
@@ -207,16 +255,23 @@ class WriterThread:
                     done[index] = (result, None)
             conn.execute("COMMIT")
             self.commits += 1
+            if self._listener is not None:
+                self._listener.committed()
         except sqlite3.Error as exc:
             # The transaction as a whole failed (at BEGIN or COMMIT: disk full, I/O error...):
             # nothing in it is durable, so every job in it fails, loudly.
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
+            self._rolled_back()
             failure = describe_sqlite_error(exc, self._path)
             log.error("write transaction failed: %s", failure)
             done = dict.fromkeys(todo, (None, failure))
         outcomes.update(done)
         return []
+
+    def _rolled_back(self) -> None:
+        if self._listener is not None:
+            self._listener.rolled_back()
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
         try:

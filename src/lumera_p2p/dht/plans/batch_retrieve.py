@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import base58
 
 from lumera_p2p.content import digest
-from lumera_p2p.dht.contacts import ContactReader
+from lumera_p2p.dht.contacts import ContactReader, answered_as
 from lumera_p2p.dht.plans.base import Plan, Request, Routes
 from lumera_p2p.dht.plans.events import Answered, Event, Poisoned, ValueArrived
 from lumera_p2p.dht.plans.lookup import LookupKind, LookupParams, LookupPlan
@@ -183,7 +183,7 @@ class BatchRetrievePlan(Plan[BatchRetrieveOutcome]):
         peer, chunk = asked
         body = message.data
         if isinstance(body, BatchGetValuesResponse):
-            self._emit(Answered(peer))
+            self._emit(Answered(answered_as(peer, message)))
             self._take_values(peer, chunk, body)
         self._chunk_done(peer)
 

@@ -16,7 +16,7 @@ from enum import Enum
 import base58
 
 from lumera_p2p.content import digest
-from lumera_p2p.dht.contacts import ContactReader
+from lumera_p2p.dht.contacts import ContactReader, answered_as
 from lumera_p2p.dht.options import DHTOptions
 from lumera_p2p.dht.plans.base import Plan, Request
 from lumera_p2p.dht.plans.events import Answered, LookupStarted, Poisoned, Unanswered
@@ -211,7 +211,7 @@ class LookupPlan(Plan[LookupOutcome]):
             self._failed(peer, now)
             self._abandon_if_done()
             return
-        self._emit(Answered(peer))
+        self._emit(Answered(answered_as(peer, message)))
         self._lookup.on_response(peer, contacts, now, value=value)
         self._abandon_if_done()
 

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from lumera_p2p.dht.contacts import ContactReader
+from lumera_p2p.dht.contacts import ContactReader, answered_as
 from lumera_p2p.dht.plans.base import Plan, Request
 from lumera_p2p.dht.plans.events import (
     Answered,
@@ -85,7 +85,7 @@ class PingPlan(Plan[PingOutcome]):
             return
         self._outcome.answered.append(peer)
         self._emit(Cleared(peer))
-        self._emit(Answered(peer))
+        self._emit(Answered(answered_as(peer, message)))  # with the version it advertised
 
     def on_failure(self, token: int, error: TransportError, now: float) -> None:
         peer = self._in_flight.pop(token, None)
