@@ -45,18 +45,29 @@ def test_within_its_limit():
 """
 
 
-def test_an_overrun_fails_even_when_swallowed(pytester: pytest.Pytester) -> None:
+def inner_run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.RunResult:
+    """The inner session in a fresh interpreter with pytest-timeout and nothing else loaded
+    (hypothesis, asyncio and the rest would only slow its start)."""
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    return pytester.runpytest_subprocess("-p", "pytest_timeout", "-p", "no:cacheprovider", "-q")
+
+
+def test_an_overrun_fails_even_when_swallowed(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytester.makeconftest(GUARD.read_text())
     pytester.makepyfile(test_inner=SWALLOWING)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    result = inner_run(pytester, monkeypatch)
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed") == 2, result.stdout.str()
     assert outcomes.get("passed") == 1, result.stdout.str()
     result.stdout.fnmatch_lines(["*Timeout (>0.3s): the test ran past its limit*"])
 
 
-def test_without_the_guard_the_overrun_would_pass(pytester: pytest.Pytester) -> None:
+def test_without_the_guard_the_overrun_would_pass(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The defect the guard exists for: plain pytest-timeout counts these as passed."""
     pytester.makepyfile(test_inner=SWALLOWING)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    result = inner_run(pytester, monkeypatch)
     assert result.parseoutcomes().get("passed") == 3, result.stdout.str()

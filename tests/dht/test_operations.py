@@ -23,14 +23,16 @@ from lumera_p2p.wire.messages import (
     MessageType,
 )
 
-from .conftest import collect, in_network
+from .conftest import Runner, collect, in_network
 
 
 def holders(sim: SimulatedNetwork, key: bytes) -> list[Node]:
     return [n for n, store in zip(sim.nodes, sim.stores, strict=True) if key in store.values]
 
 
-def test_store_replicates_to_the_closest_nodes_and_any_node_retrieves() -> None:
+def test_store_replicates_to_the_closest_nodes_and_any_node_retrieves(
+    shared_network: Runner,
+) -> None:
     async def body(sim: SimulatedNetwork) -> None:
         origin, other = sim.nodes[3], sim.nodes[27]
         outcome = await origin.store(b"hello, lumera")
@@ -48,10 +50,10 @@ def test_store_replicates_to_the_closest_nodes_and_any_node_retrieves() -> None:
         assert {c.hashed_id for c in outcome.stored_on} == {n.me.hashed_id for n in remote}
         assert await other.retrieve(key) == b"hello, lumera"
 
-    in_network()(body)
+    shared_network(body)
 
 
-def test_local_only_retrieve_and_misses() -> None:
+def test_local_only_retrieve_and_misses(shared_network: Runner) -> None:
     async def body(sim: SimulatedNetwork) -> None:
         a, b = sim.nodes[0], sim.nodes[1]
         key = (await a.store(b"only here and replicas")).key
@@ -63,10 +65,10 @@ def test_local_only_retrieve_and_misses() -> None:
         absent = digest(b"never stored")
         assert await b.retrieve(absent) is None  # a network miss is not an error, as in Go
 
-    in_network()(body)
+    shared_network(body)
 
 
-def test_disabled_key_is_refused_for_single_retrieval_only() -> None:
+def test_disabled_key_is_refused_for_single_retrieval_only(shared_network: Runner) -> None:
     async def body(sim: SimulatedNetwork) -> None:
         node = sim.nodes[5]
         key = (await node.store(b"v")).key
@@ -78,10 +80,10 @@ def test_disabled_key_is_refused_for_single_retrieval_only() -> None:
         await node.values.enable_key(key)
         assert await node.retrieve(key, local_only=True) == b"v"
 
-    in_network(nodes=25)(body)
+    shared_network(body)
 
 
-def test_closest_is_the_routing_table_by_distance() -> None:
+def test_closest_is_the_routing_table_by_distance(shared_network: Runner) -> None:
     async def body(sim: SimulatedNetwork) -> None:
         node = sim.nodes[0]
         key = digest(b"where")
@@ -93,10 +95,10 @@ def test_closest_is_the_routing_table_by_distance() -> None:
         assert got[0] not in without
         assert without[:5] == got[1:]
 
-    in_network(nodes=30)(body)
+    shared_network(body)
 
 
-def test_store_batch_and_batch_retrieve() -> None:
+def test_store_batch_and_batch_retrieve(shared_network: Runner) -> None:
     async def body(sim: SimulatedNetwork) -> None:
         origin, reader = sim.nodes[2], sim.nodes[33]
         values = [os.urandom(300) for _ in range(500)]
@@ -114,20 +116,20 @@ def test_store_batch_and_batch_retrieve() -> None:
         assert len(some) >= 50
         assert all(digest(v) == k for k, v in some.items())
 
-    in_network(nodes=40)(body)
+    shared_network(body)
 
 
-def test_batch_retrieve_local_only_shortfall() -> None:
+def test_batch_retrieve_local_only_shortfall(shared_network: Runner) -> None:
     async def body(sim: SimulatedNetwork) -> None:
         node = sim.nodes[1]
         key = (await node.store(b"x")).key
         found = await collect(node, [key, digest(b"absent")], 2, local_only=True)
         assert found == {key: b"x"}
 
-    in_network(nodes=25)(body)
+    shared_network(body)
 
 
-def test_batch_retrieve_stream_redelivers_refused_values() -> None:
+def test_batch_retrieve_stream_redelivers_refused_values(shared_network: Runner) -> None:
     async def body(sim: SimulatedNetwork) -> None:
         values = [os.urandom(100) for _ in range(40)]
         await sim.nodes[0].store_batch(values)
@@ -148,7 +150,7 @@ def test_batch_retrieve_stream_redelivers_refused_values() -> None:
         assert got == dict(zip(keys, values, strict=True))
         assert keys[0] in refused_once
 
-    in_network(nodes=30)(body)
+    shared_network(body)
 
 
 class Offline:

@@ -56,11 +56,11 @@ def test_dead_nodes_and_loss_200_nodes() -> None:
 
 
 def test_same_seed_same_run() -> None:
-    config = SimConfig(nodes=30, lookups=10, values=10, dead_fraction=0.1, loss=0.02, seed=5)
+    config = SimConfig(nodes=20, lookups=5, values=5, dead_fraction=0.1, loss=0.02, seed=5)
     first = run_simulation(config).as_json()
     second = run_simulation(config).as_json()
     assert first == second
-    assert first["lost_messages"] > 0 and first["live_nodes"] == 27
+    assert first["lost_messages"] > 0 and first["live_nodes"] == 18
 
 
 def test_cli_prints_one_json_object() -> None:
@@ -71,7 +71,7 @@ def test_cli_prints_one_json_object() -> None:
             "lumera_p2p",
             "sim",
             "--nodes",
-            "40",
+            "25",
             "--lookups",
             "10",
             "--values",
@@ -98,7 +98,7 @@ def test_cli_prints_one_json_object() -> None:
         "retrieve_success_rate",
     ):
         assert field in doc
-    assert doc["nodes"] == 40
+    assert doc["nodes"] == 25
 
 
 @pytest.mark.slow

@@ -46,7 +46,7 @@ def plan_for(
     return LookupPlan(kind, target, seeds, reader(), params, exclude={ME.hashed_id}, **kw)  # type: ignore[arg-type]
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     n=st.integers(min_value=1, max_value=150),
     seed=st.integers(min_value=0, max_value=10**6),

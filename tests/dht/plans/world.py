@@ -67,12 +67,20 @@ class ScriptedPeer:
     """One peer: a routing table to answer lookups from, values, and how it behaves."""
 
     contact: Contact
-    table: RoutingTable
+    #: Its routing table, or how to build it when first needed (a lookup asks dozens of the
+    #: world's peers, not all of them).
+    known: RoutingTable | Callable[[], RoutingTable]
     values: dict[bytes, bytes] = field(default_factory=dict)
     alive: bool = True
     #: Overrides the honest answer when set (return ``...``-free: a Reply).
     behaviour: Behaviour | None = None
     requests: list[Request] = field(default_factory=list)
+
+    @property
+    def table(self) -> RoutingTable:
+        if not isinstance(self.known, RoutingTable):
+            self.known = self.known()
+        return self.known
 
     def honest(self, request: Request, k: int = 20) -> Reply:
         data = request.data
@@ -125,12 +133,20 @@ class World:
             Contact(b"lumera-w%d-%d" % (seed, i), f"10.0.{i // 250}.{i % 250 + 1}", 4445)
             for i in range(n)
         ]
-        peers = []
-        for c in contacts:
-            table = RoutingTable(c.hashed_id, k=k)
-            for other in rng.sample(contacts, len(contacts)):
-                table.add(other, 0)
-            peers.append(ScriptedPeer(c, table, alive=rng.random() >= dead))
+
+        def table_of(c: Contact, seed: int) -> Callable[[], RoutingTable]:
+            def build() -> RoutingTable:
+                table = RoutingTable(c.hashed_id, k=k)
+                for other in random.Random(seed).sample(contacts, len(contacts)):
+                    table.add(other, 0)
+                return table
+
+            return build
+
+        peers = [
+            ScriptedPeer(c, table_of(c, rng.getrandbits(64)), alive=rng.random() >= dead)
+            for c in contacts
+        ]
         return cls(peers)
 
     def contacts(self) -> list[Contact]:
