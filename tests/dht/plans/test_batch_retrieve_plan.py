@@ -218,10 +218,10 @@ def test_nothing_known_finishes_at_once() -> None:
     assert plan.done and plan.poll(0.0) == [] and plan.result().delivered == 0
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(
     seed=st.integers(0, 10_000),
-    n_keys=st.integers(1, 60),
+    n_keys=st.integers(1, 40),
     holders=st.integers(0, 6),
     need_share=st.floats(0.1, 1.0),
     refuse_every=st.integers(0, 5),
