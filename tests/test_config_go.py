@@ -16,7 +16,7 @@ from lumera_p2p.config import load_config
 from lumera_p2p.config_go import GO_ONLY_SECTIONS, go_field_names
 from lumera_p2p.errors import ConfigError, KeyringError
 from lumera_p2p.identity.keyring import Keyring, os_backend_advice
-from lumera_p2p.service import load_node_key
+from lumera_p2p.service import open_node_key
 
 FIXTURES = Path(__file__).parent / "fixtures" / "go_configs"
 FIXTURE_FILES = sorted(FIXTURES.glob("*.yml"))
@@ -100,11 +100,11 @@ def test_password_opens_a_file_keyring(tmp_path: Path) -> None:
         "lumera1ccmw5plzuldntum2rz6kq6uq346vtrhrvwfzsa", GO_TEST_ADDRESS
     )
     path.write_text(text)
-    key = load_node_key(load_config(path), environ={})
+    key = open_node_key(load_config(path))
     assert key.address == GO_TEST_ADDRESS
     path.write_text(text.replace('password: "keyring-password"', 'password: "wrong-password"'))
     with pytest.raises(KeyringError, match="wrong passphrase"):
-        load_node_key(load_config(path), environ={})
+        open_node_key(load_config(path))
 
 
 def test_supernode_host_and_ip_address(tmp_path: Path) -> None:

@@ -64,6 +64,13 @@ _HOSTNAME_RE = re.compile(
 
 Port = Annotated[int, Field(ge=1, le=65535, strict=True)]
 Interval = Annotated[float, Field(gt=0, le=7 * 24 * 3600)]
+#: A duration in seconds (a timeout or a deadline), at most a day.
+Seconds = Annotated[float, Field(gt=0, le=24 * 3600)]
+AtLeastOne = Annotated[int, Field(ge=1, le=1_000_000, strict=True)]
+Bytes = Annotated[int, Field(ge=1, le=1 << 40, strict=True)]
+Rate = Annotated[float, Field(gt=0, le=1e12)]
+Share = Annotated[float, Field(ge=0, le=1)]
+MIB = 1024 * 1024
 
 
 def _check_host(value: str) -> str:
@@ -146,6 +153,10 @@ class P2PConfig(_Section):
     bucket_refresh_interval: Interval = 3600.0
     #: Seconds between pings of every routing-table peer (Go: 5 min).
     health_check_interval: Interval = 300.0
+    #: While the routing table is empty, the peer sync runs this often instead.
+    peer_sync_retry_interval: Interval = 30.0
+    #: How often stale buckets are looked for (at least every ``bucket_refresh_interval``).
+    bucket_refresh_check_interval: Interval = 600.0
     #: The version we advertise in every ``Node`` we send (Go: the build's release tag).
     version: str = DEFAULT_P2P_VERSION
     #: Peers advertising a lower version (or none) are refused, as a Go node built with a
@@ -210,6 +221,84 @@ class P2PConfig(_Section):
             return str(ipaddress.ip_address(value.strip()))
         except ValueError:
             raise ValueError(f"{value!r} is not an IP address") from None
+
+
+class RpcTimeoutsConfig(_Section):
+    """Seconds to wait for each kind of answer (Go's client timeouts, network.go)."""
+
+    ping: Seconds = 5.0
+    find_node: Seconds = 10.0
+    batch_find_node: Seconds = 5.0
+    find_value: Seconds = 5.0
+    store_data: Seconds = 10.0
+    batch_store_data: Seconds = 75.0
+    batch_find_values: Seconds = 180.0
+    batch_get_values: Seconds = 75.0
+    replicate: Seconds = 180.0
+    #: Any other type (Go's ``defaultExecTimeout``).
+    default: Seconds = 15.0
+
+
+class DHTConfig(_Section):
+    """How the node looks up, stores and retrieves (``dht/options.py`` says why each)."""
+
+    k: Annotated[int, Field(ge=1, le=256, strict=True)] = 20
+    alpha: Annotated[int, Field(ge=1, le=256, strict=True)] = 6
+    replicas: Annotated[int, Field(ge=1, le=256, strict=True)] = 6
+    lookup_timeout: Seconds = 5.0
+    lookup_stall: Seconds = 1.0
+    lookup_retries: Annotated[int, Field(ge=0, le=100, strict=True)] = 2
+    max_failures: Annotated[int, Field(ge=1, le=1000, strict=True)] = 2
+    batch_store_bytes: Bytes = 64 * MIB
+    batch_store_concurrency: AtLeastOne = 16
+    min_batch_store_success: Share = 0.75
+    batch_get_keys: AtLeastOne = 600
+    batch_get_concurrency: AtLeastOne = 8
+    fallback_lookups: AtLeastOne = 8
+    health_check_concurrency: AtLeastOne = 32
+    rpc_timeouts: RpcTimeoutsConfig = RpcTimeoutsConfig()
+
+
+class ServerConfig(_Section):
+    """What the node accepts: connection admission and pacing, and request limits."""
+
+    #: New connections a second from one IP, and the burst it may use at once.
+    per_ip_rate: Rate = 20.0
+    per_ip_burst: Annotated[float, Field(ge=1, le=1e9)] = 50.0
+    #: New connections a second from everyone (Go: 1000/s).
+    global_rate: Rate = 1000.0
+    global_burst: Annotated[float, Field(ge=1, le=1e9)] = 1000.0
+    max_tracked_ips: AtLeastOne = 65536
+    max_connections: AtLeastOne = 1024
+    max_handshakes: AtLeastOne = 100
+    handshake_timeout: Seconds = 10.0
+    idle_timeout: Seconds = 90.0
+    frame_grace: Seconds = 10.0
+    #: Bytes a second a frame must arrive at, on average (1 MiB/s: Go's deadline model).
+    min_transfer_rate: Rate = 1.0 * MIB
+    #: Longest a handler may take; null for no limit.
+    handler_timeout: Seconds | None = 200.0
+    max_keys_per_request: AtLeastOne = 20_000
+    batch_find_values_slots: AtLeastOne = 25
+    batch_find_values_wait: Seconds = 60.0
+    batch_find_values_max_bytes: Bytes = 399 * MIB
+    max_response_value_bytes: Bytes = 256 * MIB
+
+
+class TransportConfig(_Section):
+    """The client side: dialling and the connection pool."""
+
+    dial_timeout: Seconds = 5.0
+    pool_capacity: AtLeastOne = 256
+    conns_per_peer: Annotated[int, Field(ge=1, le=64, strict=True)] = 4
+    #: Servers (ours, Go's) drop a connection after 90 s without a request; pooled
+    #: connections idle longer would mostly be found dead, so they go first (Go keeps 1 h).
+    idle_timeout: Seconds = 60.0
+    prune_interval: Seconds = 30.0
+    #: The largest answer read (the protocol's 400 MiB frame limit).
+    max_response_size: Bytes = 400 * MIB
+    #: Messages above this size are encoded and decoded in a worker thread.
+    off_loop_size: Bytes = MIB
 
 
 class KeyringConfig(_Section):
@@ -412,6 +501,9 @@ class Config(BaseModel):
     p2p: P2PConfig
     keyring: KeyringConfig = KeyringConfig()
     lumera: LumeraConfig = LumeraConfig()
+    dht: DHTConfig = DHTConfig()
+    server: ServerConfig = ServerConfig()
+    transport: TransportConfig = TransportConfig()
     store: StoreConfig = StoreConfig()
     log: LogConfig = LogConfig()
 

@@ -101,3 +101,55 @@ class ChainError(LumeraP2PError):
 
 class NotFound(LumeraP2PError):
     """A value is not stored locally or could not be found in the network."""
+
+
+class KeyDisabled(NotFound):
+    """The key was disabled on this node (``disable_key``)."""
+
+
+class NotEnoughValues(NotFound):
+    """A local-only batch retrieve found fewer values than required; ``found`` has them."""
+
+    def __init__(self, message: str, found: dict[str, bytes]) -> None:
+        super().__init__(message)
+        self.found = found
+
+
+class StoreFailed(LumeraP2PError):
+    """A network store did not reach enough nodes (the value is committed locally)."""
+
+
+class PoisonedValue(TransportError):
+    """A peer served a value that does not hash to its key; the peer is banned."""
+
+
+class NotRunning(LumeraP2PError):
+    """The service has not been started (or has stopped)."""
+
+
+class ProtobufDecodeError(LumeraP2PError):
+    """Bytes that are not a well-formed protobuf message."""
+
+
+class JWEError(KeyringError):
+    """A token is not a well-formed PBES2-HS256+A128KW / A256GCM JWE."""
+
+
+class JWEUnwrapError(JWEError):
+    """The key-encryption key did not unwrap the content key: wrong password, or corrupt."""
+
+
+class JWEAuthError(JWEError):
+    """The content key unwrapped but AES-GCM authentication failed: the token was altered."""
+
+
+class HandshakeTimeoutError(ProtocolError):
+    """The peer did not complete the handshake in time."""
+
+
+class CounterExhaustedError(ProtocolError):
+    """A direction's frame counter wrapped; Go fails every later frame the same way."""
+
+
+class GobEncodeError(LumeraP2PError, ValueError):
+    """A value cannot be encoded (out of range for its Go type, unregistered, nil element...)."""

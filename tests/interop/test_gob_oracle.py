@@ -41,13 +41,28 @@ pytestmark = [
 ]
 
 
+def go_build_cache(fallback: Path) -> Path:
+    """Go's build cache, kept between runs: compiling the standard library again for every
+    session is most of this test's time (the cache is content-addressed, so sharing it is
+    safe). A fresh one under ``fallback`` where the user's cache is not writable."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    cache = base / "lumera-p2p-tests" / "go-build"
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        probe = cache / ".writable"
+        probe.touch()
+    except OSError:
+        return fallback / "cache"
+    return cache
+
+
 @pytest.fixture(scope="module")
 def oracle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build = tmp_path_factory.mktemp("goboracle")
     binary = build / "goboracle"
     env = {
         **os.environ,
-        "GOCACHE": str(build / "cache"),
+        "GOCACHE": str(go_build_cache(build)),
         "GOPATH": str(build / "gopath"),
         "GOFLAGS": "-mod=mod",
         "GOTOOLCHAIN": "local",

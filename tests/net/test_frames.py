@@ -4,7 +4,6 @@ deadlines, and what goes off the loop."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -20,6 +19,7 @@ from lumera_p2p.net.frames import (
     read_message,
     write_frame,
 )
+from lumera_p2p.net.virtual_time import run_virtual
 from lumera_p2p.wire.gob import GobDecodeCache
 from lumera_p2p.wire.messages import (
     HEADER_SIZE,
@@ -120,29 +120,50 @@ async def test_read_body() -> None:
         await read_body(ScriptedStream([b"ab"]), 5)
 
 
-async def test_read_body_silent_peer_times_out_after_grace() -> None:
-    started = time.monotonic()
-    with pytest.raises(TimeoutError):
-        await read_body(ScriptedStream([b"x"] * 100, delay=10), 100, grace=0.1, min_rate=1e6)
-    assert time.monotonic() - started < 0.5
+# Deadlines on the virtual clock: the scripted delays and the timeouts are exact, and cost no
+# wall time (a busy machine cannot make these tests pass or fail).
 
 
-async def test_read_body_deadline_moves_with_the_bytes() -> None:
-    # 20 chunks, one every 20 ms: 0.4 s in all, far beyond the 0.1 s grace, but each byte buys
-    # 1/min_rate = 50 ms more, so a peer keeping up that rate is never cut off.
-    stream = ScriptedStream([b"x"] * 20, delay=0.02)
-    assert await read_body(stream, 20, grace=0.1, min_rate=20.0) == b"x" * 20
-    # Slower than min_rate: cut off.
-    stream = ScriptedStream([b"x"] * 20, delay=0.08)
-    with pytest.raises(TimeoutError):
-        await read_body(stream, 20, grace=0.1, min_rate=20.0)
+def test_read_body_silent_peer_times_out_after_grace() -> None:
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        stream = ScriptedStream([b"x"] * 100, delay=10)
+        with pytest.raises(TimeoutError):
+            await read_body(stream, 100, grace=0.1, min_rate=1e6)
+        return loop.time()
+
+    assert run_virtual(main()) == pytest.approx(0.1)  # at the grace, not after a chunk
 
 
-async def test_write_frame_deadline() -> None:
-    stream = ScriptedStream([], delay=1.0)
-    with pytest.raises(TimeoutError):
-        await write_frame(stream, b"frame", timeout=0.05)
-    assert stream.written == b"frame"
+def test_read_body_deadline_moves_with_the_bytes() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        # 20 chunks, one every 20 ms: 0.4 s in all, far beyond the 0.1 s grace, but each
+        # byte buys 1/min_rate = 50 ms more, so a peer keeping up that rate is never cut off.
+        stream = ScriptedStream([b"x"] * 20, delay=0.02)
+        assert await read_body(stream, 20, grace=0.1, min_rate=20.0) == b"x" * 20
+        assert loop.time() == pytest.approx(0.4)
+        # Slower than min_rate (a byte every 80 ms, 50 ms earned per byte): cut off when the
+        # deadline, 0.1 s + 50 ms per byte received, overtakes the bytes: after byte 1 at
+        # 0.08 s the deadline is 0.15 s, after byte 2 at 0.16 s... too late, cut at 0.15 s.
+        start = loop.time()
+        stream = ScriptedStream([b"x"] * 20, delay=0.08)
+        with pytest.raises(TimeoutError):
+            await read_body(stream, 20, grace=0.1, min_rate=20.0)
+        assert loop.time() - start == pytest.approx(0.15)
+
+    run_virtual(main())
+
+
+def test_write_frame_deadline() -> None:
+    async def main() -> float:
+        stream = ScriptedStream([], delay=1.0)
+        with pytest.raises(TimeoutError):
+            await write_frame(stream, b"frame", timeout=0.05)
+        assert stream.written == b"frame"
+        return asyncio.get_running_loop().time()
+
+    assert run_virtual(main()) == pytest.approx(0.05)
 
 
 def test_payload_hint() -> None:

@@ -53,15 +53,21 @@ def run(
     ] = None,
 ) -> None:
     """Run one node until SIGINT or SIGTERM."""
+    from lumera_p2p.identity.keyring import resolve_passphrase
     from lumera_p2p.service import P2P, run_until_signalled
 
     cfg = load_config_or_exit(config)
     _logging(log_level, cfg.log)
-    if cfg.keyring.backend == "os":
-        fail(os_backend_advice(cfg.key_name, str(cfg.keyring.dir)), EXIT_FAILURE)
+    ring = cfg.keyring
+    if ring.backend == "os":
+        fail(os_backend_advice(cfg.key_name, str(ring.dir)), EXIT_FAILURE)
 
     async def main() -> None:
-        node = await P2P.create(cfg)
+        # Secrets and the environment are read here, by the command line, and nowhere below.
+        passphrase = resolve_passphrase(
+            ring.passphrase_plain, ring.passphrase_env, ring.passphrase_file, os.environ
+        )
+        node = await P2P.create(cfg, passphrase=passphrase)
         await run_until_signalled(node)
 
     with reported_errors():
@@ -127,7 +133,7 @@ def demo(
         local = create_localnet(workdir, nodes)
         running = await start_nodes(load_configs(local))
         try:
-            peers = [len(n.dht.core.table) for n in running]
+            peers = [n.node.peer_count for n in running]
             step(
                 "start",
                 started,

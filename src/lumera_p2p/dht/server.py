@@ -21,14 +21,25 @@ import base64
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import base58
 import zstandard
 
 from lumera_p2p.content import digest, hex_to_bytes
-from lumera_p2p.dht.core import DHTCore, ensure_hashed_target
+from lumera_p2p.dht.contacts import wire_node
+from lumera_p2p.dht.counters import DHTCounters
+from lumera_p2p.dht.options import ServingLimits
+from lumera_p2p.dht.statuses import (
+    BATCH_NODE_FULL,
+    BATCH_NOT_STORE_ELIGIBLE,
+    NODE_FULL,
+    NOT_STORE_ELIGIBLE,
+    failed,
+    ok,
+)
 from lumera_p2p.errors import InvalidContentKey, LumeraP2PError, ProtocolError, StorageFull
-from lumera_p2p.kademlia import Contact
+from lumera_p2p.kademlia import Contact, hash_id
 from lumera_p2p.store.local import ReplicationKey
 from lumera_p2p.wire.messages import (
     BatchFindNodeRequest,
@@ -46,42 +57,17 @@ from lumera_p2p.wire.messages import (
     Message,
     MessageData,
     MessageType,
-    Node,
     ReplicateDataRequest,
     ReplicateDataResponse,
-    ResponseStatus,
-    ResultType,
     StoreDataRequest,
     StoreDataResponse,
 )
+from lumera_p2p.wire.messages import Node as WireNode
+
+if TYPE_CHECKING:
+    from lumera_p2p.dht.node import Node
 
 log = logging.getLogger(__name__)
-
-#: Most keys one Replicate, BatchGetValues, BatchFindValues or BatchFindNode request may carry.
-MAX_KEYS_PER_REQUEST = 20_000
-#: Concurrent BatchFindValues served (Go: 25, waiting up to a minute for a slot).
-BATCH_FIND_VALUES_SLOTS = 25
-BATCH_FIND_VALUES_WAIT = 60.0
-#: BatchFindValues answers are trimmed below this compressed size (Go: under 400 MiB).
-BATCH_FIND_VALUES_MAX = 399 * 1024 * 1024
-
-#: Value bytes one BatchGetValues answer may carry: Go fills every requested value and fails
-#: to encode past the 400 MB frame limit; we leave the excess out (the client asks again).
-MAX_RESPONSE_VALUE_BYTES = 256 * 1024 * 1024
-
-NOT_STORE_ELIGIBLE = "store rejected: self not store-eligible"
-BATCH_NOT_STORE_ELIGIBLE = "batch store rejected: self not store-eligible"
-# A full node (store.max_storage_bytes) answers as a not-store-eligible one: Go's clients then
-# leave it out of their success rate and stop sending to it until their allowlist refresh.
-NODE_FULL = f"{NOT_STORE_ELIGIBLE} (node is full)"
-BATCH_NODE_FULL = f"{BATCH_NOT_STORE_ELIGIBLE} (node is full)"
-
-OK = ResponseStatus(result=int(ResultType.OK), err_msg="")
-
-
-def failed(message: str) -> ResponseStatus:
-    """A ``Failed`` status with ``message``."""
-    return ResponseStatus(result=int(ResultType.FAILED), err_msg=message)
 
 
 def _hex_keys(keys: list[str]) -> list[bytes] | None:
@@ -92,12 +78,19 @@ def _hex_keys(keys: list[str]) -> list[bytes] | None:
         return None
 
 
-class RequestHandler:
-    """Answers requests for one node. ``handle`` is what the transports call."""
+def ensure_hashed_target(target: bytes) -> bytes:
+    """A lookup target in routing space: 32 bytes as is, anything else (a node ID) hashed."""
+    return target if len(target) == 32 else hash_id(target)
 
-    def __init__(self, core: DHTCore) -> None:
-        self.core = core
-        self._find_values_slots = asyncio.Semaphore(BATCH_FIND_VALUES_SLOTS)
+
+class RequestHandler:
+    """Answers requests for one node (``Node.handle`` calls :meth:`handle`)."""
+
+    def __init__(self, node: Node, counters: DHTCounters, limits: ServingLimits) -> None:
+        self._node = node
+        self._counters = counters
+        self._limits = limits
+        self._find_values_slots = asyncio.Semaphore(limits.batch_find_values_slots)
         self._dispatch: dict[int, Callable[[Message, Contact], Awaitable[MessageData | None]]] = {
             MessageType.PING: self._ping,
             MessageType.STORE_DATA: self._store_data,
@@ -124,21 +117,21 @@ class RequestHandler:
             raise ProtocolError(
                 f"sender {bytes(sender.id)!r} is not the authenticated peer {peer_id!r}"
             )
-        if self.core.too_old(sender.version):
+        if self._node.too_old(sender.version):
             # Go closes the connection of such a peer without answering; so do we.
             raise ProtocolError(
                 f"peer version {sender.version!r} is below the minimum "
-                f"{self.core.options.min_peer_version}"
+                f"{self._node.options.min_peer_version}"
             )
         handler = self._dispatch.get(request.message_type)
         if handler is None:
             raise ProtocolError(f"unknown message type {request.message_type}")
         peer = Contact(bytes(sender.id), sender.ip or "", int(sender.port or 0), sender.version)
-        self.core.counters.requests_handled += 1
+        self._counters.requests_handled += 1
         data = await handler(request, peer)
         return Message(
-            sender=self.core.wire_self,
-            receiver=self.core.wire_node(peer),
+            sender=wire_node(self._node.me),
+            receiver=wire_node(peer),
             message_type=request.message_type,
             data=data,
             correlation_id=request.correlation_id,
@@ -146,13 +139,13 @@ class RequestHandler:
 
     def _learn(self, peer: Contact) -> None:
         """Add an authenticated requester to the routing table if its address is usable."""
-        contact = self.core.contact_from_wire(self.core.wire_node(peer))
-        if contact is not None:
-            self.core.seen(contact)
+        self._node.learn_requester(peer)
 
-    def _closest_nodes(self, target: bytes, peer: Contact) -> list[Node]:
-        nodes = self.core.table.closest(target, self.core.options.k, {peer.hashed_id})
-        return [self.core.wire_node(c) for c in nodes]
+    def _closest_nodes(self, target: bytes, peer: Contact) -> list[WireNode]:
+        # Banned contacts are not left out of answers, as in Go (they are only never asked).
+        node = self._node
+        nearest = node.closest(target, node.options.k, {peer.hashed_id}, include_banned=True)
+        return [wire_node(c) for c in nearest]
 
     @staticmethod
     def _expect(request: Message, kind: type) -> object:
@@ -175,26 +168,26 @@ class RequestHandler:
         self._learn(peer)
         value = bytes(body.data or b"")
         key = digest(value)
-        if await self.core.store.retrieve(key):
-            return StoreDataResponse(status=OK)  # already held: nothing to do
-        if not self.core.eligibility.self_store_eligible:
+        if await self._node.values.retrieve(key):
+            return StoreDataResponse(status=ok())  # already held: nothing to do
+        if not self._node.self_store_eligible:
             return StoreDataResponse(status=failed(NOT_STORE_ELIGIBLE))
         try:
-            await self.core.store.store_batch([(key, value)], datatype=int(body.type or 0))
+            await self._node.values.store_batch([(key, value)], datatype=int(body.type or 0))
         except StorageFull as exc:
             log.warning("refused a value from %s: %s", peer, exc)
             return StoreDataResponse(status=failed(NODE_FULL))
         except LumeraP2PError as exc:
             log.error("storing a value from %s failed: %s", peer, exc)
             return StoreDataResponse(status=failed(f"store failed: {exc}"))
-        return StoreDataResponse(status=OK)
+        return StoreDataResponse(status=ok())
 
     async def _find_node(self, request: Message, peer: Contact) -> MessageData | None:
         body = self._expect(request, FindNodeRequest)
         assert isinstance(body, FindNodeRequest)
         self._learn(peer)
         target = ensure_hashed_target(bytes(body.target or b""))
-        return FindNodeResponse(status=OK, closest=self._closest_nodes(target, peer))
+        return FindNodeResponse(status=ok(), closest=self._closest_nodes(target, peer))
 
     async def _find_value(self, request: Message, peer: Contact) -> MessageData | None:
         body = self._expect(request, FindValueRequest)
@@ -203,9 +196,9 @@ class RequestHandler:
         target = bytes(body.target or b"")
         if len(target) != 32:
             return FindValueResponse(status=failed("invalid key: want 32 bytes"), closest=[])
-        value = await self.core.store.retrieve(target)
+        value = await self._node.values.retrieve(target)
         if value:
-            return FindValueResponse(status=OK, closest=[], value=value)
+            return FindValueResponse(status=ok(), closest=[], value=value)
         return FindValueResponse(
             status=failed("value not found"), closest=self._closest_nodes(target, peer)
         )
@@ -214,92 +207,98 @@ class RequestHandler:
         body = self._expect(request, ReplicateDataRequest)
         assert isinstance(body, ReplicateDataRequest)
         keys_text = list(body.keys or [])
-        if len(keys_text) > MAX_KEYS_PER_REQUEST:
+        if len(keys_text) > self._limits.max_keys_per_request:
             return ReplicateDataResponse(status=failed("too many keys"))
         keys = _hex_keys(keys_text)
         if keys is None:
             return ReplicateDataResponse(status=failed("malformed key"))
-        if not self.core.acceptable_endpoint(peer.ip, peer.port):
+        if not self._node.acceptable_endpoint(peer.ip, peer.port):
             return ReplicateDataResponse(status=failed("announcer has no reachable address"))
-        missing = await self.core.store.missing(keys)
-        await self.core.store.add_replication_keys(
+        missing = await self._node.values.missing(keys)
+        await self._node.values.add_replication_keys(
             [ReplicationKey(k, peer.address, peer.ip, peer.port) for k in missing]
         )
-        return ReplicateDataResponse(status=OK)
+        return ReplicateDataResponse(status=ok())
 
     async def _batch_find_values(self, request: Message, peer: Contact) -> MessageData | None:
         body = self._expect(request, BatchFindValuesRequest)
         assert isinstance(body, BatchFindValuesRequest)
         keys_text = list(body.keys or [])
-        keys = _hex_keys(keys_text) if len(keys_text) <= MAX_KEYS_PER_REQUEST else None
+        keys = _hex_keys(keys_text) if len(keys_text) <= self._limits.max_keys_per_request else None
         if keys is None:
             return BatchFindValuesResponse(status=failed("malformed or too many keys"))
         try:
-            await asyncio.wait_for(self._find_values_slots.acquire(), BATCH_FIND_VALUES_WAIT)
+            await asyncio.wait_for(
+                self._find_values_slots.acquire(), self._limits.batch_find_values_wait
+            )
         except TimeoutError:
             return BatchFindValuesResponse(status=failed("Busy"))
         try:
-            found = await self.core.store.retrieve_many(keys)
-            payload, done = await asyncio.to_thread(_compress_values, keys, found)
+            found = await self._node.values.retrieve_many(keys)
+            payload, done = await asyncio.to_thread(
+                _compress_values, keys, found, self._limits.batch_find_values_max_bytes
+            )
         finally:
             self._find_values_slots.release()
-        return BatchFindValuesResponse(status=OK, response=payload, done=done)
+        return BatchFindValuesResponse(status=ok(), response=payload, done=done)
 
     async def _batch_store_data(self, request: Message, peer: Contact) -> MessageData | None:
         body = self._expect(request, BatchStoreDataRequest)
         assert isinstance(body, BatchStoreDataRequest)
         self._learn(peer)
         values = [bytes(v or b"") for v in (body.data or [])]
-        if not self.core.eligibility.self_store_eligible:
+        if not self._node.self_store_eligible:
             keys = [digest(v) for v in values]
-            if await self.core.store.missing(keys):
+            if await self._node.values.missing(keys):
                 return StoreDataResponse(status=failed(BATCH_NOT_STORE_ELIGIBLE))
         try:
             # Go stores received values as datatype 1 whatever the request says; so do we.
-            await self.core.store.store_batch(values, datatype=1)
+            await self._node.values.store_batch(values, datatype=1)
         except StorageFull as exc:
             log.warning("refused %d values from %s: %s", len(values), peer, exc)
             return StoreDataResponse(status=failed(BATCH_NODE_FULL))
         except LumeraP2PError as exc:
             log.error("storing %d values from %s failed: %s", len(values), peer, exc)
             return StoreDataResponse(status=failed(f"store failed: {exc}"))
-        self.core.counters.values_stored_remote += len(values)
-        return StoreDataResponse(status=OK)
+        self._counters.values_stored_remote += len(values)
+        return StoreDataResponse(status=ok())
 
     async def _batch_find_node(self, request: Message, peer: Contact) -> MessageData | None:
         body = self._expect(request, BatchFindNodeRequest)
         assert isinstance(body, BatchFindNodeRequest)
         self._learn(peer)
         targets = list(body.hashed_target or [])
-        if len(targets) > MAX_KEYS_PER_REQUEST:
+        if len(targets) > self._limits.max_keys_per_request:
             return BatchFindNodeResponse(status=failed("too many targets"), closest_nodes={})
-        closest: dict[str, list[Node]] = {}
+        closest: dict[str, list[WireNode]] = {}
         for raw in targets:
             target = ensure_hashed_target(bytes(raw or b""))
             closest[base58.b58encode(target).decode()] = self._closest_nodes(target, peer)
-        return BatchFindNodeResponse(status=OK, closest_nodes=closest)
+        return BatchFindNodeResponse(status=ok(), closest_nodes=closest)
 
     async def _batch_get_values(self, request: Message, peer: Contact) -> MessageData | None:
         body = self._expect(request, BatchGetValuesRequest)
         assert isinstance(body, BatchGetValuesRequest)
         self._learn(peer)
         requested = list((body.data or {}).keys())
-        keys = _hex_keys(requested) if len(requested) <= MAX_KEYS_PER_REQUEST else None
+        keys = _hex_keys(requested) if len(requested) <= self._limits.max_keys_per_request else None
         if keys is None:
             return BatchGetValuesResponse(data={}, status=failed("malformed or too many keys"))
-        found = await self.core.store.retrieve_many(keys)
+        found = await self._node.values.retrieve_many(keys)
         data: dict[str, KeyValWithClosest] = {}
-        budget = MAX_RESPONSE_VALUE_BYTES
+        budget = self._limits.max_response_value_bytes
         for hex_key, key in zip(requested, keys, strict=True):
             value = found.get(key, b"")
             if len(value) > budget:
                 value = b""  # over the frame budget: answered as absent; ask again later
             budget -= len(value)
             data[hex_key] = KeyValWithClosest(value=value, closest=[])
-        return BatchGetValuesResponse(data=data, status=OK)
+        return BatchGetValuesResponse(data=data, status=ok())
 
 
-def _compress_values(keys: list[bytes], found: dict[bytes, bytes]) -> tuple[bytes, bool]:
+def _compress_values(
+    keys: list[bytes], found: dict[bytes, bytes], limit: int
+) -> tuple[bytes, bool]:
     """zstd(JSON {hex: base64 | null}) as Go's BatchFindValues answers, trimmed to the limit.
 
     Returns the payload and ``done``: whether every found value fit. Heaviest values are
@@ -316,9 +315,9 @@ def _compress_values(keys: list[bytes], found: dict[bytes, bytes]) -> tuple[byte
         return compressor.compress(json.dumps(doc, separators=(",", ":")).encode())
 
     payload = encode()
-    if len(payload) <= BATCH_FIND_VALUES_MAX:
+    if len(payload) <= limit:
         return payload, True
-    while len(payload) > BATCH_FIND_VALUES_MAX:
+    while len(payload) > limit:
         present = sorted(
             (k for k, v in values.items() if v is not None),
             key=lambda k: len(values[k] or b""),

@@ -37,7 +37,15 @@ from typing import Any
 
 import bcrypt
 
-from lumera_p2p.errors import IdentityError, KeyNotFound, KeyringError, WrongPassphrase
+from lumera_p2p.errors import (
+    IdentityError,
+    JWEAuthError,
+    JWEUnwrapError,
+    KeyNotFound,
+    KeyringError,
+    ProtobufDecodeError,
+    WrongPassphrase,
+)
 from lumera_p2p.identity import armor, jwe, protowire
 from lumera_p2p.identity.keys import (
     DEFAULT_HD_PATH,
@@ -336,7 +344,7 @@ def decode_record(data: bytes) -> tuple[str, bytes, RecordKind, bytes | None]:
             for number, wire, value in protowire.iter_fields(item):
                 if number == 1:
                     priv_any = _len_field(number, wire, value, "local.priv_key")
-    except protowire.ProtobufDecodeError as exc:
+    except ProtobufDecodeError as exc:
         raise KeyringError(f"record is not a valid protobuf Record: {exc}") from exc
     if name is None or pub_any is None:
         raise KeyringError("record lacks its name or public key")
@@ -583,9 +591,9 @@ class Keyring:
         try:
             parsed = jwe.parse(raw)
             payload = jwe.decrypt_parsed(parsed, self._password)
-        except jwe.JWEUnwrapError as exc:
+        except JWEUnwrapError as exc:
             raise self._unwrap_error(path) from exc
-        except jwe.JWEAuthError as exc:
+        except JWEAuthError as exc:
             raise KeyringError(
                 f"{path}: authentication failed; the file was modified or is corrupt"
             ) from exc

@@ -35,6 +35,7 @@ Modules: :mod:`.types` (the Go type model), :mod:`.wiretypes` (gob's own type de
 generated for a fixed set of message types).
 """
 
+from lumera_p2p.errors import GobEncodeError
 from lumera_p2p.wire.gob.cache import GobDecodeCache
 from lumera_p2p.wire.gob.decoder import DEFAULT_MAX_DEPTH, GobDecoder, gob_decode
 from lumera_p2p.wire.gob.encoder import GobEncoder, gob_encode
@@ -57,7 +58,6 @@ from lumera_p2p.wire.gob.types import (
 )
 from lumera_p2p.wire.gob.typetable import TypeTable
 from lumera_p2p.wire.gob.wiretypes import FIRST_USER_ID, WireType
-from lumera_p2p.wire.gob.writers import GobEncodeError
 
 __all__ = [
     "DEFAULT_MAX_DEPTH",

@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from lumera_p2p.errors import GobEncodeError
 from lumera_p2p.wire.gob.types import GoStruct, GoType, base_type
-from lumera_p2p.wire.gob.writers import GobEncodeError
 
 __all__ = ["EMPTY_REGISTRY", "InterfaceRegistry", "Registered"]
 

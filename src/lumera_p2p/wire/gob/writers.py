@@ -12,7 +12,7 @@ import struct
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 
-from lumera_p2p.errors import LumeraP2PError
+from lumera_p2p.errors import GobEncodeError
 from lumera_p2p.wire.gob.types import (
     GoArray,
     GoBool,
@@ -54,10 +54,6 @@ BIG_CHUNK: Final = 2048
 """``[]byte`` at least this long is kept by reference in the output, not copied."""
 F64: Final = struct.Struct(">d")
 F32: Final = struct.Struct(">f")
-
-
-class GobEncodeError(LumeraP2PError, ValueError):
-    """A value cannot be encoded (out of range for its Go type, unregistered, nil element...)."""
 
 
 class Buffer:
