@@ -548,8 +548,7 @@ class P2P:
         updates the path and forgets earlier refusals; progress is kept. Raises
         ``SymbolDirError`` for a malformed txid or a path that is not a directory.
         """
-        if self._stopped:
-            raise NotRunning("p2p service is stopped")
+        self._check_not_stopped()
         path = await asyncio.to_thread(checked_registration, txid, directory)
         await self._rq.register(txid, path, first_batch_stored=first_batch_stored)
         if first_batch_stored:
@@ -559,11 +558,19 @@ class P2P:
 
     async def symbol_dirs(self, txid: str | None = None) -> list[SymbolDirStatus]:
         """Every registered symbol directory (or only ``txid``'s) and where it stands."""
+        self._check_not_stopped()
         return await self._rq.status(txid)
 
     async def refused_symbol_files(self, txid: str) -> dict[str, str]:
         """The files of ``txid``'s directory that were not stored, and why each was refused."""
+        self._check_not_stopped()
         return await self._rq.refused_files(txid)
+
+    def _check_not_stopped(self) -> None:
+        # The rqstore is open from ``create`` to ``stop``: registering before ``start`` is
+        # fine (the first round runs at start).
+        if self._stopped:
+            raise NotRunning("p2p service is stopped")
 
     async def stats(self) -> P2PStats:
         """Counters and sizes of this node and of its server, transport and pool."""
