@@ -141,15 +141,6 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "lumera_p2p", *args]
 
 
-async def run_cli(*args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *cli(*args), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    out, _ = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode()
-
-
 def status_of(config: Path, txid: str) -> SymbolDirStatus | None:
     path = load_config(config).p2p.data_dir / RQSTORE_DB
     return next((s for s in read_status_file(path) if s.txid == txid), None)
@@ -197,9 +188,10 @@ async def test_a_sigkill_half_way_resumes_without_storing_again_and_completes(
         txid = "tx-kill"
         directory = tmp_path / "raptorq_files" / txid
         symbols = write_symbol_dir(directory, count, size=512, blocks=1)
-        config = str(origin.config_path)
-        code, out = await run_cli("symbols", "add", txid, str(directory), "-c", config)
-        assert code == 0 and "registered tx-kill" in out, out
+        # What `lumera-p2p symbols add` does (tests/symbols/test_cli.py), without its start-up.
+        await register_offline(
+            load_config(origin.config_path), txid, directory, first_batch_stored=True
+        )
         log = tmp_path / "origin.log"
 
         proc = await start_run(origin.config_path, log)

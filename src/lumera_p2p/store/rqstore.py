@@ -114,17 +114,14 @@ class SymbolDirStatus:
     last_error: str
 
 
-def _status(row: Sequence[object]) -> SymbolDirStatus:
+#: A row of ``_STATUS``, as SQLite returns it.
+_StatusRow = tuple[str, str, int, int, str, int, int, str]
+
+
+def _status(row: _StatusRow) -> SymbolDirStatus:
     txid, directory, first, completed, created, stored, refused, error = row
     return SymbolDirStatus(
-        str(txid),
-        str(directory),
-        bool(first),
-        bool(completed),
-        str(created),
-        int(str(stored)),
-        int(str(refused)),
-        str(error),
+        txid, directory, bool(first), bool(completed), str(created), stored, refused, error
     )
 
 
@@ -351,7 +348,8 @@ def read_status_file(path: Path) -> list[SymbolDirStatus]:
     if not path.exists():
         return []
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        uri = f"{path.resolve().as_uri()}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
     except sqlite3.Error as exc:
         raise describe_sqlite_error(exc, str(path)) from exc
     try:

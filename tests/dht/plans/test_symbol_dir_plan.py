@@ -98,7 +98,7 @@ def test_refused_files_are_reported_skipped_and_keep_the_directory() -> None:
     assert plan.next_action() == Delete(action.names[2:])
     plan.deleted()
     rest = run_clean(plan)
-    assert rest[-1] == Complete(False, "1 refused files are left in it")
+    assert rest[-1] == Complete(False, "1 refused file left in it")
     assert plan.outcome.refused == 1 and plan.outcome.missing == 1
     assert plan.outcome.stored == 8 and plan.outcome.completed and not plan.outcome.removed
 
@@ -119,7 +119,7 @@ def test_refused_earlier_are_not_read_again_but_keep_the_directory() -> None:
     assert [n for a in actions if isinstance(a, Load) for n in a.names] == [
         f.name for f in files[1:]
     ]
-    assert actions[-1] == Complete(False, "1 refused files are left in it")
+    assert actions[-1] == Complete(False, "1 refused file left in it")
 
 
 def test_a_failed_batch_pauses_and_the_next_round_starts_from_what_is_left() -> None:

@@ -217,7 +217,8 @@ class SymbolDirPlan:
     def _complete(self) -> Complete:
         self.outcome.completed = True
         if self._refused_here:
-            return Complete(False, f"{self._refused_here} refused files are left in it")
+            n = self._refused_here
+            return Complete(False, f"{n} refused file{'s' if n != 1 else ''} left in it")
         if not removable(self.directory, self.txid):
             return Complete(False, "its base name is not the txid")
         self.outcome.removed = True
