@@ -8,11 +8,15 @@ or the environment.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from lumera_p2p.config import Config
 from lumera_p2p.dht import DHTOptions, ServingLimits
 from lumera_p2p.net.limits import ServerLimits
 from lumera_p2p.net.tcp import TransportOptions
+from lumera_p2p.store import MAX_VALUE_SIZE
+from lumera_p2p.store.rqstore import RQSTORE_DB
+from lumera_p2p.symbols.worker import SymbolWorkerOptions
 from lumera_p2p.wire.messages import MessageType
 
 
@@ -91,6 +95,22 @@ def transport_options(config: Config) -> TransportOptions:
         prune_interval=t.prune_interval,
         max_response_size=t.max_response_size,
         off_loop_size=t.off_loop_size,
+    )
+
+
+def rqstore_path(config: Config) -> Path:
+    """Where the registered symbol directories are kept (``symbols.db_path``)."""
+    return config.symbols.db_path or config.p2p.data_dir / RQSTORE_DB
+
+
+def symbol_worker_options(config: Config) -> SymbolWorkerOptions:
+    """The symbol worker's round interval and batch bounds (the ``symbols`` section)."""
+    s = config.symbols
+    return SymbolWorkerOptions(
+        interval=s.interval,
+        batch_size=s.batch_size,
+        max_batch_bytes=s.max_batch_bytes,
+        max_file_size=min(s.max_batch_bytes, MAX_VALUE_SIZE),
     )
 
 

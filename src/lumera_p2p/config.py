@@ -460,6 +460,30 @@ class StoreConfig(_Section):
         )
 
 
+class SymbolsConfig(_Section):
+    """The ``symbols`` section: storing registered RaptorQ symbol directories (Go's
+    ``rq_symbols`` worker)."""
+
+    #: The ``rqstore.db`` of registered directories (Go: ``<raptorq.files_dir>/rq/rqstore.db``);
+    #: default ``<p2p.data_dir>/rqstore.db``; relative to the config file's folder.
+    db_path: Path | None = None
+    #: Seconds between the worker's rounds (Go: 30 s); a registration starts one at once.
+    interval: Interval = 30.0
+    #: Files per ``StoreBatch`` (Go: 1,000).
+    batch_size: Annotated[int, Field(ge=1, le=100_000, strict=True)] = 1000
+    #: Symbol bytes one batch may hold (the worker's memory bound); a larger file is refused.
+    max_batch_bytes: Annotated[int, Field(ge=1, le=400 * MIB, strict=True)] = 128 * MIB
+
+    @field_validator("db_path", mode="before")
+    @classmethod
+    def _db_path(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if not isinstance(value, (str, Path)):
+            raise ValueError("must be a path (a string)")
+        return value
+
+
 #: Go's level names (``warn``, ``fatal``; Go's ``log.level`` and ``LOG_LEVEL``) beside ours.
 _LOG_LEVEL_ALIASES = {"warn": "warning", "fatal": "critical"}
 
@@ -505,6 +529,7 @@ class Config(BaseModel):
     server: ServerConfig = ServerConfig()
     transport: TransportConfig = TransportConfig()
     store: StoreConfig = StoreConfig()
+    symbols: SymbolsConfig = SymbolsConfig()
     log: LogConfig = LogConfig()
 
     @field_validator("identity")
@@ -659,11 +684,15 @@ def config_from_mapping(data: Mapping[Any, Any], base_dir: Path) -> Config:
     log = config.log
     if log.file is not None:
         log = log.model_copy(update={"file": _resolve(log.file, base_dir)})
+    symbols = config.symbols
+    if symbols.db_path is not None:
+        symbols = symbols.model_copy(update={"db_path": _resolve(symbols.db_path, base_dir)})
     return config.model_copy(
         update={
             "p2p": p2p,
             "keyring": ring.model_copy(update=ring_update),
             "lumera": lumera,
+            "symbols": symbols,
             "log": log,
         }
     )

@@ -123,6 +123,10 @@ class PoisonedValue(TransportError):
     """A peer served a value that does not hash to its key; the peer is banned."""
 
 
+class SymbolDirError(LumeraP2PError, ValueError):
+    """A symbol directory cannot be registered: a malformed txid, or no such directory."""
+
+
 class NotRunning(LumeraP2PError):
     """The service has not been started (or has stopped)."""
 
