@@ -78,3 +78,8 @@ class ChainError(LumeraP2PError):
 
 class NotFound(LumeraP2PError):
     """A value is not stored locally or could not be found in the network."""
+
+
+class OverBudget(LumeraP2PError):
+    """A request needs more memory than the node's budget can give it (now, or within the
+    wait allowed): it is refused instead of taking the node past ``server.memory_budget``."""

@@ -173,7 +173,7 @@ class RequestHandler:
         body = self._expect(request, StoreDataRequest)
         assert isinstance(body, StoreDataRequest)
         self._learn(peer)
-        value = bytes(body.data or b"")
+        value = body.data or b""  # a large value is a view into the frame (net/frames.py)
         key = digest(value)
         if await self.core.store.retrieve(key):
             return StoreDataResponse(status=OK)  # already held: nothing to do
@@ -249,7 +249,7 @@ class RequestHandler:
         body = self._expect(request, BatchStoreDataRequest)
         assert isinstance(body, BatchStoreDataRequest)
         self._learn(peer)
-        values = [bytes(v or b"") for v in (body.data or [])]
+        values = [v or b"" for v in (body.data or [])]  # large ones: views into the frame
         if not self.core.eligibility.self_store_eligible:
             keys = [digest(v) for v in values]
             if await self.core.store.missing(keys):

@@ -1122,7 +1122,7 @@ def _op_float64(d: GobDecoder) -> float:
     return float(_F64.unpack(d._read_uint().to_bytes(8, "little"))[0])
 
 
-def _op_bytes(d: GobDecoder) -> bytes:
+def _op_bytes(d: GobDecoder) -> bytes | memoryview:
     pos = d.pos
     n = d.data[pos] if pos < d.end else 0x80
     if n < 0x80:
@@ -1133,7 +1133,10 @@ def _op_bytes(d: GobDecoder) -> bytes:
     if n > d.end - pos:
         raise _err("gob: bad []uint8 slice length: 0")
     d.pos = pos + n
-    return d.data[pos : pos + n]
+    chunk = d.data[pos : pos + n]
+    if n < d.views_from:
+        return bytes(chunk)  # a short field from a view: bytes, as everywhere else
+    return chunk
 
 
 def _op_string(d: GobDecoder) -> str:
@@ -1147,7 +1150,7 @@ def _op_string(d: GobDecoder) -> str:
     if n > d.end - pos:
         raise _err("gob: bad string slice length: 0")
     d.pos = pos + n
-    return d.data[pos : pos + n].decode("utf-8", "surrogateescape")
+    return str(d.data[pos : pos + n], "utf-8", "surrogateescape")
 
 
 def _make_op_int(bits: int, name: str) -> _Op:
@@ -1357,7 +1360,7 @@ def _op_interface(d: GobDecoder) -> Any:
     pos = d.pos
     if nr > d.end - pos:
         raise _err(f"gob: invalid type name length {nr}: exceeds input size")
-    name = d.data[pos : pos + nr]
+    name = bytes(d.data[pos : pos + nr])  # no copy of a bytes slice; a view's is 1 KiB at most
     d.pos = pos + nr
     if not nr:
         return None
@@ -1575,6 +1578,12 @@ class GobDecoder:
     the life of the decoder. Any input error raises :class:`ProtocolError`. A
     :class:`GobDecodeCache` shared between decoders saves re-parsing and re-compiling the type
     definitions that every frame repeats.
+
+    ``data`` is copied to ``bytes`` unless ``views_from`` is set and ``data`` is a
+    ``memoryview``: then ``[]byte`` fields of at least ``views_from`` bytes come out as
+    read-only views into it, not copies (shorter ones as ``bytes``). A server decoding a
+    400 MB BatchStoreData thus holds the frame once instead of twice; the views keep the
+    buffer alive, so they must not be kept beyond the request.
     """
 
     __slots__ = (
@@ -1592,6 +1601,7 @@ class GobDecoder:
         "pos",
         "registry",
         "stop",
+        "views_from",
     )
 
     def __init__(
@@ -1603,8 +1613,15 @@ class GobDecoder:
         stop: int | None = None,
         max_depth: int = DEFAULT_MAX_DEPTH,
         cache: GobDecodeCache | None = None,
+        views_from: int = 0,
     ) -> None:
-        self.data = data if isinstance(data, bytes) else bytes(data)
+        self.data: bytes | memoryview
+        if views_from > 0 and isinstance(data, memoryview):
+            self.data = data.cast("B").toreadonly() if data.format != "B" else data.toreadonly()
+            self.views_from = views_from
+        else:
+            self.data = data if isinstance(data, bytes) else bytes(data)
+            self.views_from = 0
         self.stop = len(self.data) if stop is None else min(stop, len(self.data))
         self.pos = self.end = max(0, min(start, self.stop))  # current gob message: [pos, end)
         self.registry = registry
@@ -1747,7 +1764,11 @@ class GobDecoder:
             return
         cache, start = self._cache, self.pos
         # A definition's parse depends only on the bytes from here to the end of the message.
-        raw = self.data[start : self.end] if cache and self.end - start <= _MAX_CACHED_DEF else b""
+        raw = (
+            bytes(self.data[start : self.end])
+            if cache and self.end - start <= _MAX_CACHED_DEF
+            else b""
+        )
         hit = cache._defs.get(raw) if cache and raw else None
         if hit is not None:
             wire, consumed, key = hit

@@ -461,17 +461,28 @@ def encode_message(msg: Message, *, types: TypeTable | None = None) -> bytes:
 
 
 def decode_body(
-    body: bytes,
+    body: bytes | memoryview,
     *,
     start: int = 0,
     stop: int | None = None,
     max_depth: int = DEFAULT_MAX_DEPTH,
     cache: GobDecodeCache | None = None,
+    views_from: int = 0,
 ) -> Message:
     """Decode the gob body of one frame (``body[start:stop]``) as Go does: one value; anything
     after it is ignored. Pass one long-lived ``cache`` to skip re-parsing the type definitions
-    every frame repeats (about half the cost of a small message)."""
-    decoder = GobDecoder(body, REGISTRY, start=start, stop=stop, max_depth=max_depth, cache=cache)
+    every frame repeats (about half the cost of a small message). With ``views_from`` and a
+    ``memoryview`` body, byte fields of at least that size are views into it (``GobDecoder``).
+    """
+    decoder = GobDecoder(
+        body,
+        REGISTRY,
+        start=start,
+        stop=stop,
+        max_depth=max_depth,
+        cache=cache,
+        views_from=views_from,
+    )
     msg = decoder.decode(_MESSAGE_PTR)
     assert isinstance(msg, Message)
     return msg
