@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
 
 
 async def peer_closed(reader: asyncio.StreamReader, timeout: float = 5.0) -> bool:
@@ -14,3 +17,23 @@ async def peer_closed(reader: asyncio.StreamReader, timeout: float = 5.0) -> boo
                     return True
             except ConnectionError:
                 return True
+
+
+async def eventually(
+    condition: Callable[[], bool | Awaitable[bool]],
+    timeout: float = 30.0,
+    what: str = "the condition",
+) -> None:
+    """Wait until ``condition()`` holds, checking every 20 ms; fail after ``timeout`` seconds
+    of wall time. For real sockets, where how long something takes depends on the machine's
+    load: the deadline is generous, and a fast machine waits no longer than it must."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not hold within {timeout} s")
+        await asyncio.sleep(0.02)  # polling, not waiting for a guess at a duration

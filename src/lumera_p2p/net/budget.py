@@ -234,8 +234,11 @@ class MemoryBudget:
         return self.used + size <= self.capacity and self.held_by(peer) + size <= self.per_peer
 
     def _may_skip_queue(self, size: int, already: int) -> bool:
-        """Small requests never queue; others only go ahead when nobody is waiting."""
-        return not self._waiters or already + size <= self.small
+        """Small requests never queue; others go ahead only of waiters held back by their own
+        peer's share, never of one waiting for the budget itself (as :meth:`_wake` does)."""
+        if already + size <= self.small:
+            return True
+        return all(self.used + w.size <= self.capacity for w in self._waiters)
 
     def _grant(self, reservation: Reservation, size: int) -> Reservation:
         self._account(reservation.peer, size)

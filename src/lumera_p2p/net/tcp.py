@@ -594,6 +594,12 @@ class TcpServer:
             return frame
         except ProtocolError:
             raise
+        except OverBudget as exc:
+            # A handler that could not get the memory for its answer and had no Failed
+            # answer to give instead: not a bug, the peer asked for more than fits.
+            stats.over_budget += 1
+            log.info("no memory for a type %d answer to %s: %s", mtype, peer, exc)
+            return None
         except Exception as exc:
             if isinstance(exc, TimeoutError) and budget.expired():
                 stats.handler_timeouts += 1
