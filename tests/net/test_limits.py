@@ -231,3 +231,19 @@ def test_server_limits_documented_defaults() -> None:
     assert limits.memory_wait == 10.0
     # The docstring's figures: a 400 MB frame gets 410 s, a ping 10 s.
     assert transfer_deadline(400 * MB, limits.frame_grace, limits.min_transfer_rate) == 410.0
+
+
+def test_token_bucket_amounts() -> None:
+    bucket = TokenBucket(rate=10.0, burst=100, now=0.0)
+    assert bucket.take(0.0, 60) and not bucket.take(0.0, 60)
+    assert bucket.level(0.0) == 40
+    assert bucket.take(2.0, 60)  # 40 + 2 s × 10
+    assert not bucket.take(1000.0, 101)  # never more than the burst
+    assert bucket.level(1000.0) == 100
+
+
+def test_keyed_limiter_amounts() -> None:
+    limiter = KeyedRateLimiter(rate=1.0, burst=10)
+    assert limiter.allow("a", 0, 7) and not limiter.allow("a", 0, 7)
+    assert limiter.allow("a", 0, 3)
+    assert limiter.bucket("b", 0).level(0) == 10

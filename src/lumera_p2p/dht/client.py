@@ -257,7 +257,7 @@ class DHTClient:
         """Ban a peer that served a value not matching its key, and count it."""
         core = self.core
         core.counters.poisoned_values += 1
-        core.bans.ban(peer.hashed_id, core.now(), peer.address)
+        core.bans.ban(peer.hashed_id, core.now(), peer.address, hard=True)
         core.table.remove(peer.hashed_id)
         log.warning("%s served a value that does not hash to %s: banned", peer, key.hex())
 

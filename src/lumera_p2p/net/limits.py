@@ -40,13 +40,19 @@ class TokenBucket:
             self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
             self._stamp = now
 
-    def take(self, now: float) -> bool:
-        """Spend one token if there is one; ``False`` means the caller is over the limit."""
+    def take(self, now: float, amount: float = 1.0) -> bool:
+        """Spend ``amount`` tokens if there are that many; ``False`` (and nothing spent)
+        means the caller is over the limit. More than ``burst`` can never be taken."""
         self._refill(now)
-        if self._tokens >= 1:
-            self._tokens -= 1
+        if self._tokens >= amount:
+            self._tokens -= amount
             return True
         return False
+
+    def level(self, now: float) -> float:
+        """Tokens there are now."""
+        self._refill(now)
+        return self._tokens
 
     def is_full(self, now: float) -> bool:
         """True if the bucket has refilled completely (it then carries no information)."""
@@ -75,14 +81,18 @@ class KeyedRateLimiter:
     def __len__(self) -> int:
         return len(self._buckets)
 
-    def allow(self, key: str, now: float) -> bool:
-        """Spend one of ``key``'s tokens; ``False`` if it has none left."""
+    def allow(self, key: str, now: float, amount: float = 1.0) -> bool:
+        """Spend ``amount`` of ``key``'s tokens; ``False`` (nothing spent) if it has fewer."""
+        return self.bucket(key, now).take(now, amount)
+
+    def bucket(self, key: str, now: float) -> TokenBucket:
+        """``key``'s bucket (a full one if it had none)."""
         bucket = self._buckets.get(key)
         if bucket is None:
             if len(self._buckets) >= self.max_keys:
                 self._sweep(now)
             bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, now)
-        return bucket.take(now)
+        return bucket
 
     def _sweep(self, now: float) -> None:
         for key in [k for k, b in self._buckets.items() if b.is_full(now)]:
