@@ -325,13 +325,24 @@ async def probe(net: Network, target: bytes, store: bool, n: int, timeout: float
 
 
 async def run_probes(
-    net: Network, count: int, target: bytes, *, store: bool = False, concurrency: int = 3
+    net: Network,
+    target: bytes,
+    *,
+    count: int | None = None,
+    duration: float | None = None,
+    store: bool = False,
+    concurrency: int = 3,
 ) -> Probes:
+    """``count`` new connections, or as many as ``duration`` seconds allow, ``concurrency`` at
+    a time, each 50 ms after the last one of its lane ended."""
     result = Probes()
-    gate = asyncio.Semaphore(concurrency)
+    end = time.monotonic() + duration if duration is not None else None
+    numbers = iter(range(count if count is not None else 1 << 30))
 
-    async def one(n: int) -> None:
-        async with gate:
+    async def lane() -> None:
+        for n in numbers:
+            if end is not None and time.monotonic() >= end:
+                return
             try:
                 result.latencies.append(await probe(net, target, store, n, 10.0))
             except Exception as exc:  # a failed probe is the figure being measured
@@ -340,7 +351,7 @@ async def run_probes(
                 result.errors[name] = result.errors.get(name, 0) + 1
             await asyncio.sleep(0.05)
 
-    await asyncio.gather(*(one(n) for n in range(count)))
+    await asyncio.gather(*(lane() for _ in range(concurrency)))
     return result
 
 
@@ -540,7 +551,9 @@ class Plan:
     attack: Attack
     preload: tuple[int, int]
     params: dict[str, Any]
-    probes: int = 40
+    #: New legitimate connections while the attack runs (a fixed number), or for how long.
+    probes: int | None = None
+    duration: float = 15.0
     store: bool = False
     ramp: float = 2.0
     #: Seconds the attack runs after the probes end (an attack that must finish first).
@@ -581,7 +594,7 @@ async def run_one(name: str, plan: Plan) -> dict[str, Any]:
         try:
             await asyncio.to_thread(node.wait_ready)
             target = digest(value(0, plan.preload[1]))
-            baseline = await run_probes(net, plan.probes, target, store=plan.store)
+            baseline = await run_probes(net, target, count=30, store=plan.store)
             rss_before = node.status("VmRSS")
             stop, done = asyncio.Event(), asyncio.Event()
             out: dict[str, Any] = dict(plan.params)
@@ -589,7 +602,13 @@ async def run_one(name: str, plan: Plan) -> dict[str, Any]:
             sampler = asyncio.create_task(sample_rss(node, done, peak))
             attack = asyncio.create_task(plan.attack(net, stop, out))
             await asyncio.sleep(plan.ramp)
-            during = await run_probes(net, plan.probes, target, store=plan.store)
+            during = await run_probes(
+                net,
+                target,
+                count=plan.probes,
+                duration=None if plan.probes else plan.duration,
+                store=plan.store,
+            )
             await asyncio.sleep(plan.settle)
             stop.set()
             try:
@@ -598,7 +617,7 @@ async def run_one(name: str, plan: Plan) -> dict[str, Any]:
                 out["attack_error"] = f"{type(exc).__name__}: {exc}"
             alive = node.alive()
             # Still serving after the attack?
-            after = await run_probes(net, 5, target) if alive else Probes(failures=5)
+            after = await run_probes(net, target, count=5) if alive else Probes(failures=5)
             done.set()
             await sampler
             hwm = node.status("VmHWM") if node.alive() else peak[0]

@@ -308,3 +308,10 @@ def test_accounting_always_returns_to_zero(ops: list[tuple[str, int, int]]) -> N
         assert budget.used == 0 and budget.waiting == 0
 
     run_virtual(main())
+
+
+def test_could_grow() -> None:
+    budget = MemoryBudget(1000, per_peer=600, small=10)
+    r = budget.try_reserve(500, "a")
+    assert r is not None
+    assert r.could_grow(100) and not r.could_grow(101)

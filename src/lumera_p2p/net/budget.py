@@ -90,6 +90,10 @@ class Reservation:
         """True once :meth:`release` ran (its bytes are back in the budget)."""
         return self.size < 0
 
+    def could_grow(self, extra: int) -> bool:
+        """Whether ``extra`` more bytes could ever be granted (once everything else is free)."""
+        return self._budget.can_ever_fit(self.size + extra)
+
     def try_grow(self, extra: int) -> bool:
         """Reserve ``extra`` more bytes if they fit right now; ``False`` otherwise."""
         return self._budget._try_grow(self, extra)
