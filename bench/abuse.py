@@ -88,6 +88,10 @@ ATTACKS = ("lockout", "batch_get", "partial_frames", "big_store", "write_flood",
 #: The node's limits in every run: a 512 MiB budget (the issue's bound is budget + 300 MiB),
 #: of which one peer may hold 384 MiB (enough for the 380 MB BatchStoreData).
 BUDGET = 512 * MIB
+#: Per-peer quotas, small enough that the attacks pass them within seconds.
+WRITE_QUOTA = 64 * MIB
+QUOTA_WINDOW = 10.0
+REPLICATE_QUOTA = 40_000
 LIMITS: dict[str, Any] = {
     "memory_budget": BUDGET,
     "memory_budget_per_peer": 384 * MIB,
@@ -660,6 +664,13 @@ def checks(results: dict[str, dict[str, Any]]) -> dict[str, bool]:
         r = results["write_flood"]
         out["write_flood_refused_others_served"] = bool(
             r["refused"] > 0 and r["success_under_attack"] == 1.0
+        )
+    if "replicate" in results:
+        r = results["replicate"]
+        out["replicate_refused_rows_bounded"] = bool(
+            r["refused"] > 0
+            and r["replication_keys_rows"] <= REPLICATE_QUOTA
+            and r["success_under_attack"] == 1.0
         )
     return out
 
