@@ -4,8 +4,11 @@ A handshake slot is held from accept until the handshake ends. Go has one global
 and nothing per address, so a peer with two addresses and 100 silent sockets, re-opened as they
 are dropped, holds every slot (issue 13: 0 of 60 new connections got through). Here:
 
-* an address holds at most ``per_address`` slots at once (IPv6 counts by /64: one host is
-  routinely given a whole /64, so single addresses would be free for the asking);
+* once half the slots are taken, an address holds at most ``per_address`` of them (IPv6
+  counts by /64: one host is routinely given a whole /64, so single addresses would be free
+  for the asking). Below half, nobody is short of a slot, so one address may take more: a
+  local network's nodes all dial from 127.0.0.1, and a node that joins one handshakes with
+  every other at once;
 * when all ``total`` slots are taken, a newcomer from an address holding fewer slots than the
   busiest address takes the slot of that address's *oldest* pending handshake: a real peer's
   handshake lasts milliseconds, so the oldest pending ones are almost always the silent ones,
@@ -86,16 +89,21 @@ class HandshakeSlots(Generic[T]):
         """Slots ``address`` (already a :func:`address_key`) holds now."""
         return len(self._by_address.get(address, ()))
 
+    @property
+    def crowded(self) -> bool:
+        """At least half the slots are taken: the per-address cap applies."""
+        return 2 * len(self._address_of) >= self.total
+
     def at_address_cap(self, address: str) -> bool:
         """Would a new connection from ``address`` be refused for its own address's cap?"""
-        return self.count(address) >= self.per_address
+        return self.crowded and self.count(address) >= self.per_address
 
     def admit(self, conn: T, address: str) -> Admission[T]:
         """Give ``conn`` (from ``address``, a :func:`address_key`) a slot if the rules allow."""
         if conn in self._address_of:
             raise ValueError("this connection already holds a handshake slot")
         mine = self.count(address)
-        if mine >= self.per_address:
+        if self.at_address_cap(address):
             return Admission(False, refusal=REFUSED_ADDRESS)
         victim: T | None = None
         if len(self._address_of) >= self.total:

@@ -132,7 +132,8 @@ class ServerLimits:
     #: Handshakes in progress at once (Go: 100); more are closed on accept, unless a newcomer
     #: from a less busy address takes the slot of the busiest address's oldest handshake.
     max_handshakes: int = 100
-    #: Handshakes in progress at once from one address (an IPv6 /64 counts as one address).
+    #: Handshakes in progress at once from one address (an IPv6 /64 counts as one address),
+    #: once half of ``max_handshakes`` are taken (below that, nobody is short of a slot).
     max_handshakes_per_address: int = 8
     #: A new connection that sends nothing for this long is dropped (Go clients send their
     #: first handshake message as soon as they are connected).
