@@ -55,6 +55,8 @@ from lumera_p2p.chain.registry import Supernode, SupernodeState
 from lumera_p2p.chain.static_registry import StaticRegistry
 from lumera_p2p.config import load_config
 from lumera_p2p.content import digest
+from lumera_p2p.dht.options import ServingLimits
+from lumera_p2p.dht.quotas import QuotaLimits
 from lumera_p2p.errors import ProtocolError
 from lumera_p2p.identity.keyring import Keyring
 from lumera_p2p.identity.keys import PrivateKey
@@ -83,6 +85,8 @@ from lumera_p2p.wire.messages import (
 MIB = 1024 * 1024
 HOST = "127.0.0.1"
 HERE = Path(__file__).resolve()
+#: Seconds between two new connections of one lane of the legitimate client.
+PACE = 0.2
 ATTACKS = ("lockout", "batch_get", "partial_frames", "big_store", "write_flood", "replicate")
 
 #: The node's limits in every run: a 512 MiB budget (the issue's bound is budget + 300 MiB),
@@ -95,6 +99,12 @@ REPLICATE_QUOTA = 40_000
 LIMITS: dict[str, Any] = {
     "memory_budget": BUDGET,
     "memory_budget_per_peer": 384 * MIB,
+    "memory_wait": 10.0,
+}
+QUOTAS: dict[str, Any] = {
+    "write_bytes": WRITE_QUOTA,
+    "window": QUOTA_WINDOW,
+    "replicate_keys": REPLICATE_QUOTA,
 }
 
 
@@ -153,12 +163,19 @@ def write_network(directory: Path) -> Network:
     return Network(directory, path, address, port, closed_port)
 
 
-def child_main(config: Path, limits: dict[str, Any], preload: tuple[int, int]) -> None:
+def child_main(
+    config: Path, limits: dict[str, Any], quotas: dict[str, Any], preload: tuple[int, int]
+) -> None:
     """Run the node: preload values, say ``ready``, serve until SIGTERM."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    # Until the config has a server section, the node's server gets its limits here.
+    # Until the config has a server section, the node's server and handlers get their
+    # limits here.
     service.TcpServer = functools.partial(  # type: ignore[misc]
         service.TcpServer, limits=ServerLimits(**limits)
+    )
+    serving = ServingLimits(memory_wait=limits["memory_wait"], quotas=QuotaLimits(**quotas))
+    service.DHTOptions = functools.partial(  # type: ignore[misc]
+        service.DHTOptions, serving=serving
     )
 
     async def main() -> None:
@@ -178,7 +195,7 @@ def child_main(config: Path, limits: dict[str, Any], preload: tuple[int, int]) -
 class NodeProcess:
     """The node under test, in its own process."""
 
-    def __init__(self, net: Network, preload: tuple[int, int]) -> None:
+    def __init__(self, net: Network, preload: tuple[int, int], quotas: dict[str, Any]) -> None:
         self.net = net
         self._log = open(net.directory / "node.log", "wb")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
@@ -189,6 +206,8 @@ class NodeProcess:
                 str(net.config),
                 "--limits",
                 json.dumps(LIMITS),
+                "--quotas",
+                json.dumps(quotas),
                 "--preload",
                 f"{preload[0]},{preload[1]}",
             ],
@@ -235,8 +254,14 @@ def message(peer: PrivateKey, net: Network, mtype: MessageType, data: Any = None
     return Message(sender=sender(peer, net), message_type=int(mtype), data=data)
 
 
+#: Where the attackers of the memory and disk attacks connect from (the lockout attack uses
+#: 127.0.0.2 and 127.0.0.3); the legitimate client's lanes use 127.0.0.10 and up, so that
+#: neither spends the other's per-address connection rate.
+ATTACKER_ADDRESS = "127.0.0.5"
+
+
 async def connect(
-    net: Network, peer: PrivateKey, source: str = HOST, timeout: float = 5.0
+    net: Network, peer: PrivateKey, source: str = ATTACKER_ADDRESS, timeout: float = 5.0
 ) -> SecureStream:
     verifier = StaticPeerVerifier([net.address, LEGIT.address, *(a.address for a in ATTACKERS)])
     return await secure_connect(
@@ -303,11 +328,13 @@ class Probes:
         return 1000 * statistics.median(self.latencies) if self.latencies else float("nan")
 
 
-async def probe(net: Network, target: bytes, store: bool, n: int, timeout: float) -> float:
+async def probe(
+    net: Network, target: bytes, store: bool, n: int, timeout: float, source: str
+) -> float:
     """One new connection: handshake, Ping, FindValue (and StoreData); its seconds."""
     started = time.perf_counter()
     async with asyncio.timeout(timeout):
-        stream = await connect(net, LEGIT, timeout=timeout)
+        stream = await connect(net, LEGIT, source, timeout=timeout)
         try:
             await rpc(stream, message(LEGIT, net, MessageType.PING))
             found = await rpc(
@@ -338,24 +365,25 @@ async def run_probes(
     concurrency: int = 3,
 ) -> Probes:
     """``count`` new connections, or as many as ``duration`` seconds allow, ``concurrency`` at
-    a time, each 50 ms after the last one of its lane ended."""
+    a time, each lane from its own address and ``PACE`` seconds after its last one ended (a
+    few a second: a peer's pace, well inside the per-address connection rate)."""
     result = Probes()
     end = time.monotonic() + duration if duration is not None else None
     numbers = iter(range(count if count is not None else 1 << 30))
 
-    async def lane() -> None:
+    async def lane(source: str) -> None:
         for n in numbers:
             if end is not None and time.monotonic() >= end:
                 return
             try:
-                result.latencies.append(await probe(net, target, store, n, 10.0))
+                result.latencies.append(await probe(net, target, store, n, 10.0, source))
             except Exception as exc:  # a failed probe is the figure being measured
                 result.failures += 1
                 name = type(exc).__name__
                 result.errors[name] = result.errors.get(name, 0) + 1
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(PACE)
 
-    await asyncio.gather(*(lane() for _ in range(concurrency)))
+    await asyncio.gather(*(lane(f"127.0.0.{10 + i}") for i in range(concurrency)))
     return result
 
 
@@ -562,6 +590,8 @@ class Plan:
     ramp: float = 2.0
     #: Seconds the attack runs after the probes end (an attack that must finish first).
     settle: float = 0.0
+    #: The node's per-peer quotas (``QuotaLimits`` fields); the defaults when empty.
+    quotas: dict[str, Any] = field(default_factory=dict)
 
 
 def plans(scale: float) -> dict[str, Plan]:
@@ -573,20 +603,26 @@ def plans(scale: float) -> dict[str, Plan]:
             partial_frames, (10, 1024), {"_frame": int(250e6 * scale)}, ramp=4.0
         ),
         "big_store": Plan(big_store, (10, 1024), {"_size": int(380e6 * scale) // MIB * MIB}),
-        "write_flood": Plan(write_flood, (10, 1024), {"_rate": 23e6 / MIB}, store=True),
+        "write_flood": Plan(
+            write_flood, (10, 1024), {"_rate": 23e6 / MIB}, store=True, quotas=QUOTAS
+        ),
         "replicate": Plan(
             replicate,
             (10, 1024),
             {"_requests": 10, "_keys_per_request": keys},
             store=True,
+            quotas=QUOTAS,
         ),
     }
 
 
 async def sample_rss(node: NodeProcess, stop: asyncio.Event, peak: list[int]) -> None:
+    """Peaks of VmRSS, and of its anonymous and file-backed parts, every 50 ms."""
     while not stop.is_set() and node.alive():
         with contextlib.suppress(OSError, RuntimeError):
             peak[0] = max(peak[0], node.status("VmRSS"))
+            peak[1] = max(peak[1], node.status("RssAnon"))
+            peak[2] = max(peak[2], node.status("RssFile"))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.05)
 
@@ -594,7 +630,7 @@ async def sample_rss(node: NodeProcess, stop: asyncio.Event, peak: list[int]) ->
 async def run_one(name: str, plan: Plan) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"abuse-{name}-") as tmp:
         net = write_network(Path(tmp))
-        node = NodeProcess(net, plan.preload)
+        node = NodeProcess(net, plan.preload, plan.quotas)
         try:
             await asyncio.to_thread(node.wait_ready)
             target = digest(value(0, plan.preload[1]))
@@ -602,7 +638,7 @@ async def run_one(name: str, plan: Plan) -> dict[str, Any]:
             rss_before = node.status("VmRSS")
             stop, done = asyncio.Event(), asyncio.Event()
             out: dict[str, Any] = dict(plan.params)
-            peak = [0]
+            peak = [0, 0, 0]
             sampler = asyncio.create_task(sample_rss(node, done, peak))
             attack = asyncio.create_task(plan.attack(net, stop, out))
             await asyncio.sleep(plan.ramp)
@@ -642,6 +678,8 @@ async def run_one(name: str, plan: Plan) -> dict[str, Any]:
         "served_after": after.success,
         "rss_before_mib": round(rss_before / MIB, 1),
         "peak_rss_mib": round(max(hwm, peak[0]) / MIB, 1),
+        "peak_rss_anon_mib": round(peak[1] / MIB, 1),
+        "peak_rss_file_mib": round(peak[2] / MIB, 1),
         "budget_mib": BUDGET // MIB,
         "rss_within_budget_plus_300": max(hwm, peak[0]) <= BUDGET + 300 * MIB,
     }
@@ -682,11 +720,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--limits", default="{}", help=argparse.SUPPRESS)
+    parser.add_argument("--quotas", default="{}", help=argparse.SUPPRESS)
     parser.add_argument("--preload", default="0,0", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
         count, size = (int(x) for x in args.preload.split(","))
-        child_main(args.child, json.loads(args.limits), (count, size))
+        child_main(args.child, json.loads(args.limits), json.loads(args.quotas), (count, size))
         return 0
     chosen = [a for a in args.attacks.split(",") if a]
     unknown = set(chosen) - set(ATTACKS)
@@ -698,7 +737,13 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = asyncio.run(run_one(name, all_plans[name]))
         if not args.json:
             print(name, json.dumps(results[name]), flush=True)
-    summary = {"limits": LIMITS, "scale": args.scale, "attacks": results, "checks": checks(results)}
+    summary = {
+        "limits": LIMITS,
+        "quotas_of_the_disk_attacks": QUOTAS,
+        "scale": args.scale,
+        "attacks": results,
+        "checks": checks(results),
+    }
     if args.json:
         print(json.dumps(summary))
     else:

@@ -13,7 +13,7 @@ import zstandard
 
 from lumera_p2p.content import digest
 from lumera_p2p.dht import DHT, DHTOptions, MemoryStore
-from lumera_p2p.dht import server as server_module
+from lumera_p2p.dht.options import ServingLimits
 from lumera_p2p.errors import ProtocolError, TransportError
 from lumera_p2p.kademlia import Contact
 from lumera_p2p.kademlia.node import hash_id
@@ -38,9 +38,9 @@ class NoTransport:
         raise TransportError("offline")
 
 
-def make_node(peers: int = 30) -> DHT:
+def make_node(peers: int = 30, options: DHTOptions | None = None) -> DHT:
     me = Contact(b"lumera1server", "10.0.0.1", 4445)
-    node = DHT(me, MemoryStore(), NoTransport(), options=DHTOptions(allow_private=True))
+    node = DHT(me, MemoryStore(), NoTransport(), options=options or DHTOptions(allow_private=True))
     for i in range(peers):
         node.core.table.add(Contact(b"peer-%d" % i, f"10.0.1.{i}", 4445), 0)
     return node
@@ -232,9 +232,9 @@ def test_returned_nodes_never_include_unusable_peer_supplied_contacts() -> None:
     assert contacts[0].hashed_id == hash_id(b"d")
 
 
-def test_batch_get_values_answer_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(server_module, "MAX_RESPONSE_VALUE_BYTES", 25)
-    node = make_node()
+def test_batch_get_values_answer_is_capped() -> None:
+    capped = ServingLimits(max_response_value_bytes=25)
+    node = make_node(options=DHTOptions(allow_private=True, serving=capped))
     values = [b"0123456789" for _ in range(1)] + [b"abcdefghij", b"ABCDEFGHIJ", b"klmnopqrst"]
     run(node.core.store.store_batch(values))
     asked = {digest(v).hex(): KeyValWithClosest() for v in values}

@@ -4,6 +4,7 @@ from lumera_p2p.dht.client import BatchStoreReport, LookupOutcome, StoreFailed
 from lumera_p2p.dht.core import DHTOptions, Transport
 from lumera_p2p.dht.eligibility import Eligibility
 from lumera_p2p.dht.node import DHT, DHTStats, KeyDisabled, NotEnoughValues
+from lumera_p2p.dht.options import ServingLimits
 from lumera_p2p.dht.valuestore import MemoryStore, ValueStore
 from lumera_p2p.errors import TransportError
 
@@ -17,6 +18,7 @@ __all__ = [
     "LookupOutcome",
     "MemoryStore",
     "NotEnoughValues",
+    "ServingLimits",
     "StoreFailed",
     "Transport",
     "TransportError",

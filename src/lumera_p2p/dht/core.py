@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 from lumera_p2p.dht.eligibility import Eligibility
+from lumera_p2p.dht.options import ServingLimits
 from lumera_p2p.dht.valuestore import ValueStore
 from lumera_p2p.errors import TransportError
 from lumera_p2p.kademlia import BanList, Contact, RoutingTable
@@ -76,6 +77,8 @@ class DHTOptions:
     #: minimum does (``kademlia.version``); empty admits every version.
     min_peer_version: str = ""
     timeouts: dict[MessageType, float] = field(default_factory=lambda: dict(TIMEOUTS))
+    #: Limits of the request handlers.
+    serving: ServingLimits = field(default_factory=ServingLimits)
 
 
 @dataclass
@@ -90,6 +93,8 @@ class DHTCounters:
     values_stored_remote: int = 0
     #: Peers kept out of the routing table or not answered: below ``min_peer_version``.
     peers_too_old: int = 0
+    #: Banned peers kept out of the routing table (they answered a ping or sent a request).
+    banned_kept_out: int = 0
 
 
 class DHTCore:
@@ -236,6 +241,11 @@ class DHTCore:
         if contact.hashed_id == self.me.hashed_id:
             return
         if not self.eligibility.routing(contact.hashed_id):
+            return
+        if self.bans.is_banned(contact.hashed_id, self.now()):
+            # Until its ban expires (or, for one earned by failures, a ping clears it): a
+            # poisoner that answers pings or sends requests must not walk back in.
+            self.counters.banned_kept_out += 1
             return
         if self.too_old(contact.version):
             log.debug("not adding %s: version %r is below the minimum", contact, contact.version)

@@ -44,6 +44,7 @@ from lumera_p2p.net.frames import (
 )
 from lumera_p2p.net.limits import KeyedRateLimiter, ServerLimits, TokenBucket, transfer_deadline
 from lumera_p2p.net.pool import ConnectionPool
+from lumera_p2p.net.trim import give_back_freed_memory
 from lumera_p2p.secure import (
     IncomingConnection,
     PeerType,
@@ -530,7 +531,9 @@ class TcpServer:
         try:
             return await self._serve_request(stream, peer, length, reservation)
         finally:
+            held = reservation.size
             reservation.release()
+            give_back_freed_memory(max(held, length))
 
     async def _serve_request(
         self, stream: SecureStream, peer: str, length: int, reservation: Reservation
@@ -591,6 +594,7 @@ class TcpServer:
             frame = await encode_frame(response)
             del response
             reservation.resize(len(frame))
+            give_back_freed_memory(size)  # the values are gone; the frame is one mapping
             return frame
         except ProtocolError:
             raise
