@@ -1,9 +1,10 @@
 """A legitimate client's success and latency, and the node's peak RSS, during each attack of
 issue 13, beside the same client's figures on the same node without the attack.
 
-Each attack gets a fresh node in its own process (this script with ``--child``: a
-``lumera-p2p run`` node whose server limits come from ``--limits``), a static registry that
-lists the node, the legitimate client and the attackers, and its own data directory. The
+Each attack gets a fresh node in its own process (``lumera-p2p run --config``, the limits in
+the config's ``server`` section), a static registry that lists the node, the legitimate client
+and the attackers, and its own data directory, preloaded with values where the attack reads
+them. The
 legitimate client makes new connections (TCP, handshake, Ping, then FindValue of a stored
 value; StoreData of a fresh value during the disk attacks), first without the attack, then
 while it runs. The node's peak RSS is its ``VmHWM`` from ``/proc``.
@@ -31,12 +32,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import hashlib
 import json
-import logging
 import os
 import signal
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -50,19 +50,15 @@ from typing import Any
 
 import yaml
 
-from lumera_p2p import service
 from lumera_p2p.chain.registry import Supernode, SupernodeState
 from lumera_p2p.chain.static_registry import StaticRegistry
-from lumera_p2p.config import load_config
 from lumera_p2p.content import digest
-from lumera_p2p.dht.options import ServingLimits
-from lumera_p2p.dht.quotas import QuotaLimits
 from lumera_p2p.errors import ProtocolError
 from lumera_p2p.identity.keyring import Keyring
 from lumera_p2p.identity.keys import PrivateKey
 from lumera_p2p.localnet import free_ports
-from lumera_p2p.net.limits import ServerLimits
 from lumera_p2p.secure import SecureStream, StaticPeerVerifier, secure_connect
+from lumera_p2p.store import LocalStore
 from lumera_p2p.wire.messages import (
     HEADER_SIZE,
     BatchGetValuesRequest,
@@ -96,15 +92,16 @@ BUDGET = 512 * MIB
 WRITE_QUOTA = 64 * MIB
 QUOTA_WINDOW = 10.0
 REPLICATE_QUOTA = 40_000
-LIMITS: dict[str, Any] = {
+SERVER: dict[str, Any] = {
     "memory_budget": BUDGET,
     "memory_budget_per_peer": 384 * MIB,
     "memory_wait": 10.0,
 }
+#: The ``server`` quota keys of the disk attacks' nodes (the others run with the defaults).
 QUOTAS: dict[str, Any] = {
-    "write_bytes": WRITE_QUOTA,
-    "window": QUOTA_WINDOW,
-    "replicate_keys": REPLICATE_QUOTA,
+    "write_quota_bytes": WRITE_QUOTA,
+    "quota_window": QUOTA_WINDOW,
+    "replicate_quota_keys": REPLICATE_QUOTA,
 }
 
 
@@ -136,7 +133,7 @@ class Network:
     closed_port: int  # where the client and attackers claim to listen (nothing does)
 
 
-def write_network(directory: Path) -> Network:
+def write_network(directory: Path, server: dict[str, Any]) -> Network:
     ring = Keyring(directory / "keys", "test")
     node_key = PrivateKey.generate()[0]
     address = ring.add("node", node_key).address
@@ -157,70 +154,43 @@ def write_network(directory: Path) -> Network:
         },
         "keyring": {"backend": "test", "dir": "keys"},
         "lumera": {"registry_file": "registry.yml"},
+        "server": server,
+        "log": {"level": "warning", "file": "node.log"},
     }
     path = directory / "config.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return Network(directory, path, address, port, closed_port)
 
 
-def child_main(
-    config: Path, limits: dict[str, Any], quotas: dict[str, Any], preload: tuple[int, int]
-) -> None:
-    """Run the node: preload values, say ``ready``, serve until SIGTERM."""
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    # Until the config has a server section, the node's server and handlers get their
-    # limits here.
-    service.TcpServer = functools.partial(  # type: ignore[misc]
-        service.TcpServer, limits=ServerLimits(**limits)
-    )
-    serving = ServingLimits(memory_wait=limits["memory_wait"], quotas=QuotaLimits(**quotas))
-    service.DHTOptions = functools.partial(  # type: ignore[misc]
-        service.DHTOptions, serving=serving
-    )
-
-    async def main() -> None:
-        node = await service.P2P.create(load_config(config))
-        count, size = preload
+async def preload(net: Network, count: int, size: int) -> None:
+    """Store the first ``count`` values of ``size`` bytes in the node's data directory."""
+    async with await LocalStore.open(net.directory / "data") as store:
         for start in range(0, count, 200):
-            await node.db.store_batch(
-                [value(i, size) for i in range(start, min(count, start + 200))]
-            )
-        await node.start()
-        print("ready", flush=True)
-        await service.run_until_signalled(node)  # already started: serves until SIGTERM
-
-    asyncio.run(main())
+            await store.store_batch([value(i, size) for i in range(start, min(count, start + 200))])
 
 
 class NodeProcess:
-    """The node under test, in its own process."""
+    """The node under test: ``lumera-p2p run`` in its own process."""
 
-    def __init__(self, net: Network, preload: tuple[int, int], quotas: dict[str, Any]) -> None:
+    def __init__(self, net: Network) -> None:
         self.net = net
-        self._log = open(net.directory / "node.log", "wb")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(HERE),
-                "--child",
-                str(net.config),
-                "--limits",
-                json.dumps(LIMITS),
-                "--quotas",
-                json.dumps(quotas),
-                "--preload",
-                f"{preload[0]},{preload[1]}",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=self._log,
+            [sys.executable, "-m", "lumera_p2p", "run", "--config", str(net.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
-    def wait_ready(self, timeout: float = 300.0) -> None:
-        assert self.proc.stdout is not None
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Until the node accepts connections."""
         deadline = time.monotonic() + timeout
-        line = self.proc.stdout.readline()
-        if line.strip() != b"ready" or time.monotonic() > deadline:
-            raise RuntimeError(f"node did not start: {line!r}; see {self._log.name}")
+        while time.monotonic() < deadline:
+            if not self.alive():
+                log = self.net.directory / "node.log"
+                raise RuntimeError(f"the node exited: {log.read_text()[-2000:]}")
+            with contextlib.suppress(OSError), socket.create_connection((HOST, self.net.port), 1):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the node did not start listening")
 
     def status(self, field_name: str) -> int:
         """A ``/proc/<pid>/status`` figure in bytes (``VmRSS``, ``VmHWM``)."""
@@ -240,7 +210,6 @@ class NodeProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self._log.close()
 
 
 # --- talking to the node -------------------------------------------------------------------------
@@ -590,7 +559,7 @@ class Plan:
     ramp: float = 2.0
     #: Seconds the attack runs after the probes end (an attack that must finish first).
     settle: float = 0.0
-    #: The node's per-peer quotas (``QuotaLimits`` fields); the defaults when empty.
+    #: The node's per-peer quota keys of the ``server`` section; the defaults when empty.
     quotas: dict[str, Any] = field(default_factory=dict)
 
 
@@ -629,8 +598,9 @@ async def sample_rss(node: NodeProcess, stop: asyncio.Event, peak: list[int]) ->
 
 async def run_one(name: str, plan: Plan) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"abuse-{name}-") as tmp:
-        net = write_network(Path(tmp))
-        node = NodeProcess(net, plan.preload, plan.quotas)
+        net = write_network(Path(tmp), {**SERVER, **plan.quotas})
+        await preload(net, *plan.preload)
+        node = NodeProcess(net)
         try:
             await asyncio.to_thread(node.wait_ready)
             target = digest(value(0, plan.preload[1]))
@@ -718,15 +688,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--attacks", default=",".join(ATTACKS))
     parser.add_argument("--scale", type=float, default=1.0, help="shrink the large attacks")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--limits", default="{}", help=argparse.SUPPRESS)
-    parser.add_argument("--quotas", default="{}", help=argparse.SUPPRESS)
-    parser.add_argument("--preload", default="0,0", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child is not None:
-        count, size = (int(x) for x in args.preload.split(","))
-        child_main(args.child, json.loads(args.limits), json.loads(args.quotas), (count, size))
-        return 0
     chosen = [a for a in args.attacks.split(",") if a]
     unknown = set(chosen) - set(ATTACKS)
     if unknown:
@@ -738,7 +700,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.json:
             print(name, json.dumps(results[name]), flush=True)
     summary = {
-        "limits": LIMITS,
+        "server": SERVER,
         "quotas_of_the_disk_attacks": QUOTAS,
         "scale": args.scale,
         "attacks": results,

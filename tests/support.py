@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 import time
 from collections.abc import Awaitable, Callable
 
@@ -37,3 +38,30 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} did not hold within {timeout} s")
         await asyncio.sleep(0.02)  # polling, not waiting for a guess at a duration
+
+
+async def settle(rounds: int = 10) -> None:
+    """Let every callback already scheduled on the loop run: yield to it ``rounds`` times
+    (no wall time passes; nothing is waited for but the loop's own queue)."""
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+
+
+def python_calls(run: Callable[[], object]) -> int:
+    """How many Python-level function calls ``run()`` makes (whatever it raises): a measure of
+    work that, unlike a stopwatch, a busy machine cannot change."""
+    calls = 0
+
+    def count(frame: object, event: str, arg: object) -> None:
+        nonlocal calls
+        if event == "call":
+            calls += 1
+
+    sys.setprofile(count)
+    try:
+        run()
+    except Exception:  # the caller checks what was raised; here only the work counts
+        pass
+    finally:
+        sys.setprofile(None)
+    return calls

@@ -1,26 +1,29 @@
 """Node configuration: YAML → a validated, typed :class:`Config`.
 
 The layout follows the seed's ``p2p`` section and the Go supernode's ``config.yml``
-(``keyring``, ``lumera``, and ``supernode.key_name`` as an alias of our top-level ``key_name``), so
-an operator can point this node at the file a Go supernode uses. Sections we do not use (the Go
-node's ``raptorq``, ``storage_challenge``, …) are ignored, as Go ignores unknown keys; inside the
-sections we own, an unknown key is an error, because a misspelt field silently taking its default
-is how nodes end up misconfigured.
+(``keyring``, ``lumera``, ``log``), so an operator can point this node at the file a Go supernode
+uses: :mod:`lumera_p2p.config_go` lists the Go node's fields, maps the ones we honour
+(``supernode.key_name``, ``keyring.password``, …) and checks the spelling of the ones we do not
+use. Any other key is an error, in every section, because a misspelt field silently taking its
+default is how nodes end up misconfigured.
 
-Every problem is reported as a :class:`~lumera_p2p.errors.ConfigError` naming the field
-(``p2p.port``) and what is wrong, in one line.
+Nothing but a :class:`~lumera_p2p.errors.ConfigError` leaves :func:`load_config`: the file is
+read and parsed within limits (:mod:`lumera_p2p.safe_yaml`), and every problem found is reported
+at once, one line each, naming the field (``p2p.port``) and what is wrong, and never the value of
+a passphrase.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import itertools
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypedDict
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -30,9 +33,11 @@ from pydantic import (
     model_validator,
 )
 
+from lumera_p2p import config_go
 from lumera_p2p.errors import ConfigError, IdentityError
 from lumera_p2p.identity.keys import validate_address
 from lumera_p2p.kademlia.version import parse_semver
+from lumera_p2p.safe_yaml import CONFIG_LIMITS, read_yaml_file
 
 DEFAULT_P2P_PORT = 4445
 DEFAULT_LISTEN_ADDRESS = "0.0.0.0"
@@ -40,8 +45,18 @@ DEFAULT_LISTEN_ADDRESS = "0.0.0.0"
 #: ``Node.Version`` we send (Go nodes with a minimum version drop peers without one).
 DEFAULT_P2P_VERSION = "v2.6.2"
 _MAX_VERSION_LENGTH = 64
-#: Sections of a Go supernode config.yml that this node does not use; accepted and ignored.
-_FOREIGN_SECTIONS = frozenset({"raptorq", "storage_challenge", "self_healing", "log", "logging"})
+#: More bootstrap nodes than this is a mistake (a routing table holds a few hundred peers), and
+#: each one costs a bech32 check.
+MAX_BOOTSTRAP_NODES = 256
+#: Fields whose value is a secret: a problem with one names the field, never the value.
+SECRET_FIELDS = frozenset({"passphrase_plain", "password"})
+#: Sections whose values are never quoted in an error (a passphrase may sit anywhere in them
+#: when the file is mis-indented).
+_QUIET_SECTIONS = frozenset({"keyring"})
+_MAX_QUOTED = 60
+#: Problems reported at most for one file, then a count of the rest: a file that is all wrong
+#: gets a readable answer, and a "did you mean" for each of thousands of keys costs seconds.
+MAX_PROBLEMS = 50
 
 _HOSTNAME_RE = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
@@ -49,6 +64,17 @@ _HOSTNAME_RE = re.compile(
 
 Port = Annotated[int, Field(ge=1, le=65535, strict=True)]
 Interval = Annotated[float, Field(gt=0, le=7 * 24 * 3600)]
+#: A duration in seconds (a timeout or a deadline), at most a day.
+Seconds = Annotated[float, Field(gt=0, le=24 * 3600)]
+AtLeastOne = Annotated[int, Field(ge=1, le=1_000_000, strict=True)]
+Bytes = Annotated[int, Field(ge=1, le=1 << 40, strict=True)]
+Rate = Annotated[float, Field(gt=0, le=1e12)]
+Share = Annotated[float, Field(ge=0, le=1)]
+#: A size, a count or a rate where 0 turns the limit off.
+BytesOrOff = Annotated[int, Field(ge=0, le=1 << 40, strict=True)]
+CountOrOff = Annotated[int, Field(ge=0, le=1_000_000_000, strict=True)]
+RateOrOff = Annotated[float, Field(ge=0, le=1e12)]
+MIB = 1024 * 1024
 
 
 def _check_host(value: str) -> str:
@@ -131,6 +157,10 @@ class P2PConfig(_Section):
     bucket_refresh_interval: Interval = 3600.0
     #: Seconds between pings of every routing-table peer (Go: 5 min).
     health_check_interval: Interval = 300.0
+    #: While the routing table is empty, the peer sync runs this often instead.
+    peer_sync_retry_interval: Interval = 30.0
+    #: How often stale buckets are looked for (at least every ``bucket_refresh_interval``).
+    bucket_refresh_check_interval: Interval = 600.0
     #: The version we advertise in every ``Node`` we send (Go: the build's release tag).
     version: str = DEFAULT_P2P_VERSION
     #: Peers advertising a lower version (or none) are refused, as a Go node built with a
@@ -162,6 +192,8 @@ class P2PConfig(_Section):
             entries = value
         else:
             raise ValueError("must be a string 'identity@host:port,…' or a list of them")
+        if len(entries) > MAX_BOOTSTRAP_NODES:
+            raise ValueError(f"at most {MAX_BOOTSTRAP_NODES} entries, got {len(entries)}")
         return tuple(parse_bootstrap_node(e) for e in entries)
 
     @field_validator("version")
@@ -195,10 +227,116 @@ class P2PConfig(_Section):
             raise ValueError(f"{value!r} is not an IP address") from None
 
 
-class KeyringConfig(_Section):
-    """Where the node's key lives (Cosmos SDK keyring directory) and how it is unlocked."""
+class RpcTimeoutsConfig(_Section):
+    """Seconds to wait for each kind of answer (Go's client timeouts, network.go)."""
 
-    backend: Literal["test", "file"] = "test"
+    ping: Seconds = 5.0
+    find_node: Seconds = 10.0
+    batch_find_node: Seconds = 5.0
+    find_value: Seconds = 5.0
+    store_data: Seconds = 10.0
+    batch_store_data: Seconds = 75.0
+    batch_find_values: Seconds = 180.0
+    batch_get_values: Seconds = 75.0
+    replicate: Seconds = 180.0
+    #: Any other type (Go's ``defaultExecTimeout``).
+    default: Seconds = 15.0
+
+
+class DHTConfig(_Section):
+    """How the node looks up, stores and retrieves (``dht/options.py`` says why each)."""
+
+    k: Annotated[int, Field(ge=1, le=256, strict=True)] = 20
+    alpha: Annotated[int, Field(ge=1, le=256, strict=True)] = 6
+    replicas: Annotated[int, Field(ge=1, le=256, strict=True)] = 6
+    lookup_timeout: Seconds = 5.0
+    lookup_stall: Seconds = 1.0
+    lookup_retries: Annotated[int, Field(ge=0, le=100, strict=True)] = 2
+    max_failures: Annotated[int, Field(ge=1, le=1000, strict=True)] = 2
+    batch_store_bytes: Bytes = 64 * MIB
+    batch_store_concurrency: AtLeastOne = 16
+    min_batch_store_success: Share = 0.75
+    batch_get_keys: AtLeastOne = 600
+    batch_get_concurrency: AtLeastOne = 8
+    fallback_lookups: AtLeastOne = 8
+    health_check_concurrency: AtLeastOne = 32
+    rpc_timeouts: RpcTimeoutsConfig = RpcTimeoutsConfig()
+
+
+class ServerConfig(_Section):
+    """What the node accepts: connection admission and pacing, and request limits."""
+
+    #: New connections a second from one IP, and the burst it may use at once.
+    per_ip_rate: Rate = 20.0
+    per_ip_burst: Annotated[float, Field(ge=1, le=1e9)] = 50.0
+    #: New connections a second from everyone (Go: 1000/s).
+    global_rate: Rate = 1000.0
+    global_burst: Annotated[float, Field(ge=1, le=1e9)] = 1000.0
+    max_tracked_ips: AtLeastOne = 65536
+    max_connections: AtLeastOne = 1024
+    max_handshakes: AtLeastOne = 100
+    #: Handshakes in progress at once from one address (an IPv6 /64 counts as one), once half
+    #: of ``max_handshakes`` are taken.
+    max_handshakes_per_address: AtLeastOne = 8
+    #: A new connection that sends nothing for this long is dropped.
+    first_byte_timeout: Seconds = 2.5
+    #: Refuse addresses the registry does not list, before the handshake (off: see README).
+    registered_addresses_only: bool = False
+    handshake_timeout: Seconds = 10.0
+    idle_timeout: Seconds = 90.0
+    frame_grace: Seconds = 10.0
+    #: Bytes a second a frame must arrive at, on average (1 MiB/s: Go's deadline model).
+    min_transfer_rate: Rate = 1.0 * MIB
+    #: Longest a handler may take; null for no limit.
+    handler_timeout: Seconds | None = 200.0
+    max_keys_per_request: AtLeastOne = 20_000
+    batch_find_values_slots: AtLeastOne = 25
+    batch_find_values_wait: Seconds = 60.0
+    batch_find_values_max_bytes: Bytes = 399 * MIB
+    max_response_value_bytes: Bytes = 256 * MIB
+    batch_find_values_per_peer: AtLeastOne = 2
+    batch_get_values_slots: AtLeastOne = 8
+    batch_get_values_per_peer: AtLeastOne = 2
+    batch_get_values_wait: Seconds = 10.0
+    #: Bytes in flight for the whole node, and for one peer (0: the whole budget).
+    memory_budget: Bytes = 1024 * MIB
+    memory_budget_per_peer: BytesOrOff = 512 * MIB
+    #: How long a request waits for room in the memory budget.
+    memory_wait: Seconds = 10.0
+    #: Per-peer quotas (0 turns one off): value bytes and values stored, keys announced.
+    write_quota_bytes: BytesOrOff = 1024 * MIB
+    write_quota_values_per_second: RateOrOff = 2000.0
+    replicate_quota_keys: CountOrOff = 50_000
+    quota_window: Seconds = 60.0
+    #: Refusals within a window after which a peer's over-quota requests close its connection.
+    quota_strikes: AtLeastOne = 20
+
+
+class TransportConfig(_Section):
+    """The client side: dialling and the connection pool."""
+
+    dial_timeout: Seconds = 5.0
+    pool_capacity: AtLeastOne = 256
+    conns_per_peer: Annotated[int, Field(ge=1, le=64, strict=True)] = 4
+    #: Servers (ours, Go's) drop a connection after 90 s without a request; pooled
+    #: connections idle longer would mostly be found dead, so they go first (Go keeps 1 h).
+    idle_timeout: Seconds = 60.0
+    prune_interval: Seconds = 30.0
+    #: The largest answer read (the protocol's 400 MiB frame limit).
+    max_response_size: Bytes = 400 * MIB
+    #: Messages above this size are encoded and decoded in a worker thread.
+    off_loop_size: Bytes = MIB
+
+
+class KeyringConfig(_Section):
+    """Where the node's key lives (Cosmos SDK keyring directory) and how it is unlocked.
+
+    ``os`` (the Go node's default: the operating system's secret store) is a valid value, so a
+    Go config loads and ``config check`` can say what to do, but this node cannot read that
+    store: ``run`` refuses it, with the same advice.
+    """
+
+    backend: Literal["test", "file", "os"] = "test"
     dir: Path = Path("~/.lumera")
     passphrase_plain: str | None = None
     passphrase_env: str | None = None
@@ -209,11 +347,6 @@ class KeyringConfig(_Section):
     def _backend(cls, value: object) -> object:
         if isinstance(value, str):
             lowered = value.strip().lower()
-            if lowered == "os":
-                raise ValueError(
-                    "the 'os' backend (the OS secret store) cannot be read portably; "
-                    "use 'file' (or 'test' for local networks)"
-                )
             if lowered in ("memory", "mem"):
                 raise ValueError("the 'memory' backend keeps no key across runs; use 'file'")
             return lowered
@@ -231,11 +364,12 @@ class KeyringConfig(_Section):
         return self
 
 
-class LumeraConfig(BaseModel):
-    """The Lumera chain endpoint (gRPC) used for peer discovery and admission."""
+class LumeraConfig(_Section):
+    """The Lumera chain endpoint (gRPC) used for peer discovery and admission.
 
-    # The Go config carries transaction tuning here (gas_adjustment, fee_denom, …): ignored.
-    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
+    The Go config also carries transaction tuning here (``gas_adjustment``, ``fee_denom``, …):
+    :mod:`lumera_p2p.config_go` checks and drops those keys before this section is validated.
+    """
 
     grpc_addr: str | None = None
     chain_id: str | None = None
@@ -353,6 +487,37 @@ class StoreConfig(_Section):
         )
 
 
+#: Go's level names (``warn``, ``fatal``; Go's ``log.level`` and ``LOG_LEVEL``) beside ours.
+_LOG_LEVEL_ALIASES = {"warn": "warning", "fatal": "critical"}
+
+
+class LogConfig(_Section):
+    """How ``lumera-p2p run`` logs: level, line format and an optional file (else stderr)."""
+
+    level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    #: ``text``: one human-readable line per record; ``json``: one JSON object per line.
+    format: Literal["text", "json"] = "text"
+    #: Append to this file instead of writing to stderr; relative to the config file's folder.
+    file: Path | None = None
+
+    @field_validator("level", "format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            return _LOG_LEVEL_ALIASES.get(lowered, lowered)
+        return value
+
+    @field_validator("file", mode="before")
+    @classmethod
+    def _file(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if not isinstance(value, (str, Path)):
+            raise ValueError("must be a path (a string)")
+        return value
+
+
 class Config(BaseModel):
     """The whole node configuration, validated and with paths resolved."""
 
@@ -363,7 +528,11 @@ class Config(BaseModel):
     p2p: P2PConfig
     keyring: KeyringConfig = KeyringConfig()
     lumera: LumeraConfig = LumeraConfig()
+    dht: DHTConfig = DHTConfig()
+    server: ServerConfig = ServerConfig()
+    transport: TransportConfig = TransportConfig()
     store: StoreConfig = StoreConfig()
+    log: LogConfig = LogConfig()
 
     @field_validator("identity")
     @classmethod
@@ -375,29 +544,6 @@ class Config(BaseModel):
             return validate_address(value)
         except IdentityError as exc:
             raise ValueError(str(exc)) from None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _supernode_alias(cls, data: Any) -> Any:
-        """Accept a Go supernode config: ``supernode.key_name``/``identity``/``host``."""
-        if not isinstance(data, dict):
-            return data
-        data = {k: v for k, v in data.items() if k not in _FOREIGN_SECTIONS}
-        sn = data.pop("supernode", None)
-        if sn is None:
-            return data
-        if not isinstance(sn, dict):
-            raise ValueError("supernode must be a mapping")
-        for key in ("key_name", "identity"):
-            if key in sn:
-                if key in data and data[key] != sn[key]:
-                    raise ValueError(f"{key} and supernode.{key} disagree")
-                data.setdefault(key, sn[key])
-        host = sn.get("host") or sn.get("ip_address")
-        p2p = data.get("p2p")
-        if host and isinstance(p2p, dict) and "listen_address" not in p2p:
-            data["p2p"] = {**p2p, "listen_address": host}
-        return data
 
     def redacted(self) -> dict[str, Any]:
         """A plain dict of the configuration with secrets masked, for printing."""
@@ -413,38 +559,120 @@ def _resolve(path: Path, base: Path) -> Path:
     return expanded if expanded.is_absolute() else (base / expanded).resolve()
 
 
-def _format_loc(loc: tuple[int | str, ...]) -> str:
+_PLAIN_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _key_text(key: object) -> str:
+    """A key as it appears in a field path; odd keys (spaces, newlines, huge) quoted and cut."""
+    text = str(key)
+    return text if _PLAIN_KEY_RE.match(text) else _quoted(text)
+
+
+def _quoted(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= _MAX_QUOTED else text[: _MAX_QUOTED - 1] + "…"
+
+
+def _format_loc(loc: Iterable[int | str]) -> str:
     parts: list[str] = []
     for item in loc:
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif "[" not in item and "function-" not in item:
-            parts.append(("." if parts else "") + item)
+        elif "[" in item or item.startswith("function-"):
+            continue  # pydantic's names for validator steps, not fields
+        else:
+            parts.append(("." if parts else "") + _key_text(item))
     return "".join(parts)
 
 
-def _first_error(exc: ValidationError) -> ConfigError:
-    err = exc.errors(include_url=False)[0]
-    field = _format_loc(tuple(err["loc"]))
-    kind = err["type"]
-    msg = str(err["msg"])
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
-    if kind == "missing":
-        msg = "is required"
-    elif kind == "extra_forbidden":
-        msg = "unknown field (check the spelling)"
-    elif "input" in err and kind not in ("value_error", "assertion_error"):
-        msg = f"{msg} (got {err['input']!r})"
-    return ConfigError(field, msg)
+def _section_model(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model that validates the mapping found at ``loc`` (for "did you mean" hints)."""
+    model: type[BaseModel] = Config
+    path = loc
+    if loc and loc[0] in config_go.GO_ONLY_SECTIONS:
+        model, path = config_go.GO_ONLY_SECTIONS[str(loc[0])], loc[1:]
+    for item in path:
+        info = model.model_fields.get(item) if isinstance(item, str) else None
+        sub = config_go.model_in(info.annotation) if info is not None else None
+        if sub is None:
+            return None
+        model = sub
+    return model
 
 
-def config_from_mapping(data: Mapping[str, Any], base_dir: Path) -> Config:
-    """Validate a parsed mapping; relative paths resolve against ``base_dir``."""
+def _unknown_field(loc: tuple[int | str, ...]) -> str:
+    message = "unknown field (check the spelling)"
+    parent = loc[:-1]
+    model = _section_model(parent)
+    if model is None or not isinstance(loc[-1], str):
+        return message
+    known = list(model.model_fields)
+    if len(parent) == 1:
+        known += config_go.go_keys_of(str(parent[0]))
+    if not parent:
+        known += list(config_go.GO_ONLY_SECTIONS)
+    close = difflib.get_close_matches(loc[-1], known, n=1)
+    return f"unknown field (did you mean {close[0]!r}?)" if close else message
+
+
+def _problems(
+    exc: ValidationError,
+    prefix: tuple[str, ...] = (),
+    renames: Mapping[str, str] | None = None,
+) -> Iterator[tuple[str, str]]:
+    """Every error of ``exc`` as ``(field, problem)``, lazily, secrets never shown."""
+    for err in exc.errors(include_url=False):
+        loc = (*prefix, *err["loc"])
+        kind = err["type"]
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if kind == "invalid_key":
+            # A non-string key (``1: x``): pydantic puts the key itself last in ``loc``.
+            field = _format_loc(loc[:-1])
+            field = f"{field}.{_key_text(loc[-1])}" if field else _key_text(loc[-1])
+            yield field, "unknown field (field names are text)"
+            continue
+        field = _format_loc(loc)
+        if renames:
+            field = renames.get(field, field)
+        secret = bool(loc) and (
+            str(loc[0]) in _QUIET_SECTIONS or any(str(p) in SECRET_FIELDS for p in loc)
+        )
+        if kind == "missing":
+            msg = "is required"
+        elif kind == "extra_forbidden":
+            msg = _unknown_field(loc)
+        elif (
+            "input" in err
+            and kind not in ("value_error", "assertion_error")
+            and not secret
+            and isinstance(err["input"], (str, int, float, bool, type(None)))
+        ):
+            msg = f"{msg} (got {_quoted(err['input'])})"
+        yield field, msg
+
+
+def config_from_mapping(data: Mapping[Any, Any], base_dir: Path) -> Config:
+    """Validate a parsed mapping; relative paths resolve against ``base_dir``.
+
+    Raise one :class:`ConfigError` carrying every problem found.
+    """
+    adapted = config_go.adapt(data)
+    found: list[Iterable[tuple[str, str]]] = [adapted.problems]
+    total = len(adapted.problems)
+    for section, invalid in adapted.invalid:
+        found.append(_problems(invalid, (section,)))
+        total += invalid.error_count()
+    config: Config | None = None
     try:
-        config = Config.model_validate(dict(data))
+        config = Config.model_validate(adapted.data)
     except ValidationError as exc:
-        raise _first_error(exc) from None
+        found.append(_problems(exc, renames=adapted.renames))
+        total += exc.error_count()
+    if total or config is None:
+        problems = list(itertools.islice(itertools.chain(*found), MAX_PROBLEMS))
+        if total > MAX_PROBLEMS:
+            problems.append(("", f"… and {total - MAX_PROBLEMS} more problems"))
+        raise ConfigError.of(problems or [("", "invalid configuration")])
     p2p = config.p2p.model_copy(update={"data_dir": _resolve(config.p2p.data_dir, base_dir)})
     ring = config.keyring
     ring_update: dict[str, Path] = {"dir": _resolve(ring.dir, base_dir)}
@@ -455,35 +683,28 @@ def config_from_mapping(data: Mapping[str, Any], base_dir: Path) -> Config:
         lumera = lumera.model_copy(
             update={"registry_file": _resolve(lumera.registry_file, base_dir)}
         )
+    log = config.log
+    if log.file is not None:
+        log = log.model_copy(update={"file": _resolve(log.file, base_dir)})
     return config.model_copy(
         update={
             "p2p": p2p,
             "keyring": ring.model_copy(update=ring_update),
             "lumera": lumera,
+            "log": log,
         }
     )
 
 
 def load_config(path: str | Path) -> Config:
-    """Read, parse and validate a YAML configuration file; raise ``ConfigError``."""
+    """Read, parse and validate a YAML configuration file.
+
+    Raise :class:`ConfigError`, and nothing else, for every way the file can be wrong:
+    unreadable, too large, not YAML, nested too deep, too many values or aliases, an
+    oversized integer, or fields that do not validate (all of them reported at once).
+    """
     file = Path(path).expanduser()
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("", f"{file}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigError("", f"{file}: is a directory, not a config file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError("", f"{file}: cannot read: {exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = ""
-        mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}"
-        problem = getattr(exc, "problem", None) or "syntax error"
-        raise ConfigError("", f"{file}: not valid YAML{where}: {problem}") from None
+    data = read_yaml_file(file, CONFIG_LIMITS)
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -6,22 +6,45 @@ family without catching programming errors (``TypeError``, ``KeyError``...) by a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class LumeraP2PError(Exception):
     """Base class of every error lumera-p2p raises deliberately."""
 
 
 class ConfigError(LumeraP2PError):
-    """A configuration file or value is invalid.
+    """A configuration file or value is invalid: one or more ``(field, problem)`` pairs.
 
     ``field`` is the dotted path of the offending field (``p2p.port``), or ``""`` when the problem
-    is the file as a whole (unreadable, not YAML, not a mapping).
+    is the file as a whole (unreadable, not YAML, not a mapping). ``field`` and ``problem`` are
+    those of the first problem; ``problems`` holds them all, in the order found, and ``str()``
+    gives one line per problem (newlines inside a field or problem are flattened, so each problem
+    stays one line in a terminal and in a log).
     """
 
-    def __init__(self, field: str, problem: str) -> None:
-        self.field = field
-        self.problem = problem
-        super().__init__(f"{field}: {problem}" if field else problem)
+    def __init__(self, field: str, problem: str, *, more: Sequence[tuple[str, str]] = ()) -> None:
+        self.problems: tuple[tuple[str, str], ...] = tuple(
+            (_one_line(f), _one_line(p)) for f, p in ((field, problem), *more)
+        )
+        self.field, self.problem = self.problems[0]
+        super().__init__("\n".join(self.lines()))
+
+    @classmethod
+    def of(cls, problems: Sequence[tuple[str, str]]) -> ConfigError:
+        """One error carrying every problem (at least one)."""
+        if not problems:
+            raise ValueError("a ConfigError needs at least one problem")
+        (field, problem), *more = problems
+        return cls(field, problem, more=more)
+
+    def lines(self) -> list[str]:
+        """``field: problem`` (or just ``problem`` for the file as a whole), one per problem."""
+        return [f"{f}: {p}" if f else p for f, p in self.problems]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
 
 
 class IdentityError(LumeraP2PError):
@@ -78,6 +101,58 @@ class ChainError(LumeraP2PError):
 
 class NotFound(LumeraP2PError):
     """A value is not stored locally or could not be found in the network."""
+
+
+class KeyDisabled(NotFound):
+    """The key was disabled on this node (``disable_key``)."""
+
+
+class NotEnoughValues(NotFound):
+    """A local-only batch retrieve found fewer values than required; ``found`` has them."""
+
+    def __init__(self, message: str, found: dict[str, bytes]) -> None:
+        super().__init__(message)
+        self.found = found
+
+
+class StoreFailed(LumeraP2PError):
+    """A network store did not reach enough nodes (the value is committed locally)."""
+
+
+class PoisonedValue(TransportError):
+    """A peer served a value that does not hash to its key; the peer is banned."""
+
+
+class NotRunning(LumeraP2PError):
+    """The service has not been started (or has stopped)."""
+
+
+class ProtobufDecodeError(LumeraP2PError):
+    """Bytes that are not a well-formed protobuf message."""
+
+
+class JWEError(KeyringError):
+    """A token is not a well-formed PBES2-HS256+A128KW / A256GCM JWE."""
+
+
+class JWEUnwrapError(JWEError):
+    """The key-encryption key did not unwrap the content key: wrong password, or corrupt."""
+
+
+class JWEAuthError(JWEError):
+    """The content key unwrapped but AES-GCM authentication failed: the token was altered."""
+
+
+class HandshakeTimeoutError(ProtocolError):
+    """The peer did not complete the handshake in time."""
+
+
+class CounterExhaustedError(ProtocolError):
+    """A direction's frame counter wrapped; Go fails every later frame the same way."""
+
+
+class GobEncodeError(LumeraP2PError, ValueError):
+    """A value cannot be encoded (out of range for its Go type, unregistered, nil element...)."""
 
 
 class OverBudget(LumeraP2PError):

@@ -19,68 +19,69 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
-import os
 import signal
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime
 from typing import Any
+
+import base58
 
 from lumera_p2p.chain.grpc_registry import GrpcRegistry
 from lumera_p2p.chain.registry import Registry, Supernode, bootstrap_candidates
 from lumera_p2p.chain.static_registry import StaticRegistry
+from lumera_p2p.components import (
+    Intervals,
+    dht_options,
+    server_limits,
+    transport_options,
+)
 from lumera_p2p.config import Config
-from lumera_p2p.dht import DHT, BatchStoreReport, DHTOptions, Eligibility
-from lumera_p2p.errors import ConfigError, LumeraP2PError
-from lumera_p2p.identity.keyring import Keyring, resolve_passphrase
+from lumera_p2p.content import digest, key_from_bytes, key_to_bytes
+from lumera_p2p.dht import BatchStoreReport, Node
+from lumera_p2p.errors import (
+    ConfigError,
+    LumeraP2PError,
+    NotEnoughValues,
+    NotRunning,
+    ValueMismatch,
+)
+from lumera_p2p.identity.keyring import Keyring
 from lumera_p2p.identity.keys import PrivateKey
-from lumera_p2p.kademlia import Contact
-from lumera_p2p.net.tcp import TcpServer, TcpTransport, TransportOptions
+from lumera_p2p.kademlia import Contact, hash_id
+from lumera_p2p.net.limits import ServerLimits
+from lumera_p2p.net.resolve import resolve_hosts
+from lumera_p2p.net.tcp import ServerStats, TcpServer, TcpTransport
 from lumera_p2p.secure import PeerVerifier, StaticPeerVerifier
+from lumera_p2p.stats import P2PStats, PoolCounters
 from lumera_p2p.store import LocalStore
 
 log = logging.getLogger(__name__)
 
-
-class NotRunning(LumeraP2PError):
-    """The service has not been started (or has stopped)."""
-
-
-@dataclass(frozen=True)
-class P2PStats:
-    """What ``stats`` reports."""
-
-    address: str
-    listen: str
-    peers: int
-    banned: int
-    records: int
-    data_bytes: int
-    db_file_bytes: int
-    rpc_sent: int
-    rpc_failed: int
-    requests_handled: int
-    poisoned_values: int
-    registry_routing: int
+#: ``on_value(key, value)`` of ``batch_retrieve_stream``; raising refuses the value.
+OnValue = Callable[[str, bytes], Awaitable[object]]
 
 
-def load_node_key(config: Config, environ: Mapping[str, str] | None = None) -> PrivateKey:
-    """The node's key from the configured keyring (``key_name``), checked against ``identity``."""
+def open_node_key(config: Config, passphrase: str | None = None) -> PrivateKey:
+    """The node's key (``key_name``) from the keyring the config names.
+
+    ``passphrase`` unlocks a ``file`` keyring; without it only ``keyring.passphrase_plain`` is
+    used. A passphrase named by ``passphrase_env`` or ``passphrase_file`` is a secret the
+    command line resolves (``identity.keyring.resolve_passphrase``) and passes in: nothing here
+    reads the environment.
+    """
     ring_cfg = config.keyring
-    passphrase = resolve_passphrase(
-        ring_cfg.passphrase_plain,
-        ring_cfg.passphrase_env,
-        ring_cfg.passphrase_file,
-        dict(os.environ if environ is None else environ),
-    )
+    if passphrase is None:
+        if ring_cfg.passphrase_env or ring_cfg.passphrase_file:
+            raise ConfigError(
+                "keyring",
+                "passphrase_env and passphrase_file are resolved by the command line; "
+                "pass passphrase= (or key= or keyring=) to P2P.create",
+            )
+        passphrase = ring_cfg.passphrase_plain
     ring = Keyring(ring_cfg.dir, ring_cfg.backend, passphrase=passphrase)
-    key = ring.private_key(config.key_name)
-    if config.identity and key.address != config.identity:
-        raise ConfigError(
-            "identity", f"is {config.identity} but key {config.key_name!r} is {key.address}"
-        )
-    return key
+    return ring.private_key(config.key_name)
 
 
 def registry_for(config: Config) -> Registry | None:
@@ -92,8 +93,17 @@ def registry_for(config: Config) -> Registry | None:
     return None
 
 
+def closest_target(key: str) -> bytes:
+    """``NClosestNodes``'s target: the base58-decoded key if it is 32 bytes, else BLAKE3 of it."""
+    try:
+        raw = base58.b58decode(key)
+    except ValueError:
+        raw = b""
+    return raw if len(raw) == 32 else hash_id(key.encode())
+
+
 class P2P:
-    """A Lumera P2P storage node (see the module docstring)."""
+    """A Lumera P2P storage node (see the module docstring). Build it with :meth:`create`."""
 
     def __init__(
         self,
@@ -102,38 +112,29 @@ class P2P:
         store: LocalStore,
         registry: Registry | None,
     ) -> None:
-        self.config = config
-        self.key = key
-        self.db = store
-        self.registry = registry
+        self._config = config
+        self._key = key
+        self._db = store
+        self._registry = registry
+        self._intervals = Intervals.from_config(config)
+        self._server_limits = server_limits(config)
         p2p = config.p2p
         advertised = p2p.external_ip or (
             p2p.listen_address if p2p.listen_address not in ("0.0.0.0", "::") else "127.0.0.1"
         )
-        me = Contact(key.address.encode(), advertised, p2p.port, p2p.version)
-        self.eligibility = Eligibility()
-        self.verifier: PeerVerifier = (
+        self._verifier: PeerVerifier = (
             registry
             if registry is not None
             else StaticPeerVerifier([b.identity for b in p2p.bootstrap_nodes])
         )
-        # Servers (ours, Go's) drop a connection after 90 s without a request; pooled
-        # connections idle longer than that would mostly be found dead, so let them go first.
-        self.transport = TcpTransport(
-            key, self.verifier, TransportOptions(idle_timeout=60.0, prune_interval=30.0)
-        )
-        self.dht = DHT(
-            me,
+        self._transport = TcpTransport(key, self._verifier, transport_options(config))
+        self._node = Node(
+            Contact(key.address.encode(), advertised, p2p.port, p2p.version),
             store,
-            self.transport,
-            options=DHTOptions(
-                allow_private=p2p.allow_private_peers,
-                bucket_refresh_age=p2p.bucket_refresh_interval,
-                min_peer_version=p2p.min_peer_version or "",
-            ),
-            eligibility=self.eligibility,
+            self._transport,
+            options=dht_options(config),
         )
-        self.server: TcpServer | None = None
+        self._server: TcpServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
         self._stopped = False
@@ -146,17 +147,23 @@ class P2P:
         registry: Registry | None = None,
         keyring: Keyring | None = None,
         key: PrivateKey | None = None,
+        passphrase: str | None = None,
     ) -> P2P:
         """Build a node from ``config``; nothing listens until ``start``/``run``.
 
-        ``key`` (or ``keyring``) overrides the configured keyring; ``registry`` overrides the
-        configured one (``lumera.registry_file`` or ``lumera.grpc_addr``).
+        The key is ``key`` if given, else ``key_name`` from ``keyring``, else from the keyring
+        the config names, unlocked with ``passphrase`` (see :func:`open_node_key`).
+        ``registry`` overrides the configured one (``lumera.registry_file`` or
+        ``lumera.grpc_addr``).
         """
         if key is None:
-            key = (
-                keyring.private_key(config.key_name)
-                if keyring is not None
-                else await asyncio.to_thread(load_node_key, config)
+            if keyring is not None:
+                key = await asyncio.to_thread(keyring.private_key, config.key_name)
+            else:
+                key = await asyncio.to_thread(open_node_key, config, passphrase)
+        if config.identity and key.address != config.identity:
+            raise ConfigError(
+                "identity", f"is {config.identity} but key {config.key_name!r} is {key.address}"
             )
         if registry is None:
             registry = registry_for(config)
@@ -168,27 +175,69 @@ class P2P:
         store = await LocalStore.open(config.p2p.data_dir, **config.store.open_options())
         return cls(config, key, store, registry)
 
-    # --- lifecycle -----------------------------------------------------------------------
+    # --- what it is ----------------------------------------------------------------------
+
+    @property
+    def config(self) -> Config:
+        """The configuration the node was built from."""
+        return self._config
+
+    @property
+    def node(self) -> Node:
+        """The DHT node (its public methods: routing-table inspection, counters, ...)."""
+        return self._node
+
+    @property
+    def db(self) -> LocalStore:
+        """The node's SQLite store."""
+        return self._db
+
+    @property
+    def registry(self) -> Registry | None:
+        """Where peers and their states come from (None: the configured bootstrap list)."""
+        return self._registry
+
+    @property
+    def transport(self) -> TcpTransport:
+        """The client transport (its ``options``, ``stats`` and ``pool``)."""
+        return self._transport
+
+    @property
+    def server(self) -> TcpServer | None:
+        """The TCP server once started (its ``limits`` and ``stats``)."""
+        return self._server
+
+    @property
+    def server_limits(self) -> ServerLimits:
+        """The limits the server runs with (from the ``server`` section)."""
+        return self._server_limits
+
+    @property
+    def intervals(self) -> Intervals:
+        """Periods of the background loops."""
+        return self._intervals
 
     @property
     def me(self) -> Contact:
         """This node as peers see it: ID, advertised address and port."""
-        return self.dht.core.me
+        return self._node.me
 
     @property
     def address(self) -> str:
         """This node's ``lumera1…`` address (its node ID)."""
-        return self.key.address
+        return self._key.address
 
     @property
     def port(self) -> int:
         """The port actually listened on (differs from the config when it asked for 0)."""
-        return self.server.port if self.server is not None else self.config.p2p.port
+        return self._server.port if self._server is not None else self._config.p2p.port
 
     @property
     def running(self) -> bool:
         """Whether ``start`` has completed and ``stop`` has not begun."""
         return self._running
+
+    # --- lifecycle -----------------------------------------------------------------------
 
     async def start(self, *, bootstrap: bool = True) -> None:
         """Listen, bootstrap and start the background loops.
@@ -200,13 +249,20 @@ class P2P:
             return
         if self._stopped:
             raise NotRunning("a stopped node cannot be started again; create a new one")
-        p2p = self.config.p2p
-        self.server = TcpServer(
-            self.dht.handle, p2p.listen_address, p2p.port, self.key, self.verifier
+        p2p = self._config.p2p
+        self._server = TcpServer(
+            self._node.handle,
+            p2p.listen_address,
+            p2p.port,
+            self._key,
+            self._verifier,
+            limits=self._server_limits,
         )
-        await self.server.start()
-        if self.me.port != self.server.port:
-            self.dht.core.me = self.me.with_endpoint(self.me.ip, self.server.port)
+        await self._server.start()
+        if self._registry is None:
+            await self._allow_registered(())  # the bootstrap list is all there is
+        if self.me.port != self._server.port:
+            self._node.move_to(self.me.ip, self._server.port)
         try:
             if bootstrap:
                 await self.sync_peers()
@@ -215,12 +271,11 @@ class P2P:
             # retries, and meanwhile the node serves whoever reaches it.
             log.warning("initial peer sync failed, will retry: %s", exc)
         self._running = True
-        self._spawn(
-            self._every(p2p.allowlist_refresh_interval, self.refresh_allowlist), "allowlist"
-        )
+        every = self._intervals
+        self._spawn(_every(every.allowlist_refresh, self.refresh_allowlist), "allowlist")
         self._spawn(self._peer_sync_loop(), "peer-sync")
-        self._spawn(self._every(min(600.0, p2p.bucket_refresh_interval), self._refresh), "refresh")
-        self._spawn(self._every(p2p.health_check_interval, self._health), "health")
+        self._spawn(_every(every.bucket_refresh_check, self._node.refresh), "refresh")
+        self._spawn(_every(every.health_check, self._health), "health")
         log.info("node %s listening on %s:%d", self.address, p2p.listen_address, self.port)
 
     async def stop(self) -> None:
@@ -232,13 +287,13 @@ class P2P:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.server is not None:
-            await self.server.close()
-        await self.transport.close()
-        await self.dht.close()
-        await self.db.close()
-        if self.registry is not None:
-            await self.registry.close()
+        if self._server is not None:
+            await self._server.close()
+        await self._transport.close()
+        await self._node.close()
+        await self._db.close()
+        if self._registry is not None:
+            await self._registry.close()
 
     async def run(self) -> None:
         """Start and serve until cancelled; always stop cleanly."""
@@ -258,59 +313,62 @@ class P2P:
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=name))
 
-    @staticmethod
-    async def _every(interval: float, job: Callable[[], Awaitable[object]]) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await job()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a failed round is logged and retried next interval
-                log.exception("background job %s failed", getattr(job, "__name__", job))
-
     async def _peer_sync_loop(self) -> None:
-        """Full peer sync every ``bootstrap_refresh_interval``; every 30 s while alone."""
-        interval = self.config.p2p.bootstrap_refresh_interval
+        """Full peer sync every ``peer_sync`` seconds; every ``peer_sync_retry`` while alone."""
+        every = self._intervals
         while True:
-            alone = len(self.dht.core.table) == 0
-            await asyncio.sleep(min(interval, 30.0) if alone else interval)
+            alone = self._node.peer_count == 0
+            await asyncio.sleep(every.peer_sync_retry if alone else every.peer_sync)
             try:
                 await self.sync_peers()
             except LumeraP2PError as exc:
                 log.warning("peer sync failed, will retry: %s", exc)
 
+    async def _health(self) -> None:
+        answered, failed = await self._node.check_peers()
+        log.debug("health check: %d answered, %d failed", answered, failed)
+
     # --- membership ----------------------------------------------------------------------
 
     async def _supernodes(self) -> list[Supernode]:
-        assert self.registry is not None
-        return await self.registry.list_supernodes()
+        assert self._registry is not None
+        return await self._registry.list_supernodes()
 
     def _apply_allowlist(self, nodes: Sequence[Supernode]) -> None:
-        routing = [n.routing_id for n in nodes if n.routing_eligible]
-        store = [n.routing_id for n in nodes if n.store_eligible]
         ours = next((n for n in nodes if n.address == self.address), None)
-        if self.eligibility.update(routing, store):
-            self.eligibility.self_store_eligible = ours is None or ours.store_eligible
-            for contact in list(self.dht.core.table):
-                if not self.eligibility.routing(contact.hashed_id):
-                    self.dht.core.table.remove(contact.hashed_id)
+        self._node.apply_allowlist(
+            [n.routing_id for n in nodes if n.routing_eligible],
+            [n.routing_id for n in nodes if n.store_eligible],
+            self_store_eligible=ours is None or ours.store_eligible,
+        )
         # Without external_ip, advertise the address the chain lists for us (as Go does),
         # unless we listen on one specific address.
-        wildcard = self.config.p2p.listen_address in ("0.0.0.0", "::")
-        if ours is not None and ours.host and not self.config.p2p.external_ip and wildcard:
-            self.dht.core.me = self.me.with_endpoint(ours.host, self.me.port)
+        p2p = self._config.p2p
+        wildcard = p2p.listen_address in ("0.0.0.0", "::")
+        if ours is not None and ours.host and not p2p.external_ip and wildcard:
+            self._node.move_to(ours.host, self.me.port)
 
     async def refresh_allowlist(self) -> None:
         """Re-read the registry's states into the routing and store allowlists."""
-        if self.registry is None:
+        if self._registry is None:
             return
-        self._apply_allowlist(await self._supernodes())
+        nodes = await self._supernodes()
+        self._apply_allowlist(nodes)
+        await self._allow_registered(nodes)
+
+    async def _allow_registered(self, nodes: Sequence[Supernode]) -> None:
+        """With ``server.registered_addresses_only``: only the addresses of the registry's
+        supernodes (and of ``p2p.bootstrap_nodes``) may connect."""
+        if self._server is None or not self._server_limits.registered_addresses_only:
+            return
+        hosts = [n.host for n in nodes if n.host]
+        hosts += [b.host for b in self._config.p2p.bootstrap_nodes]
+        self._server.set_allowed_addresses(await resolve_hosts(hosts))
 
     def _seed_contacts(self, nodes: Sequence[Supernode]) -> list[Contact]:
         candidates = bootstrap_candidates(
             nodes,
-            allow_private=self.config.p2p.allow_private_peers,
+            allow_private=self._config.p2p.allow_private_peers,
             self_endpoint=None,
         )
         return [
@@ -321,7 +379,7 @@ class P2P:
 
     async def sync_peers(self) -> int:
         """Bootstrap from the configured list or the registry; return the routing-table size."""
-        bootstrap = self.config.p2p.bootstrap_nodes
+        bootstrap = self._config.p2p.bootstrap_nodes
         if bootstrap:
             seeds = [
                 Contact(b.identity.encode(), b.host, b.port)
@@ -331,17 +389,11 @@ class P2P:
         else:
             nodes = await self._supernodes()
             self._apply_allowlist(nodes)
+            await self._allow_registered(nodes)
             seeds = self._seed_contacts(nodes)
         if not seeds:
-            return len(self.dht.core.table)
-        return await self.dht.bootstrap(seeds)
-
-    async def _refresh(self) -> None:
-        await self.dht.refresh()
-
-    async def _health(self) -> None:
-        answered, failed = await self.dht.check_peers()
-        log.debug("health check: %d answered, %d failed", answered, failed)
+            return self._node.peer_count
+        return await self._node.bootstrap(seeds)
 
     # --- the client API ------------------------------------------------------------------
 
@@ -350,21 +402,31 @@ class P2P:
             raise NotRunning("p2p service is not running")
 
     async def store(self, data: bytes, datatype: int = 0) -> str:
-        """Store ``data``; return its base58 key (committed locally before it returns)."""
+        """Store ``data`` here (committed before the network part) and on the nearest nodes;
+        return its base58 key."""
         self._check_running()
-        return await self.dht.store(data, datatype)
+        outcome = await self._node.store(bytes(data), datatype)
+        return key_from_bytes(outcome.key)
 
     async def retrieve(self, key: str, local_only: bool = False) -> bytes | None:
-        """The value of a base58 key: local, then the network (None if nowhere)."""
+        """The value of a base58 key: local, then the network (None if nowhere).
+
+        Raises ``KeyDisabled`` for a disabled key, ``NotFound`` for a local-only miss, and
+        ``InvalidContentKey`` for a malformed key.
+        """
         self._check_running()
-        return await self.dht.retrieve(key, local_only)
+        return await self._node.retrieve(key_to_bytes(key), local_only)
 
     async def store_batch(
         self, values: Sequence[bytes], datatype: int = 0, task_id: str = ""
     ) -> BatchStoreReport:
-        """Store many values: one local transaction, then one request per replica node."""
+        """Store many values: one local transaction, then each replica node its share.
+
+        ``task_id`` names the batch in logs and in the report. Raises ``StoreFailed`` when
+        some key has no eligible node or too few requests succeed (see ``dht.options``).
+        """
         self._check_running()
-        return await self.dht.store_batch(values, datatype, task_id)
+        return await self._node.store_batch([bytes(v) for v in values], datatype, task_id)
 
     async def batch_retrieve(
         self,
@@ -373,66 +435,126 @@ class P2P:
         tx_id: str = "",
         local_only: bool = False,
     ) -> dict[str, bytes]:
-        """Values of many keys, stopping once ``required`` are in hand."""
+        """Values of ``keys`` (base58 → bytes), stopping once ``required`` are in hand.
+
+        ``required`` defaults to all keys. A local-only call that finds fewer raises
+        ``NotEnoughValues`` carrying what it found; over the network a shortfall is not an
+        error (the result is simply smaller), as in Go.
+        """
         self._check_running()
-        return await self.dht.batch_retrieve(keys, required, tx_id, local_only)
+        raw = [key_to_bytes(k) for k in keys]
+        need = len(set(raw)) if required is None else required
+        found: dict[str, bytes] = {}
+
+        async def collect(key: bytes, value: bytes) -> bool:
+            found[key_from_bytes(key)] = value
+            return True
+
+        await self._node.batch_retrieve_stream(raw, need, tx_id, collect, local_only=local_only)
+        if local_only and len(found) < need:
+            raise NotEnoughValues(f"local-only: found {len(found)}, required {need}", found)
+        return found
 
     async def batch_retrieve_stream(
         self,
         keys: Sequence[str],
         required: int,
         tx_id: str,
-        on_value: Callable[[str, bytes], Awaitable[object]],
+        on_value: OnValue,
         local_only: bool = False,
     ) -> int:
-        """Like ``batch_retrieve``, handing each value to ``on_value``; returns the count."""
+        """Like ``batch_retrieve``, handing each value to ``on_value(key, value)``.
+
+        If ``on_value`` raises, the value is not counted and another provider may supply the
+        key. ``tx_id`` seeds which replica is asked first. Returns how many were delivered.
+        """
         self._check_running()
-        return await self.dht.batch_retrieve_stream(keys, required, tx_id, on_value, local_only)
+        raw = [key_to_bytes(k) for k in keys]
+
+        async def deliver(key: bytes, value: bytes) -> bool:
+            try:
+                await on_value(key_from_bytes(key), value)
+            except Exception as exc:  # the caller refused this value; try another provider
+                log.info("on_value refused %s: %s", key_from_bytes(key), exc)
+                return False
+            return True
+
+        count = await self._node.batch_retrieve_stream(
+            raw, required, tx_id, deliver, local_only=local_only
+        )
+        if local_only and count < required:
+            raise NotEnoughValues(f"local-only: found {count}, required {required}", {})
+        return count
 
     async def delete(self, key: str) -> bool:
-        """Delete the local copy of a key."""
+        """Delete the local copy of a key (nothing remote); return whether it was here."""
         self._check_running()
-        return await self.dht.delete(key)
+        return await self._db.delete(key_to_bytes(key))
 
     async def local_store(self, key: str, data: bytes) -> str:
-        """Store locally only; ``data`` must hash to ``key``."""
+        """Store ``data`` here only, under ``key``, which it must hash to (``ValueMismatch``)."""
         self._check_running()
-        return await self.dht.local_store(key, data)
+        raw = key_to_bytes(key)
+        if digest(data) != raw:
+            raise ValueMismatch(f"data does not hash to key {key}")
+        await self._db.store_batch([(raw, bytes(data))], is_original=True)
+        return key
 
     async def disable_key(self, key: str) -> None:
         """Refuse single-key retrieval of ``key`` here for a while."""
-        await self.dht.disable_key(key)
+        await self._db.disable_key(key_to_bytes(key))
 
     async def enable_key(self, key: str) -> None:
         """Undo ``disable_key``."""
-        await self.dht.enable_key(key)
+        await self._db.enable_key(key_to_bytes(key))
 
     async def get_local_keys(self, start: datetime | None, end: datetime) -> list[str]:
         """Base58 keys stored here with ``createdAt`` in (start, end)."""
-        return await self.dht.get_local_keys(start, end)
+        return [key_from_bytes(k) for k in await self._db.get_local_keys(start, end)]
 
     def n_closest_nodes(self, n: int, key: str, ignores: Sequence[str] = ()) -> list[str]:
-        """Addresses of the ``n`` known nodes nearest ``key`` (no network call)."""
-        return self.dht.n_closest_nodes(n, key, ignores)
+        """Addresses of the ``n`` routing-table nodes nearest ``key`` (no network call).
+
+        ``key`` is base58; if it does not decode to 32 bytes it is hashed. Banned nodes and
+        ``ignores`` (addresses) are left out; we are never included.
+        """
+        skip = {hash_id(i.encode()) for i in ignores}
+        return [c.address for c in self._node.closest(closest_target(key), n, skip)]
 
     async def stats(self) -> P2PStats:
-        """Counters and sizes of this node."""
-        dht = await self.dht.stats()
-        store = await self.db.stats()
+        """Counters and sizes of this node and of its server, transport and pool."""
+        pool = self._transport.pool
         return P2PStats(
             address=self.address,
-            listen=f"{self.config.p2p.listen_address}:{self.port}",
-            peers=dht.peers,
-            banned=dht.banned,
-            records=store.records,
-            data_bytes=store.data_bytes,
-            db_file_bytes=store.db_file_bytes,
-            rpc_sent=dht.rpc_sent,
-            rpc_failed=dht.rpc_failed,
-            requests_handled=dht.requests_handled,
-            poisoned_values=dht.poisoned_values,
-            registry_routing=self.eligibility.routing_count,
+            listen=f"{self._config.p2p.listen_address}:{self.port}",
+            peers=self._node.peer_count,
+            banned=self._node.banned_count(),
+            registry_routing=self._node.routing_allowlist_size,
+            store=await self._db.stats(),
+            dht=self._node.snapshot_counters(),
+            server=dataclasses.replace(self._server.stats)
+            if self._server is not None
+            else ServerStats(),
+            transport=dataclasses.replace(self._transport.stats),
+            pool=PoolCounters(
+                **dataclasses.asdict(pool.stats),
+                open=pool.open,
+                idle=pool.idle,
+                capacity=pool.capacity,
+            ),
         )
+
+
+async def _every(interval: float, job: Callable[[], Awaitable[object]]) -> None:
+    """Run ``job`` every ``interval`` seconds; a failed round is logged and retried next time."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await job()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background job %s failed", getattr(job, "__name__", job))
 
 
 async def run_until_signalled(p2p: P2P) -> None:

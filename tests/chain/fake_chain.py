@@ -40,7 +40,9 @@ class ChainData:
     records: list[supernode_pb2.SuperNode]
     accounts: set[str] = field(default_factory=set)
     network: str = CHAIN_ID
-    delay: float = 0.0  # seconds before answering a supernode/account query
+    #: While set to an unset event, supernode and account queries wait for it: a slow chain
+    #: whose answer comes exactly when the test says.
+    hold: asyncio.Event | None = None
     calls: Counter[str] = field(default_factory=Counter)
 
     def key(self, index: int) -> bytes:
@@ -56,8 +58,8 @@ class SupernodeQuery(sn_grpc.QueryServicer):
         self, request: sn_query_pb2.QueryListSuperNodesRequest, context: grpc.aio.ServicerContext
     ) -> sn_query_pb2.QueryListSuperNodesResponse:
         self.data.calls["ListSuperNodes"] += 1
-        if self.data.delay:
-            await asyncio.sleep(self.data.delay)
+        if self.data.hold is not None:
+            await self.data.hold.wait()
         rows = self.data.records
         if request.HasField("pagination"):
             page = request.pagination
@@ -89,8 +91,8 @@ class SupernodeQuery(sn_grpc.QueryServicer):
         context: grpc.aio.ServicerContext,
     ) -> sn_query_pb2.QueryGetSuperNodeBySuperNodeAddressResponse:
         self.data.calls["GetSuperNodeBySuperNodeAddress"] += 1
-        if self.data.delay:
-            await asyncio.sleep(self.data.delay)
+        if self.data.hold is not None:
+            await self.data.hold.wait()
         for record in self.data.records:
             if record.supernode_account == request.supernodeAddress:
                 return sn_query_pb2.QueryGetSuperNodeBySuperNodeAddressResponse(supernode=record)
@@ -106,8 +108,8 @@ class AuthQuery(auth_grpc.QueryServicer):
         self, request: auth_query_pb2.QueryAccountInfoRequest, context: grpc.aio.ServicerContext
     ) -> auth_query_pb2.QueryAccountInfoResponse:
         self.data.calls["AccountInfo"] += 1
-        if self.data.delay:
-            await asyncio.sleep(self.data.delay)
+        if self.data.hold is not None:
+            await self.data.hold.wait()
         if request.address not in self.data.accounts:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"account {request.address} not found")
         account = auth_pb2.BaseAccount(address=request.address, account_number=7, sequence=3)

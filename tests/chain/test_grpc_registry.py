@@ -35,6 +35,7 @@ from tests.chain.fake_chain import (
     make_fixture,
     start_server,
 )
+from tests.support import eventually
 
 N_SUPERNODES = 150
 UNKNOWN = address_from_bytes(bytes(range(20)))
@@ -276,18 +277,22 @@ async def test_concurrent_lookups_share_one_query(
     reg = registry(port)
     try:
         await reg.connect()
-        data.delay = 0.2
-        results = await asyncio.gather(*(reg.is_registered_supernode(address) for _ in range(20)))
-        assert all(results)
+        data.hold = asyncio.Event()  # the chain answers when we say
+        asking = [asyncio.ensure_future(reg.is_registered_supernode(address)) for _ in range(20)]
+        await eventually(lambda: data.calls["GetSuperNodeBySuperNodeAddress"] == 1)
+        data.hold.set()
+        assert all(await asyncio.gather(*asking))
         assert data.calls["GetSuperNodeBySuperNodeAddress"] == 1
         # A caller that gives up does not cancel the query for the others.
-        data.delay = 0.3
+        data.hold = asyncio.Event()
         other = address_from_bytes(b"\x01" * 20)  # unknown: answers are not cached
         waiter = asyncio.ensure_future(reg.is_registered_supernode(other))
         quitter = asyncio.ensure_future(reg.is_registered_supernode(other))
-        await asyncio.sleep(0.05)
+        await eventually(lambda: data.calls["GetSuperNodeBySuperNodeAddress"] == 2)
         quitter.cancel()
-        await waiter
+        data.hold.set()
+        assert await waiter is False
+        assert quitter.cancelled()
         assert data.calls["GetSuperNodeBySuperNodeAddress"] == 2
     finally:
         await reg.close()
@@ -339,7 +344,7 @@ async def test_slow_answer_times_out(chain: tuple[ChainData, int]) -> None:
     reg = registry(port, timeout=0.2)
     try:
         await reg.connect()
-        data.delay = 1.0
+        data.hold = asyncio.Event()  # never set: only the 0.2 s timeout can end the query
         with pytest.raises(ChainError, match=r"did not answer GetSuperNodeBySuperNodeAddress"):
             await reg.get_supernode(UNKNOWN)
     finally:
@@ -425,9 +430,9 @@ async def test_close_during_a_lookup(chain: tuple[ChainData, int]) -> None:
     data, port = chain
     reg = registry(port)
     await reg.connect()
-    data.delay = 1.0
+    data.hold = asyncio.Event()  # never set: the lookup is still out when we close
     pending = asyncio.ensure_future(reg.is_registered_supernode(UNKNOWN))
-    await asyncio.sleep(0.05)
+    await eventually(lambda: data.calls["GetSuperNodeBySuperNodeAddress"] == 1)
     await reg.close()
     with pytest.raises(ChainError, match="closed"):
         await pending

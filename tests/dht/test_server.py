@@ -6,14 +6,14 @@ import asyncio
 import base64
 import json
 import random
+from typing import cast
 
 import base58
 import pytest
 import zstandard
 
 from lumera_p2p.content import digest
-from lumera_p2p.dht import DHT, DHTOptions, MemoryStore
-from lumera_p2p.dht.options import ServingLimits
+from lumera_p2p.dht import DHTOptions, MemoryStore, Node, ServingLimits
 from lumera_p2p.errors import ProtocolError, TransportError
 from lumera_p2p.kademlia import Contact
 from lumera_p2p.kademlia.node import hash_id
@@ -27,10 +27,10 @@ from lumera_p2p.wire.messages import (
     KeyValWithClosest,
     Message,
     MessageType,
-    Node,
     ReplicateDataRequest,
     StoreDataRequest,
 )
+from lumera_p2p.wire.messages import Node as WireNode
 
 
 class NoTransport:
@@ -38,18 +38,23 @@ class NoTransport:
         raise TransportError("offline")
 
 
-def make_node(peers: int = 30, options: DHTOptions | None = None) -> DHT:
+def make_node(peers: int = 30, options: DHTOptions | None = None) -> Node:
     me = Contact(b"lumera1server", "10.0.0.1", 4445)
-    node = DHT(me, MemoryStore(), NoTransport(), options=options or DHTOptions(allow_private=True))
+    node = Node(me, MemoryStore(), NoTransport(), options=options or DHTOptions(allow_private=True))
     for i in range(peers):
-        node.core.table.add(Contact(b"peer-%d" % i, f"10.0.1.{i}", 4445), 0)
+        node.learn(Contact(b"peer-%d" % i, f"10.0.1.{i}", 4445), now=0.0)
+    assert node.peer_count == peers
     return node
 
 
-CLIENT = Node(id=b"lumera1client", ip="10.0.9.9", port=4445)
+def store_of(node: Node) -> MemoryStore:
+    return cast(MemoryStore, node.values)
 
 
-def req(mtype: MessageType, data: object, sender: Node | None = CLIENT) -> Message:
+CLIENT = WireNode(id=b"lumera1client", ip="10.0.9.9", port=4445)
+
+
+def req(mtype: MessageType, data: object, sender: WireNode | None = CLIENT) -> Message:
     return Message(sender=sender, receiver=None, message_type=int(mtype), data=data)  # type: ignore[arg-type]
 
 
@@ -80,7 +85,7 @@ def test_ping_echoes_type_and_learns_the_sender() -> None:
     assert response.message_type == MessageType.PING
     assert response.sender is not None and response.sender.id == b"lumera1server"
     assert response.sender.hashed_id == hash_id(b"lumera1server")
-    assert hash_id(CLIENT.id) in node.core.table
+    assert node.knows(hash_id(CLIENT.id))
 
 
 def test_find_node_returns_k_closest_with_hashed_ids() -> None:
@@ -93,7 +98,7 @@ def test_find_node_returns_k_closest_with_hashed_ids() -> None:
         closest = response.data.closest  # type: ignore[union-attr]
         t = int.from_bytes(point, "big")
         expected = sorted(
-            (c for c in node.core.table if c.id != CLIENT.id), key=lambda c: c.int_id ^ t
+            (c for c in node.contacts() if c.id != CLIENT.id), key=lambda c: c.int_id ^ t
         )[:20]
         assert [n.id for n in closest] == [c.id for c in expected]
         assert all(n.hashed_id == hash_id(n.id) for n in closest)
@@ -102,7 +107,7 @@ def test_find_node_returns_k_closest_with_hashed_ids() -> None:
 def test_find_value_found_and_missing() -> None:
     node = make_node()
     key = digest(b"value")
-    run(node.core.store.store_batch([b"value"]))
+    run(node.values.store_batch([b"value"]))
     hit = run(node.handle(req(MessageType.FIND_VALUE, FindValueRequest(target=key)), CLIENT.id))
     assert hit.data.value == b"value"  # type: ignore[union-attr]
     assert hit.data.status.result == 0  # type: ignore[union-attr]
@@ -123,8 +128,10 @@ def test_store_data_commits_and_respects_self_eligibility() -> None:
         node.handle(req(MessageType.STORE_DATA, StoreDataRequest(data=b"a", type=1)), CLIENT.id)
     )
     assert ok.data.status.result == 0  # type: ignore[union-attr]
-    assert node.core.store.values[digest(b"a")] == b"a"  # type: ignore[attr-defined]
-    node.core.eligibility.self_store_eligible = False
+    assert store_of(node).values[digest(b"a")] == b"a"
+    everyone = [c.hashed_id for c in node.contacts()] + [hash_id(CLIENT.id)]
+    assert node.apply_allowlist(everyone, everyone, self_store_eligible=False)
+    assert not node.self_store_eligible
     refused = run(node.handle(req(MessageType.STORE_DATA, StoreDataRequest(data=b"b")), CLIENT.id))
     assert refused.data.status.err_msg == "store rejected: self not store-eligible"  # type: ignore[union-attr]
     held = run(node.handle(req(MessageType.STORE_DATA, StoreDataRequest(data=b"a")), CLIENT.id))
@@ -171,7 +178,7 @@ def test_batch_store_and_batch_get_values() -> None:
 
 def test_batch_find_values_is_zstd_json_base64() -> None:
     node = make_node()
-    run(node.core.store.store_batch([b"one", b"two"]))
+    run(node.values.store_batch([b"one", b"two"]))
     keys = [digest(b"one").hex(), digest(b"two").hex(), digest(b"three").hex()]
     response = run(
         node.handle(
@@ -202,13 +209,13 @@ def test_batch_find_node_keys_are_base58_of_targets() -> None:
 
 def test_replicate_records_missing_keys_with_the_announcer() -> None:
     node = make_node()
-    run(node.core.store.store_batch([b"have"]))
+    run(node.values.store_batch([b"have"]))
     keys = [digest(b"have").hex(), digest(b"want").hex()]
     response = run(
         node.handle(req(MessageType.REPLICATE, ReplicateDataRequest(keys=keys)), CLIENT.id)
     )
     assert response.data.status.result == 0  # type: ignore[union-attr]
-    pending = node.core.store.replication_keys  # type: ignore[attr-defined]
+    pending = store_of(node).replication_keys
     assert list(pending) == [digest(b"want")]
     assert pending[digest(b"want")].id == "lumera1client"
     bad = run(
@@ -221,13 +228,13 @@ def test_returned_nodes_never_include_unusable_peer_supplied_contacts() -> None:
     node = make_node(peers=0)
     rng = random.Random(1)
     forged = [
-        Node(id=b"a", ip="0.0.0.0", port=1),
-        Node(id=b"b", ip="", port=1),
-        Node(id=b"c", ip="10.0.0.5", port=0),
-        Node(id=b"lumera1server", ip="10.0.0.7", port=9),  # ourselves
-        Node(id=b"d", ip="10.0.0.8", port=7, hashed_id=rng.randbytes(32)),  # forged HashedID
+        WireNode(id=b"a", ip="0.0.0.0", port=1),
+        WireNode(id=b"b", ip="", port=1),
+        WireNode(id=b"c", ip="10.0.0.5", port=0),
+        WireNode(id=b"lumera1server", ip="10.0.0.7", port=9),  # ourselves
+        WireNode(id=b"d", ip="10.0.0.8", port=7, hashed_id=rng.randbytes(32)),  # forged HashedID
     ]
-    contacts = node.core.contacts_from_wire(forged)
+    contacts = node.contacts_from_wire(forged)
     assert [c.id for c in contacts] == [b"d"]
     assert contacts[0].hashed_id == hash_id(b"d")
 
@@ -236,7 +243,7 @@ def test_batch_get_values_answer_is_capped() -> None:
     capped = ServingLimits(max_response_value_bytes=25)
     node = make_node(options=DHTOptions(allow_private=True, serving=capped))
     values = [b"0123456789" for _ in range(1)] + [b"abcdefghij", b"ABCDEFGHIJ", b"klmnopqrst"]
-    run(node.core.store.store_batch(values))
+    run(node.values.store_batch(values))
     asked = {digest(v).hex(): KeyValWithClosest() for v in values}
     got = run(
         node.handle(req(MessageType.BATCH_GET_VALUES, BatchGetValuesRequest(data=asked)), CLIENT.id)

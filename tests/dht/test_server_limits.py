@@ -11,8 +11,7 @@ from collections.abc import Sequence
 import pytest
 import zstandard
 
-from lumera_p2p.dht import DHT, DHTOptions, MemoryStore
-from lumera_p2p.dht.options import ServingLimits
+from lumera_p2p.dht import DHTOptions, MemoryStore, Node, ServingLimits
 from lumera_p2p.dht.quotas import QuotaLimits
 from lumera_p2p.dht.server import BUSY, NO_MEMORY
 from lumera_p2p.errors import ProtocolError, TransportError
@@ -60,9 +59,9 @@ class Gated(MemoryStore):
         return await super().retrieve_many(keys)
 
 
-def node(store: MemoryStore | None = None, **serving_limits: object) -> DHT:
+def node(store: MemoryStore | None = None, **serving_limits: object) -> Node:
     options = DHTOptions(allow_private=True, serving=ServingLimits(**serving_limits))  # type: ignore[arg-type]
-    return DHT(ME, store or MemoryStore(), Offline(), options=options)
+    return Node(ME, store or MemoryStore(), Offline(), options=options)
 
 
 def peer(name: str) -> WireNode:
@@ -73,7 +72,7 @@ def req(sender: WireNode, mtype: MessageType, data: object) -> Message:
     return Message(sender=sender, receiver=None, message_type=int(mtype), data=data)  # type: ignore[arg-type]
 
 
-async def ask(n: DHT, sender: WireNode, mtype: MessageType, data: object) -> object:
+async def ask(n: Node, sender: WireNode, mtype: MessageType, data: object) -> object:
     answer = await n.handle(req(sender, mtype, data), sender.id)
     return answer.data
 
@@ -156,7 +155,7 @@ def test_batch_find_values_per_peer_cap() -> None:
 
 
 async def handled(
-    n: DHT, reservation: Reservation, sender: WireNode, data: object, mtype: MessageType
+    n: Node, reservation: Reservation, sender: WireNode, data: object, mtype: MessageType
 ) -> object:
     with serving(reservation):
         return await ask(n, sender, mtype, data)
@@ -166,7 +165,7 @@ def test_batch_get_values_carries_what_fits_and_the_rest_as_absent() -> None:
     async def main() -> None:
         n = node()
         values = [bytes([i]) * (100 * KIB) for i in range(5)]
-        keys = await n.core.store.store_batch(values)
+        keys = await n.values.store_batch(values)
         budget = MemoryBudget(500 * KIB, small=0)
         request = budget.try_reserve(0, "lumera1a")
         assert request is not None
@@ -186,7 +185,7 @@ def test_batch_get_values_carries_what_fits_and_the_rest_as_absent() -> None:
 def test_batch_get_values_when_nothing_fits_is_busy() -> None:
     async def main() -> None:
         n = node(memory_wait=1.0)
-        keys = await n.core.store.store_batch([b"z" * (100 * KIB)])
+        keys = await n.values.store_batch([b"z" * (100 * KIB)])
         budget = MemoryBudget(500 * KIB, small=0)
         hog = budget.try_reserve(450 * KIB, "lumera1hog")
         request = budget.try_reserve(0, "lumera1a")
@@ -205,7 +204,7 @@ def test_batch_find_values_is_not_done_when_values_were_left_out() -> None:
     async def main() -> None:
         n = node()
         values = [bytes([i]) * (100 * KIB) for i in range(3)]
-        keys = await n.core.store.store_batch(values)
+        keys = await n.values.store_batch(values)
         budget = MemoryBudget(450 * KIB, small=0)
         request = budget.try_reserve(0, "lumera1a")
         assert request is not None
@@ -228,8 +227,8 @@ def test_find_value_of_a_large_value_without_room_is_busy() -> None:
     async def main() -> None:
         n = node(memory_wait=1.0)
         for i in range(5):
-            n.core.seen(Contact(b"peer-%d" % i, f"10.0.1.{i}", 4445))
-        [key] = await n.core.store.store_batch([b"L" * (300 * KIB)])
+            n.learn(Contact(b"peer-%d" % i, f"10.0.1.{i}", 4445), now=0.0)
+        [key] = await n.values.store_batch([b"L" * (300 * KIB)])
         budget = MemoryBudget(1000 * KIB, per_peer=500 * KIB, small=0)
         request = budget.try_reserve(0, "lumera1a")
         assert request is not None
@@ -249,7 +248,7 @@ def test_find_value_of_a_large_value_without_room_is_busy() -> None:
 # --- quotas ----------------------------------------------------------------------------------
 
 
-def quota_node(**quotas: float) -> DHT:
+def quota_node(**quotas: float) -> Node:
     return node(quotas=QuotaLimits(**quotas))  # type: ignore[arg-type]
 
 
@@ -271,7 +270,7 @@ def test_a_peer_over_its_write_quota_is_refused_and_others_are_served() -> None:
         assert isinstance(again, StoreDataResponse) and again.status.result == 0
         served = await ask(n, b, MessageType.STORE_DATA, StoreDataRequest(b"4" * (60 * KIB)))
         assert isinstance(served, StoreDataResponse) and served.status.result == 0
-        assert await n.core.store.count() == 2
+        assert await n.values.count() == 2
         # It keeps going: one more refusal, then its connection is closed.
         await ask(n, a, MessageType.STORE_DATA, StoreDataRequest(b"5" * (60 * KIB)))
         with pytest.raises(ProtocolError, match="keeps going past its quota"):
@@ -287,7 +286,7 @@ def test_a_peer_over_its_write_quota_is_refused_and_others_are_served() -> None:
 def test_replicate_announcements_are_bounded_per_peer() -> None:
     async def main() -> None:
         n = quota_node(replicate_keys=300, window=60.0)
-        store = n.core.store
+        store = n.values
         assert isinstance(store, MemoryStore)
         a = peer("a")
         accepted = refused = 0
@@ -326,38 +325,36 @@ class Answering:
 
 def test_a_banned_peer_stays_out_until_its_ban_expires() -> None:
     async def main() -> None:
-        n = DHT(ME, MemoryStore(), Answering(), options=DHTOptions(allow_private=True))
+        n = Node(ME, MemoryStore(), Answering(), options=DHTOptions(allow_private=True))
         poisoner = Contact(b"lumera1poisoner", "10.0.7.7", 4445)
-        n.core.seen(poisoner)
-        n.client.penalise_poisoner(poisoner, bytes(32))
-        assert poisoner.hashed_id not in n.core.table
+        n.learn(poisoner)
+        n.ban(poisoner, "served a poisoned value", n.now())
+        assert not n.knows(poisoner.hashed_id)
         # It answers our ping, and sends us requests: it stays out all the same.
         assert await n.ping(poisoner)
         wire = WireNode(id=poisoner.id, ip=poisoner.ip, port=poisoner.port)
         await ask(n, wire, MessageType.PING, None)
-        assert poisoner.hashed_id not in n.core.table
-        assert n.core.bans.is_banned(poisoner.hashed_id, n.core.now())
-        assert n.core.counters.banned_kept_out >= 2
+        assert not n.knows(poisoner.hashed_id) and n.is_banned(poisoner.hashed_id)
+        assert n.snapshot_counters().banned_kept_out >= 2
         # A ban lasts an hour from the ban; then it may come back.
         await asyncio.sleep(3601.0)
         await ask(n, wire, MessageType.PING, None)
-        assert poisoner.hashed_id in n.core.table
+        assert n.knows(poisoner.hashed_id)
 
     run_virtual(main())
 
 
 def test_a_failure_ban_is_lifted_by_a_ping_as_in_go() -> None:
     async def main() -> None:
-        n = DHT(ME, MemoryStore(), Answering(), options=DHTOptions(allow_private=True))
+        n = Node(ME, MemoryStore(), Answering(), options=DHTOptions(allow_private=True))
         flaky = Contact(b"lumera1flaky", "10.0.7.8", 4445)
-        n.core.bans.increment(flaky.hashed_id, n.core.now())
-        n.core.bans.increment(flaky.hashed_id, n.core.now())
-        assert n.core.bans.is_banned(flaky.hashed_id, n.core.now())
+        n.strike(flaky, n.now())
+        n.strike(flaky, n.now())
+        assert n.is_banned(flaky.hashed_id)
         wire = WireNode(id=flaky.id, ip=flaky.ip, port=flaky.port)
         await ask(n, wire, MessageType.PING, None)
-        assert flaky.hashed_id not in n.core.table  # a request does not lift it...
+        assert not n.knows(flaky.hashed_id)  # a request does not lift it...
         assert await n.ping(flaky)  # ...an answered ping does
-        assert flaky.hashed_id in n.core.table
-        assert not n.core.bans.is_banned(flaky.hashed_id, n.core.now())
+        assert n.knows(flaky.hashed_id) and not n.is_banned(flaky.hashed_id)
 
     run_virtual(main())

@@ -15,7 +15,8 @@ from collections.abc import Mapping
 import base58
 import pytest
 
-from lumera_p2p.dht import DHT, DHTOptions, MemoryStore
+from lumera_p2p.dht import DHTOptions, MemoryStore
+from lumera_p2p.dht import Node as DHTNode
 from lumera_p2p.errors import ProtocolError, TransportError
 from lumera_p2p.kademlia import Contact
 from lumera_p2p.wire.messages import (
@@ -32,9 +33,9 @@ MINIMUM = "v2.6.0"
 ME = Contact(b"lumera1me", "10.0.0.1", 4445, "v2.6.2")
 
 
-def node(minimum: str = MINIMUM, transport: object = None) -> DHT:
+def node(minimum: str = MINIMUM, transport: object = None) -> DHTNode:
     options = DHTOptions(allow_private=True, min_peer_version=minimum)
-    return DHT(ME, MemoryStore(), transport or Scripted({}), options=options)  # type: ignore[arg-type]
+    return DHTNode(ME, MemoryStore(), transport or Scripted({}), options=options)  # type: ignore[arg-type]
 
 
 def peer(n: int, version: str = "") -> Node:
@@ -46,7 +47,7 @@ def contact(n: int, version: str = "") -> Contact:
     return Contact(p.id, p.ip, p.port, version)
 
 
-def known(dht: DHT) -> dict[bytes, str]:
+def known(dht: DHTNode) -> dict[bytes, str]:
     """ID → version of every routing-table peer, as we would tell a third party (FindNode)."""
     asker = peer(99, "v9.9.9")
     request = Message(
@@ -106,7 +107,7 @@ def test_requests_from_old_peers_are_not_answered(version: str, answered: bool) 
         with pytest.raises(ProtocolError, match=re.escape("below the minimum v2.6.0")):
             asyncio.run(dht.handle(ping, sender.id))
         assert known(dht) == {}
-        assert dht.core.counters.peers_too_old >= 1
+        assert dht.snapshot_counters().peers_too_old >= 1
 
 
 def test_without_a_minimum_every_version_is_served() -> None:
@@ -115,7 +116,7 @@ def test_without_a_minimum_every_version_is_served() -> None:
         sender = peer(n, version)
         asyncio.run(dht.handle(Message(sender=sender, message_type=0), sender.id))
     assert known(dht) == {peer(0).id: "", peer(1).id: "dev", peer(2).id: "v0.0.1"}
-    assert dht.core.counters.peers_too_old == 0
+    assert dht.snapshot_counters().peers_too_old == 0
 
 
 # --- as a client -------------------------------------------------------------------------------

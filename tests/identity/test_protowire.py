@@ -7,6 +7,7 @@ from google.protobuf import any_pb2
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lumera_p2p.errors import ProtobufDecodeError
 from lumera_p2p.identity import protowire
 
 
@@ -19,11 +20,11 @@ def test_varint_round_trip(value: int) -> None:
 def test_varint_limits() -> None:
     with pytest.raises(ValueError):
         protowire.encode_varint(-1)
-    with pytest.raises(protowire.ProtobufDecodeError, match="10 bytes"):
+    with pytest.raises(ProtobufDecodeError, match="10 bytes"):
         protowire.decode_varint(b"\xff" * 11, 0)
-    with pytest.raises(protowire.ProtobufDecodeError, match="overflows"):
+    with pytest.raises(ProtobufDecodeError, match="overflows"):
         protowire.decode_varint(b"\xff" * 9 + b"\x7f", 0)
-    with pytest.raises(protowire.ProtobufDecodeError, match="truncated"):
+    with pytest.raises(ProtobufDecodeError, match="truncated"):
         protowire.decode_varint(b"\x80", 0)
 
 
@@ -36,7 +37,7 @@ def test_any_matches_google_protobuf(type_url: str, value: bytes) -> None:
 
 
 def test_length_beyond_message_is_refused() -> None:
-    with pytest.raises(protowire.ProtobufDecodeError, match="exceeds"):
+    with pytest.raises(ProtobufDecodeError, match="exceeds"):
         list(protowire.iter_fields(b"\x0a\xff\xff\xff\xff\x0f"))
 
 
@@ -45,5 +46,5 @@ def test_reader_fuzz(raw: bytes) -> None:
     try:
         for _ in protowire.iter_fields(raw):
             pass
-    except protowire.ProtobufDecodeError:
+    except ProtobufDecodeError:
         pass

@@ -12,6 +12,7 @@ from lumera_p2p.chain._generated.lumera.supernode.v1 import supernode_pb2
 from lumera_p2p.chain.registry import SupernodeState
 from lumera_p2p.localnet import create_localnet, load_configs, start_nodes
 from tests.chain.fake_chain import CHAIN_ID, ChainData, start_server
+from tests.support import eventually
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -45,12 +46,17 @@ async def test_nodes_bootstrap_from_the_chain_and_respect_states(tmp_path: Path)
         try:
             assert data.calls["ListSuperNodes"] >= 6
             postponed = nodes[5]
+            # Everyone routes to the five ACTIVE nodes and the POSTPONED one, never the
+            # STOPPED one, which is not routing-eligible.
+            await eventually(
+                lambda: all(n.node.peer_count == 5 for n in nodes),
+                timeout=90.0,
+                what="five peers each",
+            )
             for node in nodes:
-                # Everyone routes to the five ACTIVE nodes and the POSTPONED one, never the
-                # STOPPED one, which is not routing-eligible.
-                assert len(node.dht.core.table) == 5, node.address
-                assert local[6].address not in {c.address for c in node.dht.core.table}
-            assert not postponed.eligibility.self_store_eligible
+                assert node.node.peer_count == 5, node.address
+                assert local[6].address not in {c.address for c in node.node.contacts()}
+            assert not postponed.node.self_store_eligible
             key = await nodes[0].store(b"found through the chain")
             for node in nodes[1:]:
                 assert await node.retrieve(key) == b"found through the chain"

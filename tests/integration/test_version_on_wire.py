@@ -76,14 +76,14 @@ class Recorded:
 
     def wrap_server(self, node: P2P) -> None:
         """Keep the requests ``node``'s TCP server decodes from N (before it starts)."""
-        handle = node.dht.handle
+        handle = node.node.handle
 
         async def recording(request: Message, peer_id: bytes) -> Message:
             if peer_id == self.n_id:
                 self.requests.append(request)
             return await handle(request, peer_id)
 
-        node.dht.handle = recording  # type: ignore[method-assign]
+        node.node.handle = recording  # type: ignore[method-assign]
 
     def wrap_transport(self, node: P2P) -> None:
         """Keep the answers ``node``'s TCP transport decodes from N."""
@@ -172,7 +172,7 @@ async def test_every_node_we_send_carries_its_version(
     assert await n.retrieve(content_key(only_p[0])) == only_p[0]
     found = await n.batch_retrieve([content_key(v) for v in only_p[1:]])
     assert set(found.values()) == set(only_p[1:])
-    await n.dht.check_peers()
+    await n.node.check_peers()
 
     # N as a server: P asks it every request type there is.
     held = os.urandom(64)

@@ -26,6 +26,7 @@ from lumera_p2p.wire.messages import (
     StoreDataRequest,
     StoreDataResponse,
 )
+from tests.support import settle
 
 
 def make_key(label: str) -> PrivateKey:
@@ -58,14 +59,25 @@ def command(cmd: str, sender: PrivateKey = CLIENT_KEY) -> Message:
 
 @dataclass
 class EchoHandler:
-    """Answers Ping; a FindValue target is a command: ``sleep:<s>``, ``size:<n>`` (a value of
-    ``n`` bytes), ``protocol-error``, ``crash``; StoreData answers with the data's length.
-    ``drop_next`` makes the next that many requests raise ``ProtocolError`` (connection closed).
+    """Answers Ping; a FindValue target is a command: ``wait:<gate>`` (answer once the test
+    opens that gate: ``handler.gate(name).set()``), ``size:<n>`` (a value of ``n`` bytes),
+    ``protocol-error``, ``crash``; StoreData answers with the data's length. ``drop_next``
+    makes the next that many requests raise ``ProtocolError`` (connection closed).
+    ``log`` records ``begin <command>`` and ``end <command>`` in the order they happen.
     """
 
     key: PrivateKey = SERVER_KEY
     seen: list[tuple[int, bytes]] = field(default_factory=list)
     drop_next: int = 0
+    log: list[str] = field(default_factory=list)
+    gates: dict[str, asyncio.Event] = field(default_factory=dict)
+
+    def gate(self, name: str) -> asyncio.Event:
+        """The event a ``wait:<name>`` request waits for (never set unless a test sets it)."""
+        return self.gates.setdefault(name, asyncio.Event())
+
+    def began(self, command: str) -> bool:
+        return f"begin {command}" in self.log
 
     async def __call__(self, request: Message, peer_id: bytes) -> Message:
         self.seen.append((request.message_type, peer_id))
@@ -74,9 +86,14 @@ class EchoHandler:
             raise ProtocolError("told to drop this one")
         data: Any = None
         if isinstance(request.data, FindValueRequest):
-            cmd, _, arg = request.data.target.decode().partition(":")
-            if cmd == "sleep":
-                await asyncio.sleep(float(arg))
+            text = request.data.target.decode()
+            cmd, _, arg = text.partition(":")
+            self.log.append(f"begin {text}")
+            if cmd == "wait":
+                try:
+                    await self.gate(arg).wait()
+                finally:
+                    self.log.append(f"end {text}")
             elif cmd == "protocol-error":
                 raise ProtocolError("the test says this request breaks the protocol")
             elif cmd == "crash":
@@ -120,6 +137,6 @@ async def loop_errors() -> AsyncIterator[list[dict[str, Any]]]:
     errors: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx))
     yield errors
-    await asyncio.sleep(0.01)
+    await settle()  # callbacks scheduled by the test's last steps run (and may log) first
     loop.set_exception_handler(None)
     assert not errors, errors

@@ -1,9 +1,9 @@
-"""Frame reading with a scripted stream: ends, deadlines, and what goes off the loop."""
+"""The one frame reader, on a scripted stream and on an asyncio.StreamReader: ends, limits,
+deadlines, and what goes off the loop."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -13,13 +13,21 @@ from lumera_p2p.net.frames import (
     encode_frame,
     payload_hint,
     read_body,
+    read_frame,
+    read_frame_length,
     read_header,
+    read_message,
     write_frame,
 )
+from lumera_p2p.net.virtual_time import run_virtual
+from lumera_p2p.wire.gob import GobDecodeCache
 from lumera_p2p.wire.messages import (
     HEADER_SIZE,
+    MAX_MESSAGE_SIZE,
+    MAX_PAYLOAD_SIZE,
     BatchGetValuesRequest,
     BatchStoreDataRequest,
+    FindNodeRequest,
     KeyValWithClosest,
     Message,
     MessageType,
@@ -27,6 +35,7 @@ from lumera_p2p.wire.messages import (
     ReplicateDataRequest,
     StoreDataRequest,
     decode_message,
+    encode_message,
     frame_header,
 )
 
@@ -81,6 +90,29 @@ async def test_read_header_end_inside() -> None:
         await read_header(ScriptedStream([b"\x01"], error=ConnectionResetError()))
 
 
+async def test_read_frame_length_checks_the_limits_before_the_body() -> None:
+    # The scripted stream holds only the header: a reader that went on to the body would fail
+    # with "closed inside a frame body" instead.
+    assert await read_frame_length(ScriptedStream([frame_header(300)])) == 300
+    assert await read_frame_length(ScriptedStream([])) is None
+    with pytest.raises(ProtocolError, match="payload too big"):
+        await read_frame_length(ScriptedStream([frame_header(MAX_PAYLOAD_SIZE + 1)]))
+    with pytest.raises(ProtocolError, match="absolute maximum"):
+        await read_frame_length(ScriptedStream([frame_header(MAX_MESSAGE_SIZE + 1)]))
+    with pytest.raises(ProtocolError, match="over our limit of 100 bytes"):
+        await read_frame_length(ScriptedStream([frame_header(101)]), max_size=100)
+    with pytest.raises(ProtocolError, match="parse header length"):
+        await read_frame_length(ScriptedStream([b"\xff" * 8]))
+
+
+async def test_read_frame_on_a_scripted_stream() -> None:
+    frame = encode_message(Message(data=FindNodeRequest(b"t")))
+    stream = ScriptedStream([frame[:3], frame[3:11], frame[11:] + frame])
+    assert await read_frame(stream) == frame[HEADER_SIZE:]
+    assert await read_frame(stream) == frame[HEADER_SIZE:]
+    assert await read_frame(stream) is None
+
+
 async def test_read_body() -> None:
     assert await read_body(ScriptedStream([b"ab", b"cd", b"ef"]), 5) == b"abcde"
     assert await read_body(ScriptedStream([]), 0) == b""
@@ -88,29 +120,50 @@ async def test_read_body() -> None:
         await read_body(ScriptedStream([b"ab"]), 5)
 
 
-async def test_read_body_silent_peer_times_out_after_grace() -> None:
-    started = time.monotonic()
-    with pytest.raises(TimeoutError):
-        await read_body(ScriptedStream([b"x"] * 100, delay=10), 100, grace=0.1, min_rate=1e6)
-    assert time.monotonic() - started < 0.5
+# Deadlines on the virtual clock: the scripted delays and the timeouts are exact, and cost no
+# wall time (a busy machine cannot make these tests pass or fail).
 
 
-async def test_read_body_deadline_moves_with_the_bytes() -> None:
-    # 20 chunks, one every 20 ms: 0.4 s in all, far beyond the 0.1 s grace, but each byte buys
-    # 1/min_rate = 50 ms more, so a peer keeping up that rate is never cut off.
-    stream = ScriptedStream([b"x"] * 20, delay=0.02)
-    assert await read_body(stream, 20, grace=0.1, min_rate=20.0) == b"x" * 20
-    # Slower than min_rate: cut off.
-    stream = ScriptedStream([b"x"] * 20, delay=0.08)
-    with pytest.raises(TimeoutError):
-        await read_body(stream, 20, grace=0.1, min_rate=20.0)
+def test_read_body_silent_peer_times_out_after_grace() -> None:
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        stream = ScriptedStream([b"x"] * 100, delay=10)
+        with pytest.raises(TimeoutError):
+            await read_body(stream, 100, grace=0.1, min_rate=1e6)
+        return loop.time()
+
+    assert run_virtual(main()) == pytest.approx(0.1)  # at the grace, not after a chunk
 
 
-async def test_write_frame_deadline() -> None:
-    stream = ScriptedStream([], delay=1.0)
-    with pytest.raises(TimeoutError):
-        await write_frame(stream, b"frame", timeout=0.05)
-    assert stream.written == b"frame"
+def test_read_body_deadline_moves_with_the_bytes() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        # 20 chunks, one every 20 ms: 0.4 s in all, far beyond the 0.1 s grace, but each
+        # byte buys 1/min_rate = 50 ms more, so a peer keeping up that rate is never cut off.
+        stream = ScriptedStream([b"x"] * 20, delay=0.02)
+        assert await read_body(stream, 20, grace=0.1, min_rate=20.0) == b"x" * 20
+        assert loop.time() == pytest.approx(0.4)
+        # Slower than min_rate (a byte every 80 ms, 50 ms earned per byte): cut off when the
+        # deadline, 0.1 s + 50 ms per byte received, overtakes the bytes: after byte 1 at
+        # 0.08 s the deadline is 0.15 s, after byte 2 at 0.16 s... too late, cut at 0.15 s.
+        start = loop.time()
+        stream = ScriptedStream([b"x"] * 20, delay=0.08)
+        with pytest.raises(TimeoutError):
+            await read_body(stream, 20, grace=0.1, min_rate=20.0)
+        assert loop.time() - start == pytest.approx(0.15)
+
+    run_virtual(main())
+
+
+def test_write_frame_deadline() -> None:
+    async def main() -> float:
+        stream = ScriptedStream([], delay=1.0)
+        with pytest.raises(TimeoutError):
+            await write_frame(stream, b"frame", timeout=0.05)
+        assert stream.written == b"frame"
+        return asyncio.get_running_loop().time()
+
+    assert run_virtual(main()) == pytest.approx(0.05)
 
 
 def test_payload_hint() -> None:
@@ -146,3 +199,39 @@ async def test_decode_garbage_is_a_protocol_error() -> None:
         await decode_frame_body(b"\xff" * 50)
     with pytest.raises(ProtocolError):
         await decode_frame_body(b"\xff" * 50, off_loop_size=10)
+
+
+# --- the same reader on an asyncio.StreamReader ------------------------------------------------
+
+
+def _reader(data: bytes, eof: bool = True) -> asyncio.StreamReader:
+    reader = asyncio.StreamReader()
+    reader.feed_data(data)
+    if eof:
+        reader.feed_eof()
+    return reader
+
+
+async def test_read_frames_from_a_stream_reader() -> None:
+    one = Message(sender=Node(id=b"a"), data=FindNodeRequest(b"t"))
+    two = Message(message_type=MessageType.PING)
+    reader = _reader(encode_message(one) + encode_message(two))
+    assert await read_message(reader) == one
+    assert await read_message(reader, cache=GobDecodeCache()) == two
+    assert await read_message(reader) is None  # clean end between frames
+
+
+async def test_truncated_stream_is_a_protocol_error() -> None:
+    frame = encode_message(Message(data=FindNodeRequest(b"t")))
+    with pytest.raises(ProtocolError):
+        await read_frame(_reader(frame[:5]))
+    with pytest.raises(ProtocolError):
+        await read_frame(_reader(frame[:-1]))
+
+
+async def test_oversized_length_is_refused_before_reading_the_body() -> None:
+    # No EOF is fed: a reader that waited for the body would hang until the timeout.
+    with pytest.raises(ProtocolError, match="payload too big"):
+        await read_frame(_reader(frame_header(MAX_PAYLOAD_SIZE + 1), eof=False))
+    with pytest.raises(ProtocolError, match="payload too big"):
+        await read_frame(_reader(frame_header(1 << 20), eof=False), max_size=1 << 16)

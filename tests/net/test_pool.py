@@ -9,6 +9,7 @@ import pytest
 
 from lumera_p2p.errors import TransportError
 from lumera_p2p.net.pool import ConnectionPool
+from lumera_p2p.net.virtual_time import run_virtual
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -127,15 +128,29 @@ async def test_prune_closes_only_long_idle_connections() -> None:
     await pool.close()
 
 
-async def test_background_pruner() -> None:
-    pool: ConnectionPool[FakeConn] = ConnectionPool(idle_timeout=0.05, prune_interval=0.02)
-    conn = await use(pool, "a")
-    await asyncio.sleep(0.2)
-    assert conn.aborted and pool.stats.pruned == 1
-    await pool.close()
+def test_background_pruner() -> None:
+    """On the virtual clock (the pool's clock and its pruner's sleeps are the loop's)."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        pool: ConnectionPool[FakeConn] = ConnectionPool(
+            idle_timeout=0.05, prune_interval=0.02, clock=loop.time
+        )
+        conn = await use(pool, "a")
+        await asyncio.sleep(0.05)  # idle 0.05 s: the pruner's next round (at 0.06) takes it
+        assert not conn.aborted
+        await asyncio.sleep(0.011)
+        assert conn.aborted and pool.stats.pruned == 1
+        await pool.close()
+
+    run_virtual(main())
 
 
-async def test_per_peer_slots() -> None:
+def test_per_peer_slots() -> None:
+    run_virtual(per_peer_slots())
+
+
+async def per_peer_slots() -> None:
     pool, _ = make_pool(per_peer=2)
     release = asyncio.Event()
     inside = 0
@@ -150,8 +165,8 @@ async def test_per_peer_slots() -> None:
             inside -= 1
 
     tasks = [asyncio.create_task(rpc()) for _ in range(3)]
-    await asyncio.sleep(0.01)
-    assert inside == 2  # the third waits
+    await asyncio.sleep(60)  # virtual: everything that can run has run, and the third waits
+    assert inside == 2
     async with pool.slot("b"):  # another peer is not affected
         pass
     release.set()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -21,6 +20,7 @@ from lumera_p2p.wire.messages import (
     StoreDataRequest,
     StoreDataResponse,
 )
+from tests.support import eventually
 
 from .conftest import (
     CLIENT_KEY,
@@ -86,30 +86,38 @@ async def test_connection_is_reused(server: TcpServer, transport: TcpTransport) 
 
 
 async def test_slow_call_does_not_block_a_ping_to_the_same_peer(
-    server: TcpServer, transport: TcpTransport
+    server: TcpServer, transport: TcpTransport, handler: EchoHandler
 ) -> None:
     peer = contact(server)
     await transport.call(peer, ping(), 5.0)  # one pooled connection
-    slow = asyncio.create_task(transport.call(peer, command("sleep:1.5"), 5.0))
-    await asyncio.sleep(0.1)
-    started = time.monotonic()
-    await transport.call(peer, ping(), 5.0)
-    assert time.monotonic() - started < 0.5  # Go would wait for the slow call
+    slow = asyncio.create_task(transport.call(peer, command("wait:slow"), 30.0))
+    await eventually(lambda: handler.began("wait:slow"), what="the slow call reaching the server")
+    # The slow call cannot finish before the gate opens: a ping that completes now did not
+    # wait for it (Go would: one connection per peer, held for a whole RPC).
+    await transport.call(peer, ping(), 30.0)
     assert not slow.done()
     assert transport.pool.open == 2
+    handler.gate("slow").set()
     await slow
     assert transport.pool.idle == 2
 
 
 async def test_connections_per_peer_are_capped(
-    server: TcpServer, verifier: StaticPeerVerifier
+    server: TcpServer, verifier: StaticPeerVerifier, handler: EchoHandler
 ) -> None:
     async with TcpTransport(CLIENT_KEY, verifier, TransportOptions(conns_per_peer=2)) as t:
         peer = contact(server)
-        started = time.monotonic()
-        await asyncio.gather(*(t.call(peer, command("sleep:0.3"), 5.0) for _ in range(3)))
-        # Two run at once, the third waits for a free connection.
-        assert time.monotonic() - started >= 0.55
+        calls = [asyncio.create_task(t.call(peer, command(f"wait:{g}"), 30.0)) for g in "abc"]
+        await eventually(lambda: sum(e.startswith("begin") for e in handler.log) == 2)
+        first = handler.log[0].removeprefix("begin wait:")
+        handler.gate(first).set()
+        await eventually(lambda: sum(e.startswith("begin") for e in handler.log) == 3)
+        for gate in "abc":
+            handler.gate(gate).set()
+        await asyncio.gather(*calls)
+        # Two ran at once; the third began only after one of them ended, on its connection.
+        begins = [i for i, e in enumerate(handler.log) if e.startswith("begin")]
+        assert handler.log.index(f"end wait:{first}") < begins[2]
         assert t.pool.stats.adds == 2
         assert server.stats.sessions == 2
 
@@ -151,8 +159,7 @@ async def test_server_idle_timeout_then_transparent_redial(
     limits = ServerLimits(idle_timeout=0.2)
     async with TcpServer(handler, "127.0.0.1", 0, SERVER_KEY, verifier, limits=limits) as srv:
         await transport.call(contact(srv), ping(), 5.0)
-        await asyncio.sleep(0.4)
-        assert srv.stats.idle_closed == 1
+        await eventually(lambda: srv.stats.idle_closed == 1, what="the idle connection closed")
         await transport.call(contact(srv), ping(), 5.0)
         assert transport.stats.failures == 0
         assert transport.pool.stats.adds == 2
@@ -192,10 +199,9 @@ async def test_timeout_raises_and_discards_the_connection(
     server: TcpServer, transport: TcpTransport
 ) -> None:
     peer = contact(server)
-    started = time.monotonic()
-    with pytest.raises(TransportError, match="no answer within"):
-        await transport.call(peer, command("sleep:2"), 0.2)
-    assert time.monotonic() - started < 1.0
+    # The handler never answers: only the call's own timeout can end it.
+    with pytest.raises(TransportError, match=r"no answer within 0\.2 s"):
+        await transport.call(peer, command("wait:never"), 0.2)
     assert transport.stats.timeouts == 1
     assert transport.pool.open == 0 and transport.pool.stats.discarded == 1
     # The next call dials a fresh connection; the half-used one is never handed out.
@@ -204,11 +210,11 @@ async def test_timeout_raises_and_discards_the_connection(
 
 
 async def test_cancelled_call_discards_the_connection(
-    server: TcpServer, transport: TcpTransport
+    server: TcpServer, transport: TcpTransport, handler: EchoHandler
 ) -> None:
     peer = contact(server)
-    task = asyncio.create_task(transport.call(peer, command("sleep:2"), 5.0))
-    await asyncio.sleep(0.2)
+    task = asyncio.create_task(transport.call(peer, command("wait:never"), 30.0))
+    await eventually(lambda: handler.began("wait:never"), what="the call reaching the server")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -250,7 +256,7 @@ async def test_handler_timeout_closes_the_connection(
     limits = ServerLimits(handler_timeout=0.2)
     async with TcpServer(handler, "127.0.0.1", 0, SERVER_KEY, verifier, limits=limits) as srv:
         with pytest.raises(TransportError, match="closed before an answer"):
-            await transport.call(contact(srv), command("sleep:5"), 5.0)
+            await transport.call(contact(srv), command("wait:never"), 30.0)
         assert srv.stats.handler_timeouts == 1
 
 
@@ -276,8 +282,7 @@ async def test_unregistered_client_is_refused(server: TcpServer) -> None:
     async with TcpTransport(stranger, StaticPeerVerifier([SERVER_KEY.address])) as t:
         with pytest.raises(TransportError):
             await t.call(contact(server), ping(stranger), 5.0)
-    await asyncio.sleep(0.05)
-    assert server.stats.handshake_failures == 1
+    await eventually(lambda: server.stats.handshake_failures == 1, what="the refusal counted")
 
 
 async def test_oversized_answer_is_refused(server: TcpServer, verifier: StaticPeerVerifier) -> None:
@@ -320,8 +325,8 @@ async def test_idle_connections_are_pruned(server: TcpServer, verifier: StaticPe
     async with TcpTransport(CLIENT_KEY, verifier, options) as t:
         await t.call(contact(server), ping(), 5.0)
         assert t.pool.open == 1
-        await asyncio.sleep(0.3)
-        assert t.pool.open == 0 and t.pool.stats.pruned == 1
+        await eventually(lambda: t.pool.open == 0, what="the idle connection pruned")
+        assert t.pool.stats.pruned == 1
         await t.call(contact(server), ping(), 5.0)
 
 
@@ -342,12 +347,10 @@ async def test_server_close_with_connections_open(
     peer = contact(srv)
     await transport.call(peer, ping(), 5.0)
     silent_reader, silent_writer = await asyncio.open_connection("127.0.0.1", srv.port)
-    busy = asyncio.create_task(transport.call(peer, command("sleep:10"), 20.0))
-    await asyncio.sleep(0.2)
-    assert srv.connections == 2  # the busy pooled one and the silent one
-    started = time.monotonic()
-    await srv.close()
-    assert time.monotonic() - started < 1.0
+    busy = asyncio.create_task(transport.call(peer, command("wait:never"), 60.0))
+    await eventually(lambda: handler.began("wait:never") and srv.connections == 2)
+    # The busy handler never finishes by itself: close must not wait for it.
+    await asyncio.wait_for(srv.close(), 20.0)
     assert srv.connections == 0
     with pytest.raises(TransportError):
         await asyncio.wait_for(busy, 2.0)
@@ -358,12 +361,14 @@ async def test_server_close_with_connections_open(
     await srv.close()  # idempotent
 
 
-async def test_transport_close_fails_calls(server: TcpServer, verifier: StaticPeerVerifier) -> None:
+async def test_transport_close_fails_calls(
+    server: TcpServer, verifier: StaticPeerVerifier, handler: EchoHandler
+) -> None:
     t = TcpTransport(CLIENT_KEY, verifier)
     peer = contact(server)
     await t.call(peer, ping(), 5.0)
-    busy = asyncio.create_task(t.call(peer, command("sleep:10"), 20.0))
-    await asyncio.sleep(0.2)
+    busy = asyncio.create_task(t.call(peer, command("wait:never"), 60.0))
+    await eventually(lambda: handler.began("wait:never"), what="the call reaching the server")
     await t.close()
     with pytest.raises(TransportError):
         await asyncio.wait_for(busy, 2.0)

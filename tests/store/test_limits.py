@@ -11,7 +11,8 @@ from pathlib import Path
 import blake3
 import pytest
 
-from lumera_p2p.dht import DHT, DHTOptions
+from lumera_p2p.dht import DHTOptions
+from lumera_p2p.dht import Node as DHTNode
 from lumera_p2p.errors import StorageFull, StoreError, TransportError
 from lumera_p2p.kademlia import Contact
 from lumera_p2p.store import LocalStore, ReplicationKey
@@ -244,7 +245,7 @@ def request(mtype: MessageType, data: object) -> Message:
 
 async def test_a_full_node_answers_store_requests_as_not_store_eligible(tmp_path: Path) -> None:
     s = await LocalStore.open(tmp_path, max_storage_bytes=1_000)
-    node = DHT(
+    node = DHTNode(
         Contact(b"lumera1server", "10.0.0.1", 4445),
         s,
         NoTransport(),

@@ -53,31 +53,50 @@ def maps_of(values: st.SearchStrategy[object]) -> st.SearchStrategy[dict[str, ob
     return st.one_of(st.none(), st.dictionaries(GO_STRINGS, values, max_size=4))
 
 
-DATA: st.SearchStrategy[MessageData] = st.one_of(
-    STATUS,
-    st.builds(FindNodeRequest, target=BLOBS),
-    st.builds(FindNodeResponse, status=STATUS, closest=NODE_LISTS),
-    st.builds(FindValueRequest, target=BLOBS),
-    st.builds(FindValueResponse, status=STATUS, closest=NODE_LISTS, value=BLOBS),
-    st.builds(StoreDataRequest, data=BLOBS, type=INT64),
-    st.builds(StoreDataResponse, status=STATUS),
-    st.builds(ReplicateDataRequest, keys=st.lists(GO_STRINGS, max_size=5)),
-    st.builds(ReplicateDataResponse, status=STATUS),
-    st.builds(BatchFindValuesRequest, keys=st.lists(GO_STRINGS, max_size=5)),
-    st.builds(BatchFindValuesResponse, status=STATUS, response=BLOBS, done=st.booleans()),
-    st.builds(BatchStoreDataRequest, data=st.lists(BLOBS, max_size=4), type=INT64),
-    st.builds(BatchFindNodeRequest, hashed_target=st.lists(BLOBS, max_size=4)),
-    st.builds(BatchFindNodeResponse, status=STATUS, closest_nodes=maps_of(NODE_LISTS)),
-    st.builds(BatchGetValuesRequest, data=maps_of(KV)),
-    st.builds(BatchGetValuesResponse, data=maps_of(KV), status=STATUS),
-)
+DATA_BY_TYPE: dict[type, st.SearchStrategy[MessageData]] = {
+    ResponseStatus: STATUS,
+    FindNodeRequest: st.builds(FindNodeRequest, target=BLOBS),
+    FindNodeResponse: st.builds(FindNodeResponse, status=STATUS, closest=NODE_LISTS),
+    FindValueRequest: st.builds(FindValueRequest, target=BLOBS),
+    FindValueResponse: st.builds(FindValueResponse, status=STATUS, closest=NODE_LISTS, value=BLOBS),
+    StoreDataRequest: st.builds(StoreDataRequest, data=BLOBS, type=INT64),
+    StoreDataResponse: st.builds(StoreDataResponse, status=STATUS),
+    ReplicateDataRequest: st.builds(ReplicateDataRequest, keys=st.lists(GO_STRINGS, max_size=5)),
+    ReplicateDataResponse: st.builds(ReplicateDataResponse, status=STATUS),
+    BatchFindValuesRequest: st.builds(
+        BatchFindValuesRequest, keys=st.lists(GO_STRINGS, max_size=5)
+    ),
+    BatchFindValuesResponse: st.builds(
+        BatchFindValuesResponse, status=STATUS, response=BLOBS, done=st.booleans()
+    ),
+    BatchStoreDataRequest: st.builds(
+        BatchStoreDataRequest, data=st.lists(BLOBS, max_size=4), type=INT64
+    ),
+    BatchFindNodeRequest: st.builds(
+        BatchFindNodeRequest, hashed_target=st.lists(BLOBS, max_size=4)
+    ),
+    BatchFindNodeResponse: st.builds(
+        BatchFindNodeResponse, status=STATUS, closest_nodes=maps_of(NODE_LISTS)
+    ),
+    BatchGetValuesRequest: st.builds(BatchGetValuesRequest, data=maps_of(KV)),
+    BatchGetValuesResponse: st.builds(BatchGetValuesResponse, data=maps_of(KV), status=STATUS),
+}
+"""Arbitrary values of each of the 16 registered Data types."""
 
-MESSAGES = st.builds(
-    Message,
-    sender=st.one_of(st.none(), NODES),
-    receiver=st.one_of(st.none(), NODES),
-    message_type=INT64,
-    data=st.one_of(st.none(), DATA),
-    correlation_id=GO_STRINGS,
-    origin=GO_STRINGS,
-)
+DATA: st.SearchStrategy[MessageData] = st.one_of(*DATA_BY_TYPE.values())
+
+
+def messages_with(data: st.SearchStrategy[MessageData | None]) -> st.SearchStrategy[Message]:
+    """Arbitrary messages whose Data is drawn from ``data``."""
+    return st.builds(
+        Message,
+        sender=st.one_of(st.none(), NODES),
+        receiver=st.one_of(st.none(), NODES),
+        message_type=INT64,
+        data=data,
+        correlation_id=GO_STRINGS,
+        origin=GO_STRINGS,
+    )
+
+
+MESSAGES = messages_with(st.one_of(st.none(), DATA))

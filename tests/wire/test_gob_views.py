@@ -86,4 +86,4 @@ def test_views_and_the_cache_work_together() -> None:
         assert isinstance(decoded.data, StoreDataRequest)
         assert type(decoded.data.data) is memoryview
     # The cache kept no view (which would pin a frame's buffer).
-    assert all(type(k) is bytes for k in cache._defs)
+    assert all(type(k) is bytes for k in cache.defs._entries)

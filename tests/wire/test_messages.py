@@ -1,8 +1,6 @@
-"""Message round trips (hypothesis), framing, limits and the asyncio reader."""
+"""Message round trips (hypothesis), framing and limits (reading from streams: tests/net)."""
 
 from __future__ import annotations
-
-import asyncio
 
 import pytest
 from hypothesis import given, settings
@@ -27,8 +25,6 @@ from lumera_p2p.wire import (
     encode_message,
     frame_header,
     parse_header,
-    read_frame,
-    read_message,
 )
 from lumera_p2p.wire.messages import go_type_of
 
@@ -129,39 +125,3 @@ def test_decode_message_wants_exactly_one_frame() -> None:
     with pytest.raises(ProtocolError, match="after the frame"):
         decode_message(frame + b"\0")
     assert decode_body(frame[8:]) == Message(data=ResponseStatus())
-
-
-def _reader(data: bytes, eof: bool = True) -> asyncio.StreamReader:
-    reader = asyncio.StreamReader()
-    reader.feed_data(data)
-    if eof:
-        reader.feed_eof()
-    return reader
-
-
-@pytest.mark.timeout(10)
-async def test_read_frames_from_a_stream() -> None:
-    one = Message(sender=Node(id=b"a"), data=FindNodeRequest(b"t"))
-    two = Message(message_type=MessageType.PING)
-    reader = _reader(encode_message(one) + encode_message(two))
-    assert await read_message(reader) == one
-    assert await read_message(reader, cache=GobDecodeCache()) == two
-    assert await read_message(reader) is None  # clean end between frames
-
-
-@pytest.mark.timeout(10)
-async def test_truncated_stream_is_a_protocol_error() -> None:
-    frame = encode_message(Message(data=FindNodeRequest(b"t")))
-    with pytest.raises(ProtocolError):
-        await read_frame(_reader(frame[:5]))
-    with pytest.raises(ProtocolError):
-        await read_frame(_reader(frame[:-1]))
-
-
-@pytest.mark.timeout(10)
-async def test_oversized_length_is_refused_before_reading_the_body() -> None:
-    # No EOF is fed: a reader that waited for the body would hang until the timeout.
-    with pytest.raises(ProtocolError, match="payload too big"):
-        await read_frame(_reader(frame_header(MAX_PAYLOAD_SIZE + 1), eof=False))
-    with pytest.raises(ProtocolError, match="payload too big"):
-        await read_frame(_reader(frame_header(1 << 20), eof=False), max_size=1 << 16)

@@ -31,6 +31,7 @@ import yaml
 from lumera_p2p.chain.registry import DEFAULT_P2P_PORT, Supernode, SupernodeState
 from lumera_p2p.errors import ConfigError, IdentityError
 from lumera_p2p.identity.keys import validate_address
+from lumera_p2p.safe_yaml import REGISTRY_LIMITS, read_yaml_file
 
 __all__ = ["StaticRegistry"]
 
@@ -61,16 +62,8 @@ class StaticRegistry:
     def from_file(cls, path: str | Path) -> StaticRegistry:
         """Read and validate a registry file; ConfigError naming the entry and field."""
         file = Path(path).expanduser()
-        try:
-            text = file.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError("", f"{file}: no such registry file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError("", f"{file}: cannot read: {exc}") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError("", f"{file}: not valid YAML: {exc}") from None
+        # Parsed within limits (size, depth, aliases): nothing but a ConfigError comes out.
+        data = read_yaml_file(file, REGISTRY_LIMITS, "registry file")
         try:
             return cls.from_data(data)
         except ConfigError as exc:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
@@ -21,8 +21,14 @@ EXIT_USAGE = 2
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     """Print ``error: message`` on one line of stderr and exit with ``code``."""
-    one_line = " ".join(message.split())
-    print(f"Error: {one_line}", file=sys.stderr)
+    fail_lines([message], code)
+
+
+def fail_lines(messages: Iterable[str], code: int = EXIT_FAILURE) -> NoReturn:
+    """Print each message as one ``Error: …`` line of stderr and exit with ``code``."""
+    for message in messages:
+        one_line = " ".join(message.split())
+        print(f"Error: {one_line}", file=sys.stderr)
     raise typer.Exit(code)
 
 
@@ -32,15 +38,17 @@ class UsageFailure(Exception):
 
 @contextmanager
 def reported_errors() -> Iterator[None]:
-    """Turn every expected failure into one stderr line and an exit status, never a traceback.
+    """Turn every expected failure into stderr lines and an exit status, never a traceback.
 
-    ``UsageFailure`` and ``ConfigError`` exit 2; other package errors, OS errors and undecodable
-    input exit 1.
+    ``UsageFailure`` and ``ConfigError`` exit 2 (a ``ConfigError`` prints one line per
+    problem); other package errors, OS errors and undecodable input exit 1.
     """
     try:
         yield
-    except (UsageFailure, ConfigError) as exc:
+    except UsageFailure as exc:
         fail(str(exc), EXIT_USAGE)
+    except ConfigError as exc:
+        fail_lines(exc.lines(), EXIT_USAGE)
     except LumeraP2PError as exc:
         fail(str(exc), EXIT_FAILURE)
     except OSError as exc:
@@ -51,9 +59,14 @@ def reported_errors() -> Iterator[None]:
 
 
 def load_config_or_exit(path: Path) -> Config:
-    """Load a config file, or exit with status 2 and a line naming the bad field."""
+    """Load a config file, or exit with status 2 and one line per problem, naming the field."""
     try:
         return load_config(path)
     except ConfigError as exc:
-        where = f"{path}: " if exc.field else ""
-        fail(f"{where}{exc}", EXIT_USAGE)
+        fail_lines(
+            (
+                f"{path}: {line}" if field else line
+                for (field, _), line in zip(exc.problems, exc.lines(), strict=True)
+            ),
+            EXIT_USAGE,
+        )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import shutil
 import signal
@@ -21,31 +20,54 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lumera_p2p.cli.common import EXIT_USAGE, fail, load_config_or_exit, reported_errors
+from lumera_p2p.cli.common import (
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    fail,
+    load_config_or_exit,
+    reported_errors,
+)
+from lumera_p2p.cli.log_setup import setup_logging
+from lumera_p2p.config import LogConfig
 from lumera_p2p.content import content_key, digest
+from lumera_p2p.identity.keyring import os_backend_advice
 
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
+_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
-def _logging(level: str) -> None:
-    value = getattr(logging, level.upper(), None)
-    if not isinstance(value, int):
+def _logging(level: str | None, log: LogConfig | None = None) -> None:
+    if level is not None and level.lower() not in _LEVELS:
         fail(f"--log-level: unknown level {level!r}", EXIT_USAGE)
-    logging.basicConfig(level=value, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        setup_logging(log or LogConfig(), level and level.lower())
+    except OSError as exc:
+        fail(f"log.file: cannot open {exc.filename}: {exc.strerror or exc}", EXIT_FAILURE)
 
 
 def run(
     config: Annotated[Path, typer.Option("--config", "-c", help="The node's YAML config.")],
-    log_level: LogLevel = "info",
+    log_level: Annotated[
+        str | None,
+        typer.Option("--log-level", help="debug, info, warning or error (default: log.level)."),
+    ] = None,
 ) -> None:
     """Run one node until SIGINT or SIGTERM."""
+    from lumera_p2p.identity.keyring import resolve_passphrase
     from lumera_p2p.service import P2P, run_until_signalled
 
-    _logging(log_level)
     cfg = load_config_or_exit(config)
+    _logging(log_level, cfg.log)
+    ring = cfg.keyring
+    if ring.backend == "os":
+        fail(os_backend_advice(cfg.key_name, str(ring.dir)), EXIT_FAILURE)
 
     async def main() -> None:
-        node = await P2P.create(cfg)
+        # Secrets and the environment are read here, by the command line, and nowhere below.
+        passphrase = resolve_passphrase(
+            ring.passphrase_plain, ring.passphrase_env, ring.passphrase_file, os.environ
+        )
+        node = await P2P.create(cfg, passphrase=passphrase)
         await run_until_signalled(node)
 
     with reported_errors():
@@ -111,7 +133,7 @@ def demo(
         local = create_localnet(workdir, nodes)
         running = await start_nodes(load_configs(local))
         try:
-            peers = [len(n.dht.core.table) for n in running]
+            peers = [n.node.peer_count for n in running]
             step(
                 "start",
                 started,

@@ -1,26 +1,26 @@
-"""The DHT: RPC handlers and operations over a transport."""
+"""The DHT: one :class:`Node` that owns its state, operations as plans, one driver, the handlers."""
 
-from lumera_p2p.dht.client import BatchStoreReport, LookupOutcome, StoreFailed
-from lumera_p2p.dht.core import DHTOptions, Transport
+from lumera_p2p.dht.counters import DHTCounters
+from lumera_p2p.dht.driver import Consumer, Driver, Transport
 from lumera_p2p.dht.eligibility import Eligibility
-from lumera_p2p.dht.node import DHT, DHTStats, KeyDisabled, NotEnoughValues
-from lumera_p2p.dht.options import ServingLimits
+from lumera_p2p.dht.node import Node
+from lumera_p2p.dht.options import GO_RPC_TIMEOUTS, DHTOptions, ServingLimits
+from lumera_p2p.dht.plans import BatchStoreReport, LookupOutcome, StoreOutcome
 from lumera_p2p.dht.valuestore import MemoryStore, ValueStore
-from lumera_p2p.errors import TransportError
 
 __all__ = [
-    "DHT",
+    "GO_RPC_TIMEOUTS",
     "BatchStoreReport",
+    "Consumer",
+    "DHTCounters",
     "DHTOptions",
-    "DHTStats",
+    "Driver",
     "Eligibility",
-    "KeyDisabled",
     "LookupOutcome",
     "MemoryStore",
-    "NotEnoughValues",
+    "Node",
     "ServingLimits",
-    "StoreFailed",
+    "StoreOutcome",
     "Transport",
-    "TransportError",
     "ValueStore",
 ]

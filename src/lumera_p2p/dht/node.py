@@ -1,9 +1,18 @@
-"""``DHT``: one node's public operations, with content keys in their base58 spelling.
+"""``Node``: one DHT node that owns its state and runs its operations as plans.
 
-This is the Go client's API (``p2p/client.go``) in Python: ``store``, ``retrieve``,
-``store_batch``, ``batch_retrieve``, ``batch_retrieve_stream``, ``delete``, ``local_store``,
-``disable_key`` / ``enable_key``, ``get_local_keys``, ``n_closest_nodes``; plus ``bootstrap``
-and ``refresh`` for the service's background loops, and ``handle`` for the transports.
+The node owns its identity (the contact peers see), its routing table, ban list, chain
+allowlists (eligibility), local value store, options and counters. Everything that changes them
+is a method that says what it does (:meth:`Node.learn`, :meth:`Node.record_failure`,
+:meth:`Node.ban`, :meth:`Node.move_to`, :meth:`Node.apply_allowlist`, ...); nobody outside
+``dht/`` reaches into them, and what they may read goes through inspection methods
+(:meth:`Node.contacts`, :meth:`Node.knows`, :meth:`Node.snapshot_counters`, ...).
+
+Operations (store, batch store, retrieve, batch retrieve, lookups, pings, the health check and
+bucket refresh) are sans-I/O plans (:mod:`lumera_p2p.dht.plans`) that the one driver
+(:mod:`lumera_p2p.dht.driver`) runs over the node's transport. Local reads and writes happen here,
+before or after a plan: a store commits locally and then plans the network part; a retrieve
+reads what it holds and plans for the rest. Keys are raw 32-byte digests at this level; the
+public API with base58 keys is :class:`lumera_p2p.P2P`.
 """
 
 from __future__ import annotations
@@ -11,278 +20,545 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Coroutine, Iterable, Sequence
+from typing import Any, TypeVar
 
-from lumera_p2p.content import digest, key_from_bytes, key_to_bytes
-from lumera_p2p.dht.client import BatchStoreReport, DHTClient, closest_target
-from lumera_p2p.dht.core import DHTCore, DHTOptions, Transport
+from lumera_p2p.content import key_from_bytes
+from lumera_p2p.dht.contacts import ContactReader, wire_node
+from lumera_p2p.dht.counters import DHTCounters
+from lumera_p2p.dht.driver import Consumer, Driver, Transport
 from lumera_p2p.dht.eligibility import Eligibility
+from lumera_p2p.dht.options import DHTOptions
+from lumera_p2p.dht.plans import (
+    AllOf,
+    Answered,
+    BatchRetrievePlan,
+    BatchStorePlan,
+    BatchStoreReport,
+    Cleared,
+    Event,
+    HealthCheckPlan,
+    LookupKind,
+    LookupOutcome,
+    LookupParams,
+    LookupPlan,
+    LookupStarted,
+    PingOutcome,
+    PingPlan,
+    Plan,
+    Poisoned,
+    ProbeAnswered,
+    ProbeFailed,
+    ProbePlan,
+    RefusedStore,
+    StoreOutcome,
+    StorePlan,
+    Struck,
+    Unanswered,
+)
 from lumera_p2p.dht.server import RequestHandler
 from lumera_p2p.dht.valuestore import ValueStore
-from lumera_p2p.errors import NotFound, TransportError, ValueMismatch
-from lumera_p2p.kademlia import Contact
-from lumera_p2p.kademlia.node import hash_id
-from lumera_p2p.wire.messages import Message, MessageType
+from lumera_p2p.errors import KeyDisabled, NotFound, StoreFailed
+from lumera_p2p.kademlia import BanList, Contact, RoutingTable, hash_id
+from lumera_p2p.kademlia.version import version_too_old
+from lumera_p2p.wire.messages import Message, MessageData, MessageType
+from lumera_p2p.wire.messages import Node as WireNode
 
 log = logging.getLogger(__name__)
 
-
-class KeyDisabled(NotFound):
-    """The key was disabled on this node (``disable_key``)."""
+R = TypeVar("R")
 
 
-class NotEnoughValues(NotFound):
-    """A local-only batch retrieve found fewer values than required; ``found`` has them."""
-
-    def __init__(self, message: str, found: dict[str, bytes]) -> None:
-        super().__init__(message)
-        self.found = found
-
-
-@dataclass(frozen=True)
-class DHTStats:
-    """A snapshot for ``stats``."""
-
-    peers: int
-    banned: int
-    records: int
-    rpc_sent: int
-    rpc_failed: int
-    poisoned_values: int
-    requests_handled: int
-
-
-class DHT:
-    """A Kademlia node: routing, storage and the operations over a transport."""
+class Node:
+    """A Kademlia node: state, the RPC handlers, and operations over ``transport``."""
 
     def __init__(
         self,
         me: Contact,
-        store: ValueStore,
+        values: ValueStore,
         transport: Transport,
         *,
         options: DHTOptions | None = None,
         eligibility: Eligibility | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self.core = DHTCore(me, store, transport, options=options, eligibility=eligibility, rng=rng)
-        self.client = DHTClient(self.core)
-        self.handler = RequestHandler(self.core)
+        self._options = opts = options or DHTOptions()
+        self._me = me
+        self._values = values
+        self._eligibility = eligibility or Eligibility()
+        self._rng = rng or random.Random()
+        self._table = RoutingTable(me.hashed_id, k=opts.k)
+        self._bans = BanList()
+        self._counters = DHTCounters()
+        self._reader = ContactReader(
+            me.hashed_id, self._eligibility, allow_private=opts.allow_private
+        )
+        self._lookup_params = LookupParams.from_options(opts)
+        self._driver = Driver(
+            transport,
+            message=self.request,
+            timeout_for=opts.rpc_timeout,
+            apply=self._apply,
+            counters=self._counters,
+        )
+        self._handler = RequestHandler(self, self._counters, opts.serving)
+        self._background: set[asyncio.Task[None]] = set()
+
+    # --- identity ------------------------------------------------------------------------
 
     @property
     def me(self) -> Contact:
-        """This node's contact."""
-        return self.core.me
+        """This node as peers see it: ID, advertised address, port and version."""
+        return self._me
+
+    def move_to(self, ip: str, port: int) -> None:
+        """Advertise another address (the bound port, or the address the chain lists)."""
+        self._me = self._me.with_endpoint(ip, port)
+
+    @property
+    def options(self) -> DHTOptions:
+        """The options the node was built with."""
+        return self._options
+
+    @property
+    def values(self) -> ValueStore:
+        """The local value store the node serves from and stores into."""
+        return self._values
+
+    @staticmethod
+    def wire_node(contact: Contact) -> WireNode:
+        """A wire ``Node`` for ``contact`` (with its HashedID, as Go needs it)."""
+        return wire_node(contact)
+
+    def request(self, mtype: MessageType, receiver: Contact, data: MessageData | None) -> Message:
+        """A request from us to ``receiver``.
+
+        ``Receiver.Version`` is the version we last heard from that peer: a seed contact from
+        the registry has none, but the routing table may (empty only before first contact).
+        """
+        if not receiver.version:
+            known = self._table.get(receiver.hashed_id)
+            if known is not None and known.version:
+                receiver = Contact(receiver.id, receiver.ip, receiver.port, known.version)
+        return Message(
+            sender=wire_node(self._me),
+            receiver=wire_node(receiver),
+            message_type=int(mtype),
+            data=data,
+        )
+
+    @staticmethod
+    def now() -> float:
+        """The event loop's clock (virtual in simulation)."""
+        return asyncio.get_running_loop().time()
+
+    # --- whom we know ----------------------------------------------------------------------
+
+    def contact_from_wire(self, node: WireNode | None) -> Contact | None:
+        """A routable contact from a peer-supplied ``Node``, or None (see ``dht.contacts``)."""
+        return self._reader.contact(node)
+
+    def contacts_from_wire(self, nodes: Iterable[WireNode | None] | None) -> list[Contact]:
+        """Usable contacts among peer-supplied nodes (duplicates dropped)."""
+        return self._reader.contacts(nodes)
+
+    def acceptable_endpoint(self, ip: str, port: int) -> bool:
+        """Is this an address we would dial?"""
+        return self._reader.acceptable_endpoint(ip, port)
+
+    def learn(self, contact: Contact, now: float | None = None) -> None:
+        """``contact`` proved alive (it answered us, or sent an authenticated request).
+
+        The one place peers enter the routing table. ``contact.version`` must be the one the
+        peer itself advertised: below ``min_peer_version`` it stays out (Go's ``addNode``
+        gate). A full bucket keeps its oldest contact unless a probe finds it dead; the probe
+        runs in the background.
+        """
+        if contact.hashed_id == self._me.hashed_id:
+            return
+        if not self._eligibility.routing(contact.hashed_id):
+            return
+        if self.too_old(contact.version):
+            log.debug("not adding %s: version %r is below the minimum", contact, contact.version)
+            return
+        at = self.now() if now is None else now
+        if self._bans.is_banned(contact.hashed_id, at):
+            # Until its ban expires (or, for one earned by failures, a ping clears it): a
+            # poisoner that answers pings or sends requests must not walk back in.
+            self._counters.banned_kept_out += 1
+            return
+        result = self._table.add(contact, at, lambda h: self._bans.is_banned(h, at))
+        if result.ping is not None:
+            self._counters.probes += 1
+            self._spawn(self.run(ProbePlan(result.ping)), "probe-lru")
+
+    def learn_requester(self, peer: Contact) -> None:
+        """An authenticated peer sent us a request: learn it if its address is usable."""
+        contact = self._reader.contact(wire_node(peer))
+        if contact is not None:
+            self.learn(contact)
+
+    def too_old(self, version: str) -> bool:
+        """Is a peer advertising ``version`` below our minimum? (Counted when it is.)"""
+        minimum = self._options.min_peer_version
+        if not minimum or not version_too_old(version, minimum):
+            return False
+        self._counters.peers_too_old += 1
+        return True
+
+    def record_failure(self, peer: Contact) -> None:
+        """A request to ``peer`` failed; after ``max_failures`` in a row it is evicted."""
+        if self._table.failed(peer.hashed_id, self._options.max_failures):
+            self._counters.evictions += 1
+
+    def strike(self, peer: Contact, now: float) -> None:
+        """Count a failure on the ban list (two within an hour ban the peer)."""
+        self._bans.increment(peer.hashed_id, now, peer.address)
+
+    def forgive(self, peer: Contact) -> None:
+        """``peer`` answered a ping: clear its ban-list failures."""
+        self._bans.clear(peer.hashed_id)
+
+    def ban(self, peer: Contact, reason: str, now: float) -> None:
+        """Ban ``peer`` outright and drop it from the routing table."""
+        self._counters.bans += 1
+        self._bans.ban(peer.hashed_id, now, peer.address, hard=True)
+        self._table.remove(peer.hashed_id)
+        log.warning("%s %s: banned", peer, reason)
+
+    def apply_allowlist(
+        self, routing: Iterable[bytes], store: Iterable[bytes], *, self_store_eligible: bool
+    ) -> bool:
+        """Replace the chain allowlists (routing IDs) and drop contacts no longer routable.
+
+        An empty routing list is ignored (returns False), as Go does: the chain briefly
+        answering nothing must not lock everyone out.
+        """
+        if not self._eligibility.update(routing, store):
+            return False
+        self._eligibility.self_store_eligible = self_store_eligible
+        for contact in list(self._table):
+            if not self._eligibility.routing(contact.hashed_id):
+                self._table.remove(contact.hashed_id)
+        return True
+
+    def closest(
+        self,
+        target: bytes,
+        n: int,
+        exclude: Iterable[bytes] = (),
+        *,
+        include_banned: bool = False,
+    ) -> list[Contact]:
+        """The ``n`` nearest contacts we know, minus ``exclude`` and (unless
+        ``include_banned``: answers to peers include them, as Go's do) banned ones."""
+        skip = set(exclude)
+        if not include_banned:
+            skip |= self._bans.banned(self.now())
+        return self._table.closest(target, n, skip)
+
+    def store_targets(self, key: bytes) -> list[Contact]:
+        """The ``replicas`` nearest store-eligible, unbanned contacts of the routing table."""
+        return self._store_targets(key, self._store_candidates())
+
+    # --- inspection --------------------------------------------------------------------------
+
+    @property
+    def peer_count(self) -> int:
+        """Contacts in the routing table."""
+        return len(self._table)
+
+    def contacts(self) -> list[Contact]:
+        """Every contact of the routing table, bucket by bucket, oldest first in each."""
+        return list(self._table)
+
+    def knows(self, hashed_id: bytes) -> bool:
+        """Is this routing ID in the routing table?"""
+        return hashed_id in self._table
+
+    def is_banned(self, hashed_id: bytes) -> bool:
+        """Is this routing ID banned now?"""
+        return self._bans.is_banned(hashed_id, self.now())
+
+    def banned_count(self) -> int:
+        """How many peers are banned now."""
+        return len(self._bans.banned(self.now()))
+
+    @property
+    def self_store_eligible(self) -> bool:
+        """May peers store values on us (the chain lists us ACTIVE, or nothing yet)?"""
+        return self._eligibility.self_store_eligible
+
+    @property
+    def routing_allowlist_size(self) -> int:
+        """Routing-eligible supernodes on the chain's last list (0 before the first)."""
+        return self._eligibility.routing_count
+
+    def snapshot_counters(self) -> DHTCounters:
+        """A copy of the node's counters."""
+        return self._counters.snapshot()
+
+    # --- serving ---------------------------------------------------------------------------
 
     async def handle(self, request: Message, peer_id: bytes) -> Message:
-        """Answer a request from an authenticated peer (transports call this)."""
-        return await self.handler.handle(request, peer_id)
+        """Answer a request from the peer authenticated as ``peer_id`` (transports call this)."""
+        return await self._handler.handle(request, peer_id)
 
-    # --- membership ----------------------------------------------------------------------
+    # --- operations ------------------------------------------------------------------------
+
+    async def run(self, plan: Plan[R], consume: Consumer | None = None) -> R:
+        """Run any plan over the node's transport; its events update the node."""
+        return await self._driver.run(plan, consume)
 
     async def ping(self, peer: Contact) -> bool:
         """Ping ``peer``; on an answer add it to the routing table and clear its failures."""
-        try:
-            response = await self.core.call(peer, MessageType.PING, None)
-        except TransportError:
-            self.core.bans.increment(peer.hashed_id, self.core.now(), peer.address)
-            return False
-        answered = self.core.contact_from_wire(response.sender) or peer
-        if answered.id != peer.id:
-            return False
-        self.core.bans.clear(peer.hashed_id)
-        self.core.seen(self.core.answered(peer, response))
-        return True
+        outcome = await self.run(PingPlan([peer], self._reader))
+        return bool(outcome.answered)
 
-    async def check_peers(self, concurrency: int = 32) -> tuple[int, int]:
-        """Ping every routing-table contact; failures count toward eviction (the Go node's
-        5-minute activity loop, without its dependence on the public internet).
-
-        Returns (answered, failed).
-        """
-        gate = asyncio.Semaphore(concurrency)
-        contacts = list(self.core.table)
-
-        async def one(contact: Contact) -> bool:
-            async with gate:
-                ok = await self.ping(contact)
-            if not ok:
-                self.core.table.failed(contact.hashed_id, self.core.options.max_failures)
-            return ok
-
-        results = await asyncio.gather(*(one(c) for c in contacts))
-        answered = sum(results)
-        return answered, len(results) - answered
+    async def check_peers(self) -> tuple[int, int]:
+        """Ping every routing-table contact; return (answered, failed)."""
+        self._counters.health_checks += 1
+        plan = HealthCheckPlan(
+            self.contacts(), self._reader, concurrency=self._options.health_check_concurrency
+        )
+        outcome = await self.run(plan)
+        return len(outcome.answered), len(outcome.failed)
 
     async def bootstrap(self, seeds: Iterable[Contact]) -> int:
         """Join through ``seeds``: ping them, look ourselves up, refresh farther buckets.
 
         Returns the size of the routing table afterwards.
         """
-        seeds = [s for s in seeds if s.hashed_id != self.me.hashed_id]
-        await asyncio.gather(*(self.ping(s) for s in seeds))
-        if len(self.core.table) == 0:
+        others = [s for s in seeds if s.hashed_id != self._me.hashed_id]
+        outcome: PingOutcome = await self.run(PingPlan(others, self._reader))
+        log.debug("bootstrap: %d of %d seeds answered", len(outcome.answered), len(others))
+        if self.peer_count == 0:
             return 0
-        await self.client.find_node_id(self.me.id)
+        await self.find_node_id(self._me.id)
         await self.refresh(force=True)
-        return len(self.core.table)
+        return self.peer_count
 
     async def refresh(self, *, force: bool = False) -> int:
-        """Look up a random ID in every stale bucket (all from the nearest occupied one when
-        ``force``); return how many lookups ran."""
-        core = self.core
-        age = 0.0 if force else core.options.bucket_refresh_age
-        stale = core.table.stale_buckets(core.now(), age)
-        targets = [core.table.random_id_in_bucket(i, core.rng) for i in stale]
-        await asyncio.gather(*(self.client.find_node(t) for t in targets))
+        """Look up a random ID in every stale bucket (every bucket from the nearest occupied
+        one when ``force``); return how many lookups ran."""
+        self._counters.bucket_refreshes += 1
+        age = 0.0 if force else self._options.bucket_refresh_age
+        stale = self._table.stale_buckets(self.now(), age)
+        targets = [self._table.random_id_in_bucket(i, self._rng) for i in stale]
+        await self.run(AllOf(self._lookup(LookupKind.NODES, t) for t in targets))
         return len(targets)
 
-    # --- the client API ------------------------------------------------------------------
+    async def find_node(self, target: bytes) -> LookupOutcome:
+        """The ``k`` nodes nearest a 32-byte routing-space ``target``, by iterative lookup."""
+        return await self.run(self._lookup(LookupKind.NODES, target))
 
-    async def store(self, data: bytes, datatype: int = 0) -> str:
-        """Store ``data`` locally and on the nearest nodes; return its base58 key."""
-        key, replicas = await self.client.store(bytes(data), datatype)
-        if replicas < self.core.options.replicas and len(self.core.table):
+    async def find_node_id(self, node_id: bytes) -> LookupOutcome:
+        """The nodes nearest a node ID, asked with FindNode as Go does (bootstrap)."""
+        return await self.run(self._lookup(LookupKind.NODE_ID, node_id))
+
+    async def find_value(self, key: bytes) -> LookupOutcome:
+        """Iterative FIND_VALUE of a 32-byte key; a value found is hash-checked."""
+        return await self.run(self._lookup(LookupKind.VALUE, key))
+
+    async def store(self, value: bytes, datatype: int = 0) -> StoreOutcome:
+        """Commit ``value`` locally, then store it on the nearest store-eligible nodes.
+
+        Nodes that fail are replaced by the next nearest until ``replicas`` have it or the
+        candidates run out; the outcome says how many did.
+        """
+        self._counters.stores += 1
+        (key,) = await self._values.store_batch([value], datatype=datatype, is_original=True)
+        plan = StorePlan(
+            key,
+            value,
+            datatype,
+            self._lookup(LookupKind.NODES, key),
+            replicas=self._options.replicas,
+            store_eligible=lambda c: self._eligibility.store(c.hashed_id),
+        )
+        outcome = await self.run(plan)
+        if outcome.replicas < self._options.replicas and self.peer_count:
             log.info(
                 "stored %s on %d of %d replicas",
                 key_from_bytes(key),
-                replicas,
-                self.core.options.replicas,
+                outcome.replicas,
+                self._options.replicas,
             )
-        return key_from_bytes(key)
-
-    async def retrieve(self, key: str, local_only: bool = False) -> bytes | None:
-        """The value of ``key``: local first, then the network (None if nowhere).
-
-        Raises ``KeyDisabled`` for a disabled key, ``NotFound`` for a local-only miss, and
-        ``InvalidContentKey`` for a malformed key.
-        """
-        raw = key_to_bytes(key)
-        store = self.core.store
-        if await store.is_disabled(raw):
-            raise KeyDisabled(f"key is disabled: {key}")
-        value = await store.retrieve(raw)
-        if value is not None:
-            return value
-        if local_only:
-            raise NotFound(f"not stored locally: {key}")
-        return await self.client.retrieve_network(raw)
+        return outcome
 
     async def store_batch(
         self, values: Sequence[bytes], datatype: int = 0, task_id: str = ""
     ) -> BatchStoreReport:
-        """Store values locally (one transaction), then across the network (see client)."""
-        return await self.client.store_batch([bytes(v) for v in values], datatype)
+        """Commit ``values`` locally in one transaction, then send each node its share.
 
-    async def batch_retrieve(
-        self,
-        keys: Sequence[str],
-        required: int | None = None,
-        tx_id: str = "",
-        local_only: bool = False,
-    ) -> dict[str, bytes]:
-        """Values of ``keys`` (base58 → bytes), stopping once ``required`` are in hand.
-
-        ``required`` defaults to all keys. A local-only call that finds fewer raises
-        ``NotEnoughValues`` carrying what it found; over the network a shortfall is not an
-        error (the result is simply smaller), as in Go.
+        Raises ``StoreFailed`` when some key has no store-eligible node or fewer than the
+        configured share of requests succeed (the values stay committed locally).
         """
-        raw = [key_to_bytes(k) for k in keys]
-        need = len(set(raw)) if required is None else required
-        found: dict[str, bytes] = {}
+        self._counters.batch_stores += 1
+        keys = await self._values.store_batch(values, datatype=datatype, is_original=True)
+        candidates = self._store_candidates()
+        opts = self._options
+        plan = BatchStorePlan(
+            keys,
+            values,
+            [self._store_targets(key, candidates) for key in keys],
+            datatype=datatype,
+            task_id=task_id,
+            chunk_bytes=opts.batch_store_bytes,
+            concurrency=opts.batch_store_concurrency,
+            min_success=opts.min_batch_store_success,
+        )
+        report = await self.run(plan)
+        task = f" (task {task_id})" if task_id else ""
+        log.info(
+            "batch store%s: %d values, %d/%d requests succeeded, %d refused as not eligible",
+            task,
+            len(keys),
+            report.succeeded,
+            report.requests,
+            report.refused_not_eligible,
+        )
+        if report.failure is not None:
+            raise StoreFailed(report.failure + task)
+        return report
 
-        async def collect(key: bytes, value: bytes) -> bool:
-            found[key_from_bytes(key)] = value
-            return True
+    async def retrieve(self, key: bytes, local_only: bool = False) -> bytes | None:
+        """The value of ``key``: local first, then the network (None if nowhere).
 
-        await self.client.batch_retrieve_stream(raw, need, tx_id, collect, local_only=local_only)
-        if local_only and len(found) < need:
-            raise NotEnoughValues(f"local-only: found {len(found)}, required {need}", found)
-        return found
+        Raises ``KeyDisabled`` for a key disabled here and ``NotFound`` for a local-only miss.
+        """
+        self._counters.retrieves += 1
+        if await self._values.is_disabled(key):
+            raise KeyDisabled(f"key is disabled: {key_from_bytes(key)}")
+        value = await self._values.retrieve(key)
+        if value is not None:
+            return value
+        if local_only:
+            raise NotFound(f"not stored locally: {key_from_bytes(key)}")
+        return (await self.find_value(key)).value
 
     async def batch_retrieve_stream(
         self,
-        keys: Sequence[str],
+        keys: Sequence[bytes],
         required: int,
         tx_id: str,
-        on_value: Callable[[str, bytes], Awaitable[object]],
+        consume: Consumer,
+        *,
         local_only: bool = False,
     ) -> int:
-        """Like ``batch_retrieve`` but hands each value to ``on_value(key, value)``.
+        """Hand values to ``consume(key, value)`` until ``required`` have been accepted.
 
-        If ``on_value`` raises, the key is not counted and another provider may supply it.
-        Returns how many values were delivered.
+        Local values first, then the network for the rest (waves over each key's providers,
+        then FIND_VALUE lookups: see ``plans.batch_retrieve``). ``consume`` returns False to
+        refuse a value (another provider is then asked). Returns how many were accepted.
         """
-        raw = [key_to_bytes(k) for k in keys]
-
-        async def deliver(key: bytes, value: bytes) -> bool:
-            try:
-                await on_value(key_from_bytes(key), value)
-            except Exception as exc:  # the caller refused this value; try another provider
-                log.info("on_value refused %s: %s", key_from_bytes(key), exc)
-                return False
-            return True
-
-        count = await self.client.batch_retrieve_stream(
-            raw, required, tx_id, deliver, local_only=local_only
+        if required <= 0 or not keys:
+            return 0
+        self._counters.batch_retrieves += 1
+        wanted = list(dict.fromkeys(keys))
+        delivered = 0
+        local = await self._values.retrieve_many(wanted)
+        missing: list[bytes] = []
+        for key in wanted:
+            if key in local and delivered < required and await consume(key, local[key]):
+                delivered += 1
+            else:
+                missing.append(key)
+        if delivered >= required or local_only:
+            return delivered
+        opts = self._options
+        banned = self._bans.banned(self.now())
+        plan = BatchRetrievePlan(
+            missing,
+            required - delivered,
+            tx_id,
+            {key: self._table.closest(key, opts.k, banned) for key in missing},
+            self._reader,
+            self._lookup_params,
+            replicas=opts.replicas,
+            batch_get_keys=opts.batch_get_keys,
+            concurrency=opts.batch_get_concurrency,
+            fallback_lookups=opts.fallback_lookups,
+            exclude=frozenset(banned | {self._me.hashed_id}),
         )
-        if local_only and count < required:
-            raise NotEnoughValues(f"local-only: found {count}, required {required}", {})
-        return count
-
-    async def delete(self, key: str) -> bool:
-        """Delete the local copy of ``key`` (nothing remote); return whether it was here."""
-        return await self.core.store.delete(key_to_bytes(key))
-
-    async def local_store(self, key: str, data: bytes) -> str:
-        """Store ``data`` locally only, under ``key``, which it must hash to."""
-        raw = key_to_bytes(key)
-        if digest(data) != raw:
-            raise ValueMismatch(f"data does not hash to key {key}")
-        await self.core.store.store_batch([(raw, bytes(data))], is_original=True)
-        return key
-
-    async def disable_key(self, key: str) -> None:
-        """Refuse single-key retrieval of ``key`` on this node for a while."""
-        await self.core.store.disable_key(key_to_bytes(key))
-
-    async def enable_key(self, key: str) -> None:
-        """Undo ``disable_key``."""
-        await self.core.store.enable_key(key_to_bytes(key))
-
-    async def get_local_keys(self, start: datetime | None, end: datetime) -> list[str]:
-        """Base58 keys stored locally with ``createdAt`` in (start, end)."""
-        keys = await self.core.store.get_local_keys(start, end)
-        return [key_from_bytes(k) for k in keys]
-
-    def n_closest_nodes(self, n: int, key: str, ignores: Iterable[str] = ()) -> list[str]:
-        """Addresses of the ``n`` routing-table nodes nearest ``key`` (no network call).
-
-        ``key`` is base58; if it does not decode to 32 bytes it is hashed. Banned nodes and
-        ``ignores`` (addresses) are left out; we are never included.
-        """
-        target = closest_target(key)
-        skip = {hash_id(i.encode()) for i in ignores}
-        return [c.address for c in self.core.closest(target, n, skip)]
-
-    async def stats(self) -> DHTStats:
-        """Counters and sizes."""
-        core = self.core
-        return DHTStats(
-            peers=len(core.table),
-            banned=len(core.banned_set()),
-            records=await core.store.count(),
-            rpc_sent=core.counters.rpc_sent,
-            rpc_failed=core.counters.rpc_failed,
-            poisoned_values=core.counters.poisoned_values,
-            requests_handled=core.counters.requests_handled,
-        )
+        outcome = await self.run(plan, consume)
+        return delivered + outcome.delivered
 
     async def close(self) -> None:
-        """Stop background probes."""
-        await self.core.stop_background()
+        """Stop background probes and wait for them."""
+        tasks = list(self._background)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
+    # --- inside ----------------------------------------------------------------------------
 
-__all__ = ["DHT", "DHTStats", "KeyDisabled", "NotEnoughValues"]
+    def _lookup(self, kind: LookupKind, target: bytes) -> LookupPlan:
+        """A lookup seeded from the routing table, never asking ourselves or a banned peer."""
+        banned = self._bans.banned(self.now())
+        exclude = frozenset(banned | {self._me.hashed_id})
+        params = self._lookup_params
+        if kind is LookupKind.NODE_ID:
+            seeds = self._table.closest(hash_id(target), self._options.k, banned)
+            return LookupPlan.for_node_id(target, seeds, self._reader, params, exclude=exclude)
+        seeds = self._table.closest(target, self._options.k, banned)
+        return LookupPlan(kind, target, seeds, self._reader, params, exclude=exclude)
+
+    def _store_candidates(self) -> list[Contact]:
+        banned = self._bans.banned(self.now())
+        return [c for c in self._table if c.hashed_id not in banned]
+
+    def _store_targets(self, key: bytes, candidates: Sequence[Contact]) -> list[Contact]:
+        t = int.from_bytes(key, "big")
+        out: list[Contact] = []
+        for contact in sorted(candidates, key=lambda c: c.int_id ^ t):
+            if self._eligibility.store(contact.hashed_id):
+                out.append(contact)
+                if len(out) >= self._options.replicas:
+                    break
+        return out
+
+    def _apply(self, event: Event) -> None:
+        """Record what a plan observed (the driver calls this for every event)."""
+        now = self.now()
+        match event:
+            case Answered(peer):
+                self.learn(peer, now)
+            case Unanswered(peer):
+                self.record_failure(peer)
+            case Struck(peer):
+                self.strike(peer, now)
+            case Cleared(peer):
+                self.forgive(peer)
+            case Poisoned(peer, key):
+                self._counters.poisoned_values += 1
+                self.ban(peer, f"served a value that does not hash to {key.hex()}", now)
+            case RefusedStore(peer):
+                self._eligibility.refused_store(peer.hashed_id)
+            case ProbeAnswered(peer):
+                self._table.ping_succeeded(peer, now)
+            case ProbeFailed(peer):
+                evicted = peer.hashed_id in self._table
+                self._table.ping_failed(peer.hashed_id)
+                self._counters.evictions += evicted
+            case LookupStarted(target):
+                self._counters.lookups += 1
+                self._table.touch(target, now)
+            case _:
+                raise TypeError(f"the node cannot apply {event!r}")
+
+    def _spawn(self, coro: Coroutine[Any, Any, object], name: str) -> None:
+        """Run fire-and-forget work, keeping a reference and logging its failure."""
+
+        async def guarded() -> None:
+            await coro
+
+        task = asyncio.ensure_future(guarded())
+        task.set_name(name)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("background %s failed: %s", task.get_name(), task.exception())

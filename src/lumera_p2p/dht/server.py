@@ -26,14 +26,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import base58
 
 from lumera_p2p.content import digest, hex_to_bytes
 from lumera_p2p.dht.answer_budget import fit_values
-from lumera_p2p.dht.core import DHTCore, ensure_hashed_target
+from lumera_p2p.dht.contacts import wire_node
+from lumera_p2p.dht.counters import DHTCounters
 from lumera_p2p.dht.find_values_payload import compress_values
+from lumera_p2p.dht.options import ServingLimits
 from lumera_p2p.dht.quotas import Decision, PeerQuotas, Verdict
+from lumera_p2p.dht.statuses import (
+    BATCH_NODE_FULL,
+    BATCH_NOT_STORE_ELIGIBLE,
+    NODE_FULL,
+    NOT_STORE_ELIGIBLE,
+    failed,
+    ok,
+)
 from lumera_p2p.errors import (
     InvalidContentKey,
     LumeraP2PError,
@@ -41,7 +52,7 @@ from lumera_p2p.errors import (
     ProtocolError,
     StorageFull,
 )
-from lumera_p2p.kademlia import Contact
+from lumera_p2p.kademlia import Contact, hash_id
 from lumera_p2p.net.budget import current_reservation
 from lumera_p2p.net.slots import RequestSlots
 from lumera_p2p.store.local import ReplicationKey
@@ -61,14 +72,15 @@ from lumera_p2p.wire.messages import (
     Message,
     MessageData,
     MessageType,
-    Node,
     ReplicateDataRequest,
     ReplicateDataResponse,
-    ResponseStatus,
-    ResultType,
     StoreDataRequest,
     StoreDataResponse,
 )
+from lumera_p2p.wire.messages import Node as WireNode
+
+if TYPE_CHECKING:
+    from lumera_p2p.dht.node import Node
 
 log = logging.getLogger(__name__)
 
@@ -82,20 +94,6 @@ ANSWER_COPIES = 2
 #: FindValue answers up to this size need no reservation (the server's small requests).
 SMALL_ANSWER = 64 * 1024
 
-NOT_STORE_ELIGIBLE = "store rejected: self not store-eligible"
-BATCH_NOT_STORE_ELIGIBLE = "batch store rejected: self not store-eligible"
-# A full node (store.max_storage_bytes) answers as a not-store-eligible one: Go's clients then
-# leave it out of their success rate and stop sending to it until their allowlist refresh.
-NODE_FULL = f"{NOT_STORE_ELIGIBLE} (node is full)"
-BATCH_NODE_FULL = f"{BATCH_NOT_STORE_ELIGIBLE} (node is full)"
-
-OK = ResponseStatus(result=int(ResultType.OK), err_msg="")
-
-
-def failed(message: str) -> ResponseStatus:
-    """A ``Failed`` status with ``message``."""
-    return ResponseStatus(result=int(ResultType.FAILED), err_msg=message)
-
 
 def _hex_keys(keys: list[str]) -> list[bytes] | None:
     """Decode hex keys; None if any is malformed."""
@@ -105,12 +103,18 @@ def _hex_keys(keys: list[str]) -> list[bytes] | None:
         return None
 
 
-class RequestHandler:
-    """Answers requests for one node. ``handle`` is what the transports call."""
+def ensure_hashed_target(target: bytes) -> bytes:
+    """A lookup target in routing space: 32 bytes as is, anything else (a node ID) hashed."""
+    return target if len(target) == 32 else hash_id(target)
 
-    def __init__(self, core: DHTCore) -> None:
-        self.core = core
-        limits = self._limits = core.options.serving
+
+class RequestHandler:
+    """Answers requests for one node (``Node.handle`` calls :meth:`handle`)."""
+
+    def __init__(self, node: Node, counters: DHTCounters, limits: ServingLimits) -> None:
+        self._node = node
+        self._counters = counters
+        self._limits = limits
         self._find_values_slots = RequestSlots(
             limits.batch_find_values_slots, limits.batch_find_values_per_peer
         )
@@ -144,21 +148,21 @@ class RequestHandler:
             raise ProtocolError(
                 f"sender {bytes(sender.id)!r} is not the authenticated peer {peer_id!r}"
             )
-        if self.core.too_old(sender.version):
+        if self._node.too_old(sender.version):
             # Go closes the connection of such a peer without answering; so do we.
             raise ProtocolError(
                 f"peer version {sender.version!r} is below the minimum "
-                f"{self.core.options.min_peer_version}"
+                f"{self._node.options.min_peer_version}"
             )
         handler = self._dispatch.get(request.message_type)
         if handler is None:
             raise ProtocolError(f"unknown message type {request.message_type}")
         peer = Contact(bytes(sender.id), sender.ip or "", int(sender.port or 0), sender.version)
-        self.core.counters.requests_handled += 1
+        self._counters.requests_handled += 1
         data = await handler(request, peer)
         return Message(
-            sender=self.core.wire_self,
-            receiver=self.core.wire_node(peer),
+            sender=wire_node(self._node.me),
+            receiver=wire_node(peer),
             message_type=request.message_type,
             data=data,
             correlation_id=request.correlation_id,
@@ -166,13 +170,13 @@ class RequestHandler:
 
     def _learn(self, peer: Contact) -> None:
         """Add an authenticated requester to the routing table if its address is usable."""
-        contact = self.core.contact_from_wire(self.core.wire_node(peer))
-        if contact is not None:
-            self.core.seen(contact)
+        self._node.learn_requester(peer)
 
-    def _closest_nodes(self, target: bytes, peer: Contact) -> list[Node]:
-        nodes = self.core.table.closest(target, self.core.options.k, {peer.hashed_id})
-        return [self.core.wire_node(c) for c in nodes]
+    def _closest_nodes(self, target: bytes, peer: Contact) -> list[WireNode]:
+        # Banned contacts are not left out of answers, as in Go (they are only never asked).
+        node = self._node
+        nearest = node.closest(target, node.options.k, {peer.hashed_id}, include_banned=True)
+        return [wire_node(c) for c in nearest]
 
     @staticmethod
     def _expect(request: Message, kind: type) -> object:
@@ -195,29 +199,29 @@ class RequestHandler:
         self._learn(peer)
         value = body.data or b""  # a large value is a view into the frame (net/frames.py)
         key = digest(value)
-        if await self.core.store.retrieve(key):
-            return StoreDataResponse(status=OK)  # already held: nothing to do
-        if not self.core.eligibility.self_store_eligible:
+        if await self._node.values.retrieve(key):
+            return StoreDataResponse(status=ok())  # already held: nothing to do
+        if not self._node.self_store_eligible:
             return StoreDataResponse(status=failed(NOT_STORE_ELIGIBLE))
         quota = self._write_quota(peer, len(value), 1)
         if not quota.accepted:
             return StoreDataResponse(status=failed(quota.reason))
         try:
-            await self.core.store.store_batch([(key, value)], datatype=int(body.type or 0))
+            await self._node.values.store_batch([(key, value)], datatype=int(body.type or 0))
         except StorageFull as exc:
             log.warning("refused a value from %s: %s", peer, exc)
             return StoreDataResponse(status=failed(NODE_FULL))
         except LumeraP2PError as exc:
             log.error("storing a value from %s failed: %s", peer, exc)
             return StoreDataResponse(status=failed(f"store failed: {exc}"))
-        return StoreDataResponse(status=OK)
+        return StoreDataResponse(status=ok())
 
     async def _find_node(self, request: Message, peer: Contact) -> MessageData | None:
         body = self._expect(request, FindNodeRequest)
         assert isinstance(body, FindNodeRequest)
         self._learn(peer)
         target = ensure_hashed_target(bytes(body.target or b""))
-        return FindNodeResponse(status=OK, closest=self._closest_nodes(target, peer))
+        return FindNodeResponse(status=ok(), closest=self._closest_nodes(target, peer))
 
     async def _find_value(self, request: Message, peer: Contact) -> MessageData | None:
         body = self._expect(request, FindValueRequest)
@@ -230,9 +234,9 @@ class RequestHandler:
             return FindValueResponse(
                 status=failed(NO_MEMORY), closest=self._closest_nodes(target, peer)
             )
-        value = await self.core.store.retrieve(target)
+        value = await self._node.values.retrieve(target)
         if value:
-            return FindValueResponse(status=OK, closest=[], value=value)
+            return FindValueResponse(status=ok(), closest=[], value=value)
         return FindValueResponse(
             status=failed("value not found"), closest=self._closest_nodes(target, peer)
         )
@@ -246,27 +250,27 @@ class RequestHandler:
         keys = _hex_keys(keys_text)
         if keys is None:
             return ReplicateDataResponse(status=failed("malformed key"))
-        if not self.core.acceptable_endpoint(peer.ip, peer.port):
+        if not self._node.acceptable_endpoint(peer.ip, peer.port):
             return ReplicateDataResponse(status=failed("announcer has no reachable address"))
         quota = self._carry_out(
-            self._quotas.admit_announcements(peer.address, len(keys), self.core.now()), peer
+            self._quotas.admit_announcements(peer.address, len(keys), self._node.now()), peer
         )
         if not quota.accepted:
             return ReplicateDataResponse(status=failed(quota.reason))
-        missing = await self.core.store.missing(keys)
-        await self.core.store.add_replication_keys(
+        missing = await self._node.values.missing(keys)
+        await self._node.values.add_replication_keys(
             [ReplicationKey(k, peer.address, peer.ip, peer.port) for k in missing]
         )
-        return ReplicateDataResponse(status=OK)
+        return ReplicateDataResponse(status=ok())
 
     async def _batch_find_values(self, request: Message, peer: Contact) -> MessageData | None:
         body = self._expect(request, BatchFindValuesRequest)
         assert isinstance(body, BatchFindValuesRequest)
         keys_text = list(body.keys or [])
-        limits = self._limits
-        keys = _hex_keys(keys_text) if len(keys_text) <= limits.max_keys_per_request else None
+        keys = _hex_keys(keys_text) if len(keys_text) <= self._limits.max_keys_per_request else None
         if keys is None:
             return BatchFindValuesResponse(status=failed("malformed or too many keys"))
+        limits = self._limits
         async with self._find_values_slots.slot(peer.address, limits.batch_find_values_wait) as got:
             if not got:
                 return BatchFindValuesResponse(status=failed(BUSY))
@@ -274,7 +278,7 @@ class RequestHandler:
                 # Base64 makes the values a third larger in the JSON document; zstd rarely
                 # shrinks stored values, so the cap on their bytes keeps the payload in bounds.
                 fitted = await fit_values(
-                    self.core.store,
+                    self._node.values,
                     keys,
                     cap=limits.batch_find_values_max_bytes * 3 // 4,
                     factor=ANSWER_COPIES,
@@ -282,13 +286,13 @@ class RequestHandler:
                 )
             except OverBudget:
                 return BatchFindValuesResponse(status=failed(NO_MEMORY))
-            found = await self.core.store.retrieve_many(fitted.keys)
+            found = await self._node.values.retrieve_many(fitted.keys)
             payload, done = await asyncio.to_thread(
                 compress_values, keys, found, limits.batch_find_values_max_bytes
             )
             del found
         return BatchFindValuesResponse(
-            status=OK, response=payload, done=done and not fitted.trimmed
+            status=ok(), response=payload, done=done and not fitted.trimmed
         )
 
     async def _batch_store_data(self, request: Message, peer: Contact) -> MessageData | None:
@@ -296,24 +300,24 @@ class RequestHandler:
         assert isinstance(body, BatchStoreDataRequest)
         self._learn(peer)
         values = [v or b"" for v in (body.data or [])]  # large ones: views into the frame
-        if not self.core.eligibility.self_store_eligible:
+        if not self._node.self_store_eligible:
             keys = [digest(v) for v in values]
-            if await self.core.store.missing(keys):
+            if await self._node.values.missing(keys):
                 return StoreDataResponse(status=failed(BATCH_NOT_STORE_ELIGIBLE))
         quota = self._write_quota(peer, sum(len(v) for v in values), len(values))
         if not quota.accepted:
             return StoreDataResponse(status=failed(quota.reason))
         try:
             # Go stores received values as datatype 1 whatever the request says; so do we.
-            await self.core.store.store_batch(values, datatype=1)
+            await self._node.values.store_batch(values, datatype=1)
         except StorageFull as exc:
             log.warning("refused %d values from %s: %s", len(values), peer, exc)
             return StoreDataResponse(status=failed(BATCH_NODE_FULL))
         except LumeraP2PError as exc:
             log.error("storing %d values from %s failed: %s", len(values), peer, exc)
             return StoreDataResponse(status=failed(f"store failed: {exc}"))
-        self.core.counters.values_stored_remote += len(values)
-        return StoreDataResponse(status=OK)
+        self._counters.values_stored_remote += len(values)
+        return StoreDataResponse(status=ok())
 
     async def _batch_find_node(self, request: Message, peer: Contact) -> MessageData | None:
         body = self._expect(request, BatchFindNodeRequest)
@@ -322,27 +326,27 @@ class RequestHandler:
         targets = list(body.hashed_target or [])
         if len(targets) > self._limits.max_keys_per_request:
             return BatchFindNodeResponse(status=failed("too many targets"), closest_nodes={})
-        closest: dict[str, list[Node]] = {}
+        closest: dict[str, list[WireNode]] = {}
         for raw in targets:
             target = ensure_hashed_target(bytes(raw or b""))
             closest[base58.b58encode(target).decode()] = self._closest_nodes(target, peer)
-        return BatchFindNodeResponse(status=OK, closest_nodes=closest)
+        return BatchFindNodeResponse(status=ok(), closest_nodes=closest)
 
     async def _batch_get_values(self, request: Message, peer: Contact) -> MessageData | None:
         body = self._expect(request, BatchGetValuesRequest)
         assert isinstance(body, BatchGetValuesRequest)
         self._learn(peer)
         requested = list((body.data or {}).keys())
-        limits = self._limits
-        keys = _hex_keys(requested) if len(requested) <= limits.max_keys_per_request else None
+        keys = _hex_keys(requested) if len(requested) <= self._limits.max_keys_per_request else None
         if keys is None:
             return BatchGetValuesResponse(data={}, status=failed("malformed or too many keys"))
+        limits = self._limits
         async with self._get_values_slots.slot(peer.address, limits.batch_get_values_wait) as got:
             if not got:
                 return BatchGetValuesResponse(data={}, status=failed(BUSY))
             try:
                 fitted = await fit_values(
-                    self.core.store,
+                    self._node.values,
                     keys,
                     cap=limits.max_response_value_bytes,
                     factor=ANSWER_COPIES,
@@ -350,7 +354,7 @@ class RequestHandler:
                 )
             except OverBudget:
                 return BatchGetValuesResponse(data={}, status=failed(NO_MEMORY))
-            found = await self.core.store.retrieve_many(fitted.keys)
+            found = await self._node.values.retrieve_many(fitted.keys)
         if fitted.trimmed:
             log.info(
                 "answering %s with %d of the values it asked for (%d bytes): no room for more",
@@ -364,13 +368,13 @@ class RequestHandler:
             hex_key: KeyValWithClosest(value=found.get(key, b""), closest=[])
             for hex_key, key in zip(requested, keys, strict=True)
         }
-        return BatchGetValuesResponse(data=data, status=OK)
+        return BatchGetValuesResponse(data=data, status=ok())
 
     # --- limits --------------------------------------------------------------------------
 
     def _write_quota(self, peer: Contact, nbytes: int, nvalues: int) -> Decision:
         """Charge a store of ``nvalues`` values, ``nbytes`` in all, to ``peer``'s quota."""
-        decision = self._quotas.admit_write(peer.address, nbytes, nvalues, self.core.now())
+        decision = self._quotas.admit_write(peer.address, nbytes, nvalues, self._node.now())
         return self._carry_out(decision, peer)
 
     def _carry_out(self, decision: Decision, peer: Contact) -> Decision:
@@ -387,7 +391,7 @@ class RequestHandler:
         reservation = current_reservation()
         if reservation is None:
             return True
-        size = (await self.core.store.value_sizes([key])).get(key, 0)
+        size = (await self._node.values.value_sizes([key])).get(key, 0)
         if size <= SMALL_ANSWER:
             return True
         if not reservation.could_grow(ANSWER_COPIES * size):

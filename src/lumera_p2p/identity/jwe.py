@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-from lumera_p2p.errors import KeyringError
+from lumera_p2p.errors import JWEAuthError, JWEError, JWEUnwrapError
 
 ALG = "PBES2-HS256+A128KW"
 ENC = "A256GCM"
@@ -53,18 +53,6 @@ _IV_BYTES = 12
 _TAG_BYTES = 16
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
-
-
-class JWEError(KeyringError):
-    """A token is not a well-formed PBES2-HS256+A128KW / A256GCM JWE."""
-
-
-class JWEUnwrapError(JWEError):
-    """The key-encryption key did not unwrap the content key: wrong password, or corrupt."""
-
-
-class JWEAuthError(JWEError):
-    """The content key unwrapped but AES-GCM authentication failed: the token was altered."""
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,15 @@ from typing import Any
 
 import bcrypt
 
-from lumera_p2p.errors import IdentityError, KeyNotFound, KeyringError, WrongPassphrase
+from lumera_p2p.errors import (
+    IdentityError,
+    JWEAuthError,
+    JWEUnwrapError,
+    KeyNotFound,
+    KeyringError,
+    ProtobufDecodeError,
+    WrongPassphrase,
+)
 from lumera_p2p.identity import armor, jwe, protowire
 from lumera_p2p.identity.keys import (
     DEFAULT_HD_PATH,
@@ -178,6 +186,20 @@ def resolve_passphrase(
         if candidate and candidate.strip():
             return candidate.strip()
     return None
+
+
+def os_backend_advice(key_name: str = "<key_name>", directory: str = "<dir>") -> str:
+    """What to do with a key in the ``os`` backend, which this program cannot read.
+
+    One line, shared by ``config check`` and ``run`` so both say the same thing.
+    """
+    return (
+        "the 'os' keyring backend keeps keys in the operating system's secret store, which "
+        f"this program cannot read: export the key with 'lumerad keys export {key_name} "
+        f"--keyring-backend os > {key_name}.armor', import it with 'lumera-p2p keys import "
+        f"{key_name} {key_name}.armor --keyring-dir {directory} --keyring-backend file', "
+        "then set keyring.backend: file (or test, on a local network)"
+    )
 
 
 # --- file names ------------------------------------------------------------------------------
@@ -322,7 +344,7 @@ def decode_record(data: bytes) -> tuple[str, bytes, RecordKind, bytes | None]:
             for number, wire, value in protowire.iter_fields(item):
                 if number == 1:
                     priv_any = _len_field(number, wire, value, "local.priv_key")
-    except protowire.ProtobufDecodeError as exc:
+    except ProtobufDecodeError as exc:
         raise KeyringError(f"record is not a valid protobuf Record: {exc}") from exc
     if name is None or pub_any is None:
         raise KeyringError("record lacks its name or public key")
@@ -362,10 +384,7 @@ class Keyring:
     ) -> None:
         backend = backend.strip().lower()
         if backend == "os":
-            raise KeyringError(
-                "the 'os' keyring backend keeps keys in the operating system's secret store, "
-                "which this program cannot read; use the 'file' or 'test' backend"
-            )
+            raise KeyringError(os_backend_advice(directory=str(directory)))
         if backend not in BACKEND_DIRS:
             raise KeyringError(f"unsupported keyring backend {backend!r} (use 'test' or 'file')")
         self.backend = backend
@@ -572,9 +591,9 @@ class Keyring:
         try:
             parsed = jwe.parse(raw)
             payload = jwe.decrypt_parsed(parsed, self._password)
-        except jwe.JWEUnwrapError as exc:
+        except JWEUnwrapError as exc:
             raise self._unwrap_error(path) from exc
-        except jwe.JWEAuthError as exc:
+        except JWEAuthError as exc:
             raise KeyringError(
                 f"{path}: authentication failed; the file was modified or is corrupt"
             ) from exc

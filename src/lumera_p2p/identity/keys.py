@@ -24,7 +24,7 @@ from Crypto.Hash import RIPEMD160, keccak
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from mnemonic import Mnemonic
 
-from lumera_p2p.errors import IdentityError, SignatureError
+from lumera_p2p.errors import IdentityError, ProtobufDecodeError, SignatureError
 from lumera_p2p.identity import protowire
 
 ACCOUNT_HRP = "lumera"
@@ -152,7 +152,7 @@ class PublicKey:
             else:
                 raise IdentityError(f"unsupported public key type {type_url!r}")
             key = protowire.get_bytes(protowire.parse_fields(value), 1)
-        except protowire.ProtobufDecodeError as exc:
+        except ProtobufDecodeError as exc:
             raise IdentityError(f"malformed public key Any: {exc}") from exc
         if key is None:
             raise IdentityError("public key Any holds no key bytes")
@@ -252,7 +252,7 @@ class PrivateKey:
         try:
             type_url, value = protowire.decode_any(raw)
             key = protowire.get_bytes(protowire.parse_fields(value), 1)
-        except protowire.ProtobufDecodeError as exc:
+        except ProtobufDecodeError as exc:
             raise IdentityError(f"malformed private key Any: {exc}") from exc
         if type_url == LEGACY_PRIVKEY_TYPE_URL:
             raise IdentityError(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from lumera_p2p.errors import LumeraP2PError
+from lumera_p2p.errors import ProtobufDecodeError
 
 WIRE_VARINT = 0
 WIRE_I64 = 1
@@ -18,10 +18,6 @@ WIRE_LEN = 2
 WIRE_I32 = 5
 
 _MAX_VARINT_BYTES = 10
-
-
-class ProtobufDecodeError(LumeraP2PError):
-    """Bytes that are not a well-formed protobuf message."""
 
 
 def encode_varint(value: int) -> bytes:

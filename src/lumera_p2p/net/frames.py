@@ -1,10 +1,18 @@
-"""Reading and writing Kademlia frames on a secure stream, with deadlines and big work off-loop.
+"""Reading and writing Kademlia frames on a stream, with deadlines and big work off-loop.
 
-A frame is the 8-byte header and a gob body (``wire.messages``). Reading is split so the
-caller can tell the cases apart that matter to it: the stream ended *before* a frame (a clean
-close between requests, or a stale pooled connection), *inside* one (a protocol error), or a
-peer sent too slowly. The body is gathered as it arrives, never preallocated from the declared
-length, so a header promising 400 MB costs nothing until the bytes come.
+This is the one frame reader: the TCP transport, the server and everything else read frames
+with :func:`read_frame` (or its two halves, :func:`read_frame_length` and :func:`read_body`,
+when the header and the body need different deadlines). A frame is the 8-byte header and a gob
+body (``wire.messages``); the header's length is checked against the protocol limits and the
+caller's own before a single body byte is read, and the body is gathered as it arrives, never
+preallocated from the declared length, so a header promising 400 MB costs nothing until the
+bytes come.
+
+Reading tells apart the cases that matter to a caller: the stream ended *before* a frame (a
+clean close between requests, or a stale pooled connection: ``None``), *inside* one (a
+``ProtocolError``), or a peer sent too slowly (``TimeoutError``). Any object with an ``async
+read(n)`` that returns ``b""`` at the end works: a ``SecureStream`` or an
+``asyncio.StreamReader``.
 
 Encoding or decoding a multi-megabyte message takes tens of milliseconds of pure Python; above
 :data:`OFF_LOOP_SIZE` it runs in a worker thread so the event loop keeps serving other peers.
@@ -20,6 +28,7 @@ from lumera_p2p.errors import ProtocolError
 from lumera_p2p.wire.gob import GobDecodeCache
 from lumera_p2p.wire.messages import (
     HEADER_SIZE,
+    MAX_PAYLOAD_SIZE,
     BatchFindValuesRequest,
     BatchFindValuesResponse,
     BatchGetValuesRequest,
@@ -31,6 +40,7 @@ from lumera_p2p.wire.messages import (
     StoreDataRequest,
     decode_body,
     encode_message,
+    parse_header,
 )
 
 #: Messages (estimated) and bodies larger than this are encoded / decoded in a worker thread.
@@ -47,12 +57,16 @@ _KEY_SIZE: Final = 66
 log = logging.getLogger(__name__)
 
 
-class FrameStream(Protocol):
-    """What the framing needs from a stream (a ``SecureStream``)."""
+class FrameSource(Protocol):
+    """What reading frames needs from a stream (a ``SecureStream``, an ``asyncio.StreamReader``)."""
 
     async def read(self, n: int = -1) -> bytes:
         """Up to ``n`` bytes; ``b""`` at the end of the stream."""
         ...
+
+
+class FrameStream(FrameSource, Protocol):
+    """What reading and writing frames needs from a stream (a ``SecureStream``)."""
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Queue ``data``."""
@@ -116,7 +130,7 @@ async def decode_frame_body(
         raise ProtocolError(f"undecodable message: {exc!r}") from exc
 
 
-async def read_header(stream: FrameStream) -> bytes | None:
+async def read_header(stream: FrameSource) -> bytes | None:
     """The next 8-byte frame header; ``None`` if the stream ended before its first byte.
 
     A reset before the first byte also counts as an end (``None``): for a pooled connection
@@ -138,8 +152,25 @@ async def read_header(stream: FrameStream) -> bytes | None:
     return header
 
 
+async def read_frame_length(stream: FrameSource, *, max_size: int = MAX_PAYLOAD_SIZE) -> int | None:
+    """The body length the next frame's header declares; ``None`` at a clean end before it.
+
+    Refused (``ProtocolError``) as Go refuses it when over the protocol limits, and when over
+    ``max_size``, before anything else is read.
+    """
+    header = await read_header(stream)
+    if header is None:
+        return None
+    length = parse_header(header)
+    if length > max_size:
+        raise ProtocolError(
+            f"payload too big: a {length}-byte frame is over our limit of {max_size} bytes"
+        )
+    return length
+
+
 async def read_body(
-    stream: FrameStream, length: int, *, grace: float | None = None, min_rate: float = 1.0
+    stream: FrameSource, length: int, *, grace: float | None = None, min_rate: float = 1.0
 ) -> bytes:
     """Exactly ``length`` bytes of frame body; ``ProtocolError`` if the stream ends first.
 
@@ -166,8 +197,38 @@ async def read_body(
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
+async def read_frame(
+    stream: FrameSource,
+    *,
+    max_size: int = MAX_PAYLOAD_SIZE,
+    grace: float | None = None,
+    min_rate: float = 1.0,
+) -> bytes | None:
+    """The next frame's body; ``None`` if the stream ended cleanly before a frame.
+
+    :func:`read_frame_length` then :func:`read_body` (``grace`` and ``min_rate`` are the body's
+    deadline, see there).
+    """
+    length = await read_frame_length(stream, max_size=max_size)
+    if length is None:
+        return None
+    return await read_body(stream, length, grace=grace, min_rate=min_rate)
+
+
+async def read_message(
+    stream: FrameSource,
+    *,
+    max_size: int = MAX_PAYLOAD_SIZE,
+    cache: GobDecodeCache | None = None,
+    off_loop_size: int = OFF_LOOP_SIZE,
+) -> Message | None:
+    """Read and decode the next frame; ``None`` at a clean end of stream."""
+    body = await read_frame(stream, max_size=max_size)
+    return None if body is None else await decode_frame_body(body, cache, off_loop_size)
+
+
 async def read_body_view(
-    stream: FrameStream, length: int, *, grace: float | None = None, min_rate: float = 1.0
+    stream: FrameSource, length: int, *, grace: float | None = None, min_rate: float = 1.0
 ) -> bytes | memoryview:
     """Like :func:`read_body`, but a body over :data:`VIEW_MIN` bytes is read into one buffer
     of exactly ``length`` bytes, allocated up front, and returned as a read-only view.

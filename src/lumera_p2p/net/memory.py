@@ -97,7 +97,10 @@ class MemoryTransport:
             net.counters.by_type.get(request.message_type, 0) + 1
         )
         try:
-            return await asyncio.wait_for(self._exchange(peer, request), timeout)
+            # A timeout scope, not wait_for: no extra task per call (the simulator makes
+            # hundreds of thousands of them).
+            async with asyncio.timeout(timeout):
+                return await self._exchange(peer, request)
         except TimeoutError:
             raise TransportError(f"{peer}: no answer within {timeout} s") from None
 

@@ -37,9 +37,9 @@ from lumera_p2p.net.frames import (
     decode_frame_body,
     encode_frame,
     payload_hint,
-    read_body,
     read_body_view,
-    read_header,
+    read_frame,
+    read_frame_length,
     write_frame,
 )
 from lumera_p2p.net.limits import KeyedRateLimiter, ServerLimits, TokenBucket, transfer_deadline
@@ -54,7 +54,7 @@ from lumera_p2p.secure import (
     start_secure_server,
 )
 from lumera_p2p.wire.gob import GobDecodeCache, GobEncodeError
-from lumera_p2p.wire.messages import MAX_PAYLOAD_SIZE, Message, parse_header
+from lumera_p2p.wire.messages import MAX_PAYLOAD_SIZE, Message
 
 #: ``handler(request, peer_id)``: ``peer_id`` is the authenticated bech32 address as bytes.
 Handler = Callable[[Message, bytes], Awaitable[Message]]
@@ -218,13 +218,10 @@ class TcpTransport:
             await conn.drain()
         except ConnectionError as exc:
             raise _StaleConnection from exc
-        header = await read_header(conn)
-        if header is None:
+        # Bounded by the caller's timeout; the length is checked before the body is read.
+        body = await read_frame(conn, max_size=self.options.max_response_size)
+        if body is None:
             raise _StaleConnection
-        length = parse_header(header)
-        if length > self.options.max_response_size:
-            raise ProtocolError(f"answer of {length} bytes is over our limit")
-        body = await read_body(conn, length)  # bounded by the caller's timeout
         return await decode_frame_body(body, self._cache, self.options.off_loop_size)
 
     async def close(self) -> None:
@@ -507,15 +504,14 @@ class TcpServer:
         lim, stats = self.limits, self.stats
         try:
             async with asyncio.timeout(lim.idle_timeout):
-                header = await read_header(stream)
+                length = await read_frame_length(stream)
         except TimeoutError:
             # Idle, or stuck inside a header: either way, never resume mid-frame.
             stats.idle_closed += 1
             stream.abort()
             return False
-        if header is None:
+        if length is None:
             return False  # the peer closed between requests
-        length = parse_header(header)
         # The body is reserved before a byte of it is read (its values are decoded as views
         # into it, so this is all it costs). Nothing is read while this waits: TCP holds the
         # sender back meanwhile.

@@ -5,6 +5,7 @@ Byte-compatible with supernode ``pkg/net/credentials/alts`` and lumera ``securek
 asyncio glue.
 """
 
+from lumera_p2p.errors import CounterExhaustedError, HandshakeTimeoutError
 from lumera_p2p.secure.channel import (
     IncomingConnection,
     SecureStream,
@@ -14,12 +15,10 @@ from lumera_p2p.secure.channel import (
 from lumera_p2p.secure.handshake import (
     DEFAULT_HANDSHAKE_TIMEOUT,
     HandshakeResult,
-    HandshakeTimeoutError,
     PeerType,
     PeerVerifier,
     StaticPeerVerifier,
 )
-from lumera_p2p.secure.record import CounterExhaustedError
 
 __all__ = [
     "DEFAULT_HANDSHAKE_TIMEOUT",

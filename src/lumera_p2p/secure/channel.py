@@ -32,12 +32,11 @@ from typing import Any, Final, cast
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from lumera_p2p.errors import ProtocolError
+from lumera_p2p.errors import HandshakeTimeoutError, ProtocolError
 from lumera_p2p.identity.keys import PrivateKey
 from lumera_p2p.secure.handshake import (
     DEFAULT_HANDSHAKE_TIMEOUT,
     HandshakeResult,
-    HandshakeTimeoutError,
     PeerType,
     PeerVerifier,
     client_handshake,

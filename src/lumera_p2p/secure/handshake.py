@@ -25,7 +25,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from lumera_p2p.errors import IdentityError, LumeraP2PError, ProtocolError
+from lumera_p2p.errors import (
+    HandshakeTimeoutError,  # noqa: F401  (its old import path)
+    IdentityError,
+    LumeraP2PError,
+    ProtobufDecodeError,
+    ProtocolError,
+)
 from lumera_p2p.identity import protowire
 from lumera_p2p.identity.keys import PrivateKey, PublicKey
 from lumera_p2p.secure.record import KEY_MATERIAL_SIZE, RECORD_PROTOCOL, Side
@@ -55,10 +61,6 @@ class PeerType(IntEnum):
 
     SIMPLENODE = 1
     SUPERNODE = 2
-
-
-class HandshakeTimeoutError(ProtocolError):
-    """The peer did not complete the handshake in time."""
 
 
 class PeerVerifier(Protocol):
@@ -147,7 +149,7 @@ class HandshakeInfo:
                 if wire != want:
                     raise ProtocolError(f"handshake info field {number} has wire type {wire}")
                 values[number] = value
-        except protowire.ProtobufDecodeError as exc:
+        except ProtobufDecodeError as exc:
             raise ProtocolError(f"malformed handshake info: {exc}") from exc
         raw_type = values.get(2, 0)
         assert isinstance(raw_type, int)

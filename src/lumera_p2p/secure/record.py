@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from nacl._sodium import ffi, lib
 from nacl.bindings import sodium_init
 
-from lumera_p2p.errors import ProtocolError
+from lumera_p2p.errors import CounterExhaustedError, ProtocolError
 
 #: The record protocol name; also the prefix of the HKDF ``info`` (handshake §2.6).
 RECORD_PROTOCOL: Final = "ALTSRP_XCHACHA20_POLY1305_REKEY"
@@ -91,10 +91,6 @@ class Side(IntEnum):
 
     CLIENT = 0
     SERVER = 1
-
-
-class CounterExhaustedError(ProtocolError):
-    """A direction's frame counter wrapped; Go fails every later frame the same way."""
 
 
 class Counter:

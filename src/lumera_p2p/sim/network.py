@@ -1,6 +1,6 @@
 """A simulated network of DHT nodes in one process, deterministic from a seed.
 
-Every node is a real :class:`~lumera_p2p.dht.DHT` (the code the TCP node runs) with a
+Every node is a real :class:`~lumera_p2p.dht.Node` (the code the TCP node runs) with a
 :class:`~lumera_p2p.dht.MemoryStore`, connected through a
 :class:`~lumera_p2p.net.memory.MemoryNetwork`, all on a
 :class:`~lumera_p2p.net.virtual_time.VirtualTimeLoop`. A run:
@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import random
 import statistics
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lumera_p2p.content import key_from_bytes, key_to_bytes
-from lumera_p2p.dht import DHT, DHTOptions, MemoryStore
+from lumera_p2p.dht import DHTOptions, MemoryStore, Node
 from lumera_p2p.kademlia import Contact
 from lumera_p2p.net.memory import MemoryNetwork, NetworkConditions
 from lumera_p2p.net.virtual_time import run_virtual
@@ -85,9 +86,15 @@ class SimResult:
 
 
 class SimulatedNetwork:
-    """The nodes of one simulation and the medium between them."""
+    """The nodes of one simulation and the medium between them.
 
-    def __init__(self, config: SimConfig) -> None:
+    Every node gets ``DHTOptions(allow_private=True)`` unless ``node_options`` names others
+    for its index. ``stores[i]`` is node ``i``'s store, for tests to look into.
+    """
+
+    def __init__(
+        self, config: SimConfig, node_options: Mapping[int, DHTOptions] | None = None
+    ) -> None:
         self.config = config
         self.rng = random.Random(config.seed)
         self.network = MemoryNetwork(
@@ -95,22 +102,30 @@ class SimulatedNetwork:
             NetworkConditions(config.min_latency, config.max_latency, 0.0),
             encode=config.encode,
         )
-        self.nodes: list[DHT] = []
+        self.nodes: list[Node] = []
+        self.stores: list[MemoryStore] = []
+        default = DHTOptions(allow_private=True)
         for i in range(config.nodes):
             contact = Contact(
                 b"lumera-sim-%06d" % i, f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}", 4445
             )
-            node = DHT(
+            store = MemoryStore()
+            node = Node(
                 contact,
-                MemoryStore(),
+                store,
                 self.network.attach(contact.id),
-                options=DHTOptions(allow_private=True),
+                options=(node_options or {}).get(i, default),
                 rng=random.Random(self.rng.getrandbits(64)),
             )
             self.network.serve(contact.id, node.handle)
             self.nodes.append(node)
+            self.stores.append(store)
 
-    def live(self) -> list[DHT]:
+    def store_of(self, node: Node) -> MemoryStore:
+        """The in-memory store ``node`` was built with."""
+        return self.stores[self.nodes.index(node)]
+
+    def live(self) -> list[Node]:
         """Nodes still answering."""
         return [n for n in self.nodes if n.me.id not in self.network.dead]
 
@@ -148,8 +163,8 @@ class SimulatedNetwork:
         async def one() -> None:
             origin = self.rng.choice(self.live())
             value = self.rng.randbytes(self.config.value_size)
-            key_bytes, replicas = await origin.client.store(value)
-            out.append((key_from_bytes(key_bytes), value, replicas > 0))
+            outcome = await origin.store(value)
+            out.append((key_from_bytes(outcome.key), value, outcome.replicas > 0))
 
         await asyncio.gather(*(one() for _ in range(count)))
         return out
@@ -165,10 +180,10 @@ class SimulatedNetwork:
             nonlocal correct
             origin = self.rng.choice(live)
             target = self.rng.randbytes(32)
-            outcome = await origin.client.find_node(target)
+            outcome = await origin.find_node(target)
             t = int.from_bytes(target, "big")
             truth = sorted((n.me for n in live if n is not origin), key=lambda c: c.int_id ^ t)[
-                : origin.core.options.k
+                : origin.options.k
             ]
             if [c.hashed_id for c in outcome.closest] == [c.hashed_id for c in truth]:
                 correct += 1
@@ -187,12 +202,9 @@ class SimulatedNetwork:
         async def one(key: str, value: bytes) -> None:
             nonlocal ok
             node = self.rng.choice(live)
-            local = await node.core.store.retrieve(key_to_bytes(key))
-            got = (
-                local
-                if local is not None
-                else await node.client.retrieve_network(key_to_bytes(key))
-            )
+            raw = key_to_bytes(key)
+            local = await node.values.retrieve(raw)
+            got = local if local is not None else (await node.find_value(raw)).value
             if got == value:
                 ok += 1
 
@@ -214,7 +226,7 @@ async def _run(config: SimConfig) -> SimResult:
     accuracy, rounds, messages = await sim.measure_lookups(config.lookups)
     retrieved = await sim.retrieve_all(stored)
     live = sim.live()
-    poisoned = sum(n.core.counters.poisoned_values for n in sim.nodes)
+    poisoned = sum(n.snapshot_counters().poisoned_values for n in sim.nodes)
     for node in sim.nodes:
         await node.close()
     return SimResult(
@@ -234,9 +246,7 @@ async def _run(config: SimConfig) -> SimResult:
         seed=config.seed,
         virtual_seconds=round(loop.time(), 3),
         total_messages=sim.network.counters.requests,
-        mean_routing_table=round(statistics.mean(len(n.core.table) for n in live), 1)
-        if live
-        else 0.0,
+        mean_routing_table=round(statistics.mean(n.peer_count for n in live), 1) if live else 0.0,
         extra={"poisoned_values": poisoned, "lost_messages": sim.network.counters.lost},
     )
 

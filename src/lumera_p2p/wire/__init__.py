@@ -34,8 +34,6 @@ from lumera_p2p.wire.messages import (
     encode_message,
     frame_header,
     parse_header,
-    read_frame,
-    read_message,
 )
 
 __all__ = [
@@ -73,6 +71,4 @@ __all__ = [
     "encode_message",
     "frame_header",
     "parse_header",
-    "read_frame",
-    "read_message",
 ]

@@ -8,11 +8,14 @@ Go structs field for field (same order; snake_case names, the Go name is in each
 
 Go decodes a frame with these limits, checked here before anything is allocated: a body over
 500 MiB is "message size exceeds absolute maximum", one over 400 MiB is "payload too big".
+Reading frames from a stream is ``net.frames``'s job; this module is bytes in, values out.
+
+Frames are encoded and decoded by a codec generated for these types (:data:`FAST_CODEC`), which
+hands anything unusual to the general gob codec; both give the same bytes and the same values.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,6 +45,7 @@ from lumera_p2p.wire.gob import (
     InterfaceRegistry,
     TypeTable,
 )
+from lumera_p2p.wire.gob.fast import FastCodec
 
 __all__ = [
     "HEADER_SIZE",
@@ -76,8 +80,6 @@ __all__ = [
     "frame_header",
     "go_type_of",
     "parse_header",
-    "read_frame",
-    "read_message",
 ]
 
 HEADER_SIZE: Final = 8
@@ -442,54 +444,97 @@ def parse_header(header: bytes) -> int:
     return length
 
 
-def encode_message(msg: Message, *, types: TypeTable | None = None) -> bytes:
+FAST_CODEC: Final = FastCodec(GO_MESSAGE, REGISTRY)
+"""Generated encoders and decoders for ``*Message`` frames of every registered Data type."""
+
+
+def _check_size(length: int) -> None:
+    if length > MAX_MESSAGE_SIZE:
+        raise GobEncodeError("message size exceeds absolute maximum")
+    if length > MAX_PAYLOAD_SIZE:
+        raise GobEncodeError("payload too big")
+
+
+def encode_message(msg: Message, *, types: TypeTable | None = None, fast: bool = True) -> bytes:
     """The full frame (header and gob body) for ``msg``, byte-identical to Go's ``encode``.
 
     Without ``types`` the type ids are those of a fresh Go process (go1.26: Message = 64); pass a
     :class:`TypeTable` kept across calls to number types like a long-running process does.
+    The generated codec (:data:`FAST_CODEC`) writes fresh-process frames; ``fast=False`` forces
+    the general encoder (the reference, for tests and benchmarks), which also writes every
+    frame the generated one does not.
     """
+    if types is None and fast:
+        encoded = FAST_CODEC.encode(msg)
+        if encoded is not None:
+            chunks, size = encoded
+            _check_size(size)
+            return b"".join((frame_header(size), *chunks))
     if types is None:
         fresh = _FRESH.get(type(msg.data) if msg.data is not None else None)
         types = fresh.copy() if fresh is not None else TypeTable()
     parts = GobEncoder(types, REGISTRY).encode_parts(msg, _MESSAGE_PTR)
     length = sum(len(p) for p in parts)
-    if length > MAX_MESSAGE_SIZE:
-        raise GobEncodeError("message size exceeds absolute maximum")
-    if length > MAX_PAYLOAD_SIZE:
-        raise GobEncodeError("payload too big")
+    _check_size(length)
     return b"".join([frame_header(length), *parts])
 
 
 def decode_body(
-    body: bytes | memoryview,
+    body: bytes | bytearray | memoryview,
     *,
     start: int = 0,
     stop: int | None = None,
     max_depth: int = DEFAULT_MAX_DEPTH,
     cache: GobDecodeCache | None = None,
+    fast: bool = True,
     views_from: int = 0,
 ) -> Message:
     """Decode the gob body of one frame (``body[start:stop]``) as Go does: one value; anything
-    after it is ignored. Pass one long-lived ``cache`` to skip re-parsing the type definitions
-    every frame repeats (about half the cost of a small message). With ``views_from`` and a
-    ``memoryview`` body, byte fields of at least that size are views into it (``GobDecoder``).
+    after it is ignored.
+
+    Frames whose type definitions the generated codec recognises are decoded by it; every other
+    frame, and every frame it finds anything unusual in, by the general decoder, whose verdict
+    is Go's (``fast=False`` uses only that one). Pass one long-lived ``cache`` to skip
+    re-parsing the type definitions every frame repeats, and to let the generated codec learn
+    the type numbering of long-running peers.
+
+    With ``views_from`` and a ``memoryview`` body, byte fields of at least that size are
+    read-only views into the body, not copies (``GobDecoder``); such a body goes to the general
+    decoder, which is the one that can hand out views (it is also the one whose cost does not
+    matter beside a large payload).
     """
-    decoder = GobDecoder(
-        body,
-        REGISTRY,
-        start=start,
-        stop=stop,
-        max_depth=max_depth,
-        cache=cache,
-        views_from=views_from,
-    )
+    if views_from > 0 and isinstance(body, memoryview):
+        decoder = GobDecoder(
+            body,
+            REGISTRY,
+            start=start,
+            stop=stop,
+            max_depth=max_depth,
+            cache=cache,
+            views_from=views_from,
+        )
+        viewed = decoder.decode(_MESSAGE_PTR)
+        assert isinstance(viewed, Message)
+        return viewed
+    if not isinstance(body, bytes):
+        body = bytes(body)
+    if fast:
+        msg = FAST_CODEC.decode(body, start, stop, max_depth, cache)
+        if msg is not None:
+            assert isinstance(msg, Message)
+            return msg
+    decoder = GobDecoder(body, REGISTRY, start=start, stop=stop, max_depth=max_depth, cache=cache)
     msg = decoder.decode(_MESSAGE_PTR)
     assert isinstance(msg, Message)
     return msg
 
 
 def decode_message(
-    frame: bytes, *, max_depth: int = DEFAULT_MAX_DEPTH, cache: GobDecodeCache | None = None
+    frame: bytes,
+    *,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    cache: GobDecodeCache | None = None,
+    fast: bool = True,
 ) -> Message:
     """Decode exactly one frame (header and body); raises :class:`ProtocolError`."""
     length = parse_header(frame[:HEADER_SIZE])
@@ -499,39 +544,10 @@ def decode_message(
     if available > length:
         raise ProtocolError(f"{available - length} bytes after the frame")
     return decode_body(
-        frame, start=HEADER_SIZE, stop=HEADER_SIZE + length, max_depth=max_depth, cache=cache
+        frame,
+        start=HEADER_SIZE,
+        stop=HEADER_SIZE + length,
+        max_depth=max_depth,
+        cache=cache,
+        fast=fast,
     )
-
-
-async def read_frame(
-    reader: asyncio.StreamReader, *, max_size: int = MAX_PAYLOAD_SIZE
-) -> bytes | None:
-    """Read the next frame's body; ``None`` if the stream ended cleanly before a frame.
-
-    The declared length is checked against the protocol limits and ``max_size`` before a single
-    body byte is read.
-    """
-    try:
-        header = await reader.readexactly(HEADER_SIZE)
-    except asyncio.IncompleteReadError as exc:
-        if not exc.partial:
-            return None
-        raise ProtocolError("unexpected EOF") from None
-    length = parse_header(header)
-    if length > max_size:
-        raise ProtocolError("payload too big")
-    try:
-        return await reader.readexactly(length)
-    except asyncio.IncompleteReadError:
-        raise ProtocolError("unexpected EOF") from None
-
-
-async def read_message(
-    reader: asyncio.StreamReader,
-    *,
-    max_size: int = MAX_PAYLOAD_SIZE,
-    cache: GobDecodeCache | None = None,
-) -> Message | None:
-    """Read and decode the next frame; ``None`` at a clean end of stream."""
-    body = await read_frame(reader, max_size=max_size)
-    return None if body is None else decode_body(body, cache=cache)

@@ -1,0 +1,112 @@
+"""Between the wire's ``Node`` and the routing table's :class:`~lumera_p2p.kademlia.Contact`.
+
+A peer-supplied ``Node`` becomes a contact only if we would dial it (the Go node's address
+hygiene), it is not ourselves, and the chain allowlist lets it route. The HashedID a peer sends
+is ignored and recomputed from the ID: trusting it would let a peer place any node anywhere in
+the key space (a Go weakness). Pure logic; the plans read responses with it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from enum import Enum
+from functools import lru_cache
+
+from lumera_p2p.dht.eligibility import Eligibility
+from lumera_p2p.kademlia import Contact
+from lumera_p2p.wire.messages import Message
+from lumera_p2p.wire.messages import Node as WireNode
+
+#: Longest node ID accepted from a peer (bech32 addresses are ~45 bytes).
+MAX_NODE_ID = 256
+
+
+class EndpointKind(Enum):
+    """Whether we would dial a host."""
+
+    PUBLIC = "public"
+    PRIVATE = "private"  # loopback or private: only on local networks
+    UNUSABLE = "unusable"  # unspecified, link-local, multicast, not a hostname
+
+
+@lru_cache(maxsize=65536)
+def endpoint_kind(host: str) -> EndpointKind:
+    """Classify a peer's host. Memoised: parsing IP text is the costliest step of reading a
+    lookup response."""
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        # A fully qualified hostname is public; a bare word is not an address.
+        return EndpointKind.PUBLIC if "." in host else EndpointKind.UNUSABLE
+    if addr.is_unspecified or addr.is_link_local or addr.is_multicast:
+        return EndpointKind.UNUSABLE
+    if addr.is_loopback or addr.is_private:
+        return EndpointKind.PRIVATE
+    return EndpointKind.PUBLIC
+
+
+@lru_cache(maxsize=65536)
+def _contact(node_id: bytes, ip: str, port: int, version: str) -> Contact:
+    """A contact, memoised: every lookup answer names the same few thousand peers again, and
+    building one (hashing its ID) is most of the cost of reading an answer. Contacts are
+    immutable, so one may be shared by every node of a process."""
+    return Contact(node_id, ip, port, version)
+
+
+def wire_node(contact: Contact) -> WireNode:
+    """A wire ``Node`` for ``contact``, always carrying its 32-byte HashedID (Go needs it)."""
+    return WireNode(
+        id=contact.id,
+        ip=contact.ip,
+        port=contact.port,
+        version=contact.version,
+        hashed_id=contact.hashed_id,
+    )
+
+
+def answered_as(peer: Contact, response: Message) -> Contact:
+    """``peer`` with the version its answer advertises in ``Sender`` (Go records it so: what
+    a peer says of itself counts, not what a third party's ``Closest`` list claimed)."""
+    sender = response.sender
+    if sender is None or bytes(sender.id) != peer.id or sender.version == peer.version:
+        return peer
+    return Contact(peer.id, peer.ip, peer.port, sender.version or "")
+
+
+class ContactReader:
+    """Turns peer-supplied nodes into routable contacts for one node (see the module doc)."""
+
+    def __init__(self, self_hash: bytes, eligibility: Eligibility, *, allow_private: bool) -> None:
+        self._self_hash = self_hash
+        self._eligibility = eligibility
+        self._allow_private = allow_private
+
+    def acceptable_endpoint(self, ip: str, port: int) -> bool:
+        """Is this an address we would dial?"""
+        if not ip or not 0 < port < 65536:
+            return False
+        kind = endpoint_kind(ip)
+        return kind is EndpointKind.PUBLIC or (kind is EndpointKind.PRIVATE and self._allow_private)
+
+    def contact(self, node: WireNode | None) -> Contact | None:
+        """A routable contact from a peer-supplied ``Node``, or None if it is unusable."""
+        if node is None or not node.id or len(node.id) > MAX_NODE_ID:
+            return None
+        if not self.acceptable_endpoint(node.ip, node.port):
+            return None
+        contact = _contact(bytes(node.id), node.ip, int(node.port), node.version or "")
+        if contact.hashed_id == self._self_hash:
+            return None
+        if not self._eligibility.routing(contact.hashed_id):
+            return None
+        return contact
+
+    def contacts(self, nodes: Iterable[WireNode | None] | None) -> list[Contact]:
+        """Usable contacts among peer-supplied nodes (duplicates dropped, order kept)."""
+        out: dict[bytes, Contact] = {}
+        for node in nodes or ():
+            contact = self.contact(node)
+            if contact is not None:
+                out.setdefault(contact.hashed_id, contact)
+        return list(out.values())

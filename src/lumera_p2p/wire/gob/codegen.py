@@ -1,0 +1,539 @@
+"""Source generation: straight-line Python for encoding and decoding one value of a known type.
+
+The general codec calls one function per field (a writer, or a decoding op), which is most of
+its cost on small messages. For a fixed set of types, :class:`EncoderSource` and
+:class:`DecoderSource` write out the same steps as the body of one function instead (structs,
+slices and maps inlined, every field's check and write in place) and compile it with
+``exec``. The text is built only from the type descriptors and constants bound by name, never
+from data, so what runs is exactly what the descriptors say.
+
+The generated code does *exactly* what the general codec does where that succeeds; anything
+else (an out-of-range value, a malformed or unusual input) raises :class:`Fallback`, and the
+caller then runs the general codec, whose verdict and error text are the reference. Types the
+generator does not handle (floats, arrays, interfaces below the top level, recursive structs)
+raise :class:`Unsupported` while generating.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any, Final
+
+from lumera_p2p.wire.gob.types import (
+    GoBool,
+    GoBytes,
+    GoField,
+    GoInt,
+    GoInterface,
+    GoMap,
+    GoPtr,
+    GoSlice,
+    GoString,
+    GoStruct,
+    GoType,
+    GoUint,
+)
+from lumera_p2p.wire.gob.writers import BIG_CHUNK, INT64_SIGN, ZK_FALSY, ZK_NONE, zero_kind
+
+__all__ = [
+    "DecoderSource",
+    "EncoderSource",
+    "Fallback",
+    "Source",
+    "StructDecoders",
+    "Unsupported",
+    "static_depth",
+    "uint_bytes",
+]
+
+
+class Fallback(Exception):
+    """Raised by generated code: this input is for the general codec."""
+
+
+class Unsupported(Exception):
+    """The generator cannot specialise this type (the general codec handles it)."""
+
+
+_SMALL_UINTS: Final = tuple(bytes((i,)) for i in range(0x80))
+
+
+def uint_bytes(u: int) -> bytes:
+    """gob's encoding of the unsigned integer ``u`` (below 2**64)."""
+    if u < 0x80:
+        return _SMALL_UINTS[u]
+    n = (u.bit_length() + 7) >> 3
+    return bytes((256 - n,)) + u.to_bytes(n, "big")
+
+
+class _Missing:
+    """Marks a struct field not seen on the wire whose default comes from a factory."""
+
+    __slots__ = ()
+
+
+_MISSING: Final = _Missing()
+
+
+class Source:
+    """Lines of one Python function, the constants it refers to, and fresh local names."""
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+        self._level = 1
+        self._count = 0
+        self.namespace: dict[str, Any] = {
+            "FB": Fallback,
+            "MISSING": _MISSING,
+            "UB": uint_bytes,
+            "bytearray": bytearray,
+            "NEW": object.__new__,
+        }
+
+    def var(self, stem: str) -> str:
+        """A local name not used before in this function."""
+        self._count += 1
+        return f"{stem}_{self._count}"
+
+    def const(self, value: object, stem: str = "K") -> str:
+        """A global name bound to ``value`` in the function's namespace."""
+        for name, bound in self.namespace.items():
+            if bound is value and name.startswith(stem.upper() + "_"):
+                return name
+        self._count += 1
+        name = f"{stem.upper()}_{self._count}"
+        self.namespace[name] = value
+        return name
+
+    def line(self, text: str) -> None:
+        """Append one line at the current indentation."""
+        self._lines.append("    " * self._level + text)
+
+    @contextmanager
+    def block(self, header: str) -> Iterator[None]:
+        """A compound statement: ``header`` and the lines emitted inside the ``with``."""
+        self.line(header)
+        self._level += 1
+        try:
+            yield
+        finally:
+            self._level -= 1
+
+    def text(self, name: str, params: str) -> str:
+        """The function's source."""
+        return f"def {name}({params}):\n" + "\n".join(self._lines) + "\n"
+
+    def function(self, name: str, params: str) -> Callable[..., Any]:
+        """Compile the function and return it."""
+        code = compile(self.text(name, params), f"<gob codec {name}>", "exec")
+        exec(code, self.namespace)
+        fn: Callable[..., Any] = self.namespace[name]
+        return fn
+
+
+def _struct_class(s: GoStruct) -> tuple[type, list[dataclasses.Field[Any]]]:
+    """The dataclass behind ``s`` and its fields in ``s``'s order (positional construction)."""
+    cls = s.factory
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        raise Unsupported(f"{s.go_string()}: the factory is not a dataclass")
+    by_name = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    if [f.attr for f in s.fields] != list(by_name):
+        raise Unsupported(f"{s.go_string()}: Go fields and dataclass fields differ")
+    return cls, [by_name[f.attr] for f in s.fields]
+
+
+def static_depth(
+    t: GoType, interface_depth: int | None = None, stack: tuple[GoStruct, ...] = ()
+) -> int:
+    """How deep the general decoder nests at most while decoding a value of ``t`` (its
+    ``depth`` counter: one per struct, slice, map and interface); ``interface_depth`` is that of
+    an interface field's contents (``None``: no interface may occur)."""
+    if isinstance(t, GoPtr):
+        return static_depth(t.elem, interface_depth, stack)
+    if isinstance(t, GoStruct):
+        if t in stack:
+            raise Unsupported(f"recursive struct {t.go_string()}")
+        inner = (static_depth(f.type, interface_depth, (*stack, t)) for f in t.fields)
+        return 1 + max(inner, default=0)
+    if isinstance(t, GoSlice):
+        return 1 + static_depth(t.elem, interface_depth, stack)
+    if isinstance(t, GoMap):
+        key = static_depth(t.key, None, stack)
+        return 1 + max(key, static_depth(t.elem, interface_depth, stack))
+    if isinstance(t, GoBool | GoInt | GoUint | GoString | GoBytes):
+        return 0
+    if isinstance(t, GoInterface) and interface_depth is not None:
+        return 1 + interface_depth
+    raise Unsupported(f"no specialised codec for {t.go_string()}")
+
+
+# ---- encoding -----------------------------------------------------------------------------
+
+
+class EncoderSource:
+    """Writes code that appends the gob encoding of values to a ``bytearray`` local.
+
+    With ``chunked``, a large ``[]byte`` is not copied: the current buffer and the value are
+    appended by reference to the local list named by ``parts`` and a new buffer starts, so a
+    frame of big values is copied once, when it is joined.
+    """
+
+    def __init__(self, src: Source) -> None:
+        self.src = src
+
+    def uint(self, buf: str, u: str) -> None:
+        """Append the unsigned integer held in local ``u``."""
+        src = self.src
+        with src.block(f"if {u} < 0x80:"):
+            src.line(f"{buf}.append({u})")
+        with src.block("else:"):
+            src.line(f"{buf} += UB({u})")
+
+    def raw(self, buf: str, x: str, parts: str | None) -> None:
+        """Append the counted byte string held in local ``x``."""
+        src = self.src
+        n = src.var("n")
+        src.line(f"{n} = len({x})")
+        with src.block(f"if {n} < 0x80:"):
+            src.line(f"{buf}.append({n})")
+            src.line(f"{buf} += {x}")
+        with src.block("else:"):
+            src.line(f"{buf} += UB({n})")
+            if parts is None:
+                src.line(f"{buf} += {x}")
+                return
+            # The join that ends the encoding happens before the caller gets control back, so a
+            # mutable buffer is as safe to keep by reference as an immutable one.
+            with src.block(f"if {n} >= {BIG_CHUNK}:"):
+                src.line(f"{parts}.append({buf})")
+                src.line(f"{parts}.append({x})")
+                src.line(f"{buf} = bytearray()")
+            with src.block("else:"):
+                src.line(f"{buf} += {x}")
+
+    def value(
+        self, t: GoType, x: str, buf: str, parts: str | None, stack: tuple[GoStruct, ...] = ()
+    ) -> None:
+        """Write the value held in local ``x`` unconditionally (as a slice element is)."""
+        src = self.src
+        if isinstance(t, GoBool):
+            src.line(f"{buf}.append(1 if {x} else 0)")
+        elif isinstance(t, GoInt):
+            lo, hi = -(1 << (t.bits - 1)), 1 << (t.bits - 1)
+            src.line(f"if not {lo} <= {x} < {hi}: raise FB")
+            u = src.var("u")
+            src.line(f"{u} = {x} << 1 if {x} >= 0 else (~{x} << 1) | 1")
+            self.uint(buf, u)
+        elif isinstance(t, GoUint):
+            src.line(f"if not 0 <= {x} < {1 << t.bits}: raise FB")
+            self.uint(buf, x)
+        elif isinstance(t, GoString):
+            s = src.var("s")
+            src.line(f"{s} = {x}.encode('utf-8', 'surrogateescape')")
+            self.raw(buf, s, parts)
+        elif isinstance(t, GoBytes):
+            self.raw(buf, x, parts)
+        elif isinstance(t, GoPtr):
+            src.line(f"if {x} is None: raise FB")  # a nil element
+            self.value(t.elem, x, buf, parts, stack)
+        elif isinstance(t, GoStruct):
+            self.struct(t, x, buf, parts, stack)
+        elif isinstance(t, GoSlice):
+            n = src.var("n")
+            src.line(f"{n} = len({x})")
+            self.uint(buf, n)
+            item = src.var("item")
+            with src.block(f"for {item} in {x}:"):
+                self.value(t.elem, item, buf, parts, stack)
+        elif isinstance(t, GoMap):
+            with src.block(f"if {x} is None:"):
+                src.line(f"{buf}.append(0)")  # a nil map element is sent as an empty map
+            with src.block("else:"):
+                n = src.var("n")
+                src.line(f"{n} = len({x})")
+                self.uint(buf, n)
+                k, v = src.var("k"), src.var("v")
+                with src.block(f"for {k}, {v} in {x}.items():"):
+                    self.value(t.key, k, buf, parts, stack)
+                    self.value(t.elem, v, buf, parts, stack)
+        else:
+            raise Unsupported(f"no specialised encoder for {t.go_string()}")
+
+    def fields(
+        self,
+        s: GoStruct,
+        v: str,
+        buf: str,
+        parts: str | None,
+        last: str,
+        indices: range,
+        stack: tuple[GoStruct, ...] = (),
+    ) -> None:
+        """Write the fields ``indices`` of the struct in local ``v`` (delta from local ``last``),
+        leaving out zero ones as Go does."""
+        src = self.src
+        for idx in indices:
+            f = s.fields[idx]
+            x = src.var("x")
+            src.line(f"{x} = {v}.{f.attr}")
+            zk = zero_kind(f.type)
+            guard = (
+                src.block(f"if {x}:")
+                if zk == ZK_FALSY
+                else src.block(f"if {x} is not None:")
+                if zk == ZK_NONE
+                else nullcontext()  # struct fields are sent even when zero
+            )
+            with guard:
+                src.line(f"{buf}.append({idx} - {last})")
+                src.line(f"{last} = {idx}")
+                self.value(f.type, x, buf, parts, stack)
+
+    def struct(
+        self, s: GoStruct, v: str, buf: str, parts: str | None, stack: tuple[GoStruct, ...] = ()
+    ) -> None:
+        """Write the struct in local ``v``: its non-zero fields, then the terminating 0."""
+        if s in stack:
+            raise Unsupported(f"recursive struct {s.go_string()}")
+        last = self.src.var("last")
+        self.src.line(f"{last} = -1")
+        self.fields(s, v, buf, parts, last, range(len(s.fields)), (*stack, s))
+        self.src.line(f"{buf}.append(0)")
+
+
+# ---- decoding -----------------------------------------------------------------------------
+
+
+class DecoderSource:
+    """Writes code that decodes values from locals ``data`` (bytes), ``pos`` and ``end`` (the
+    current gob message is ``data[pos:end]``), advancing ``pos``.
+
+    Only the forms a Go encoder writes are handled in line (one-byte field deltas, counts that
+    fit what is left); anything else raises ``Fallback`` so the general decoder gives its
+    verdict. Every count is checked against the bytes left before anything is allocated.
+
+    ``skip=1`` (a read that follows a field delta) means ``data[pos]`` is that delta, already
+    checked, and ``pos + 1 < end``: the read starts one byte further without a bounds check.
+    """
+
+    def __init__(self, src: Source, structs: StructDecoders | None = None) -> None:
+        self.src = src
+        self.structs = structs
+
+    def uint(self, target: str, skip: int = 0) -> None:
+        """Read an unsigned integer into local ``target``."""
+        src = self.src
+        at = f"pos + {skip}" if skip else "pos"
+        if not skip:
+            src.line("if pos >= end: raise FB")
+        src.line(f"{target} = data[{at}]")
+        with src.block(f"if {target} < 0x80:"):
+            src.line(f"pos += {skip + 1}")
+        with src.block("else:"):
+            n = src.var("n")
+            src.line(f"{n} = {257 + skip} - {target}")  # up to the value's last byte
+            src.line(f"if {n} > {9 + skip} or pos + {n} > end: raise FB")
+            with src.block(f"if {n} == {3 + skip}:"):  # two bytes: ports, lengths up to 64 KiB
+                src.line(f"{target} = data[pos + {skip + 1}] << 8 | data[pos + {skip + 2}]")
+            with src.block("else:"):
+                src.line(f"{target} = int.from_bytes(data[pos + {skip + 1} : pos + {n}], 'big')")
+            src.line(f"pos += {n}")
+
+    def raw(self, target: str, skip: int = 0) -> None:
+        """Read a counted byte string into local ``target`` (a ``bytes``)."""
+        n = self.src.var("n")
+        self.uint(n, skip)
+        self.src.line(f"{n} += pos")  # now where the string ends
+        self.src.line(f"if {n} > end: raise FB")
+        self.src.line(f"{target} = data[pos:{n}]")
+        self.src.line(f"pos = {n}")
+
+    def value(
+        self,
+        t: GoType,
+        target: str,
+        stack: tuple[GoStruct, ...] = (),
+        interface: Callable[[str], None] | None = None,
+        skip: int = 0,
+    ) -> None:
+        """Read a value of ``t`` into local ``target``."""
+        src = self.src
+        if isinstance(t, GoBool):
+            u = src.var("u")
+            self.uint(u, skip)
+            src.line(f"{target} = {u} != 0")
+        elif isinstance(t, GoInt):
+            u = src.var("u")
+            self.uint(u, skip)
+            src.line(f"{target} = ~({u} >> 1) if {u} & 1 else {u} >> 1")
+            if t.bits < 64:
+                lo, hi = -(1 << (t.bits - 1)), (1 << (t.bits - 1)) - 1
+                src.line(f"if not {lo} <= {target} <= {hi}: raise FB")
+        elif isinstance(t, GoUint):
+            self.uint(target, skip)
+            if t.bits < 64:
+                src.line(f"if {target} > {(1 << t.bits) - 1}: raise FB")
+        elif isinstance(t, GoString):
+            b = src.var("b")
+            self.raw(b, skip)
+            # Strict UTF-8 is the common case and faster; where it fails, surrogate escapes
+            # give the same string the general decoder makes.
+            with src.block("try:"):
+                src.line(f"{target} = {b}.decode()")
+            with src.block("except UnicodeDecodeError:"):
+                src.line(f"{target} = {b}.decode('utf-8', 'surrogateescape')")
+        elif isinstance(t, GoBytes):
+            self.raw(target, skip)
+        elif isinstance(t, GoPtr):
+            self.value(t.elem, target, stack, interface, skip)
+        elif isinstance(t, GoSlice):
+            n, out, item = src.var("n"), src.var("out"), src.var("item")
+            self.uint(n, skip)
+            # Each element takes at least one byte of this message; more than that can only
+            # fail (the general decoder says how).
+            src.line(f"if {n} > end - pos: raise FB")
+            src.line(f"{out} = []")
+            with src.block(f"for _ in range({n}):"):
+                src.line("if pos >= end: raise FB")
+                elem = t.elem.elem if isinstance(t.elem, GoPtr) else t.elem
+                if isinstance(elem, GoStruct):  # the hot loop of node lists: in line
+                    self.struct(elem, item, stack)
+                else:
+                    self.value(t.elem, item, stack)
+                src.line(f"{out}.append({item})")
+            src.line(f"{target} = {out}")
+        elif isinstance(t, GoMap):
+            n, out, k, v = src.var("n"), src.var("out"), src.var("k"), src.var("v")
+            self.uint(n, skip)
+            # Go turns a count of 2**63 or more negative, and then reads no entry.
+            src.line(f"if {n} >= {INT64_SIGN}: {n} = 0")
+            src.line(f"if {n} > end - pos: raise FB")  # every key takes a byte at least
+            src.line(f"{out} = {{}}")
+            with src.block(f"for _ in range({n}):"):
+                self.value(t.key, k, stack)
+                self.value(t.elem, v, stack)
+                src.line(f"{out}[{k}] = {v}")
+            src.line(f"{target} = {out}")
+        elif isinstance(t, GoStruct):
+            if skip:
+                src.line(f"pos += {skip}")
+            if self.structs is None or interface is not None:
+                self.struct(t, target, stack, interface)
+            else:  # a nested struct: one shared function per type keeps the code small
+                fn = src.const(self.structs.get(t, stack), "S")
+                src.line(f"{target}, pos = {fn}(data, pos, end)")
+        elif interface is not None:
+            if skip:
+                src.line(f"pos += {skip}")
+            interface(target)
+        else:
+            raise Unsupported(f"no specialised decoder for {t.go_string()}")
+
+    def struct(
+        self,
+        s: GoStruct,
+        target: str,
+        stack: tuple[GoStruct, ...] = (),
+        interface: Callable[[str], None] | None = None,
+    ) -> None:
+        """Read a struct into local ``target``: fields by delta until a 0 or the end of the
+        message (Go ends a struct there too); absent fields keep the class's defaults.
+
+        Go sends the fields in order, so a struct without zero fields is a delta of 1 before
+        each field and a 0 after the last: that is read straight through, and any other input
+        continues in the general field loop from where it departs.
+        """
+        if s in stack:
+            raise Unsupported(f"recursive struct {s.go_string()}")
+        src = self.src
+        cls, dc_fields = _struct_class(s)
+        inner = (*stack, s)
+        names = [src.var("f") for _ in s.fields]
+        defaults: list[str] = []
+        values: list[str] = []
+        for name, dcf in zip(names, dc_fields, strict=True):
+            if dcf.default is not dataclasses.MISSING:
+                defaults.append(f"{name} = {src.const(dcf.default, 'D')}")
+                values.append(name)
+            elif dcf.default_factory is not dataclasses.MISSING:
+                defaults.append(f"{name} = MISSING")
+                factory = src.const(dcf.default_factory, "F")
+                values.append(f"({factory}() if {name} is MISSING else {name})")
+            else:
+                raise Unsupported(f"{s.go_string()}.{dcf.name} has no default")
+        count = len(s.fields)
+        fieldnum = src.var("fn")
+
+        def straight(i: int) -> None:
+            if i == count:
+                with src.block("if pos < end and data[pos] == 0:"):
+                    src.line("pos += 1")
+                    src.line(f"{fieldnum} = {count}")  # complete
+                with src.block("else:"):
+                    src.line(f"{fieldnum} = {count - 1}")
+                return
+            with src.block("if pos + 1 < end and data[pos] == 1:"):
+                self._field(s.fields[i], names[i], inner, interface, skip=1)
+                straight(i + 1)
+            with src.block("else:"):
+                for line in defaults[i:]:
+                    src.line(line)
+                src.line(f"{fieldnum} = {i - 1}")
+
+        straight(0)
+        delta = src.var("d")
+        with src.block(f"if {fieldnum} < {count}:"), src.block("while pos < end:"):
+            src.line(f"{delta} = data[pos]")
+            src.line(f"if {delta} >= 0x80: raise FB")
+            src.line("pos += 1")
+            src.line(f"if not {delta}: break")
+            src.line(f"{fieldnum} += {delta}")
+            for i, (f, name) in enumerate(zip(s.fields, names, strict=True)):
+                with src.block(f"{'if' if i == 0 else 'elif'} {fieldnum} == {i}:"):
+                    self._field(f, name, inner, interface)
+            with src.block("else:"):
+                src.line("raise FB")
+        klass = src.const(cls, "C")
+        params = getattr(cls, "__dataclass_params__", None)
+        if params is None or params.frozen or hasattr(cls, "__post_init__"):
+            src.line(f"{target} = {klass}({', '.join(values)})")
+            return
+        # A plain dataclass: its __init__ only stores the fields, so store them directly.
+        src.line(f"{target} = NEW({klass})")
+        for dcf, value in zip(dc_fields, values, strict=True):
+            src.line(f"{target}.{dcf.name} = {value}")
+
+    def _field(
+        self,
+        f: GoField,
+        target: str,
+        stack: tuple[GoStruct, ...],
+        interface: Callable[[str], None] | None,
+        skip: int = 0,
+    ) -> None:
+        hook = interface if isinstance(f.type, GoInterface) else None
+        self.value(f.type, target, stack, hook, skip)
+
+
+class StructDecoders:
+    """One generated decoding function per struct type, ``(data, pos, end) -> (value, pos)``,
+    shared by every decoder that nests the type (a FindNode answer's nodes, a message's sender
+    and receiver)."""
+
+    def __init__(self) -> None:
+        self._functions: dict[GoStruct, Callable[[bytes, int, int], tuple[Any, int]]] = {}
+
+    def get(
+        self, s: GoStruct, stack: tuple[GoStruct, ...] = ()
+    ) -> Callable[[bytes, int, int], tuple[Any, int]]:
+        """The function decoding ``s`` (generated on first request)."""
+        fn = self._functions.get(s)
+        if fn is None:
+            src = Source()
+            DecoderSource(src, self).struct(s, "value", stack)
+            src.line("return value, pos")
+            fn = src.function("decode_" + s.name, "data, pos, end")
+            self._functions[s] = fn
+        return fn

@@ -1,0 +1,243 @@
+"""The lookup plan without an event loop: brute-force truth, retries, poison, supersession."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lumera_p2p.content import digest
+from lumera_p2p.dht.plans import (
+    Answered,
+    LookupKind,
+    LookupParams,
+    LookupPlan,
+    LookupStarted,
+    Poisoned,
+    Request,
+    Unanswered,
+)
+from lumera_p2p.dht.statuses import ok
+from lumera_p2p.errors import TransportError
+from lumera_p2p.kademlia import hash_id
+from lumera_p2p.wire.messages import (
+    BatchFindNodeRequest,
+    FindNodeRequest,
+    FindValueRequest,
+    FindValueResponse,
+    Message,
+    MessageType,
+    StoreDataResponse,
+)
+
+from .world import ME, ScriptedPeer, World, drive, reader
+
+PARAMS = LookupParams()  # production: k 20, α 6, 5 s timeout, 1 s stall, 2 retries
+
+
+def plan_for(
+    world: World, target: bytes, kind: LookupKind = LookupKind.NODES, **kw: object
+) -> LookupPlan:
+    seeds = world.nearest(target, 3, alive_only=False)  # a few contacts, maybe dead
+    params = kw.pop("params", PARAMS)
+    assert isinstance(params, LookupParams)
+    return LookupPlan(kind, target, seeds, reader(), params, exclude={ME.hashed_id}, **kw)  # type: ignore[arg-type]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(min_value=1, max_value=150),
+    seed=st.integers(min_value=0, max_value=10**6),
+    dead=st.sampled_from([0.0, 0.0, 0.2, 0.4]),
+)
+def test_finds_the_true_closest_live_nodes(n: int, seed: int, dead: float) -> None:
+    world = World.random(n, seed, dead=dead)
+    target = random.Random(seed).randbytes(32)
+    plan = plan_for(world, target)
+    trace = drive(plan, world, seed=seed)
+    outcome = plan.result()
+    assert plan.done
+    # Every live node among the 20 nearest of all (dead ones included) is known to every peer
+    # near the target and must be found; farther live nodes can be crowded out of answers by
+    # dead ones, which is Kademlia, not a lookup bug (as in tests/kademlia/test_lookup.py).
+    alive = {c.hashed_id for c in world.alive()}
+    guaranteed = [c for c in world.nearest(target, 20, alive_only=False) if c.hashed_id in alive]
+    seeded_alive = any(s.hashed_id in alive for s in world.nearest(target, 3, alive_only=False))
+    if seeded_alive:
+        assert outcome.closest[: len(guaranteed)] == guaranteed
+        if dead == 0.0:
+            assert outcome.closest == world.nearest(target, 20)
+    assert all(c.hashed_id in alive for c in outcome.closest)
+    # α requests at most, counting only those not yet stalled, is the lookup's own rule; the
+    # plan adds one attempt per retry at most, and never two to the same peer at once.
+    assert trace.max_per_peer == 1
+    assert outcome.messages == len(trace.sent)
+    assert all(r.mtype is MessageType.BATCH_FIND_NODE for _, r in trace.sent)
+    assert all(isinstance(r.data, BatchFindNodeRequest) for _, r in trace.sent)
+    assert trace.events[0] == LookupStarted(target)
+    answered = {e.peer.hashed_id for e in trace.of(Answered)}
+    assert {c.hashed_id for c in outcome.closest} <= answered
+    dead_ids = {c.hashed_id for c in world.contacts()} - {c.hashed_id for c in world.alive()}
+    assert not answered & dead_ids
+    # Every failure of a dead peer was reported; every reported peer was asked.
+    asked = {r.peer.hashed_id for _, r in trace.sent}
+    assert {e.peer.hashed_id for e in trace.of(Unanswered)} <= asked
+
+
+def test_same_seed_same_requests() -> None:
+    world = World.random(120, 3, dead=0.3)
+    target = digest(b"replay")
+    first = drive(plan_for(world, target), world, seed=9)
+    world = World.random(120, 3, dead=0.3)
+    second = drive(plan_for(world, target), world, seed=9)
+    assert [(t, r.token, r.peer, r.mtype) for t, r in first.sent] == [
+        (t, r.token, r.peer, r.mtype) for t, r in second.sent
+    ]
+    assert first.events == second.events
+
+
+def test_a_failed_peer_is_asked_again_up_to_the_retries() -> None:
+    """Production's lookup_retries=2: a peer whose request fails is asked twice more."""
+    world = World.random(30, 5)
+    target = digest(b"retry")
+    flaky = world.peers[world.nearest(target, 1)[0].hashed_id]
+    fails = iter([TransportError("reset"), TransportError("reset")])
+
+    def twice_then_honest(peer: ScriptedPeer, request: Request) -> object:
+        return next(fails, None) or peer.honest(request)
+
+    flaky.behaviour = twice_then_honest  # type: ignore[assignment]
+    plan = plan_for(world, target)
+    trace = drive(plan, world)
+    asked = [r for _, r in trace.sent if r.peer == flaky.contact]
+    assert len(asked) == 3  # the first try and two retries
+    assert plan.result().closest[0] == flaky.contact
+    assert len([e for e in trace.of(Unanswered) if e.peer == flaky.contact]) == 2
+    assert plan.result().failures == 2
+
+    # Without retries it is given up after the first failure.
+    world = World.random(30, 5)
+    flaky = world.peers[world.nearest(target, 1)[0].hashed_id]
+    flaky.behaviour = lambda peer, request: TransportError("reset")
+    plan = plan_for(world, target, params=LookupParams(retries=0))
+    trace = drive(plan, world)
+    assert len([r for _, r in trace.sent if r.peer == flaky.contact]) == 1
+    assert flaky.contact not in plan.result().closest
+
+
+def test_a_retry_supersedes_the_attempt_the_lookup_gave_up_on() -> None:
+    """A silent peer times out inside the lookup (5 s) long before its RPC does (FindNode
+    10 s): the retry names the earlier attempt, so a driver cancels it and its late failure
+    never counts against the new one."""
+    world = World.random(25, 8)
+    target = world.nearest(digest(b"slow"), 1)[0].hashed_id
+    slow = world.peers[world.nearest(target, 1)[0].hashed_id]
+    replies = iter([None, None])  # silent twice, then honest
+
+    def behaviour(peer: ScriptedPeer, request: Request) -> object:
+        return None if next(replies, "answer") is None else peer.honest(request)
+
+    slow.behaviour = behaviour  # type: ignore[assignment]
+    plan = plan_for(world, target)
+    trace = drive(plan, world, timeouts={MessageType.BATCH_FIND_NODE: 12.0})
+    attempts = [r for _, r in trace.sent if r.peer == slow.contact]
+    assert len(attempts) == 3
+    assert attempts[0].supersedes is None
+    assert attempts[1].supersedes == attempts[0].token
+    assert attempts[2].supersedes == attempts[1].token
+    assert attempts[0].token in trace.cancelled and attempts[1].token in trace.cancelled
+    assert slow.contact in plan.result().closest
+
+
+def test_find_value_stops_at_the_first_verified_value_and_abandons_the_rest() -> None:
+    world = World.random(60, 11)
+    value = b"the value"
+    key = digest(value)
+    holder = world.peers[world.nearest(key, 4)[3].hashed_id]
+    holder.values[key] = value
+    plan = plan_for(world, key, LookupKind.VALUE)
+    trace = drive(plan, world)
+    outcome = plan.result()
+    assert outcome.value == value
+    assert outcome.value_from == holder.contact
+    assert all(isinstance(r.data, FindValueRequest) for _, r in trace.sent)
+    # Whatever was still outstanding when the value came is no longer wanted: every request
+    # was answered, failed, or abandoned at the end.
+    answered_or_failed = len(trace.of(Answered)) + len(trace.of(Unanswered))
+    assert answered_or_failed + len(trace.cancelled) == len(trace.sent)
+    assert plan.poll(trace.end + 100.0) == []
+
+
+def test_a_poisoned_value_is_reported_and_its_sender_never_asked_again() -> None:
+    world = World.random(60, 12)
+    value = b"real"
+    key = digest(value)
+    near = world.nearest(key, 8)
+    liar = world.peers[near[0].hashed_id]
+    liar.behaviour = lambda peer, request: FindValueResponse(
+        status=ok(), closest=[], value=b"forged"
+    )
+    world.peers[near[5].hashed_id].values[key] = value
+    plan = plan_for(world, key, LookupKind.VALUE)
+    trace = drive(plan, world)
+    assert plan.result().value == value
+    assert trace.of(Poisoned) == [Poisoned(liar.contact, key)]
+    assert plan.result().poisoners == [liar.contact]
+    assert len([r for _, r in trace.sent if r.peer == liar.contact]) == 1
+    assert liar.contact not in {e.peer for e in trace.of(Answered)}
+
+
+def test_an_answer_with_the_wrong_body_counts_as_no_answer() -> None:
+    world = World.random(30, 13)
+    target = digest(b"odd")
+    odd = world.peers[world.nearest(target, 1)[0].hashed_id]
+    odd.behaviour = lambda peer, request: StoreDataResponse(status=ok())
+    plan = plan_for(world, target, params=LookupParams(retries=0))
+    trace = drive(plan, world)
+    assert Unanswered(odd.contact) in trace.events
+    assert Answered(odd.contact) not in trace.events
+    assert odd.contact not in plan.result().closest
+
+
+def test_find_node_by_id_asks_with_the_node_id() -> None:
+    world = World.random(40, 14)
+    node_id = b"lumera1someone"
+    seeds = world.nearest(hash_id(node_id), 3)
+    plan = LookupPlan.for_node_id(node_id, seeds, reader(), PARAMS, exclude={ME.hashed_id})
+    assert plan.target == hash_id(node_id)
+    trace = drive(plan, world)
+    assert all(
+        isinstance(r.data, FindNodeRequest) and r.data.target == node_id for _, r in trace.sent
+    )
+    assert [c.hashed_id for c in plan.result().closest] == [
+        c.hashed_id for c in world.nearest(hash_id(node_id), 20)
+    ]
+
+
+def test_late_answers_for_forgotten_tokens_are_ignored() -> None:
+    world = World.random(10, 15)
+    plan = plan_for(world, digest(b"x"))
+    requests = plan.poll(0.0)
+    plan.on_response(10_000, Message(sender=None, receiver=None, message_type=6), 0.1)
+    plan.on_failure(10_001, TransportError("?"), 0.1)
+    assert plan.next_event() == LookupStarted(digest(b"x"))
+    assert plan.next_event() is None
+    assert requests
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="node_id"):
+        LookupPlan(LookupKind.NODE_ID, bytes(32), [], reader(), PARAMS)
+    with pytest.raises(ValueError, match="hash"):
+        LookupPlan(LookupKind.NODE_ID, bytes(32), [], reader(), PARAMS, node_id=b"x")
+    with pytest.raises(ValueError, match="32 bytes"):
+        LookupPlan(LookupKind.VALUE, b"short", [], reader(), PARAMS)
+
+
+def test_no_seeds_is_done_at_once() -> None:
+    plan = LookupPlan(LookupKind.NODES, bytes(32), [], reader(), PARAMS)
+    assert plan.done
+    assert plan.poll(0.0) == []
+    assert plan.result().closest == []

@@ -1,0 +1,287 @@
+"""Store and batch store as plans: waves, replacements, the 75 % rule, chunking, concurrency."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lumera_p2p.content import digest
+from lumera_p2p.dht.plans import (
+    BatchStorePlan,
+    LookupKind,
+    LookupParams,
+    LookupPlan,
+    RefusedStore,
+    Request,
+    StorePlan,
+    Struck,
+    chunks_by_size,
+)
+from lumera_p2p.dht.statuses import BATCH_NOT_STORE_ELIGIBLE, NOT_STORE_ELIGIBLE, failed
+from lumera_p2p.errors import TransportError
+from lumera_p2p.kademlia import Contact, RoutingTable
+from lumera_p2p.wire.messages import (
+    BatchStoreDataRequest,
+    MessageType,
+    StoreDataRequest,
+    StoreDataResponse,
+)
+
+from .world import ME, ScriptedPeer, World, drive, reader
+
+# --- single store ---------------------------------------------------------------------------
+
+
+def store_plan(world: World, value: bytes, **kw: object) -> StorePlan:
+    key = digest(value)
+    seeds = world.nearest(key, 4, alive_only=False)
+    lookup = LookupPlan(
+        LookupKind.NODES, key, seeds, reader(), LookupParams(), exclude={ME.hashed_id}
+    )
+    eligible = kw.pop("store_eligible", lambda c: True)
+    return StorePlan(key, value, 1, lookup, replicas=6, store_eligible=eligible)  # type: ignore[arg-type]
+
+
+def test_stores_on_the_six_nearest_in_one_wave() -> None:
+    world = World.random(50, 1)
+    plan = store_plan(world, b"six")
+    trace = drive(plan, world)
+    outcome = plan.result()
+    assert outcome.replicas == 6
+    assert outcome.waves == 1
+    assert set(outcome.stored_on) == set(world.nearest(digest(b"six"), 6))
+    stores = [r for _, r in trace.sent if r.mtype is MessageType.STORE_DATA]
+    assert len(stores) == 6
+    assert all(isinstance(r.data, StoreDataRequest) and r.data.type == 1 for r in stores)
+    # The lookup came first: no StoreData before the last lookup request was sent.
+    first_store = trace.sent.index(next((t, r) for t, r in trace.sent if r in stores))
+    assert all(r.mtype is MessageType.BATCH_FIND_NODE for _, r in trace.sent[:first_store])
+    assert outcome.lookup is not None and len(outcome.lookup.closest) == 20
+
+
+def test_failed_and_refusing_nodes_are_replaced_by_the_next_nearest() -> None:
+    world = World.random(50, 2)
+    key = digest(b"waves")
+    near = world.nearest(key, 12)
+    world.peers[near[0].hashed_id].behaviour = lambda peer, request: (
+        TransportError("reset") if request.mtype is MessageType.STORE_DATA else peer.honest(request)
+    )
+    world.peers[near[2].hashed_id].behaviour = lambda peer, request: (
+        StoreDataResponse(status=failed(NOT_STORE_ELIGIBLE))
+        if request.mtype is MessageType.STORE_DATA
+        else peer.honest(request)
+    )
+    world.peers[near[3].hashed_id].behaviour = lambda peer, request: (
+        StoreDataResponse(status=failed("disk full"))
+        if request.mtype is MessageType.STORE_DATA
+        else peer.honest(request)
+    )
+    plan = store_plan(world, b"waves")
+    trace = drive(plan, world)
+    outcome = plan.result()
+    assert outcome.replicas == 6
+    assert set(outcome.stored_on) == {near[1], near[4], near[5], near[6], near[7], near[8]}
+    assert set(outcome.failed) == {near[0], near[3]}
+    assert outcome.refused == [near[2]]
+    assert outcome.waves == 2
+    assert trace.of(RefusedStore) == [RefusedStore(near[2])]
+    stores = [r.peer for _, r in trace.sent if r.mtype is MessageType.STORE_DATA]
+    assert set(stores[:6]) == set(near[:6])  # the first wave; then the three replacements
+    assert set(stores[6:]) == set(near[6:9])
+
+
+def test_only_store_eligible_nodes_are_sent_the_value() -> None:
+    world = World.random(40, 3)
+    key = digest(b"eligible")
+    near = world.nearest(key, 20)
+    barred = {c.hashed_id for c in near[:4]}
+    plan = store_plan(world, b"eligible", store_eligible=lambda c: c.hashed_id not in barred)
+    trace = drive(plan, world)
+    stored = [r.peer for _, r in trace.sent if r.mtype is MessageType.STORE_DATA]
+    assert set(stored) == set(near[4:10])
+    assert plan.result().replicas == 6
+
+
+def test_fewer_replicas_when_candidates_run_out() -> None:
+    world = World.random(5, 4)
+    plan = store_plan(world, b"few")
+    drive(plan, world)
+    assert plan.result().replicas == 5
+
+
+def test_the_lookup_must_be_for_the_key() -> None:
+    lookup = LookupPlan(LookupKind.NODES, bytes(32), [], reader(), LookupParams())
+    with pytest.raises(ValueError, match="for the key"):
+        StorePlan(digest(b"x"), b"x", 0, lookup, replicas=6, store_eligible=lambda c: True)
+
+
+# --- batch store ----------------------------------------------------------------------------
+
+
+def peers(n: int) -> list[Contact]:
+    return [Contact(b"lumera-bs-%d" % i, f"10.1.0.{i + 1}", 4445) for i in range(n)]
+
+
+def targets_for(keys: list[bytes], nodes: list[Contact], replicas: int = 6) -> list[list[Contact]]:
+    out = []
+    for key in keys:
+        t = int.from_bytes(key, "big")
+        out.append(sorted(nodes, key=lambda c: c.int_id ^ t)[:replicas])
+    return out
+
+
+def world_of(nodes: list[Contact]) -> World:
+    return World(ScriptedPeer(c, RoutingTable(c.hashed_id)) for c in nodes)
+
+
+def test_each_node_gets_exactly_its_share() -> None:
+    nodes = peers(10)
+    values = [b"value %d" % i for i in range(200)]
+    keys = [digest(v) for v in values]
+    targets = targets_for(keys, nodes)
+    world = world_of(nodes)
+    plan = BatchStorePlan(keys, values, targets, datatype=1, task_id="t-9")
+    trace = drive(plan, world)
+    report = plan.result()
+    assert report.failure is None
+    assert report.task_id == "t-9"
+    assert report.success_rate == 1.0
+    assert report.requests == len({c.hashed_id for ts in targets for c in ts}) == len(trace.sent)
+    for peer in world.peers.values():
+        expected = {keys[i] for i, ts in enumerate(targets) if peer.contact in ts}
+        assert set(peer.values) == expected
+    assert all(
+        isinstance(r.data, BatchStoreDataRequest) and r.data.type == 1 for _, r in trace.sent
+    )
+    assert set(report.per_node) == {c.address for ts in targets for c in ts}
+
+
+def test_shares_are_split_by_size_and_sent_at_most_sixteen_at_once() -> None:
+    nodes = peers(40)
+    values = [random.Random(i).randbytes(1000) for i in range(300)]
+    keys = [digest(v) for v in values]
+    targets = targets_for(keys, nodes)
+    plan = BatchStorePlan(keys, values, targets, chunk_bytes=5000)
+    trace = drive(plan, world_of(nodes))
+    assert plan.result().failure is None
+    assert trace.max_in_flight == 16
+    for _, request in trace.sent:
+        assert isinstance(request.data, BatchStoreDataRequest)
+        assert sum(len(v) for v in request.data.data) <= 5000
+    assert plan.result().requests > len(plan.result().per_node)
+
+
+def outcome_world(nodes: list[Contact], outcomes: dict[int, object]) -> World:
+    """Node i fails (TransportError), refuses, errs, or is silent per ``outcomes[i]``."""
+    world = world_of(nodes)
+    for index, outcome in outcomes.items():
+        peer = world.peers[nodes[index].hashed_id]
+        if outcome == "fail":
+            peer.behaviour = lambda p, r: TransportError("reset")
+        elif outcome == "refuse":
+            peer.behaviour = lambda p, r: StoreDataResponse(status=failed(BATCH_NOT_STORE_ELIGIBLE))
+        elif outcome == "error":
+            peer.behaviour = lambda p, r: StoreDataResponse(status=failed("disk full"))
+        elif outcome == "silent":
+            peer.alive = False
+    return world
+
+
+def one_each(nodes: list[Contact]) -> tuple[list[bytes], list[bytes], list[list[Contact]]]:
+    values = [b"for node %d" % i for i in range(len(nodes))]
+    return [digest(v) for v in values], values, [[c] for c in nodes]
+
+
+def test_seventy_five_percent_is_enough() -> None:
+    nodes = peers(4)
+    plan = BatchStorePlan(*one_each(nodes))
+    trace = drive(plan, outcome_world(nodes, {0: "fail"}))
+    report = plan.result()
+    assert (report.requests, report.succeeded) == (4, 3)
+    assert report.failure is None
+    assert report.per_node[nodes[0].address] is False
+    assert trace.of(Struck) == [Struck(nodes[0])]  # Go counts it on the ban list
+
+
+def test_below_seventy_five_percent_fails() -> None:
+    nodes = peers(4)
+    plan = BatchStorePlan(*one_each(nodes))
+    drive(plan, outcome_world(nodes, {0: "error", 1: "silent"}))
+    report = plan.result()
+    assert report.failure == "batch store reached 2/4 nodes (50% < 75%)"
+
+
+def test_refusals_by_ineligible_nodes_leave_the_count() -> None:
+    nodes = peers(4)
+    plan = BatchStorePlan(*one_each(nodes))
+    trace = drive(plan, outcome_world(nodes, {0: "refuse", 1: "refuse"}))
+    report = plan.result()
+    assert (report.requests, report.succeeded, report.refused_not_eligible) == (4, 2, 2)
+    assert report.success_rate == 1.0 and report.failure is None
+    assert set(trace.of(RefusedStore)) == {RefusedStore(nodes[0]), RefusedStore(nodes[1])}
+    # ...and when every request was refused, nothing was performed.
+    plan = BatchStorePlan(*one_each(nodes))
+    drive(plan, outcome_world(nodes, dict.fromkeys(range(4), "refuse")))
+    assert plan.result().failure == "no store operations were performed"
+
+
+def test_keys_without_targets_fail_before_anything_is_sent() -> None:
+    nodes = peers(3)
+    keys, values, targets = one_each(nodes)
+    plan = BatchStorePlan(keys, values, [targets[0], [], []])
+    assert plan.done and plan.poll(0.0) == []
+    assert plan.result().failure == "no eligible store peers for 2/3 keys"
+    plan = BatchStorePlan(keys, values, [[], [], []])
+    assert plan.result().failure == "no store-eligible peers for any key: stored locally only"
+    empty = BatchStorePlan([], [], [])
+    assert empty.done and empty.result().failure is None
+    with pytest.raises(ValueError, match="one entry per value"):
+        BatchStorePlan(keys, values, [])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    outcomes=st.lists(
+        st.sampled_from(["ok", "ok", "ok", "fail", "refuse", "error", "silent"]),
+        min_size=1,
+        max_size=30,
+    ),
+    seed=st.integers(0, 1000),
+)
+def test_the_report_counts_every_request_once(outcomes: list[str], seed: int) -> None:
+    nodes = peers(len(outcomes))
+    world = outcome_world(nodes, {i: o for i, o in enumerate(outcomes) if o != "ok"})
+    plan = BatchStorePlan(*one_each(nodes), concurrency=4)
+    trace = drive(plan, world, seed=seed)
+    report = plan.result()
+    assert trace.max_in_flight <= 4
+    assert report.requests == len(outcomes) == len(trace.sent)
+    assert report.succeeded == outcomes.count("ok")
+    assert report.refused_not_eligible == outcomes.count("refuse")
+    counted = len(outcomes) - outcomes.count("refuse")
+    if counted == 0:
+        assert report.failure == "no store operations were performed"
+    elif outcomes.count("ok") / counted < 0.75:
+        assert report.failure is not None and "batch store reached" in report.failure
+    else:
+        assert report.failure is None
+    assert len(trace.of(Struck)) == outcomes.count("fail") + outcomes.count("silent")
+
+
+def test_chunks_by_size() -> None:
+    values = [b"a" * 40, b"b" * 40, b"c" * 40, b"d" * 200, b"e" * 10]
+    assert chunks_by_size(values, 100) == [values[0:2], values[2:3], values[3:4], values[4:5]]
+    assert chunks_by_size([], 100) == []
+    assert [v for chunk in chunks_by_size(values, 10**6) for v in chunk] == values
+
+
+def test_answers_to_unknown_tokens_are_ignored() -> None:
+    nodes = peers(2)
+    plan = BatchStorePlan(*one_each(nodes))
+    sent: list[Request] = plan.poll(0.0)
+    plan.on_failure(999, TransportError("?"), 0.0)
+    assert plan.result().requests == 0 and not plan.done
+    assert len(sent) == 2
