@@ -94,6 +94,57 @@ WIRING: list[tuple[str, object, Callable[[P2P], object]]] = [
         20_000_000,
         lambda p: p.node.options.serving.max_response_value_bytes,
     ),
+    (
+        "server.max_handshakes_per_address",
+        5,
+        lambda p: p.server_limits.max_handshakes_per_address,
+    ),
+    ("server.first_byte_timeout", 1.5, lambda p: p.server_limits.first_byte_timeout),
+    (
+        "server.registered_addresses_only",
+        True,
+        lambda p: p.server_limits.registered_addresses_only,
+    ),
+    ("server.memory_budget", 300_000_000, lambda p: p.server_limits.memory_budget),
+    (
+        "server.memory_budget_per_peer",
+        100_000_000,
+        lambda p: p.server_limits.memory_budget_per_peer,
+    ),
+    (
+        "server.memory_wait",
+        4.0,
+        lambda p: (
+            p.server_limits.memory_wait
+            if p.server_limits.memory_wait == p.node.options.serving.memory_wait
+            else None
+        ),
+    ),
+    (
+        "server.batch_find_values_per_peer",
+        3,
+        lambda p: p.node.options.serving.batch_find_values_per_peer,
+    ),
+    ("server.batch_get_values_slots", 5, lambda p: p.node.options.serving.batch_get_values_slots),
+    (
+        "server.batch_get_values_per_peer",
+        1,
+        lambda p: p.node.options.serving.batch_get_values_per_peer,
+    ),
+    ("server.batch_get_values_wait", 3.0, lambda p: p.node.options.serving.batch_get_values_wait),
+    ("server.write_quota_bytes", 7_000_000, lambda p: p.node.options.serving.quotas.write_bytes),
+    (
+        "server.write_quota_values_per_second",
+        50.0,
+        lambda p: p.node.options.serving.quotas.write_values_per_second,
+    ),
+    (
+        "server.replicate_quota_keys",
+        1234,
+        lambda p: p.node.options.serving.quotas.replicate_keys,
+    ),
+    ("server.quota_window", 30.0, lambda p: p.node.options.serving.quotas.window),
+    ("server.quota_strikes", 4, lambda p: p.node.options.serving.quotas.strikes),
     ("transport.dial_timeout", 2.5, lambda p: p.transport.options.dial_timeout),
     ("transport.pool_capacity", 64, lambda p: p.transport.pool.capacity),
     ("transport.conns_per_peer", 2, lambda p: p.transport.pool.per_peer),

@@ -157,3 +157,8 @@ class CounterExhaustedError(ProtocolError):
 
 class GobEncodeError(LumeraP2PError, ValueError):
     """A value cannot be encoded (out of range for its Go type, unregistered, nil element...)."""
+
+
+class OverBudget(LumeraP2PError):
+    """A request needs more memory than the node's budget can give it (now, or within the
+    wait allowed): it is refused instead of taking the node past ``server.memory_budget``."""

@@ -56,6 +56,7 @@ from lumera_p2p.identity.keyring import Keyring
 from lumera_p2p.identity.keys import PrivateKey
 from lumera_p2p.kademlia import Contact, hash_id
 from lumera_p2p.net.limits import ServerLimits
+from lumera_p2p.net.resolve import resolve_hosts
 from lumera_p2p.net.tcp import ServerStats, TcpServer, TcpTransport
 from lumera_p2p.secure import PeerVerifier, StaticPeerVerifier
 from lumera_p2p.stats import P2PStats, PoolCounters
@@ -279,6 +280,8 @@ class P2P:
             limits=self._server_limits,
         )
         await self._server.start()
+        if self._registry is None:
+            await self._allow_registered(())  # the bootstrap list is all there is
         if self.me.port != self._server.port:
             self._node.move_to(self.me.ip, self._server.port)
         try:
@@ -372,7 +375,18 @@ class P2P:
         """Re-read the registry's states into the routing and store allowlists."""
         if self._registry is None:
             return
-        self._apply_allowlist(await self._supernodes())
+        nodes = await self._supernodes()
+        self._apply_allowlist(nodes)
+        await self._allow_registered(nodes)
+
+    async def _allow_registered(self, nodes: Sequence[Supernode]) -> None:
+        """With ``server.registered_addresses_only``: only the addresses of the registry's
+        supernodes (and of ``p2p.bootstrap_nodes``) may connect."""
+        if self._server is None or not self._server_limits.registered_addresses_only:
+            return
+        hosts = [n.host for n in nodes if n.host]
+        hosts += [b.host for b in self._config.p2p.bootstrap_nodes]
+        self._server.set_allowed_addresses(await resolve_hosts(hosts))
 
     def _seed_contacts(self, nodes: Sequence[Supernode]) -> list[Contact]:
         candidates = bootstrap_candidates(
@@ -398,6 +412,7 @@ class P2P:
         else:
             nodes = await self._supernodes()
             self._apply_allowlist(nodes)
+            await self._allow_registered(nodes)
             seeds = self._seed_contacts(nodes)
         if not seeds:
             return self._node.peer_count
