@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from lumera_p2p.config import Config
 from lumera_p2p.dht import DHTOptions, ServingLimits
+from lumera_p2p.dht.replication import ReplicationOptions
 from lumera_p2p.net.limits import ServerLimits
 from lumera_p2p.net.tcp import TransportOptions
 from lumera_p2p.wire.messages import MessageType
@@ -59,6 +60,11 @@ def dht_options(config: Config) -> DHTOptions:
             max_response_value_bytes=server.max_response_value_bytes,
         ),
     )
+
+
+def replication_options(config: Config) -> ReplicationOptions:
+    """Replication and repair (the ``replication`` section), field for field."""
+    return ReplicationOptions(**config.replication.model_dump())
 
 
 def server_limits(config: Config) -> ServerLimits:

@@ -10,7 +10,8 @@ The seed's usage, in Python::
 
 Background loops (intervals from ``p2p.*_interval``): the allowlist refresh from the registry,
 the full peer sync (bootstrap again from the registry's list), bucket refresh, and the health
-check that pings every routing-table peer. Stopping (cancellation, ``stop``, leaving
+check that pings every routing-table peer; and replication and repair (the ``replication``
+section: :class:`~lumera_p2p.dht.replication.Replicator`). Stopping (cancellation, ``stop``, leaving
 ``async with``) stops accepting, lets in-flight requests finish, closes connections and then
 the store, so every acknowledged write is committed before the process exits.
 """
@@ -21,6 +22,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import shutil
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime
@@ -34,12 +36,14 @@ from lumera_p2p.chain.static_registry import StaticRegistry
 from lumera_p2p.components import (
     Intervals,
     dht_options,
+    replication_options,
     server_limits,
     transport_options,
 )
 from lumera_p2p.config import Config
 from lumera_p2p.content import digest, key_from_bytes, key_to_bytes
 from lumera_p2p.dht import BatchStoreReport, Node
+from lumera_p2p.dht.replication import Replicator
 from lumera_p2p.errors import (
     ConfigError,
     LumeraP2PError,
@@ -133,6 +137,13 @@ class P2P:
             self._transport,
             options=dht_options(config),
         )
+        data_dir = config.p2p.data_dir
+        self._replicator = Replicator(
+            self._node,
+            store,
+            replication_options(config),
+            free_bytes=lambda: shutil.disk_usage(data_dir).free,
+        )
         self._server: TcpServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
@@ -190,6 +201,11 @@ class P2P:
     def db(self) -> LocalStore:
         """The node's SQLite store."""
         return self._db
+
+    @property
+    def replicator(self) -> Replicator:
+        """Replication and repair (its rounds can be run by hand, e.g. in tests)."""
+        return self._replicator
 
     @property
     def registry(self) -> Registry | None:
@@ -273,6 +289,7 @@ class P2P:
         self._spawn(self._peer_sync_loop(), "peer-sync")
         self._spawn(_every(every.bucket_refresh_check, self._node.refresh), "refresh")
         self._spawn(_every(every.health_check, self._health), "health")
+        self._replicator.start()
         log.info("node %s listening on %s:%d", self.address, p2p.listen_address, self.port)
 
     async def stop(self) -> None:
@@ -284,6 +301,7 @@ class P2P:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._replicator.stop()
         if self._server is not None:
             await self._server.close()
         await self._transport.close()
@@ -376,6 +394,9 @@ class P2P:
             nodes = await self._supernodes()
             self._apply_allowlist(nodes)
             seeds = self._seed_contacts(nodes)
+        # Go's upsertBootstrapNode: every listed peer is a replication peer (one we ping and
+        # push to); unlike Go's, the upsert keeps a known peer's state and cursor.
+        await self._replicator.register_peers(seeds)
         if not seeds:
             return self._node.peer_count
         return await self._node.bootstrap(seeds)
@@ -517,6 +538,7 @@ class P2P:
             registry_routing=self._node.routing_allowlist_size,
             store=await self._db.stats(),
             dht=self._node.snapshot_counters(),
+            replication=await self._replicator.stats(),
             server=dataclasses.replace(self._server.stats)
             if self._server is not None
             else ServerStats(),
