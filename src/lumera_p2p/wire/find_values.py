@@ -50,7 +50,7 @@ def decode_values(payload: bytes, max_size: int) -> dict[str, bytes | None]:
         raise ProtocolError(f"BatchFindValues payload inflates past {max_size} bytes")
     try:
         doc = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, huge ints
         raise ProtocolError(f"BatchFindValues payload is not JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise ProtocolError("BatchFindValues payload is not a JSON object")

@@ -620,10 +620,16 @@ class Replicator:
         if held:
             report.already_held = await store.delete_replication_keys(held)
         groups: dict[tuple[bytes, str, int], tuple[Contact, list[bytes]]] = {}
+        shunned: list[bytes] = []
         for row, source in pairs:
-            if row.key in missing:
-                group = groups.setdefault((source.id, source.ip, source.port), (source, []))
-                group[1].append(row.key)
+            if row.key not in missing:
+                continue
+            if self.node.is_banned(source.hashed_id):
+                shunned.append(row.key)  # never ask a banned peer: on to the alternates
+                continue
+            group = groups.setdefault((source.id, source.ip, source.port), (source, []))
+            group[1].append(row.key)
+        await self._failed(shunned, report)
         gate = asyncio.Semaphore(self.options.fetch_concurrency)
         size = self.options.fetch_batch_keys
 
