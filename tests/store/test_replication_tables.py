@@ -121,7 +121,7 @@ async def test_del_keys_count_scans_and_are_forgotten(store: ReplicationStore) -
 
 async def test_deleting_many_values(store: ReplicationStore) -> None:
     keys = await store.store_batch([b"x", b"y", b"z"])
-    assert await store.delete_many(keys[:2] + [h(b"absent")]) == 2
+    assert await store.delete_many([*keys[:2], h(b"absent")]) == 2
     assert await store.missing(keys) == keys[:2]
 
 

@@ -24,7 +24,6 @@ from lumera_p2p.wire.messages import (
     BatchFindValuesRequest,
     BatchFindValuesResponse,
     MessageType,
-    ReplicateDataRequest,
     ReplicateDataResponse,
 )
 
@@ -93,7 +92,9 @@ def test_a_peer_stops_at_its_first_batch_that_fails_for_good() -> None:
     [a, b] = peers(2)
     refused = TransportError("connection refused")
     seen, reply = announce_world({a.id: [ReplicateDataResponse(status=ok())] + [refused] * 50})
-    plan = AnnouncePlan([Announcement(a, keys(12_000)), Announcement(b, keys(2))], rng=random.Random(0))
+    plan = AnnouncePlan(
+        [Announcement(a, keys(12_000)), Announcement(b, keys(2))], rng=random.Random(0)
+    )
     trace = drive(plan, reply)  # type: ignore[arg-type]
     outcome = plan.result()
     assert outcome.failed == [a] and outcome.succeeded == [b]

@@ -26,7 +26,7 @@ def nearest(key: bytes, pool: list[Contact], n: int) -> list[Contact]:
 @settings(max_examples=100, deadline=None)
 @given(st.binary(min_size=32, max_size=32), st.integers(1, 8))
 def test_ranking_is_the_true_nearest_including_me(key: bytes, n: int) -> None:
-    ranking = Ranking(ME, NODES[1:] + [ME])  # ourselves among the candidates counts once
+    ranking = Ranking(ME, [*NODES[1:], ME])  # ourselves among the candidates counts once
     assert len(ranking) == len(NODES)
     assert ranking.closest(key, n) == nearest(key, NODES, n)
 
@@ -65,7 +65,10 @@ def test_the_cursor_rule_is_strictly_after() -> None:
     at = assign_page([(key, created)], ranking, replicas=6, cursors={peer.id: created})
     assert at.keys == {}
     after = assign_page(
-        [(key, created)], ranking, replicas=6, cursors={peer.id: created - timedelta(microseconds=1)}
+        [(key, created)],
+        ranking,
+        replicas=6,
+        cursors={peer.id: created - timedelta(microseconds=1)},
     )
     assert after.keys == {peer.id: [key]}
 
