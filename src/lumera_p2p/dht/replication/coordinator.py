@@ -70,6 +70,10 @@ OFF_LOOP_PAYLOAD = 1024 * 1024
 _ASSIGN_SLICE = 2000
 #: Go's adjustment counts an offline peer handed on when 75 % of the nodes told succeeded.
 ADJUST_SUCCESS = 0.75
+#: Rounds of adopting responsible strangers per scan page: a silent one is taken for gone,
+#: which can make the next-nearest node responsible, itself a stranger; the page is assigned
+#: again after each round, so a node that takes a lost one's place is told in this cycle.
+_ADOPT_PASSES = 4
 #: Redundant keys deleted per transaction (Go: 100).
 _DELETE_BATCH = 100
 
@@ -378,11 +382,11 @@ class Replicator:
                 break
             report.keys_scanned += len(page)
             window_end = page[-1][1]
-            for _ in range(2):
+            for attempt in range(_ADOPT_PASSES + 1):
                 open_cursors = {pid: c for pid, c in cursors.items() if pid not in failed}
                 assignment = await self._assign(page, ranking, open_cursors, gone_contacts, known)
-                if not assignment.strangers:
-                    break
+                if not assignment.strangers or attempt == _ADOPT_PASSES:
+                    break  # strangers left after the last pass: the next cycle adopts them
                 # Responsible nodes we do not replicate with yet: make them peers, ping them,
                 # and assign the page again with those that answered.
                 joined = await self._adopt(assignment.strangers)
@@ -584,18 +588,22 @@ class Replicator:
         """Fetch soon after announcements arrive, and every ``fetch_interval`` regardless;
         the first round runs at once (a restarted node resumes its backlog)."""
         opts = self.options
-        await self._guarded(self.fetch_pending)
+        await self._drain()
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(opts.fetch_interval):
                     await self._wake.wait()
             await asyncio.sleep(opts.fetch_delay)  # let a burst of announcements gather
             self._wake.clear()
-            while True:
-                report = await self._guarded(self.fetch_pending)
-                # A full round means more may wait behind it: go on while it makes progress.
-                if report is None or report.keys < opts.fetch_rows or not report.fetched:
-                    break
+            await self._drain()
+
+    async def _drain(self) -> None:
+        """Fetch rounds while they fill and make progress (more may wait behind a full
+        one); a round that fetched nothing leaves the rest to the next wake-up."""
+        while True:
+            report = await self._guarded(self.fetch_pending)
+            if report is None or report.keys < self.options.fetch_rows or not report.fetched:
+                return
 
     async def _expire(self) -> None:
         """Drop announced keys not announced again within ``pending_key_ttl``, and keys that
