@@ -53,6 +53,7 @@ def test_repair_200_nodes(repair_simulated: Callable[[str], RepairSimResult]) ->
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # minutes of CPU; longer on a busy machine
 def test_repair_1000_nodes_10000_values() -> None:
     result = run_repair_simulation(RepairSimConfig(nodes=1000, values=10_000, fresh=300, seed=3))
     check_run(result, 1000, 10_000)
