@@ -17,12 +17,14 @@ from lumera_p2p.chain.static_registry import StaticRegistry
 from lumera_p2p.components import (
     Intervals,
     dht_options,
+    replication_options,
     server_limits,
     symbol_worker_options,
     transport_options,
 )
 from lumera_p2p.config import Config, load_config
 from lumera_p2p.dht import DHTOptions, ServingLimits
+from lumera_p2p.dht.replication import ReplicationOptions
 from lumera_p2p.errors import ConfigError
 from lumera_p2p.identity.keyring import Keyring
 from lumera_p2p.identity.keys import PrivateKey
@@ -169,6 +171,34 @@ WIRING: list[tuple[str, object, Callable[[P2P], object]]] = [
         lambda p: p.db.limits.max_replication_keys_per_peer,
     ),
     ("store.max_replication_keys", 777, lambda p: p.db.limits.max_replication_keys),
+    *[
+        (f"replication.{name}", value, lambda p, n=name: getattr(p.replicator.options, n))
+        for name, value in {
+            "interval": 61.0,
+            "activity_interval": 31.0,
+            "activity_concurrency": 5,
+            "neighbours": 9,
+            "offline_deadline": 99.0,
+            "announce_batch_keys": 123,
+            "announce_concurrency": 3,
+            "scan_keys": 1234,
+            "fetch_interval": 62.0,
+            "fetch_delay": 0.25,
+            "failed_fetch_interval": 63.0,
+            "fetch_rows": 500,
+            "fetch_batch_keys": 50,
+            "fetch_iterations": 4,
+            "fetch_concurrency": 2,
+            "fetch_alternates": 7,
+            "pending_key_ttl": 3600.0,
+            "disabled_key_cleanup_interval": 64.0,
+            "redundant_scan_interval": 65.0,
+            "delete_redundant": True,
+            "delete_interval": 66.0,
+            "delete_min_count": 3,
+            "delete_below_free_bytes": 12345,
+        }.items()
+    ],
     ("symbols.interval", 3.0, lambda p: p.symbol_worker.options.interval),
     ("symbols.batch_size", 250, lambda p: p.symbol_worker.options.batch_size),
     ("symbols.max_batch_bytes", 4_000_000, lambda p: p.symbol_worker.options.max_batch_bytes),
@@ -257,6 +287,7 @@ def test_config_defaults_are_the_components_defaults() -> None:
     assert dht_options(config) == DHTOptions()
     assert dht_options(config).serving == ServingLimits()
     assert server_limits(config) == ServerLimits()
+    assert replication_options(config) == ReplicationOptions()
     assert symbol_worker_options(config) == SymbolWorkerOptions()
     # The pool lets idle connections go before a server's 90 s idle timeout closes them
     # (Go keeps them an hour, and finds them dead); everything else is the transport's own.

@@ -13,6 +13,7 @@ from pathlib import Path
 from lumera_p2p.config import Config
 from lumera_p2p.dht import DHTOptions, ServingLimits
 from lumera_p2p.dht.quotas import QuotaLimits
+from lumera_p2p.dht.replication import ReplicationOptions
 from lumera_p2p.net.limits import ServerLimits
 from lumera_p2p.net.tcp import TransportOptions
 from lumera_p2p.store import MAX_VALUE_SIZE
@@ -76,6 +77,11 @@ def dht_options(config: Config) -> DHTOptions:
             ),
         ),
     )
+
+
+def replication_options(config: Config) -> ReplicationOptions:
+    """Replication and repair (the ``replication`` section), field for field."""
+    return ReplicationOptions(**config.replication.model_dump())
 
 
 def server_limits(config: Config) -> ServerLimits:

@@ -487,6 +487,40 @@ class StoreConfig(_Section):
         )
 
 
+class ReplicationConfig(_Section):
+    """Replication and repair: Go's replication workers (``dht/replication/options.py``
+    says why each default)."""
+
+    interval: Interval = 600.0
+    activity_interval: Interval = 300.0
+    activity_concurrency: AtLeastOne = 32
+    neighbours: AtLeastOne = 12
+    offline_deadline: Interval = 2100.0
+    announce_batch_keys: AtLeastOne = 5000
+    announce_concurrency: AtLeastOne = 16
+    scan_keys: AtLeastOne = 200_000
+    fetch_interval: Interval = 300.0
+    fetch_delay: Seconds = 5.0
+    failed_fetch_interval: Interval = 600.0
+    fetch_rows: AtLeastOne = 10_000
+    fetch_batch_keys: AtLeastOne = 400
+    fetch_iterations: Annotated[int, Field(ge=1, le=1000, strict=True)] = 10
+    fetch_concurrency: Annotated[int, Field(ge=1, le=1024, strict=True)] = 4
+    fetch_alternates: Annotated[int, Field(ge=1, le=1000, strict=True)] = 12
+    pending_key_ttl: Interval = 86400.0
+    disabled_key_cleanup_interval: Interval = 120.0
+    redundant_scan_interval: Interval = 43200.0
+    delete_redundant: bool = False
+    delete_interval: Interval = 39600.0
+    delete_min_count: AtLeastOne = 10
+    delete_below_free_bytes: Annotated[int, Field(ge=1, le=_MAX_INT64)] = 50 * 1000**3
+
+    @field_validator("delete_below_free_bytes", mode="before")
+    @classmethod
+    def _free(cls, value: object) -> int:
+        return parse_byte_size(value)
+
+
 class SymbolsConfig(_Section):
     """The ``symbols`` section: storing registered RaptorQ symbol directories (Go's
     ``rq_symbols`` worker)."""
@@ -556,6 +590,7 @@ class Config(BaseModel):
     server: ServerConfig = ServerConfig()
     transport: TransportConfig = TransportConfig()
     store: StoreConfig = StoreConfig()
+    replication: ReplicationConfig = ReplicationConfig()
     symbols: SymbolsConfig = SymbolsConfig()
     log: LogConfig = LogConfig()
 

@@ -10,11 +10,12 @@ The seed's usage, in Python::
 
 Background loops (intervals from ``p2p.*_interval``): the allowlist refresh from the registry,
 the full peer sync (bootstrap again from the registry's list), bucket refresh, the health
-check that pings every routing-table peer, and the symbol worker that stores registered
-RaptorQ symbol directories (``symbols.interval``, see :mod:`lumera_p2p.symbols`). Stopping
-(cancellation, ``stop``, leaving ``async with``) stops accepting, lets in-flight requests
-finish, closes connections and then the stores, so every acknowledged write is committed
-before the process exits.
+check that pings every routing-table peer, the symbol worker that stores registered
+RaptorQ symbol directories (``symbols.interval``, see :mod:`lumera_p2p.symbols`), and
+replication and repair (the ``replication`` section:
+:class:`~lumera_p2p.dht.replication.Replicator`). Stopping (cancellation, ``stop``, leaving
+``async with``) stops accepting, lets in-flight requests finish, closes connections and then
+the stores, so every acknowledged write is committed before the process exits.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import shutil
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime
@@ -37,6 +39,7 @@ from lumera_p2p.chain.static_registry import StaticRegistry
 from lumera_p2p.components import (
     Intervals,
     dht_options,
+    replication_options,
     rqstore_path,
     server_limits,
     symbol_worker_options,
@@ -45,6 +48,7 @@ from lumera_p2p.components import (
 from lumera_p2p.config import Config
 from lumera_p2p.content import digest, key_from_bytes, key_to_bytes
 from lumera_p2p.dht import BatchStoreReport, Node
+from lumera_p2p.dht.replication import Replicator
 from lumera_p2p.errors import (
     ConfigError,
     LumeraP2PError,
@@ -144,6 +148,13 @@ class P2P:
             self._transport,
             options=dht_options(config),
         )
+        data_dir = config.p2p.data_dir
+        self._replicator = Replicator(
+            self._node,
+            store,
+            replication_options(config),
+            free_bytes=lambda: shutil.disk_usage(data_dir).free,
+        )
         self._symbols = SymbolWorker(rqstore, self.store_batch, symbol_worker_options(config))
         self._server: TcpServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -207,6 +218,11 @@ class P2P:
     def db(self) -> LocalStore:
         """The node's SQLite store."""
         return self._db
+
+    @property
+    def replicator(self) -> Replicator:
+        """Replication and repair (its rounds can be run by hand, e.g. in tests)."""
+        return self._replicator
 
     @property
     def symbol_worker(self) -> SymbolWorker:
@@ -297,6 +313,7 @@ class P2P:
         self._spawn(self._peer_sync_loop(), "peer-sync")
         self._spawn(_every(every.bucket_refresh_check, self._node.refresh), "refresh")
         self._spawn(_every(every.health_check, self._health), "health")
+        self._replicator.start()
         self._spawn(self._symbols.run(), "symbols")
         log.info("node %s listening on %s:%d", self.address, p2p.listen_address, self.port)
 
@@ -309,6 +326,7 @@ class P2P:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._replicator.stop()
         if self._server is not None:
             await self._server.close()
         await self._transport.close()
@@ -414,6 +432,9 @@ class P2P:
             self._apply_allowlist(nodes)
             await self._allow_registered(nodes)
             seeds = self._seed_contacts(nodes)
+        # Go's upsertBootstrapNode: every listed peer is a replication peer (one we ping and
+        # push to); unlike Go's, the upsert keeps a known peer's state and cursor.
+        await self._replicator.register_peers(seeds)
         if not seeds:
             return self._node.peer_count
         return await self._node.bootstrap(seeds)
@@ -598,6 +619,7 @@ class P2P:
             registry_routing=self._node.routing_allowlist_size,
             store=await self._db.stats(),
             dht=self._node.snapshot_counters(),
+            replication=await self._replicator.stats(),
             server=dataclasses.replace(self._server.stats)
             if self._server is not None
             else ServerStats(),

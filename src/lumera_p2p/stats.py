@@ -1,16 +1,19 @@
 """What ``P2P.stats()`` reports: typed, with stable names (metrics are exported from them).
 
 Each part is a snapshot taken from the component that keeps it: the DHT's counters
-(:class:`~lumera_p2p.dht.DHTCounters`), the TCP server's (``ServerStats``), the client
-transport's (``TransportStats``) and its pool's (:class:`PoolCounters`), and the store's sizes.
+(:class:`~lumera_p2p.dht.DHTCounters`), replication's
+(:class:`~lumera_p2p.dht.replication.ReplicationCounters`), the TCP server's
+(``ServerStats``), the client transport's (``TransportStats``) and its pool's
+(:class:`PoolCounters`), and the store's sizes.
 Add fields; never rename one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lumera_p2p.dht.counters import DHTCounters
+from lumera_p2p.dht.replication.counters import ReplicationCounters
 from lumera_p2p.net.tcp import ServerStats, TransportStats
 from lumera_p2p.store.local import StoreStats
 
@@ -49,6 +52,8 @@ class P2PStats:
     server: ServerStats
     transport: TransportStats
     pool: PoolCounters
+    #: Replication and repair: cycles, keys announced and fetched, failures, the backlog.
+    replication: ReplicationCounters = field(default_factory=ReplicationCounters)
 
     @property
     def records(self) -> int:

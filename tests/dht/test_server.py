@@ -209,15 +209,19 @@ def test_batch_find_node_keys_are_base58_of_targets() -> None:
 
 def test_replicate_records_missing_keys_with_the_announcer() -> None:
     node = make_node()
+    heard: list[tuple[bytes, int]] = []
+    node.watch_announcements(lambda peer, count: heard.append((peer.id, count)))
     run(node.values.store_batch([b"have"]))
     keys = [digest(b"have").hex(), digest(b"want").hex()]
     response = run(
         node.handle(req(MessageType.REPLICATE, ReplicateDataRequest(keys=keys)), CLIENT.id)
     )
     assert response.data.status.result == 0  # type: ignore[union-attr]
-    pending = store_of(node).replication_keys
+    pending = store_of(node).replication_rows
     assert list(pending) == [digest(b"want")]
     assert pending[digest(b"want")].id == "lumera1client"
+    # The fetch workers are woken with the count of keys to fetch (the held one is not).
+    assert heard == [(b"lumera1client", 1)]
     bad = run(
         node.handle(req(MessageType.REPLICATE, ReplicateDataRequest(keys=["xyz"])), CLIENT.id)
     )

@@ -302,7 +302,7 @@ def test_replicate_announcements_are_bounded_per_peer() -> None:
                 refused += 1
                 assert answer.status.err_msg.startswith("replicate quota exceeded")
         assert (accepted, refused) == (3, 2)
-        assert len(store.replication_keys) == 300
+        assert len(store.pending) == 300
         other = await ask(
             n, peer("b"), MessageType.REPLICATE, ReplicateDataRequest([bytes(32).hex()])
         )

@@ -15,6 +15,7 @@ from multiprocessing.pool import AsyncResult, Pool
 import pytest
 
 from lumera_p2p.sim import SimConfig, SimResult, run_simulation
+from lumera_p2p.sim.repair import RepairSimConfig, RepairSimResult, run_repair_simulation
 
 #: Simulations by name: the tests marked ``@pytest.mark.simulation(name, ...)`` get them.
 SIMULATIONS: dict[str, SimConfig] = {
@@ -25,7 +26,14 @@ SIMULATIONS: dict[str, SimConfig] = {
     "same_seed": SimConfig(nodes=20, lookups=5, values=5, dead_fraction=0.1, loss=0.02, seed=5),
 }
 
-POOL = pytest.StashKey[tuple[Pool, dict[tuple[str, int], AsyncResult[SimResult]]]]()
+#: Repair simulations by name (``@pytest.mark.simulation`` names these too); each runs before
+#: the others in the worker: it is the longest.
+REPAIR_SIMULATIONS: dict[str, RepairSimConfig] = {
+    "repair_200": RepairSimConfig(nodes=200, values=1000, fresh=60, seed=3),
+}
+
+Job = AsyncResult[SimResult] | AsyncResult[RepairSimResult]
+POOL = pytest.StashKey[tuple[Pool, dict[tuple[str, int], Job]]]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -45,7 +53,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if not wanted:
         return
     pool = multiprocessing.get_context("spawn").Pool(1)
-    jobs = {key: pool.apply_async(run_simulation, (SIMULATIONS[key[0]],)) for key in set(wanted)}
+    jobs: dict[tuple[str, int], Job] = {}
+    for key in sorted(set(wanted), key=lambda k: k[0] not in REPAIR_SIMULATIONS):
+        name = key[0]
+        if name in REPAIR_SIMULATIONS:
+            jobs[key] = pool.apply_async(run_repair_simulation, (REPAIR_SIMULATIONS[name],))
+        else:
+            jobs[key] = pool.apply_async(run_simulation, (SIMULATIONS[name],))
     session.config.stash[POOL] = (pool, jobs)
 
 
@@ -64,6 +78,23 @@ def simulated(request: pytest.FixtureRequest) -> Callable[[str, int], SimResult]
     def result(name: str, copy: int = 0) -> SimResult:
         if pool_and_jobs is None:  # not started (e.g. the test was run by its function)
             return run_simulation(SIMULATIONS[name])
-        return pool_and_jobs[1][(name, copy)].get()
+        got = pool_and_jobs[1][(name, copy)].get()
+        assert isinstance(got, SimResult)
+        return got
+
+    return result
+
+
+@pytest.fixture
+def repair_simulated(request: pytest.FixtureRequest) -> Callable[[str], RepairSimResult]:
+    """``repair_simulated(name)``: that repair simulation's result, waiting for it if need be."""
+    pool_and_jobs = request.config.stash.get(POOL, None)
+
+    def result(name: str) -> RepairSimResult:
+        if pool_and_jobs is None:
+            return run_repair_simulation(REPAIR_SIMULATIONS[name])
+        got = pool_and_jobs[1][(name, 0)].get()
+        assert isinstance(got, RepairSimResult)
+        return got
 
     return result

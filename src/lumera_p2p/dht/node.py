@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, TypeVar
 
 from lumera_p2p.content import key_from_bytes
@@ -68,6 +68,9 @@ log = logging.getLogger(__name__)
 
 R = TypeVar("R")
 
+#: ``listener(peer, count)``: a peer announced ``count`` keys we lack (they await fetching).
+AnnouncementListener = Callable[[Contact, int], None]
+
 
 class Node:
     """A Kademlia node: state, the RPC handlers, and operations over ``transport``."""
@@ -103,6 +106,7 @@ class Node:
         )
         self._handler = RequestHandler(self, self._counters, opts.serving)
         self._background: set[asyncio.Task[None]] = set()
+        self._announcement_listener: AnnouncementListener | None = None
 
     # --- identity ------------------------------------------------------------------------
 
@@ -226,6 +230,22 @@ class Node:
         self._table.remove(peer.hashed_id)
         log.warning("%s %s: banned", peer, reason)
 
+    def poisoned(self, peer: Contact, key: bytes, now: float | None = None) -> None:
+        """``peer`` served a value that does not hash to ``key``: count it and ban the peer."""
+        self._counters.poisoned_values += 1
+        at = self.now() if now is None else now
+        self.ban(peer, f"served a value that does not hash to {key.hex()}", at)
+
+    def watch_announcements(self, listener: AnnouncementListener | None) -> None:
+        """Call ``listener`` whenever a peer's ``Replicate`` records keys to fetch (the
+        replication coordinator's fetch workers wake on it)."""
+        self._announcement_listener = listener
+
+    def announced(self, peer: Contact, count: int) -> None:
+        """The Replicate handler recorded ``count`` keys announced by ``peer``."""
+        if count and self._announcement_listener is not None:
+            self._announcement_listener(peer, count)
+
     def apply_allowlist(
         self, routing: Iterable[bytes], store: Iterable[bytes], *, self_store_eligible: bool
     ) -> bool:
@@ -260,6 +280,19 @@ class Node:
     def store_targets(self, key: bytes) -> list[Contact]:
         """The ``replicas`` nearest store-eligible, unbanned contacts of the routing table."""
         return self._store_targets(key, self._store_candidates())
+
+    def store_candidates(self) -> list[Contact]:
+        """Every store-eligible, unbanned contact of the routing table (whom replication
+        ranks for each key)."""
+        return [c for c in self._store_candidates() if self._eligibility.store(c.hashed_id)]
+
+    def routing_eligible(self, hashed_id: bytes) -> bool:
+        """May this peer route (the chain's routing allowlist, open before the first list)?"""
+        return self._eligibility.routing(hashed_id)
+
+    def store_eligible(self, hashed_id: bytes) -> bool:
+        """May this peer be sent values to store?"""
+        return self._eligibility.store(hashed_id)
 
     # --- inspection --------------------------------------------------------------------------
 
@@ -323,6 +356,11 @@ class Node:
         )
         outcome = await self.run(plan)
         return len(outcome.answered), len(outcome.failed)
+
+    async def ping_peers(self, peers: Iterable[Contact], concurrency: int) -> PingOutcome:
+        """Ping ``peers``, ``concurrency`` at once (the replication activity check); like the
+        health check, a peer that does not answer also counts toward its eviction."""
+        return await self.run(HealthCheckPlan(peers, self._reader, concurrency=concurrency))
 
     async def bootstrap(self, seeds: Iterable[Contact]) -> int:
         """Join through ``seeds``: ping them, look ourselves up, refresh farther buckets.
@@ -531,8 +569,7 @@ class Node:
             case Cleared(peer):
                 self.forgive(peer)
             case Poisoned(peer, key):
-                self._counters.poisoned_values += 1
-                self.ban(peer, f"served a value that does not hash to {key.hex()}", now)
+                self.poisoned(peer, key, now)
             case RefusedStore(peer):
                 self._eligibility.refused_store(peer.hashed_id)
             case ProbeAnswered(peer):

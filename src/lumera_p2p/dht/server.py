@@ -261,6 +261,7 @@ class RequestHandler:
         await self._node.values.add_replication_keys(
             [ReplicationKey(k, peer.address, peer.ip, peer.port) for k in missing]
         )
+        self._node.announced(peer, len(missing))  # wakes the fetch workers
         return ReplicateDataResponse(status=ok())
 
     async def _batch_find_values(self, request: Message, peer: Contact) -> MessageData | None:

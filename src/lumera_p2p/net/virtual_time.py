@@ -8,17 +8,22 @@ identical for the same seed.
 
 How: the loop's ``time()`` returns a counter, and its selector, when the loop would block for
 ``timeout`` seconds, advances the counter by that much and polls real file descriptors without
-waiting (so thread wake-ups still work).
+waiting (so thread wake-ups still work). Work handed to a thread (``asyncio.to_thread``,
+``run_in_executor``) takes no virtual time: while any is outstanding the clock stands still and
+the loop really waits for the thread, so a timer cannot fire "during" it however slow the
+machine is (otherwise a busy machine would turn a compression in a thread into a timeout).
 """
 
 from __future__ import annotations
 
 import asyncio
 import selectors
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Executor
+from typing import Any, TypeVar, TypeVarTuple
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 
 #: How long (wall time) the loop waits for a worker thread when no timer is pending, before
@@ -32,11 +37,17 @@ class _VirtualSelector(selectors.DefaultSelector):
         self._clock = clock
 
     def select(self, timeout: float | None = None) -> list[tuple[Any, int]]:
+        if self._clock.threads and (timeout is None or timeout > 0):
+            # A worker thread is running: wait for its wake-up, the clock standing still.
+            events: list[tuple[Any, int]] = super().select(_IDLE_WALL_TIMEOUT)
+            if not events:
+                raise RuntimeError("virtual-time loop: a worker thread did not finish")
+            return events
         if timeout is None:
             # Nothing is scheduled and nothing is ready: either a worker thread is about to
             # wake the loop (really wait for it), or every task waits for something that can
             # never happen.
-            events: list[tuple[Any, int]] = super().select(_IDLE_WALL_TIMEOUT)
+            events = super().select(_IDLE_WALL_TIMEOUT)
             if not events:
                 raise RuntimeError("virtual-time loop deadlocked: no timer and no ready task")
             return events
@@ -51,6 +62,8 @@ class VirtualClock:
 
     def __init__(self, start: float = 0.0) -> None:
         self.now = start
+        #: Executor jobs handed out and not yet finished (see the module docstring).
+        self.threads = 0
 
 
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
@@ -65,6 +78,19 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self.clock.now
+
+    def run_in_executor(
+        self, executor: Executor | None, func: Callable[[*Ts], T], *args: *Ts
+    ) -> asyncio.Future[T]:
+        future = super().run_in_executor(executor, func, *args)
+        clock = self.clock
+        clock.threads += 1
+
+        def finished(_: asyncio.Future[T]) -> None:
+            clock.threads -= 1
+
+        future.add_done_callback(finished)
+        return future
 
 
 def run_virtual(main: Coroutine[Any, Any, T], start: float = 0.0) -> T:

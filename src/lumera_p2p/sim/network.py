@@ -18,15 +18,26 @@ from __future__ import annotations
 import asyncio
 import random
 import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lumera_p2p.content import key_from_bytes, key_to_bytes
 from lumera_p2p.dht import DHTOptions, MemoryStore, Node
 from lumera_p2p.kademlia import Contact
+from lumera_p2p.kademlia.node import bucket_index
 from lumera_p2p.net.memory import MemoryNetwork, NetworkConditions
 from lumera_p2p.net.virtual_time import run_virtual
+
+#: Where the simulated wall clock starts: the virtual loop's 0.
+SIM_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def virtual_now() -> datetime:
+    """The simulated wall-clock time: ``SIM_EPOCH`` plus the running loop's (virtual) time,
+    so the stores' timestamps and the replication cursors follow the simulation."""
+    return SIM_EPOCH + timedelta(seconds=asyncio.get_running_loop().time())
 
 
 @dataclass
@@ -104,22 +115,68 @@ class SimulatedNetwork:
         )
         self.nodes: list[Node] = []
         self.stores: list[MemoryStore] = []
-        default = DHTOptions(allow_private=True)
-        for i in range(config.nodes):
-            contact = Contact(
-                b"lumera-sim-%06d" % i, f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}", 4445
-            )
-            store = MemoryStore()
-            node = Node(
-                contact,
-                store,
-                self.network.attach(contact.id),
-                options=(node_options or {}).get(i, default),
-                rng=random.Random(self.rng.getrandbits(64)),
-            )
-            self.network.serve(contact.id, node.handle)
-            self.nodes.append(node)
-            self.stores.append(store)
+        self._node_options = dict(node_options or {})
+        self.default_options = DHTOptions(allow_private=True)
+        for _ in range(config.nodes):
+            self._add_node()
+
+    def _add_node(self) -> Node:
+        i = len(self.nodes)
+        contact = Contact(
+            b"lumera-sim-%06d" % i, f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}", 4445
+        )
+        store = MemoryStore(clock=virtual_now)
+        node = Node(
+            contact,
+            store,
+            self.network.attach(contact.id),
+            options=self._node_options.get(i, self.default_options),
+            rng=random.Random(self.rng.getrandbits(64)),
+        )
+        self.network.serve(contact.id, node.handle)
+        self.nodes.append(node)
+        self.stores.append(store)
+        return node
+
+    def make_nodes(self, count: int) -> list[Node]:
+        """``count`` fresh nodes with empty stores, not yet joined (see ``join_nodes``)."""
+        return [self._add_node() for _ in range(count)]
+
+    async def join_nodes(
+        self, nodes: Sequence[Node], *, full_join: bool = True, concurrency: int | None = None
+    ) -> None:
+        """Join ``nodes`` each through a random live node that is not one of them, at most
+        ``concurrency`` at once (all when None): a full bootstrap, or (``full_join=False``)
+        a ping of the seed and a lookup of itself, which is what makes its neighbours learn
+        it."""
+        joining = {n.me.id for n in nodes}
+        seeds = [n for n in self.live() if n.me.id not in joining]
+        gate = asyncio.Semaphore(concurrency or max(1, len(nodes)))
+
+        async def join(node: Node) -> None:
+            async with gate:
+                seed = self.rng.choice(seeds).me
+                if full_join:
+                    await node.bootstrap([seed])
+                elif await node.ping(seed):
+                    await node.find_node_id(node.me.id)
+
+        await asyncio.gather(*(join(n) for n in nodes))
+
+    def seed_tables(self) -> None:
+        """Give every node the routing table a complete join converges to, without the
+        traffic: each learns the others in a random order while their bucket has room."""
+        k = self.default_options.k
+        now = asyncio.get_running_loop().time()
+        for node in self.nodes:
+            others = [n.me for n in self.nodes if n is not node]
+            self.rng.shuffle(others)
+            filled: dict[int, int] = {}
+            for other in others:
+                bucket = bucket_index(node.me.hashed_id, other.hashed_id)
+                if filled.get(bucket, 0) < k:
+                    filled[bucket] = filled.get(bucket, 0) + 1
+                    node.learn(other, now)
 
     def store_of(self, node: Node) -> MemoryStore:
         """The in-memory store ``node`` was built with."""
@@ -143,11 +200,13 @@ class SimulatedNetwork:
             await join(i)
         await asyncio.gather(*(join(i) for i in range(first, len(self.nodes))))
 
-    def kill(self, fraction: float) -> None:
-        """Kill a random ``fraction`` of the nodes."""
+    def kill(self, fraction: float) -> list[Node]:
+        """Kill a random ``fraction`` of the nodes; return them."""
         count = round(fraction * len(self.nodes))
-        for node in self.rng.sample(self.nodes, count):
+        victims = self.rng.sample(self.nodes, count)
+        for node in victims:
             self.network.kill(node.me.id)
+        return victims
 
     async def maintain(self, rounds: int = 2) -> None:
         """Let time pass as in a running network: every live node pings its contacts (dead

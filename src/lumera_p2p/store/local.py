@@ -437,14 +437,17 @@ class LocalStore:
         return await self._data_readers.run(read)
 
     async def keys_for_replication(
-        self, start: datetime, end: datetime, max_keys: int = 200_000
+        self, start: datetime | None, end: datetime, max_keys: int = 200_000
     ) -> list[tuple[bytes, datetime]]:
         """Keys created in ``(start, end)`` in (createdAt, key) order, at most about ``max_keys``.
 
-        When the limit cuts a run of rows sharing one ``createdAt``, the rest of that run is
-        included, so a cursor advanced to the last timestamp never skips a row.
+        ``start=None`` includes the oldest row (Go starts at ``MIN(createdAt)`` with a strict
+        ``>``, which leaves it out). When the limit cuts a run of rows sharing one
+        ``createdAt``, the rest of that run is included, so a cursor advanced to the last
+        timestamp never skips a row.
         """
-        args = (format_time(start), format_time(end))
+        low = "" if start is None else format_time(start)
+        args = (low, format_time(end))
 
         def read(conn: sqlite3.Connection) -> list[tuple[bytes, datetime]]:
             rows = conn.execute(
@@ -614,9 +617,36 @@ class LocalStore:
         changed = await self._data_writer.submit(lambda conn: conn.execute(sql, args).rowcount)
         return bool(changed)
 
-    async def set_active(self, peer_id: str, active: bool) -> bool:
-        """Mark a peer (in)active; return whether it exists."""
-        return await self._update_info(peer_id, "is_active", active)
+    async def register_replication_peers(self, peers: Sequence[tuple[str, str, int]]) -> None:
+        """Add peers ``(id, ip, port)`` not yet known (inactive, never seen, no cursor), and
+        move known ones to their current endpoint.
+
+        A known peer keeps its flags, ``last_seen`` and cursor: Go's bootstrap upsert resets
+        them every 10 minutes, which makes every cycle re-announce the oldest keys and keeps
+        offline peers from ever being adjusted (p2p-behaviour.md §11.2 item 1).
+        """
+        now = format_time(utcnow())
+        rows = [(peer_id, ip, port, now, now) for peer_id, ip, port in peers]
+        if not rows:
+            return
+        await self._data_writer.submit(
+            lambda conn: conn.executemany(
+                "INSERT INTO replication_info(id, ip, port, is_active, is_adjusted, createdAt, "
+                "updatedAt) VALUES(?, ?, ?, false, false, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+                "ip=excluded.ip, port=excluded.port, updatedAt=excluded.updatedAt "
+                "WHERE ip IS NOT excluded.ip OR port IS NOT excluded.port",
+                rows,
+            )
+        )
+
+    async def set_active(self, peer_id: str, active: bool, adjusted: bool = False) -> bool:
+        """Mark a peer (in)active and set ``is_adjusted`` with it, as Go's ``UpdateIsActive``
+        does (a change of state starts the offline adjustment afresh); return whether the
+        peer exists."""
+        sql = "UPDATE replication_info SET is_active=?, is_adjusted=?, updatedAt=? WHERE id=?"
+        args = (active, adjusted, format_time(utcnow()), peer_id)
+        changed = await self._data_writer.submit(lambda conn: conn.execute(sql, args).rowcount)
+        return bool(changed)
 
     async def set_adjusted(self, peer_id: str, adjusted: bool) -> bool:
         """Record that the offline-node adjustment ran for a peer."""
@@ -713,3 +743,73 @@ class LocalStore:
                 )
 
         await self._data_writer.submit(job)
+
+    async def expire_replication_keys(self, updated_before: datetime, max_attempts: int) -> int:
+        """Forget announced keys untouched since ``updated_before`` or that failed more than
+        ``max_attempts`` fetches (Go keeps them forever); return how many went."""
+        args = (format_time(updated_before), max_attempts)
+
+        def job(conn: sqlite3.Connection) -> int:
+            hex_keys = [
+                str(row[0])
+                for row in conn.execute(
+                    "SELECT key FROM replication_keys WHERE updatedAt < ? OR attempts > ?", args
+                )
+            ]
+            changes = limits.forget_replication_keys(conn, hex_keys)
+            for chunk in _chunks(hex_keys):
+                marks = ",".join("?" * len(chunk))
+                conn.execute(f"DELETE FROM replication_keys WHERE key IN ({marks})", chunk)
+            limits.apply(self._tally, changes)
+            return len(hex_keys)
+
+        return await self._data_writer.submit(job)
+
+    async def replication_key_count(self) -> int:
+        """Announced keys still to fetch (the backlog)."""
+        return self._tally.value(limits.REPLICATION_KEYS)
+
+    # --- del_keys ------------------------------------------------------------------------
+
+    async def track_redundant_keys(self, keys: Sequence[bytes]) -> None:
+        """Count one more scan that found us outside these keys' closest nodes (Go's
+        ``BatchInsertDelKeys``: ``count = count + 1``)."""
+        now = format_time(utcnow())
+        rows = [(_hex(k), now, 1) for k in dict.fromkeys(keys)]
+        if not rows:
+            return
+        await self._meta_writer.submit(
+            lambda conn: conn.executemany(
+                "INSERT INTO del_keys(key, createdAt, count) VALUES(?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET count = count + excluded.count",
+                rows,
+            )
+        )
+
+    async def forget_redundant_keys(self, keys: Sequence[bytes]) -> int:
+        """We are among these keys' closest nodes again (or no longer hold them): drop their
+        ``del_keys`` rows; return how many went."""
+        hex_keys = list(dict.fromkeys(_hex(k) for k in keys))
+
+        def job(conn: sqlite3.Connection) -> int:
+            removed = 0
+            for chunk in _chunks(hex_keys):
+                marks = ",".join("?" * len(chunk))
+                removed += conn.execute(
+                    f"DELETE FROM del_keys WHERE key IN ({marks})", chunk
+                ).rowcount
+            return removed
+
+        return await self._meta_writer.submit(job)
+
+    async def redundant_keys(self, min_count: int, limit: int = 100_000) -> list[bytes]:
+        """Keys found redundant in at least ``min_count`` scans, most often first."""
+
+        def read(conn: sqlite3.Connection) -> list[bytes]:
+            rows = conn.execute(
+                "SELECT key FROM del_keys WHERE count >= ? ORDER BY count DESC, key LIMIT ?",
+                (min_count, limit),
+            )
+            return [bytes.fromhex(r[0]) for r in rows]
+
+        return await self._meta_readers.run(read)

@@ -6,6 +6,13 @@ for its events and result. Nothing here imports asyncio, sockets, a clock or a d
 driver (:mod:`lumera_p2p.dht.driver`) and the node do that, before and after a plan runs.
 """
 
+from lumera_p2p.dht.plans.announce import (
+    REPLICATE_BATCH_KEYS,
+    Announcement,
+    AnnounceOutcome,
+    AnnouncePlan,
+)
+from lumera_p2p.dht.plans.backoff import FETCH_BACKOFF, REPLICATE_BACKOFF, Backoff
 from lumera_p2p.dht.plans.base import Plan, Request, Routes
 from lumera_p2p.dht.plans.batch_retrieve import (
     BatchRetrieveOutcome,
@@ -27,20 +34,31 @@ from lumera_p2p.dht.plans.events import (
     Unanswered,
     ValueArrived,
 )
+from lumera_p2p.dht.plans.fetch import FETCH_BATCH_KEYS, FetchOutcome, FetchPlan
 from lumera_p2p.dht.plans.lookup import LookupKind, LookupOutcome, LookupParams, LookupPlan
 from lumera_p2p.dht.plans.maintenance import HealthCheckPlan, PingOutcome, PingPlan, ProbePlan
 from lumera_p2p.dht.plans.parallel import AllOf
 from lumera_p2p.dht.plans.store import StoreOutcome, StorePlan
 
 __all__ = [
+    "FETCH_BACKOFF",
+    "FETCH_BATCH_KEYS",
+    "REPLICATE_BACKOFF",
+    "REPLICATE_BATCH_KEYS",
     "AllOf",
+    "AnnounceOutcome",
+    "AnnouncePlan",
+    "Announcement",
     "Answered",
+    "Backoff",
     "BatchRetrieveOutcome",
     "BatchRetrievePlan",
     "BatchStorePlan",
     "BatchStoreReport",
     "Cleared",
     "Event",
+    "FetchOutcome",
+    "FetchPlan",
     "HealthCheckPlan",
     "LookupKind",
     "LookupOutcome",
