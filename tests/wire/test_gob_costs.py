@@ -140,10 +140,10 @@ def _peak(run: Callable[[], Any]) -> tuple[Any, int]:
 
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_amplifying_frames_are_refused_at_once(shape: str) -> None:
-    """Frames of a few MB that would take 10-80 times their size: every path refuses them
+    """Frames of 0.2-2 MB that would take 10-80 times their size: every path refuses them
     with the same error, in bounded memory; the flat shapes before building anything."""
-    body = _body(SHAPES[shape](400_000))
-    assert 400_000 <= len(body) < 8 * MIB
+    body = _body(SHAPES[shape](150_000))
+    assert 150_000 <= len(body) < 8 * MIB
     allowance = DEFAULT_DECODE_LIMIT.allowance(len(body))
     assert FAST_CODEC.decode(body, 0, None, 100, None) is None
     for name, run in _paths(body).items():
@@ -186,7 +186,7 @@ def test_the_most_a_shape_can_take_is_its_allowance(shape: str) -> None:
 def test_a_large_frame_buys_room_for_four_times_its_size() -> None:
     """Bulk bytes in a frame raise its allowance; the objects it pays for are then bounded by
     4 times the frame (plus the floor), and what is decoded stays within that plus the bulk."""
-    pad = 4 * MIB
+    pad = 2 * MIB
     n = (DEFAULT_DECODE_LIMIT.floor + 4 * pad) // 301  # about what an empty node is charged
     fits = FindValueResponse(ResponseStatus(), [Node()] * int(n * 0.9), bytes(pad))
     too_many = FindValueResponse(ResponseStatus(), [Node()] * int(n * 1.1), bytes(pad))
@@ -222,8 +222,8 @@ LEGIT: dict[str, MessageData] = {
     "BatchStoreData, 5000 small values": BatchStoreDataRequest(
         [b"%d" % i * 20 for i in range(5000)], 1
     ),
-    "BatchFindNode answer, 2000 targets of 20 nodes": BatchFindNodeResponse(
-        ResponseStatus(), {f"{i:044d}": [NODE] * 20 for i in range(2000)}
+    "BatchFindNode answer, 500 targets of 20 nodes": BatchFindNodeResponse(
+        ResponseStatus(), {f"{i:044d}": [NODE] * 20 for i in range(500)}
     ),
 }
 
