@@ -154,12 +154,12 @@ class FastCodec:
     __slots__ = (
         "_by_class",
         "_by_name",
+        "_fixed",
         "_head",
         "_iface_attr",
         "_outer",
         "_outer_wire",
         "_root",
-        "_root_cost",
         "depth",
         "margin",
     )
@@ -207,7 +207,6 @@ class FastCodec:
         # The general decoder's nesting counter: the interface counts one, its value the rest.
         self.depth = static_depth(root, max(depths))
         self._head = _head_decoder(root, root_tid, self._interface, structs)
-        self._root_cost = value_cost(root)
         # The definitions of an accepted frame are the root's (fixed bytes) and the concrete
         # type's: fixed, or a learnt sequence of at most _MAX_SHAPE_BYTES bytes and
         # _MAX_SHAPE_DEFINITIONS definitions. Each definition is charged its value's cost, and
@@ -219,6 +218,7 @@ class FastCodec:
         def_count = len(outer) + max([_MAX_SHAPE_DEFINITIONS, *(c.definitions for c in concretes)])
         #: Estimated bytes set aside for what the general decoder charges for the definitions.
         self.margin = def_bytes * max_charge_per_byte(WIRE_T) + def_count * value_cost(WIRE_T)
+        self._fixed = self.margin + value_cost(root)  # the root is charged as it starts
 
     # ---- encoding ----------------------------------------------------------------------
 
@@ -254,7 +254,8 @@ class FastCodec:
             return None
         if start + len(self._outer) > stop:
             return None
-        left = limit.allowance(stop - start) - self.margin - self._root_cost
+        # limit.allowance(stop - start), less what the general decoder charges besides values
+        left = limit.floor + limit.ratio * (stop - start) - self._fixed
         if left < 0:
             return None
         try:
