@@ -140,10 +140,10 @@ def _peak(run: Callable[[], Any]) -> tuple[Any, int]:
 
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_amplifying_frames_are_refused_at_once(shape: str) -> None:
-    """Frames of 0.2-2 MB that would take 10-80 times their size: every path refuses them
+    """Frames of 0.1-1 MB that would take 10-80 times their size: every path refuses them
     with the same error, in bounded memory; the flat shapes before building anything."""
-    body = _body(SHAPES[shape](150_000))
-    assert 150_000 <= len(body) < 8 * MIB
+    body = _body(SHAPES[shape](80_000))
+    assert 80_000 <= len(body) < 8 * MIB
     allowance = DEFAULT_DECODE_LIMIT.allowance(len(body))
     assert FAST_CODEC.decode(body, 0, None, 100, None) is None
     for name, run in _paths(body).items():

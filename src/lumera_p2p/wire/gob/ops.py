@@ -3,7 +3,8 @@
 Each op takes the decoder (``d``), reads from ``d.data[d.pos:d.end]`` and returns the value. The
 compiler (:mod:`.compiler`) picks and composes them for a pair of wire type and local type; struct
 ops run an *engine* (the per-field ops in wire order). Every length is checked against the bytes
-that remain before anything is allocated, and nesting is capped (``d.max_depth``).
+that remain before anything is allocated, nesting is capped (``d.max_depth``), and what is built
+is charged against the value's allowance (``d.left``, :mod:`.costs`) before it is built.
 """
 
 from __future__ import annotations
