@@ -29,6 +29,7 @@ from lumera_p2p.wire.gob import GobDecodeCache
 from lumera_p2p.wire.messages import (
     HEADER_SIZE,
     MAX_PAYLOAD_SIZE,
+    BatchFindNodeRequest,
     BatchFindValuesRequest,
     BatchFindValuesResponse,
     BatchGetValuesRequest,
@@ -36,6 +37,7 @@ from lumera_p2p.wire.messages import (
     BatchStoreDataRequest,
     FindValueResponse,
     Message,
+    MessageType,
     ReplicateDataRequest,
     StoreDataRequest,
     decode_body,
@@ -53,6 +55,15 @@ _READ_CHUNK: Final = 1024 * 1024
 WRITE_CHUNK: Final = 4 * 1024 * 1024
 #: Rough wire size of one hex key in a key list (64 characters and gob's length byte).
 _KEY_SIZE: Final = 66
+#: The largest answer to a request that brings back no values (Ping, StoreData, FindNode,
+#: Replicate, BatchStoreData): a Go node's FindNode answer holds 20 nodes, about 3 KB.
+SMALL_RESPONSE: Final = 1024 * 1024
+#: What each BatchFindNode target may add to that (20 nodes of a few hundred bytes each).
+_TARGET_RESPONSE: Final = 64 * 1024
+#: Request types whose answers carry values, up to the protocol's limit.
+_VALUE_ANSWERS: Final = frozenset(
+    {MessageType.FIND_VALUE, MessageType.BATCH_FIND_VALUES, MessageType.BATCH_GET_VALUES}
+)
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +105,19 @@ def payload_hint(msg: Message) -> int:
     if isinstance(data, ReplicateDataRequest | BatchFindValuesRequest):
         return _KEY_SIZE * len(data.keys)
     return 0
+
+
+def response_limit(request: Message, max_size: int = MAX_PAYLOAD_SIZE) -> int:
+    """The largest answer body a client reads for ``request`` (at most ``max_size``): a peer
+    that answers a FindNode with hundreds of megabytes of nodes has its connection closed on
+    the header, before the body is read, like any over-long frame."""
+    if request.message_type in _VALUE_ANSWERS:
+        return max_size
+    if request.message_type == MessageType.BATCH_FIND_NODE:
+        data = request.data
+        targets = len(data.hashed_target) if isinstance(data, BatchFindNodeRequest) else 0
+        return min(max_size, SMALL_RESPONSE + _TARGET_RESPONSE * targets)
+    return min(max_size, SMALL_RESPONSE)
 
 
 async def encode_frame(msg: Message, off_loop_size: int = OFF_LOOP_SIZE) -> bytes:

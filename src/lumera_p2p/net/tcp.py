@@ -40,6 +40,7 @@ from lumera_p2p.net.frames import (
     read_body_view,
     read_frame,
     read_frame_length,
+    response_limit,
     write_frame,
 )
 from lumera_p2p.net.limits import KeyedRateLimiter, ServerLimits, TokenBucket, transfer_deadline
@@ -80,7 +81,8 @@ class TransportOptions:
     #: Idle connections are closed after this long (Go: 1 h), checked this often.
     idle_timeout: float = 3600.0
     prune_interval: float = 300.0
-    #: The largest response body read (the protocol's 400 MB by default).
+    #: The largest response body read (the protocol's 400 MB by default); answers that carry
+    #: no values are held to less (``net.frames.response_limit``).
     max_response_size: int = MAX_PAYLOAD_SIZE
     #: Messages above this size are encoded and decoded in a worker thread.
     off_loop_size: int = OFF_LOOP_SIZE
@@ -155,7 +157,8 @@ class TcpTransport:
                     frame = await encode_frame(request, self.options.off_loop_size)
                 except GobEncodeError as exc:  # e.g. over 400 MB: no peer would take it
                     raise TransportError(f"{peer}: cannot encode the request: {exc}") from exc
-                return await self._exchange(peer, frame)
+                limit = response_limit(request, self.options.max_response_size)
+                return await self._exchange(peer, frame, limit)
         except TimeoutError:
             self.stats.timeouts += 1
             self.stats.failures += 1
@@ -164,7 +167,7 @@ class TcpTransport:
             self.stats.failures += 1
             raise
 
-    async def _exchange(self, peer: Contact, frame: bytes) -> Message:
+    async def _exchange(self, peer: Contact, frame: bytes, max_size: int) -> Message:
         key = peer.pool_key
         pool = self.pool
         async with pool.slot(key):
@@ -175,7 +178,7 @@ class TcpTransport:
                     conn = await self._dial(peer)
                     pool.add(conn)
                 try:
-                    response = await self._round_trip(conn, frame)
+                    response = await self._round_trip(conn, frame, max_size)
                 except _StaleConnection as exc:
                     pool.discard(conn)
                     conn = None
@@ -212,14 +215,15 @@ class TcpTransport:
             reason = str(exc) or type(exc).__name__
             raise TransportError(f"{peer}: cannot connect: {reason}") from exc
 
-    async def _round_trip(self, conn: SecureStream, frame: bytes) -> Message:
+    async def _round_trip(self, conn: SecureStream, frame: bytes, max_size: int) -> Message:
         try:
             conn.write(frame)
             await conn.drain()
         except ConnectionError as exc:
             raise _StaleConnection from exc
-        # Bounded by the caller's timeout; the length is checked before the body is read.
-        body = await read_frame(conn, max_size=self.options.max_response_size)
+        # Bounded by the caller's timeout; the length is checked before the body is read, and
+        # what the body decodes to is bounded by the decoder (wire.gob.costs).
+        body = await read_frame(conn, max_size=max_size)
         if body is None:
             raise _StaleConnection
         return await decode_frame_body(body, self._cache, self.options.off_loop_size)

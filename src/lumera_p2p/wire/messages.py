@@ -25,7 +25,9 @@ from typing import Final, TypeAlias
 
 from lumera_p2p.errors import ProtocolError
 from lumera_p2p.wire.gob import (
+    DEFAULT_DECODE_LIMIT,
     DEFAULT_MAX_DEPTH,
+    DecodeLimit,
     GobDecodeCache,
     GobDecoder,
     GobEncodeError,
@@ -488,6 +490,7 @@ def decode_body(
     cache: GobDecodeCache | None = None,
     fast: bool = True,
     views_from: int = 0,
+    limit: DecodeLimit = DEFAULT_DECODE_LIMIT,
 ) -> Message:
     """Decode the gob body of one frame (``body[start:stop]``) as Go does: one value; anything
     after it is ignored.
@@ -502,6 +505,10 @@ def decode_body(
     read-only views into the body, not copies (``GobDecoder``); such a body goes to the general
     decoder, which is the one that can hand out views (it is also the one whose cost does not
     matter beside a large payload).
+
+    Either way, what the message may take once decoded is bounded by ``limit`` (by default
+    2 MiB plus 4 times the body's size in objects, besides the contents of its strings and
+    byte strings: ``wire.gob.costs``); a message over it is refused (``ProtocolError``).
     """
     if views_from > 0 and isinstance(body, memoryview):
         decoder = GobDecoder(
@@ -512,6 +519,7 @@ def decode_body(
             max_depth=max_depth,
             cache=cache,
             views_from=views_from,
+            limit=limit,
         )
         viewed = decoder.decode(_MESSAGE_PTR)
         assert isinstance(viewed, Message)
@@ -519,11 +527,13 @@ def decode_body(
     if not isinstance(body, bytes):
         body = bytes(body)
     if fast:
-        msg = FAST_CODEC.decode(body, start, stop, max_depth, cache)
+        msg = FAST_CODEC.decode(body, start, stop, max_depth, cache, limit)
         if msg is not None:
             assert isinstance(msg, Message)
             return msg
-    decoder = GobDecoder(body, REGISTRY, start=start, stop=stop, max_depth=max_depth, cache=cache)
+    decoder = GobDecoder(
+        body, REGISTRY, start=start, stop=stop, max_depth=max_depth, cache=cache, limit=limit
+    )
     msg = decoder.decode(_MESSAGE_PTR)
     assert isinstance(msg, Message)
     return msg
@@ -535,6 +545,7 @@ def decode_message(
     max_depth: int = DEFAULT_MAX_DEPTH,
     cache: GobDecodeCache | None = None,
     fast: bool = True,
+    limit: DecodeLimit = DEFAULT_DECODE_LIMIT,
 ) -> Message:
     """Decode exactly one frame (header and body); raises :class:`ProtocolError`."""
     length = parse_header(frame[:HEADER_SIZE])
@@ -550,4 +561,5 @@ def decode_message(
         max_depth=max_depth,
         cache=cache,
         fast=fast,
+        limit=limit,
     )

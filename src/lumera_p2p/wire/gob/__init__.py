@@ -25,18 +25,21 @@ interface{}           an instance of a registered struct class, or ``None``
 ====================  ================================================================
 
 Decoding never trusts a count: every length is checked against the bytes that remain before
-anything is allocated, value and type nesting are capped, and every failure is a
-:class:`~lumera_p2p.errors.ProtocolError`.
+anything is allocated, value and type nesting are capped, what a value takes once decoded is
+charged against an allowance tied to the stream's size (:mod:`.costs`, :class:`DecodeLimit`),
+and every failure is a :class:`~lumera_p2p.errors.ProtocolError`.
 
 Modules: :mod:`.types` (the Go type model), :mod:`.wiretypes` (gob's own type definitions),
 :mod:`.typetable` (type ids), :mod:`.registry` (interface types), :mod:`.writers` and
 :mod:`.encoder` (encoding), :mod:`.ops`, :mod:`.compiler` and :mod:`.decoder` (decoding),
+:mod:`.costs` (what decoded values cost in memory),
 :mod:`.cache` (what decoders share), :mod:`.codegen` and :mod:`.fast` (specialised codecs
 generated for a fixed set of message types).
 """
 
 from lumera_p2p.errors import GobEncodeError
 from lumera_p2p.wire.gob.cache import GobDecodeCache
+from lumera_p2p.wire.gob.costs import DEFAULT_DECODE_LIMIT, DecodeLimit
 from lumera_p2p.wire.gob.decoder import DEFAULT_MAX_DEPTH, GobDecoder, gob_decode
 from lumera_p2p.wire.gob.encoder import GobEncoder, gob_encode
 from lumera_p2p.wire.gob.registry import InterfaceRegistry
@@ -60,8 +63,10 @@ from lumera_p2p.wire.gob.typetable import TypeTable
 from lumera_p2p.wire.gob.wiretypes import FIRST_USER_ID, WireType
 
 __all__ = [
+    "DEFAULT_DECODE_LIMIT",
     "DEFAULT_MAX_DEPTH",
     "FIRST_USER_ID",
+    "DecodeLimit",
     "GoArray",
     "GoBool",
     "GoBytes",

@@ -64,8 +64,9 @@ class GobDecodeCache:
 
     def __init__(self, max_entries: int = 1024) -> None:
         self.max_entries = max_entries
-        #: Definition bytes -> (definition, bytes consumed, its structural key).
-        self.defs: BoundedTable[bytes, tuple[WireType, int, tuple[Any, ...]]] = BoundedTable(
+        #: Definition bytes -> (definition, bytes consumed, its structural key, what decoding
+        #: it is charged: ``wire.gob.costs``).
+        self.defs: BoundedTable[bytes, tuple[WireType, int, tuple[Any, ...], int]] = BoundedTable(
             max_entries
         )
         #: (local type, wire id, max depth, signature) -> compiled engine.

@@ -17,10 +17,12 @@ raise :class:`Unsupported` while generating.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any, Final
 
+from lumera_p2p.wire.gob.costs import element_cost, entry_cost
 from lumera_p2p.wire.gob.types import (
     GoBool,
     GoBytes,
@@ -42,6 +44,7 @@ __all__ = [
     "EncoderSource",
     "Fallback",
     "Source",
+    "StructDecoder",
     "StructDecoders",
     "Unsupported",
     "static_depth",
@@ -90,6 +93,7 @@ class Source:
             "UB": uint_bytes,
             "bytearray": bytearray,
             "NEW": object.__new__,
+            "SZ": sys.getsizeof,
         }
 
     def var(self, stem: str) -> str:
@@ -312,7 +316,10 @@ class DecoderSource:
 
     Only the forms a Go encoder writes are handled in line (one-byte field deltas, counts that
     fit what is left); anything else raises ``Fallback`` so the general decoder gives its
-    verdict. Every count is checked against the bytes left before anything is allocated.
+    verdict. Every count is checked against the bytes left before anything is allocated, and
+    the memory of what is built is charged to local ``left`` exactly as the general decoder
+    charges it (:mod:`.costs`): once ``left`` is below 0 the code raises ``Fallback``, and the
+    general decoder refuses the value.
 
     ``skip=1`` (a read that follows a field delta) means ``data[pos]`` is that delta, already
     checked, and ``pos + 1 < end``: the read starts one byte further without a bounds check.
@@ -378,12 +385,15 @@ class DecoderSource:
         elif isinstance(t, GoString):
             b = src.var("b")
             self.raw(b, skip)
-            # Strict UTF-8 is the common case and faster; where it fails, surrogate escapes
-            # give the same string the general decoder makes.
+            # ASCII is the common case and as fast as strict UTF-8; anything else (surrogate
+            # escapes give the same string the general decoder makes) may take up to 4 bytes
+            # a character, and is charged as it is there.
             with src.block("try:"):
-                src.line(f"{target} = {b}.decode()")
+                src.line(f"{target} = {b}.decode('ascii')")
             with src.block("except UnicodeDecodeError:"):
                 src.line(f"{target} = {b}.decode('utf-8', 'surrogateescape')")
+                src.line(f"left -= SZ({target})")
+                src.line("if left < 0: raise FB")
         elif isinstance(t, GoBytes):
             self.raw(target, skip)
         elif isinstance(t, GoPtr):
@@ -394,6 +404,8 @@ class DecoderSource:
             # Each element takes at least one byte of this message; more than that can only
             # fail (the general decoder says how).
             src.line(f"if {n} > end - pos: raise FB")
+            src.line(f"left -= {n} * {element_cost(t.elem)}")
+            src.line("if left < 0: raise FB")
             src.line(f"{out} = []")
             with src.block(f"for _ in range({n}):"):
                 src.line("if pos >= end: raise FB")
@@ -410,6 +422,8 @@ class DecoderSource:
             # Go turns a count of 2**63 or more negative, and then reads no entry.
             src.line(f"if {n} >= {INT64_SIGN}: {n} = 0")
             src.line(f"if {n} > end - pos: raise FB")  # every key takes a byte at least
+            src.line(f"left -= {n} * {entry_cost(t)}")
+            src.line("if left < 0: raise FB")
             src.line(f"{out} = {{}}")
             with src.block(f"for _ in range({n}):"):
                 self.value(t.key, k, stack)
@@ -423,7 +437,7 @@ class DecoderSource:
                 self.struct(t, target, stack, interface)
             else:  # a nested struct: one shared function per type keeps the code small
                 fn = src.const(self.structs.get(t, stack), "S")
-                src.line(f"{target}, pos = {fn}(data, pos, end)")
+                src.line(f"{target}, pos, left = {fn}(data, pos, end, left)")
         elif interface is not None:
             if skip:
                 src.line(f"pos += {skip}")
@@ -517,23 +531,25 @@ class DecoderSource:
         self.value(f.type, target, stack, hook, skip)
 
 
+StructDecoder = Callable[[bytes, int, int, int], tuple[Any, int, int]]
+"""``(data, pos, end, left) -> (value, pos, left)``: one struct value, and what is left of the
+allowance after it (below 0: the caller raises ``Fallback``)."""
+
+
 class StructDecoders:
-    """One generated decoding function per struct type, ``(data, pos, end) -> (value, pos)``,
-    shared by every decoder that nests the type (a FindNode answer's nodes, a message's sender
-    and receiver)."""
+    """One generated :data:`StructDecoder` per struct type, shared by every decoder that nests
+    the type (a FindNode answer's nodes, a message's sender and receiver)."""
 
     def __init__(self) -> None:
-        self._functions: dict[GoStruct, Callable[[bytes, int, int], tuple[Any, int]]] = {}
+        self._functions: dict[GoStruct, StructDecoder] = {}
 
-    def get(
-        self, s: GoStruct, stack: tuple[GoStruct, ...] = ()
-    ) -> Callable[[bytes, int, int], tuple[Any, int]]:
+    def get(self, s: GoStruct, stack: tuple[GoStruct, ...] = ()) -> StructDecoder:
         """The function decoding ``s`` (generated on first request)."""
         fn = self._functions.get(s)
         if fn is None:
             src = Source()
             DecoderSource(src, self).struct(s, "value", stack)
-            src.line("return value, pos")
-            fn = src.function("decode_" + s.name, "data, pos, end")
+            src.line("return value, pos, left")
+            fn = src.function("decode_" + s.name, "data, pos, end, left")
             self._functions[s] = fn
         return fn

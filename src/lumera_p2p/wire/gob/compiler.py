@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from lumera_p2p.wire.gob.cache import GobDecodeCache
+from lumera_p2p.wire.gob.costs import element_cost, entry_cost, is_recursive, value_cost
 from lumera_p2p.wire.gob.ops import (
     DEFAULT_MAX_DEPTH,
     ERR_BAD_TYPE,
@@ -80,7 +81,16 @@ class Compiler:
     engine for type definitions themselves, which depends on builtin ids only).
     """
 
-    __slots__ = ("_engines", "_ignorers", "cache", "depth", "keys", "max_depth", "wire_types")
+    __slots__ = (
+        "_costs",
+        "_engines",
+        "_ignorers",
+        "cache",
+        "depth",
+        "keys",
+        "max_depth",
+        "wire_types",
+    )
 
     def __init__(
         self,
@@ -95,6 +105,13 @@ class Compiler:
         self.keys: dict[int, tuple[Any, ...]] = {}
         self._engines: dict[tuple[GoType, int], EngineRef] = dict(engines or {})
         self._ignorers: dict[int, EngineRef] = {}
+        self._costs: dict[GoType, int] = {}  # value_cost by local type, for this stream
+
+    def _cost(self, local: GoType) -> int:
+        cost = self._costs.get(local)
+        if cost is None:
+            cost = self._costs[local] = value_cost(local)
+        return cost
 
     def add(self, tid: int, wire: WireType, key: tuple[Any, ...]) -> None:
         """Record the definition of ``tid`` (``key`` is its :func:`wire_key`)."""
@@ -189,7 +206,7 @@ class Compiler:
                 )
             instrs.append((self._dec_op(wf.id, lf.type, lf.name, seen), lf.attr))
             num += 1
-        return StructEngine(instrs, num, base.factory)
+        return StructEngine(instrs, num, base.factory, self._cost(base))
 
     def _compile_single(self, wire_id: int, local: GoType) -> SingleEngine:
         if not self._compatible(local, wire_id, {}):
@@ -202,7 +219,8 @@ class Compiler:
             raise err(
                 f"gob: decoding into local type {local.go_string()}, received remote type {remote}"
             )
-        return SingleEngine(self._dec_op(wire_id, local, local.go_string(), {}))
+        op = self._dec_op(wire_id, local, local.go_string(), {})
+        return SingleEngine(op, self._cost(local))
 
     def type_string(self, wire_id: int) -> str:
         """How Go names a wire type in error messages."""
@@ -233,19 +251,21 @@ class Compiler:
             wire = self.wire_types[wire_id]
             assert wire.array_t is not None
             elem = self._dec_op(wire.array_t.elem, base.elem, "element of " + name, seen)
-            op = make_array_op(elem, base.length)
+            op = make_array_op(elem, base.length, element_cost(base.elem))
         elif isinstance(base, GoMap):
             wire = self.wire_types[wire_id]
             assert wire.map_t is not None
             key = self._dec_op(wire.map_t.key, base.key, "key of " + name, seen)
             elem = self._dec_op(wire.map_t.elem, base.elem, "element of " + name, seen)
-            op = make_map_op(key, elem)
+            op = make_map_op(key, elem, entry_cost(base))
         elif isinstance(base, GoSlice):
             sw = self._builtin_or_user(wire_id)
             assert sw is not None and sw.slice_t is not None
-            op = make_slice_op(self._dec_op(sw.slice_t.elem, base.elem, "element of " + name, seen))
+            elem = self._dec_op(sw.slice_t.elem, base.elem, "element of " + name, seen)
+            op = make_slice_op(elem, element_cost(base.elem))
         elif isinstance(base, GoStruct):
-            op = make_struct_op(self.dec_engine(wire_id, base))
+            cost = self._cost(base) if is_recursive(base) else 0
+            op = make_struct_op(self.dec_engine(wire_id, base), cost)
         elif isinstance(base, GoInterface):
             op = op_interface
         else:

@@ -4,7 +4,8 @@ It reads gob messages, receives type definitions (``decodeTypeSequence``), and r
 the :class:`~lumera_p2p.wire.gob.compiler.Compiler` builds. It is verdict-exact with Go: the same
 inputs are accepted, and refused inputs raise :class:`~lumera_p2p.errors.ProtocolError` with
 Go's words, except that nesting is capped (Go recurses without limit and can be killed by a
-deep frame).
+deep frame) and so is the memory a value may take once decoded (:mod:`.costs`: Go has no such
+limit, and a frame of empty structs would take 80 times its size in Python objects).
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from typing import Any, Final
 from lumera_p2p.errors import ProtocolError
 from lumera_p2p.wire.gob.cache import GobDecodeCache
 from lumera_p2p.wire.gob.compiler import WIRE_ENGINES, Compiler
+from lumera_p2p.wire.gob.costs import DEFAULT_DECODE_LIMIT, DecodeLimit
 from lumera_p2p.wire.gob.ops import (
     DEFAULT_MAX_DEPTH,
     ERR_BAD_TYPE,
     ERR_BAD_UINT,
     SingleEngine,
     StructEngine,
+    charge,
     decode_struct,
     err,
     int32,
@@ -52,7 +55,11 @@ class GobDecoder:
     definitions that every frame repeats.
 
     ``data``, ``pos``, ``end`` (the current gob message is ``data[pos:end]``), ``stop``,
-    ``depth`` and ``err`` are the state the decoding ops work on.
+    ``depth``, ``err``, ``allowance`` and ``left`` are the state the decoding ops work on.
+
+    Each :meth:`decode` may build values of at most ``limit.allowance(bytes left)`` estimated
+    bytes (:mod:`.costs`), its type definitions included; past that the value is refused
+    (``gob: too many elements in message``).
 
     ``data`` is copied to ``bytes`` unless ``views_from`` is set and ``data`` is a
     ``memoryview``: then ``[]byte`` fields of at least ``views_from`` bytes come out as
@@ -63,10 +70,13 @@ class GobDecoder:
 
     __slots__ = (
         "_compiler",
+        "allowance",
         "data",
         "depth",
         "end",
         "err",
+        "left",
+        "limit",
         "max_depth",
         "pos",
         "registry",
@@ -84,6 +94,7 @@ class GobDecoder:
         max_depth: int = DEFAULT_MAX_DEPTH,
         cache: GobDecodeCache | None = None,
         views_from: int = 0,
+        limit: DecodeLimit = DEFAULT_DECODE_LIMIT,
     ) -> None:
         self.data: bytes | memoryview
         if views_from > 0 and isinstance(data, memoryview):
@@ -98,6 +109,8 @@ class GobDecoder:
         self.max_depth = max_depth
         self.depth = 0
         self.err: ProtocolError | None = None  # Go's sticky dec.err
+        self.limit = limit
+        self.allowance = self.left = limit.allowance(self.stop - self.pos)
         self._compiler = Compiler(max_depth, cache, WIRE_ENGINES)
 
     @property
@@ -110,6 +123,7 @@ class GobDecoder:
         self.pos = self.end  # Go resets the buffer: the rest of the last message is dropped
         self.err = None
         self.depth = self._compiler.depth = 0
+        self.allowance = self.left = self.limit.allowance(self.stop - self.pos)
         try:
             tid = self.type_sequence(False)
             if self.err is not None:
@@ -236,15 +250,17 @@ class GobDecoder:
         )
         hit = cache.defs.get(raw) if cache and raw else None
         if hit is not None:
-            wire, consumed, key = hit
+            wire, consumed, key, cost = hit
+            charge(self, cost)  # what decoding it costs, so that a cache changes no verdict
             self.pos = start + consumed
         else:
+            left = self.left
             wire = self.decode_value(T_WIRE_TYPE, WIRE_T)
             if self.err is not None:
                 return
             key = wire_key(wire)
             if cache and raw:
-                cache.defs.put(raw, (wire, self.pos - start, key))
+                cache.defs.put(raw, (wire, self.pos - start, key, left - self.left))
         compiler.add(tid, wire, key)
 
     def decode_value(self, wire_id: int, local: GoType) -> Any:
@@ -262,10 +278,12 @@ class GobDecoder:
                     raise err(
                         f"gob: type mismatch: no fields matched compiling decoder for {base.name}"
                     )
+            charge(self, eng.cost)
             return decode_struct(self, eng)
         assert isinstance(eng, SingleEngine)
         if self.read_uint() != 0:
             raise err("gob: decode: corrupted data: non-zero delta for singleton")
+        charge(self, eng.cost)
         return eng.op(self)
 
 
@@ -288,6 +306,8 @@ def gob_decode(
     registry: InterfaceRegistry = EMPTY_REGISTRY,
     max_depth: int = DEFAULT_MAX_DEPTH,
     cache: GobDecodeCache | None = None,
+    limit: DecodeLimit = DEFAULT_DECODE_LIMIT,
 ) -> Any:
     """Decode the first value of a gob stream into ``go_type`` (trailing data is ignored)."""
-    return GobDecoder(data, registry, max_depth=max_depth, cache=cache).decode(go_type)
+    decoder = GobDecoder(data, registry, max_depth=max_depth, cache=cache, limit=limit)
+    return decoder.decode(go_type)

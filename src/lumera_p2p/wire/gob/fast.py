@@ -12,6 +12,12 @@ definitions by comparing bytes: the fixed ones of a fresh encoder, or sequences 
 numbers types differently; it learns a sequence only after checking that it defines exactly the
 local types, field for field. Anything else returns ``None``: the caller then runs the general
 codec, whose result is the reference (the tests check that both agree on every input).
+
+The generated decoder charges what it builds exactly as the general decoder does
+(:mod:`.costs`), and declines a value the general decoder would refuse for its size. The only
+charges it does not make are for the type definitions it recognises by their bytes (the general
+decoder decodes them); it sets aside :attr:`FastCodec.margin` for those, more than any frame it
+accepts can hold, so that it never accepts what the general decoder refuses.
 """
 
 from __future__ import annotations
@@ -27,10 +33,17 @@ from lumera_p2p.wire.gob.codegen import (
     EncoderSource,
     Fallback,
     Source,
+    StructDecoder,
     StructDecoders,
     Unsupported,
     static_depth,
     uint_bytes,
+)
+from lumera_p2p.wire.gob.costs import (
+    DEFAULT_DECODE_LIMIT,
+    DecodeLimit,
+    max_charge_per_byte,
+    value_cost,
 )
 from lumera_p2p.wire.gob.decoder import parse_definition
 from lumera_p2p.wire.gob.encoder import GobEncoder
@@ -45,7 +58,7 @@ from lumera_p2p.wire.gob.types import (
     base_type,
 )
 from lumera_p2p.wire.gob.typetable import TypeTable
-from lumera_p2p.wire.gob.wiretypes import BUILTIN_IDS, FIRST_USER_ID, T_FLOAT, WireType
+from lumera_p2p.wire.gob.wiretypes import BUILTIN_IDS, FIRST_USER_ID, T_FLOAT, WIRE_T, WireType
 from lumera_p2p.wire.gob.writers import TOO_BIG
 
 __all__ = ["FastCodec", "Shape"]
@@ -61,7 +74,6 @@ _MAX_SHAPE_DEFINITIONS: Final = 16
 
 Parts = tuple[bytes | bytearray, ...]
 Encoder = Callable[[Any], tuple[Parts, int]]
-ValueDecoder = Callable[[bytes, int, int], tuple[Any, int]]
 
 
 def _int_bytes(i: int) -> bytes:
@@ -126,7 +138,9 @@ class _Concrete:
     fresh: Shape
     fresh_prefix: bytes  # fresh.first + fresh.middle, compared in one go
     encode: Encoder
-    decode: ValueDecoder
+    decode: StructDecoder
+    cost: int  # what the general decoder charges for the value at the top (costs.value_cost)
+    definitions: int  # in a fresh stream
 
 
 class FastCodec:
@@ -140,12 +154,14 @@ class FastCodec:
     __slots__ = (
         "_by_class",
         "_by_name",
+        "_fixed",
         "_head",
         "_iface_attr",
         "_outer",
         "_outer_wire",
         "_root",
         "depth",
+        "margin",
     )
 
     def __init__(
@@ -191,6 +207,18 @@ class FastCodec:
         # The general decoder's nesting counter: the interface counts one, its value the rest.
         self.depth = static_depth(root, max(depths))
         self._head = _head_decoder(root, root_tid, self._interface, structs)
+        # The definitions of an accepted frame are the root's (fixed bytes) and the concrete
+        # type's: fixed, or a learnt sequence of at most _MAX_SHAPE_BYTES bytes and
+        # _MAX_SHAPE_DEFINITIONS definitions. Each definition is charged its value's cost, and
+        # its elements and strings at most max_charge_per_byte a byte.
+        concretes = by_name.values()
+        def_bytes = len(self._outer) + max(
+            [_MAX_SHAPE_BYTES, *(len(c.fresh_prefix) for c in concretes)]
+        )
+        def_count = len(outer) + max([_MAX_SHAPE_DEFINITIONS, *(c.definitions for c in concretes)])
+        #: Estimated bytes set aside for what the general decoder charges for the definitions.
+        self.margin = def_bytes * max_charge_per_byte(WIRE_T) + def_count * value_cost(WIRE_T)
+        self._fixed = self.margin + value_cost(root)  # the root is charged as it starts
 
     # ---- encoding ----------------------------------------------------------------------
 
@@ -213,27 +241,34 @@ class FastCodec:
         stop: int | None = None,
         max_depth: int = DEFAULT_MAX_DEPTH,
         cache: GobDecodeCache | None = None,
+        limit: DecodeLimit = DEFAULT_DECODE_LIMIT,
     ) -> Any:
         """The root value in the gob stream ``data[start:stop]``, or ``None`` if the stream is
         not one this codec recognises (the general decoder then decides). ``max_depth`` is the
         general decoder's nesting cap: below :attr:`depth` this codec leaves every stream to it.
-        ``cache`` holds what it learns of other processes' type numbering."""
+        ``cache`` holds what it learns of other processes' type numbering. ``limit`` is the
+        general decoder's allowance: a value that may be over it is left to that decoder."""
         stop = len(data) if stop is None else min(stop, len(data))
         start = max(0, min(start, stop))
         if max_depth < self.depth or not data.startswith(self._outer, start):
             return None
         if start + len(self._outer) > stop:
             return None
+        # limit.allowance(stop - start), less what the general decoder charges besides values
+        left = limit.floor + limit.ratio * (stop - start) - self._fixed
+        if left < 0:
+            return None
         try:
-            return self._head(data, start + len(self._outer), stop, cache)
+            return self._head(data, start + len(self._outer), stop, cache, left)
         except Fallback:
             return None
 
     def _interface(
-        self, data: bytes, pos: int, end: int, stop: int, cache: GobDecodeCache | None
-    ) -> tuple[Any, int, int]:
+        self, data: bytes, pos: int, end: int, stop: int, cache: GobDecodeCache | None, left: int
+    ) -> tuple[Any, int, int, int]:
         """The interface field: name, the concrete type's definitions, then its value (in a
-        gob message of its own); returns the value and where the root continues."""
+        gob message of its own); returns the value, where the root continues and what is left
+        of the allowance."""
         if pos >= end:
             raise Fallback
         nr = data[pos]
@@ -241,7 +276,7 @@ class FastCodec:
             raise Fallback
         pos += 1
         if not nr:
-            return None, pos, end  # a nil interface sent explicitly
+            return None, pos, end, left  # a nil interface sent explicitly
         if nr > end - pos:
             raise Fallback
         concrete = self._by_name.get(data[pos : pos + nr])
@@ -256,8 +291,11 @@ class FastCodec:
             found = self._learnt(concrete, data, pos, end, stop, cache)
         pos, end = found
         _, pos = _read_uint(data, pos, end)  # the value's byte count (Go ignores it too)
-        value, pos = concrete.decode(data, pos, end)
-        return value, pos, end
+        left -= concrete.cost
+        if left < 0:
+            raise Fallback
+        value, pos, left = concrete.decode(data, pos, end, left)
+        return value, pos, end, left
 
     def _learnt(
         self,
@@ -385,8 +423,9 @@ def _concrete(
     )
     named = uint_bytes(len(entry.name)) + entry.name
     encode = _root_encoder(root, k, (entry.struct, named + fresh.first, fresh), outer, head)
-    decode: ValueDecoder = structs.get(entry.struct)
-    return _Concrete(entry, fresh, fresh.first + fresh.middle, encode, decode)
+    decode = structs.get(entry.struct)
+    cost = value_cost(entry.type)
+    return _Concrete(entry, fresh, fresh.first + fresh.middle, encode, decode, cost, len(inner))
 
 
 def _head_encoder(
@@ -459,9 +498,11 @@ def _root_encoder(
 def _head_decoder(
     root: GoStruct,
     root_tid: bytes,
-    interface: Callable[[bytes, int, int, int, GobDecodeCache | None], tuple[Any, int, int]],
+    interface: Callable[
+        [bytes, int, int, int, GobDecodeCache | None, int], tuple[Any, int, int, int]
+    ],
     structs: StructDecoders,
-) -> Callable[[bytes, int, int, GobDecodeCache | None], Any]:
+) -> Callable[[bytes, int, int, GobDecodeCache | None, int], Any]:
     """The decoder of the root value's message (from after the root's definitions)."""
     src = Source()
     dec = DecoderSource(src, structs)
@@ -476,8 +517,8 @@ def _head_decoder(
     iface = src.const(interface, "IFACE")
 
     def hook(target: str) -> None:
-        src.line(f"{target}, pos, end = {iface}(data, pos, end, stop, cache)")
+        src.line(f"{target}, pos, end, left = {iface}(data, pos, end, stop, cache, left)")
 
     dec.struct(root, "value", interface=hook)
-    src.line("return value")
-    return src.function("decode_" + root.name, "data, pos, stop, cache")
+    src.line("return value")  # every charge was checked where it was made
+    return src.function("decode_" + root.name, "data, pos, stop, cache, left")

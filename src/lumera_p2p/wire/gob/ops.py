@@ -3,17 +3,20 @@
 Each op takes the decoder (``d``), reads from ``d.data[d.pos:d.end]`` and returns the value. The
 compiler (:mod:`.compiler`) picks and composes them for a pair of wire type and local type; struct
 ops run an *engine* (the per-field ops in wire order). Every length is checked against the bytes
-that remain before anything is allocated, and nesting is capped (``d.max_depth``).
+that remain before anything is allocated, nesting is capped (``d.max_depth``), and what is built
+is charged against the value's allowance (``d.left``, :mod:`.costs`) before it is built.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
 from lumera_p2p.errors import ProtocolError
+from lumera_p2p.wire.gob.costs import VIEW_COST, too_many_elements
 from lumera_p2p.wire.gob.types import GoBool, GoFloat, GoInt, GoString, GoType, GoUint
 from lumera_p2p.wire.gob.wiretypes import (
     T_BOOL,
@@ -50,6 +53,15 @@ def too_deep() -> ProtocolError:
     return ProtocolError("gob: nesting too deep")
 
 
+def charge(d: GobDecoder, cost: int) -> None:
+    """Count ``cost`` estimated bytes against the value's allowance (:mod:`.costs`); refuse
+    the value once it is spent."""
+    left = d.left - cost
+    if left < 0:
+        raise err(too_many_elements(d.allowance))
+    d.left = left
+
+
 def goq(name: bytes) -> str:
     """``name`` quoted as Go's ``%q`` does for printable text."""
     return json.dumps(name.decode("utf-8", "replace"))
@@ -82,25 +94,33 @@ class OpRef:
 
 
 class StructEngine:
-    """A struct's decoder: one (op, attribute) per wire field; ``None`` attributes are skipped."""
+    """A struct's decoder: one (op, attribute) per wire field; ``None`` attributes are skipped.
+    ``cost`` is what a value decoded with it at the top is charged (:func:`.costs.value_cost`)."""
 
-    __slots__ = ("factory", "instrs", "num_instr")
+    __slots__ = ("cost", "factory", "instrs", "num_instr")
 
     def __init__(
-        self, instrs: list[tuple[Op, str | None]], num_instr: int, factory: Callable[..., Any]
+        self,
+        instrs: list[tuple[Op, str | None]],
+        num_instr: int,
+        factory: Callable[..., Any],
+        cost: int = 0,
     ) -> None:
         self.instrs = instrs
         self.num_instr = num_instr
         self.factory = factory
+        self.cost = cost
 
 
 class SingleEngine:
-    """A non-struct value's decoder (the value travels as a singleton field 0)."""
+    """A non-struct value's decoder (the value travels as a singleton field 0); ``cost`` as
+    :class:`StructEngine`'s."""
 
-    __slots__ = ("op",)
+    __slots__ = ("cost", "op")
 
-    def __init__(self, op: Op) -> None:
+    def __init__(self, op: Op, cost: int = 0) -> None:
         self.op = op
+        self.cost = cost
 
 
 class EngineRef:
@@ -152,6 +172,8 @@ def op_bytes(d: GobDecoder) -> bytes | memoryview:
     chunk = d.data[pos : pos + n]
     if n < d.views_from:
         return bytes(chunk)  # a short field from a view: bytes, as everywhere else
+    if d.views_from:
+        charge(d, VIEW_COST)
     return chunk
 
 
@@ -167,7 +189,10 @@ def op_string(d: GobDecoder) -> str:
     if n > d.end - pos:
         raise err("gob: bad string slice length: 0")
     d.pos = pos + n
-    return str(d.data[pos : pos + n], "utf-8", "surrogateescape")
+    s = str(d.data[pos : pos + n], "utf-8", "surrogateescape")
+    if not s.isascii():
+        charge(d, sys.getsizeof(s))  # up to 4 bytes a character: more than its wire bytes
+    return s
 
 
 def _make_op_int(bits: int, name: str) -> Op:
@@ -279,15 +304,22 @@ def _ignore_struct(d: GobDecoder, eng: StructEngine) -> None:
     d.depth = depth - 1
 
 
-def make_struct_op(ref: EngineRef) -> Op:
-    """The op for a struct field: runs the (possibly not yet compiled) engine in ``ref``."""
+def make_struct_op(ref: EngineRef, cost: int = 0) -> Op:
+    """The op for a struct field: runs the (possibly not yet compiled) engine in ``ref``.
+
+    A recursive struct is charged ``cost`` each time one is decoded: how deep it nests is up
+    to the peer, so its container's charge cannot cover it."""
 
     def op(d: GobDecoder) -> Any:
         eng = ref.engine
         assert isinstance(eng, StructEngine)
         return decode_struct(d, eng)
 
-    return op
+    def charged_op(d: GobDecoder) -> Any:
+        charge(d, cost)
+        return op(d)
+
+    return charged_op if cost else op
 
 
 def _check_elements(d: GobDecoder, n: int) -> None:
@@ -298,14 +330,18 @@ def _check_elements(d: GobDecoder, n: int) -> None:
         raise err(f"gob: decoding array or slice: length exceeds input size ({n} elements)")
 
 
-def make_slice_op(elem: Op) -> Op:
-    """The op for ``[]T`` with ``elem`` reading one T."""
+def make_slice_op(elem: Op, cost: int) -> Op:
+    """The op for ``[]T`` with ``elem`` reading one T; each element is charged ``cost``."""
 
     def op(d: GobDecoder) -> list[Any]:
         n = d.read_uint()
         if n >= INT64_SIGN:
             raise err(f"gob: slice too big: {n} elements")
         _check_elements(d, n)
+        left = d.left - n * cost
+        if left < 0:
+            raise err(too_many_elements(d.allowance))
+        d.left = left
         depth = d.depth + 1
         if depth > d.max_depth:
             raise too_deep()
@@ -322,13 +358,14 @@ def make_slice_op(elem: Op) -> Op:
     return op
 
 
-def make_array_op(elem: Op, length: int) -> Op:
-    """The op for ``[length]T``."""
+def make_array_op(elem: Op, length: int, cost: int) -> Op:
+    """The op for ``[length]T``; each element is charged ``cost``."""
 
     def op(d: GobDecoder) -> list[Any]:
         if d.read_uint() != length:
             raise err("gob: length mismatch in decodeArray")
         _check_elements(d, length)
+        charge(d, length * cost)
         depth = d.depth + 1
         if depth > d.max_depth:
             raise too_deep()
@@ -351,11 +388,14 @@ def _map_count(u: int) -> int:
     return u if u < INT64_SIGN else 0
 
 
-def make_map_op(key: Op, elem: Op) -> Op:
-    """The op for ``map[K]V``; a later duplicate key wins, as in Go."""
+def make_map_op(key: Op, elem: Op, cost: int) -> Op:
+    """The op for ``map[K]V``; a later duplicate key wins, as in Go. Each entry is charged
+    ``cost``: at most one entry more than the bytes left can be read (an entry that reads
+    nothing ends the map), so a larger count is charged for those only."""
 
     def op(d: GobDecoder) -> dict[Any, Any]:
         n = _map_count(d.read_uint())
+        charge(d, min(n, d.stop - d.pos + 1) * cost)
         depth = d.depth + 1
         if depth > d.max_depth:
             raise too_deep()
