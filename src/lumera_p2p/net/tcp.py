@@ -19,12 +19,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Final
 
-from lumera_p2p.errors import ProtocolError, TransportError
+from lumera_p2p.errors import HandshakeTimeoutError, PeerRejected, ProtocolError, TransportError
 from lumera_p2p.identity.keys import PrivateKey
 from lumera_p2p.kademlia import Contact
+from lumera_p2p.log_throttle import LogThrottle
 from lumera_p2p.net.frames import (
     OFF_LOOP_SIZE,
     decode_frame_body,
@@ -94,6 +95,9 @@ class TransportStats:
     #: Calls retried on a fresh connection because the pooled one was stale.
     retries: int = 0
     dial_failures: int = 0
+    #: Frame bytes written and read (length prefixes included, before encryption).
+    bytes_sent: int = 0
+    bytes_received: int = 0
 
 
 class _StaleConnection(Exception):
@@ -209,10 +213,12 @@ class TcpTransport:
             await conn.drain()
         except ConnectionError as exc:
             raise _StaleConnection from exc
+        self.stats.bytes_sent += len(frame)
         # Bounded by the caller's timeout; the length is checked before the body is read.
         body = await read_frame(conn, max_size=self.options.max_response_size)
         if body is None:
             raise _StaleConnection
+        self.stats.bytes_received += 4 + len(body)
         return await decode_frame_body(body, self._cache, self.options.off_loop_size)
 
     async def close(self) -> None:
@@ -247,6 +253,27 @@ class ServerStats:
     idle_closed: int = 0
     slow_closed: int = 0  # a frame or a response write missed its deadline
     crashed: int = 0  # connection tasks ended by an unexpected exception (bugs): logged
+    #: Frame bytes read and written (length prefixes included, before encryption).
+    bytes_received: int = 0
+    bytes_sent: int = 0
+    #: ``handshake_failures`` by reason: ``rejected`` (the registry does not list the peer,
+    #: or could not be asked), ``timeout``, ``malformed``, ``connection`` (lost mid-way).
+    handshake_failures_by_reason: dict[str, int] = field(default_factory=dict)
+
+
+#: Seconds between two warnings about refused connections or failed handshakes.
+REFUSAL_WARNING_INTERVAL: Final = 60.0
+
+
+def handshake_failure_reason(exc: BaseException) -> str:
+    """The ``handshake_failures_by_reason`` key of a failed server handshake."""
+    if isinstance(exc, PeerRejected):
+        return "rejected"
+    if isinstance(exc, (HandshakeTimeoutError, TimeoutError)):
+        return "timeout"
+    if isinstance(exc, ProtocolError):
+        return "malformed"
+    return "connection"
 
 
 class TcpServer:
@@ -289,6 +316,8 @@ class TcpServer:
         self._handshaking: set[asyncio.Task[None]] = set()
         self._open = 0
         self._closing = False
+        # One warning a minute about refusals, however many peers cause them.
+        self._refusals = LogThrottle(log, REFUSAL_WARNING_INTERVAL, clock=clock)
 
     @property
     def port(self) -> int:
@@ -368,6 +397,7 @@ class TcpServer:
         ip = str(peername[0]) if peername else "?"
         if not self._admit(ip):
             log.debug("refused a connection from %s", ip)
+            self._refusals.log("refusing connections (over the server's limits): last from %s", ip)
             conn.abort()
             return
         self._open += 1
@@ -405,8 +435,14 @@ class TcpServer:
         try:
             return await conn.handshake()
         except (ProtocolError, OSError, asyncio.IncompleteReadError) as exc:
-            self.stats.handshake_failures += 1
+            stats = self.stats
+            stats.handshake_failures += 1
+            reason = handshake_failure_reason(exc)
+            by_reason = stats.handshake_failures_by_reason
+            by_reason[reason] = by_reason.get(reason, 0) + 1
             log.debug("handshake from %s failed: %s", ip, exc)
+            if reason != "connection":  # a peer hanging up early is no news
+                self._refusals.log("refused a handshake from %s (%s): %s", ip, reason, exc)
             return None
         finally:
             task = asyncio.current_task()
@@ -452,6 +488,7 @@ class TcpServer:
             log.debug("%s sends a %d-byte frame too slowly", peer, length)
             stream.abort()
             return False
+        stats.bytes_received += 4 + length
         request = await decode_frame_body(body, self._cache)
         stats.requests += 1
         response = await self._answer(request, peer)
@@ -469,6 +506,7 @@ class TcpServer:
             log.debug("%s does not read its %d-byte answer", peer, len(response))
             stream.abort()
             return False
+        stats.bytes_sent += len(response)
         return True
 
     async def _answer(self, request: Message, peer: str) -> bytes | None:
