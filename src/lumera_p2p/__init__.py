@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from lumera_p2p.content import content_key
 from lumera_p2p.errors import (
+    ApiError,
     ChainError,
     ConfigError,
     CounterExhaustedError,
@@ -77,6 +78,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "P2P",
+    "ApiError",
     "BatchStoreReport",
     "ChainError",
     "Config",

@@ -119,6 +119,10 @@ class RequestTooLarge(LumeraP2PError):
     """A request to the node's API is over one of its limits (``api.max_value_bytes``, ...)."""
 
 
+class ApiError(LumeraP2PError):
+    """A node's API could not be reached from the client commands, or answered an error."""
+
+
 class StoreFailed(LumeraP2PError):
     """A network store did not reach enough nodes (the value is committed locally)."""
 

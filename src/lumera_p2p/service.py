@@ -271,7 +271,13 @@ class P2P:
         try:
             if bootstrap:
                 peers = await self.sync_peers()
-                log.info("bootstrapped with %d peers", peers)
+                if peers:
+                    log.info("bootstrapped with %d peers", peers)
+                else:
+                    log.warning(
+                        "bootstrapped with 0 peers (none answered), retrying every %g s",
+                        self._intervals.peer_sync_retry,
+                    )
         except LumeraP2PError as exc:
             # The registry may be briefly unreachable at start; the periodic peer sync
             # retries, and meanwhile the node serves whoever reaches it.

@@ -74,6 +74,11 @@ class NodeApi:
         self._socket: socket.socket | None = None
 
     @property
+    def node(self) -> P2P:
+        """The node served."""
+        return self._p2p
+
+    @property
     def port(self) -> int:
         """The port listened on (the bound one when ``api.listen`` asked for port 0)."""
         if self._socket is None:
