@@ -19,6 +19,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lumera_p2p import __version__
@@ -173,8 +175,12 @@ _STATUS: tuple[tuple[type[LumeraP2PError], int], ...] = (
 
 def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        return _error(exc.status_code, exc.detail, getattr(exc, "headers", None))
+        assert isinstance(exc, StarletteHTTPException)  # routing's 404 and 405 too
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            # Starlette names only the first route of the path; a path has one per method.
+            headers = {"Allow": ", ".join(_allowed_methods(app, request.scope))}
+        return _error(exc.status_code, exc.detail, headers)
 
     async def invalid(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -191,10 +197,20 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.exception("%s %s crashed", request.method, request.url.path)
         return _error(500, f"internal error: {type(exc).__name__}")
 
-    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(LumeraP2PError, package_error)
     app.add_exception_handler(Exception, crash)
+
+
+def _allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every documented method some route of this path answers (a 405's ``Allow``)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ()) - {"HEAD"}
+    return sorted(methods)
 
 
 def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -268,8 +284,9 @@ def build_app(p2p: P2P, settings: ApiSettings) -> FastAPI:
     if settings.token_required:
         bearer = HTTPBearer(auto_error=False, description="The token in the node's api.token_file")
 
+        # A default, not Annotated: the annotation is a string here, and ``bearer`` is local.
         async def check_token(
-            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+            credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
         ) -> None:
             if credentials is None or not token_matches(credentials.credentials, settings.token):
                 raise HTTPException(

@@ -11,6 +11,7 @@ import hmac
 import ipaddress
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 #: Bytes of randomness in a new token (256 bits, URL-safe base64: 43 characters).
@@ -49,14 +50,22 @@ def read_token(path: Path) -> str:
 def load_or_create_token(path: Path) -> str:
     """The token in ``path``, made first (mode 0600, never overwritten) if there is none."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(TOKEN_BYTES)
-    try:
-        # O_EXCL: two nodes starting at once cannot both write, and an existing file is kept.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if path.exists():
         return read_token(path)
-    with os.fdopen(fd, "w", encoding="ascii") as out:
-        out.write(token + "\n")
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    # Written whole to a private temporary file, then linked into place: the link fails if
+    # the file exists, so two nodes starting at once agree on one token, and no reader ever
+    # sees a half-written file.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            out.write(token + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return read_token(path)
+    finally:
+        os.unlink(tmp)
     return token
 
 

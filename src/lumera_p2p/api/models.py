@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from lumera_p2p.api.recent_errors import LoggedError
 
@@ -20,15 +20,29 @@ BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=
 #: previous page). Any text of this shape is a position, so none is refused.
 CURSOR_PATTERN = r"^[0-9: .+TZ-]{10,40}~[1-9A-HJ-NP-Za-km-z]{1,64}$"
 
+
+
+def _json_integer(value: object) -> object:
+    """JSON Schema's ``integer``: ``3`` and ``3.0`` are integers, ``"3"`` and ``true`` not."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+#: The validator of an integer in a JSON body (strict models take no strings or booleans).
+#: It goes after the bounds in ``Annotated``, or the schema loses them.
+JSON_INT = BeforeValidator(_json_integer)
 ContentKey = Annotated[
     str, Field(pattern=KEY_PATTERN, examples=["4tKzVSmG2hdjJNTwqhFUCcRLhvE5F1fLpo8FmJmZoBdG"])
 ]
-Base64Value = Annotated[str, Field(pattern=BASE64_PATTERN, max_length=1 << 30)]
-Datatype = Annotated[int, Field(ge=0, le=2**31 - 1)]
+#: A value in JSON: base64 of at least one byte.
+Base64Value = Annotated[str, Field(pattern=BASE64_PATTERN, min_length=4, max_length=1 << 30)]
+Datatype = Annotated[int, Field(ge=0, le=2**31 - 1), JSON_INT]
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: ``"local_only": 0`` or ``"datatype": "1"`` is not what the schema says.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ErrorBody(BaseModel):
@@ -84,7 +98,7 @@ class BatchRetrieveRequest(_Body):
     """Keys to fetch; stop once ``required`` are found (default: all)."""
 
     keys: Annotated[list[ContentKey], Field(min_length=1)]
-    required: Annotated[int | None, Field(ge=0)] = None
+    required: Annotated[int, Field(ge=0), JSON_INT] | None = None
     local_only: bool = False
     tx_id: Annotated[str, Field(max_length=200)] = ""
 
