@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -114,6 +115,10 @@ def one_line_error(response: httpx.Response) -> str:
     return str(body["error"])
 
 
+#: A time after every record's (the upper bound of "every local key").
+FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+
+
 #: ``api.max_value_bytes`` of the in-process nodes (small, so limits are cheap to reach).
 LIMIT = 1 << 20
 
@@ -156,5 +161,3 @@ async def net(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Net]:
     finally:
         await asyncio.gather(*(a.stop() for a in apis), return_exceptions=True)
         await asyncio.gather(*(n.stop() for n in nodes), return_exceptions=True)
-
-

@@ -22,9 +22,10 @@ from lumera_p2p.api.server import NodeApi
 from lumera_p2p.config import ApiConfig
 from lumera_p2p.content import content_key
 from lumera_p2p.errors import ConfigError
-from tests.api.conftest import LIMIT, Net, api_config, one_line_error
+from tests.api.conftest import FAR_FUTURE, LIMIT, Net, api_config, one_line_error
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.asyncio(loop_scope="package")]
+
 
 async def test_a_value_stored_through_one_node_comes_back_through_another(net: Net) -> None:
     value = os.urandom(300_000)
@@ -32,8 +33,12 @@ async def test_a_value_stored_through_one_node_comes_back_through_another(net: N
         stored = await a.post("/api/v1/values", content=value)
         assert stored.status_code == 201, stored.text
         result = stored.json()
-        assert result == {"key": content_key(value), "size": len(value), "kind": "value",
-                          "replicas": None}
+        assert result == {
+            "key": content_key(value),
+            "size": len(value),
+            "kind": "value",
+            "replicas": None,
+        }
         back = await c.get(f"/api/v1/values/{result['key']}")
         assert back.status_code == 200
         assert back.content == value
@@ -158,18 +163,12 @@ async def test_local_keys_page_by_page(net: Net) -> None:
         stored = (await net.nodes[2].stats()).records
         assert stored > 3 and pages > 1
         assert len(seen) == len(set(seen)) == stored
-        assert set(seen) == set(await net.nodes[2].get_local_keys(None, _far_future()))
+        assert set(seen) == set(await net.nodes[2].get_local_keys(None, FAR_FUTURE))
         whole = (await c.get("/api/v1/keys", params={"limit": 1000})).json()
         assert [e["key"] for e in whole["keys"]] == seen  # pages join up, oldest first
         sizes = {e["key"]: e["size"] for e in whole["keys"]}
         some = seen[0]
         assert sizes[some] == len(await net.nodes[2].retrieve(some, local_only=True) or b"")
-
-
-def _far_future():  # type: ignore[no-untyped-def]
-    from datetime import UTC, datetime
-
-    return datetime(9999, 1, 1, tzinfo=UTC)
 
 
 async def test_peers_stats_status_and_probes(net: Net) -> None:
@@ -267,9 +266,7 @@ async def test_a_token_is_asked_for_when_required(net: Net, tmp_path: Path) -> N
 
 async def test_a_port_in_use_is_a_config_error_naming_api_listen(net: Net, tmp_path: Path) -> None:
     taken = net.apis[0].port
-    clash = NodeApi(
-        net.nodes[1], ApiConfig(listen=f"127.0.0.1:{taken}", token_file=tmp_path / "t")
-    )
+    clash = NodeApi(net.nodes[1], ApiConfig(listen=f"127.0.0.1:{taken}", token_file=tmp_path / "t"))
     with pytest.raises(ConfigError) as info:
         await clash.start()
     assert info.value.field == "api.listen"

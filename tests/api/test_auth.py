@@ -27,8 +27,6 @@ def test_when_a_token_is_required() -> None:
     assert token_required("192.168.1.5", False)
 
 
-
-
 def test_the_token_file_is_made_once_owner_only_and_never_overwritten(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "api-token"
     results: list[str] = []

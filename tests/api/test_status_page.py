@@ -17,12 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect, sync_playwright
 
-pytest.importorskip("playwright")
-from playwright.sync_api import expect  # noqa: E402
-
-from lumera_p2p.content import content_key  # noqa: E402
-from tests.api.conftest import RunningNet, cli  # noqa: E402
+from lumera_p2p.content import content_key
+from tests.api.conftest import RunningNet, cli
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -47,9 +45,9 @@ def browser(tmp_path: Path) -> Iterator[Any]:
     if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing on CI (.ci/run installs Debian's chromium)")
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
+        pytest.skip(
+            f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium; or set CHROMIUM)"
+        )
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             str(tmp_path / "profile"),
@@ -70,8 +68,12 @@ def test_the_page_shows_peers_and_a_file_put_through_it_comes_back(
     page = browser.new_page()
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     page.on(
-        "console", lambda m: problems.append(m.text) if m.type == "error" else None
+        "response",
+        lambda r: (
+            problems.append(f"{r.status} {r.request.method} {r.url}") if r.status >= 400 else None
+        ),
     )
     page.goto(node.api + "/", wait_until="load")
     assert page.title() == "lumera-p2p node"

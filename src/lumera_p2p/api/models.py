@@ -21,7 +21,6 @@ BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=
 CURSOR_PATTERN = r"^[0-9: .+TZ-]{10,40}~[1-9A-HJ-NP-Za-km-z]{1,64}$"
 
 
-
 def _json_integer(value: object) -> object:
     """JSON Schema's ``integer``: ``3`` and ``3.0`` are integers, ``"3"`` and ``true`` not."""
     if isinstance(value, float) and value.is_integer():

@@ -13,6 +13,7 @@ from lumera_p2p.cli.keys import keys_app
 from lumera_p2p.cli.localnet_cmds import localnet_app
 from lumera_p2p.cli.node_cmds import demo, run
 from lumera_p2p.cli.sim_cmd import sim
+from lumera_p2p.cli.symbols_cmd import symbols_app
 
 app = typer.Typer(
     name="lumera-p2p",
@@ -44,6 +45,7 @@ def _root(
 app.add_typer(keys_app, name="keys")
 app.add_typer(config_app, name="config")
 app.add_typer(localnet_app, name="localnet")
+app.add_typer(symbols_app, name="symbols")
 app.command("sim")(sim)
 app.command("run")(run)
 app.command("demo")(demo)
