@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -87,6 +88,15 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+def _is_special(path: Path) -> bool:
+    """Whether ``path`` exists and is no regular file (a device, a FIFO, a socket)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
 def put(
     file: Annotated[str, typer.Argument(help="The file to store, or - for stdin.")],
     datatype: Annotated[int, typer.Option("--datatype", min=0, help="The value's datatype.")] = 0,
@@ -157,10 +167,15 @@ def get(
                 size = int(response.headers.get("content-length", "0")) or None
                 expected = response.headers.get("x-content-key", key)
                 kind = response.headers.get("x-value-kind", "value")
-                if output is not None:
+                sink: IO[bytes]
+                if output is not None and _is_special(output):
+                    # A device or a pipe (/dev/null, a FIFO) is written as it is: renaming a
+                    # temporary file over it would replace the device itself.
+                    sink = open(output, "wb")  # noqa: SIM115  (closed by the ExitStack below)
+                elif output is not None:
                     fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
                     tmp = Path(tmp_name)
-                    sink: IO[bytes] = os.fdopen(fd, "wb")
+                    sink = os.fdopen(fd, "wb")
                 else:
                     sink = sys.stdout.buffer
                 with _progress(progress) as bar, contextlib.ExitStack() as closing:
