@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from lumera_p2p.content import content_key
 from lumera_p2p.errors import (
+    ApiError,
     ChainError,
     ConfigError,
     CounterExhaustedError,
@@ -35,9 +36,11 @@ from lumera_p2p.errors import (
     NotFound,
     NotRunning,
     OverBudget,
+    PeerRejected,
     PoisonedValue,
     ProtobufDecodeError,
     ProtocolError,
+    RequestTooLarge,
     SignatureError,
     StorageFull,
     StoreError,
@@ -77,6 +80,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "P2P",
+    "ApiError",
     "BatchStoreReport",
     "ChainError",
     "Config",
@@ -99,9 +103,11 @@ __all__ = [
     "NotRunning",
     "OverBudget",
     "P2PStats",
+    "PeerRejected",
     "PoisonedValue",
     "ProtobufDecodeError",
     "ProtocolError",
+    "RequestTooLarge",
     "SignatureError",
     "StorageFull",
     "StoreError",

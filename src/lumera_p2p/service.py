@@ -22,17 +22,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import dataclasses
 import logging
 import os
 import shutil
 import signal
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import base58
 
+from lumera_p2p import __version__
 from lumera_p2p.chain.grpc_registry import GrpcRegistry
 from lumera_p2p.chain.registry import Registry, Supernode, bootstrap_candidates
 from lumera_p2p.chain.static_registry import StaticRegistry
@@ -59,12 +63,14 @@ from lumera_p2p.errors import (
 from lumera_p2p.identity.keyring import Keyring
 from lumera_p2p.identity.keys import PrivateKey
 from lumera_p2p.kademlia import Contact, hash_id
+from lumera_p2p.net.budget import MemoryBudget
 from lumera_p2p.net.limits import ServerLimits
 from lumera_p2p.net.resolve import resolve_hosts
 from lumera_p2p.net.tcp import ServerStats, TcpServer, TcpTransport
+from lumera_p2p.recent_ops import RecentOps, RetrievePoint, StorePoint
 from lumera_p2p.secure import PeerVerifier, StaticPeerVerifier
-from lumera_p2p.stats import P2PStats, PoolCounters
-from lumera_p2p.store import LocalStore
+from lumera_p2p.stats import DiskUsage, MemoryBudgetCounters, P2PStats, PoolCounters
+from lumera_p2p.store import LocalStore, StoredKey
 from lumera_p2p.store.rqstore import RQStore, SymbolDirStatus
 from lumera_p2p.symbols.registration import checked_registration
 from lumera_p2p.symbols.worker import SymbolWorker
@@ -160,6 +166,8 @@ class P2P:
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
         self._stopped = False
+        self._started_at: float | None = None  # time.monotonic() at start
+        self._recent = RecentOps()
 
     @classmethod
     async def create(
@@ -302,12 +310,20 @@ class P2P:
             self._node.move_to(self.me.ip, self._server.port)
         try:
             if bootstrap:
-                await self.sync_peers()
+                peers = await self.sync_peers()
+                if peers:
+                    log.info("bootstrapped with %d peers", peers)
+                else:
+                    log.warning(
+                        "bootstrapped with 0 peers (none answered), retrying every %g s",
+                        self._intervals.peer_sync_retry,
+                    )
         except LumeraP2PError as exc:
             # The registry may be briefly unreachable at start; the periodic peer sync
             # retries, and meanwhile the node serves whoever reaches it.
             log.warning("initial peer sync failed, will retry: %s", exc)
         self._running = True
+        self._started_at = time.monotonic()
         every = self._intervals
         self._spawn(_every(every.allowlist_refresh, self.refresh_allowlist), "allowlist")
         self._spawn(self._peer_sync_loop(), "peer-sync")
@@ -323,6 +339,7 @@ class P2P:
             return
         self._stopped = True
         self._running = False
+        log.info("node %s stopping", self.address)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -335,6 +352,7 @@ class P2P:
         await self._db.close()
         if self._registry is not None:
             await self._registry.close()
+        log.info("node %s stopped", self.address)
 
     async def run(self) -> None:
         """Start and serve until cancelled; always stop cleanly."""
@@ -361,9 +379,12 @@ class P2P:
             alone = self._node.peer_count == 0
             await asyncio.sleep(every.peer_sync_retry if alone else every.peer_sync)
             try:
-                await self.sync_peers()
+                peers = await self.sync_peers()
             except LumeraP2PError as exc:
                 log.warning("peer sync failed, will retry: %s", exc)
+                continue
+            if alone and peers:
+                log.info("bootstrapped with %d peers", peers)
 
     async def _health(self) -> None:
         answered, failed = await self._node.check_peers()
@@ -450,6 +471,16 @@ class P2P:
         return its base58 key."""
         self._check_running()
         outcome = await self._node.store(bytes(data), datatype)
+        self._recent.add_store(
+            StorePoint(
+                time.time(),
+                "store",
+                keys=1,
+                requests=outcome.replicas + len(outcome.failed) + len(outcome.refused),
+                successful=outcome.replicas,
+                replicas=outcome.replicas,
+            )
+        )
         return key_from_bytes(outcome.key)
 
     async def retrieve(self, key: str, local_only: bool = False) -> bytes | None:
@@ -470,7 +501,17 @@ class P2P:
         some key has no eligible node or too few requests succeed (see ``dht.options``).
         """
         self._check_running()
-        return await self._node.store_batch([bytes(v) for v in values], datatype, task_id)
+        report = await self._node.store_batch([bytes(v) for v in values], datatype, task_id)
+        self._recent.add_store(
+            StorePoint(
+                time.time(),
+                "batch_store",
+                keys=len(report.keys),
+                requests=report.requests,
+                successful=report.succeeded,
+            )
+        )
+        return report
 
     async def batch_retrieve(
         self,
@@ -494,7 +535,11 @@ class P2P:
             found[key_from_bytes(key)] = value
             return True
 
+        started = time.monotonic()
         await self._node.batch_retrieve_stream(raw, need, tx_id, collect, local_only=local_only)
+        self._recent.add_retrieve(
+            RetrievePoint(time.time(), len(raw), need, len(found), time.monotonic() - started)
+        )
         if local_only and len(found) < need:
             raise NotEnoughValues(f"local-only: found {len(found)}, required {need}", found)
         return found
@@ -555,6 +600,21 @@ class P2P:
     async def get_local_keys(self, start: datetime | None, end: datetime) -> list[str]:
         """Base58 keys stored here with ``createdAt`` in (start, end)."""
         return [key_from_bytes(k) for k in await self._db.get_local_keys(start, end)]
+
+    async def local_keys_page(
+        self, limit: int = 100, after: tuple[str, str] | None = None
+    ) -> list[StoredKey]:
+        """Up to ``limit`` keys stored here, oldest first, with their size.
+
+        ``after`` is ``(created_at, base58 key)`` of the last key of the previous page (any
+        such pair is a position: the key need not be stored, nor decode to 32 bytes).
+        """
+        cursor = None if after is None else (after[0], base58.b58decode(after[1]).hex())
+        return await self._db.local_keys_page(limit, cursor)
+
+    def peers(self) -> list[Contact]:
+        """The routing table's contacts (no network call)."""
+        return self._node.contacts()
 
     def n_closest_nodes(self, n: int, key: str, ignores: Sequence[str] = ()) -> list[str]:
         """Addresses of the ``n`` routing-table nodes nearest ``key`` (no network call).
@@ -620,29 +680,69 @@ class P2P:
             store=await self._db.stats(),
             dht=self._node.snapshot_counters(),
             replication=await self._replicator.stats(),
-            server=dataclasses.replace(self._server.stats)
-            if self._server is not None
-            else ServerStats(),
-            transport=dataclasses.replace(self._transport.stats),
+            server=copy.deepcopy(self._server.stats) if self._server is not None else ServerStats(),
+            transport=copy.deepcopy(self._transport.stats),
             pool=PoolCounters(
                 **dataclasses.asdict(pool.stats),
                 open=pool.open,
                 idle=pool.idle,
                 capacity=pool.capacity,
             ),
+            version=__version__,
+            uptime=time.monotonic() - self._started_at if self._started_at is not None else 0.0,
+            disk=_disk_usage(self._config.p2p.data_dir),
+            recent_stores=self._recent.stores(),
+            recent_retrieves=self._recent.retrieves(),
+            memory=_budget_counters(self._server.budget) if self._server is not None else None,
+            serving=self._node.serving_counters(),
         )
 
 
+def _budget_counters(budget: MemoryBudget) -> MemoryBudgetCounters:
+    b = budget.stats
+    return MemoryBudgetCounters(
+        capacity=budget.capacity,
+        per_peer=budget.per_peer,
+        used=budget.used,
+        peak=b.peak,
+        granted=b.granted,
+        waited=b.waited,
+        refused=b.refused,
+        waiting=budget.waiting,
+    )
+
+
+def _disk_usage(path: Path) -> DiskUsage | None:
+    """The file system holding ``path`` (None if it cannot be asked)."""
+    try:
+        usage = shutil.disk_usage(path)
+    except OSError:
+        return None
+    return DiskUsage(usage.total, usage.used, usage.free)
+
+
 async def _every(interval: float, job: Callable[[], Awaitable[object]]) -> None:
-    """Run ``job`` every ``interval`` seconds; a failed round is logged and retried next time."""
+    """Run ``job`` every ``interval`` seconds; a failed round is logged and retried next time.
+
+    A failure is one line (an unreachable chain fails every round: a traceback each time would
+    bury everything else); the traceback comes with it only at DEBUG.
+    """
+    name = getattr(job, "__name__", str(job)).lstrip("_")
     while True:
         await asyncio.sleep(interval)
         try:
             await job()
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("background job %s failed", getattr(job, "__name__", job))
+        except Exception as exc:
+            log.warning(
+                "background job %s failed, retrying in %g s: %s: %s",
+                name,
+                interval,
+                type(exc).__name__,
+                " ".join(str(exc).split()) or "(no message)",
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
 
 
 async def run_until_signalled(p2p: P2P) -> None:

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from lumera_p2p.content import key_from_bytes
 from lumera_p2p.dht.contacts import ContactReader, wire_node
-from lumera_p2p.dht.counters import DHTCounters
+from lumera_p2p.dht.counters import DHTCounters, ServingCounters
 from lumera_p2p.dht.driver import Consumer, Driver, Transport
 from lumera_p2p.dht.eligibility import Eligibility
 from lumera_p2p.dht.options import DHTOptions
@@ -60,6 +60,7 @@ from lumera_p2p.dht.server import RequestHandler
 from lumera_p2p.dht.valuestore import ValueStore
 from lumera_p2p.errors import KeyDisabled, NotFound, StoreFailed
 from lumera_p2p.kademlia import BanList, Contact, RoutingTable, hash_id
+from lumera_p2p.kademlia.banlist import BanEntry
 from lumera_p2p.kademlia.version import version_too_old
 from lumera_p2p.wire.messages import Message, MessageData, MessageType
 from lumera_p2p.wire.messages import Node as WireNode
@@ -313,6 +314,10 @@ class Node:
         """Is this routing ID banned now?"""
         return self._bans.is_banned(hashed_id, self.now())
 
+    def bans(self) -> list[BanEntry]:
+        """Peers with failures on record now, most failures first (``is_banned`` says which are)."""
+        return self._bans.snapshot(self.now())
+
     def banned_count(self) -> int:
         """How many peers are banned now."""
         return len(self._bans.banned(self.now()))
@@ -330,6 +335,10 @@ class Node:
     def snapshot_counters(self) -> DHTCounters:
         """A copy of the node's counters."""
         return self._counters.snapshot()
+
+    def serving_counters(self) -> ServingCounters:
+        """What the request handlers' quotas and slots refused (and the slots in use)."""
+        return self._handler.serving_counters()
 
     # --- serving ---------------------------------------------------------------------------
 
@@ -415,6 +424,7 @@ class Node:
             store_eligible=lambda c: self._eligibility.store(c.hashed_id),
         )
         outcome = await self.run(plan)
+        self._counters.store_replicas += outcome.replicas
         if outcome.replicas < self._options.replicas and self.peer_count:
             log.info(
                 "stored %s on %d of %d replicas",
@@ -447,6 +457,8 @@ class Node:
             min_success=opts.min_batch_store_success,
         )
         report = await self.run(plan)
+        self._counters.batch_store_requests += report.requests
+        self._counters.batch_store_requests_succeeded += report.succeeded
         task = f" (task {task_id})" if task_id else ""
         log.info(
             "batch store%s: %d values, %d/%d requests succeeded, %d refused as not eligible",

@@ -33,7 +33,7 @@ import base58
 from lumera_p2p.content import digest, hex_to_bytes
 from lumera_p2p.dht.answer_budget import fit_values
 from lumera_p2p.dht.contacts import wire_node
-from lumera_p2p.dht.counters import DHTCounters
+from lumera_p2p.dht.counters import DHTCounters, ServingCounters
 from lumera_p2p.dht.find_values_payload import compress_values
 from lumera_p2p.dht.options import ServingLimits
 from lumera_p2p.dht.quotas import Decision, PeerQuotas, Verdict
@@ -134,6 +134,17 @@ class RequestHandler:
             MessageType.BATCH_GET_VALUES: self._batch_get_values,
         }
 
+    def serving_counters(self) -> ServingCounters:
+        """The quota and slot refusals so far, and the slots in use now."""
+        return ServingCounters(
+            quota_refused=self._quotas.refused,
+            quota_closed=self._quotas.closed,
+            find_values_busy=self._find_values_slots.refused,
+            get_values_busy=self._get_values_slots.refused,
+            find_values_in_flight=self._find_values_slots.in_use,
+            get_values_in_flight=self._get_values_slots.in_use,
+        )
+
     async def handle(self, request: Message, peer_id: bytes) -> Message:
         """Answer ``request`` from the peer authenticated as ``peer_id``.
 
@@ -159,7 +170,7 @@ class RequestHandler:
             raise ProtocolError(f"unknown message type {request.message_type}")
         peer = Contact(bytes(sender.id), sender.ip or "", int(sender.port or 0), sender.version)
         self._counters.requests_handled += 1
-        data = await handler(request, peer)
+        data = await self._timed(handler, request, peer)
         return Message(
             sender=wire_node(self._node.me),
             receiver=wire_node(peer),
@@ -167,6 +178,27 @@ class RequestHandler:
             data=data,
             correlation_id=request.correlation_id,
         )
+
+    async def _timed(
+        self,
+        handler: Callable[[Message, Contact], Awaitable[MessageData | None]],
+        request: Message,
+        peer: Contact,
+    ) -> MessageData | None:
+        """Run ``handler``, counting its outcome and duration under the message's name."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        outcome = "failure"
+        try:
+            data = await handler(request, peer)
+            outcome = "success"
+            return data
+        except asyncio.CancelledError:
+            outcome = "timeout"  # the server's handler budget, or shutdown
+            raise
+        finally:
+            name = MessageType(request.message_type).name
+            self._counters.observe_handled(name, outcome, loop.time() - started)
 
     def _learn(self, peer: Contact) -> None:
         """Add an authenticated requester to the routing table if its address is usable."""
