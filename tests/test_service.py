@@ -17,7 +17,9 @@ from lumera_p2p import (
     NotEnoughValues,
     NotFound,
     NotRunning,
+    NoStorePeers,
     StoreFailed,
+    StoreReport,
     ValueMismatch,
     content_key,
     load_config,
@@ -86,11 +88,18 @@ async def test_local_only_batch_shortfalls_say_what_was_found(alone: P2P) -> Non
     assert await alone.batch_retrieve([key, absent]) == {key: b"x"}
 
 
-async def test_without_peers_a_store_stays_local_and_a_batch_store_fails_loudly(
+async def test_without_peers_a_store_and_a_batch_store_fail_loudly_and_stay_local(
     alone: P2P,
 ) -> None:
-    key = await alone.store(b"only here")  # Go returns the key: stored locally only
-    assert await alone.retrieve(key, local_only=True) == b"only here"
+    # Go returns the key of a value stored here only; we say so (dht.min_replicas = 1).
+    with pytest.raises(NoStorePeers, match=r"on 0 of 6 peers.*no peers") as caught:
+        await alone.store(b"only here")
+    key = content_key(b"only here")
+    assert caught.value.key == key
+    report = caught.value.report
+    assert isinstance(report, StoreReport)
+    assert (report.replicas, report.wanted, report.key) == (0, 6, key)
+    assert await alone.retrieve(key, local_only=True) == b"only here"  # committed here
     with pytest.raises(StoreFailed, match=r"no store-eligible peers.*\(task t-42\)"):
         await alone.store_batch([b"a", b"b"], task_id="t-42")
     assert await alone.retrieve(content_key(b"a"), local_only=True) == b"a"

@@ -31,16 +31,19 @@ from lumera_p2p.errors import (
     KeyNotFound,
     KeyringError,
     LumeraP2PError,
+    NoStorePeers,
     NotEnoughValues,
     NotFound,
     NotRunning,
     PoisonedValue,
     ProtobufDecodeError,
     ProtocolError,
+    RpcTimeout,
     SignatureError,
     StorageFull,
     StoreError,
     StoreFailed,
+    TooFewReplicas,
     TransportError,
     ValueMismatch,
     WrongPassphrase,
@@ -49,6 +52,7 @@ from lumera_p2p.errors import (
 if TYPE_CHECKING:
     from lumera_p2p.config import Config, load_config
     from lumera_p2p.dht.plans.batch_store import BatchStoreReport
+    from lumera_p2p.dht.reports import StoreReport
     from lumera_p2p.service import P2P
     from lumera_p2p.stats import P2PStats
 
@@ -61,6 +65,7 @@ _LAZY = {
     "P2P": "lumera_p2p.service",
     "P2PStats": "lumera_p2p.stats",
     "BatchStoreReport": "lumera_p2p.dht.plans.batch_store",
+    "StoreReport": "lumera_p2p.dht.reports",
 }
 
 
@@ -92,6 +97,7 @@ __all__ = [
     "KeyNotFound",
     "KeyringError",
     "LumeraP2PError",
+    "NoStorePeers",
     "NotEnoughValues",
     "NotFound",
     "NotRunning",
@@ -99,10 +105,13 @@ __all__ = [
     "PoisonedValue",
     "ProtobufDecodeError",
     "ProtocolError",
+    "RpcTimeout",
     "SignatureError",
     "StorageFull",
     "StoreError",
     "StoreFailed",
+    "StoreReport",
+    "TooFewReplicas",
     "TransportError",
     "ValueMismatch",
     "WrongPassphrase",

@@ -245,6 +245,9 @@ class DHTConfig(_Section):
     k: Annotated[int, Field(ge=1, le=256, strict=True)] = 20
     alpha: Annotated[int, Field(ge=1, le=256, strict=True)] = 6
     replicas: Annotated[int, Field(ge=1, le=256, strict=True)] = 6
+    min_replicas: Annotated[int, Field(ge=0, le=256, strict=True)] = 1
+    find_value_alpha: Annotated[int, Field(ge=1, le=256, strict=True)] = 1
+    probe_after: Annotated[float, Field(ge=0, le=1e9)] = 60.0
     lookup_timeout: Seconds = 5.0
     lookup_stall: Seconds = 1.0
     lookup_retries: Annotated[int, Field(ge=0, le=100, strict=True)] = 2
@@ -257,6 +260,14 @@ class DHTConfig(_Section):
     fallback_lookups: AtLeastOne = 8
     health_check_concurrency: AtLeastOne = 32
     rpc_timeouts: RpcTimeoutsConfig = RpcTimeoutsConfig()
+
+    @model_validator(mode="after")
+    def _min_replicas_fit(self) -> DHTConfig:
+        if self.min_replicas > self.replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) cannot exceed replicas ({self.replicas})"
+            )
+        return self
 
 
 class ServerConfig(_Section):

@@ -95,6 +95,10 @@ class TransportError(LumeraP2PError):
     """An RPC got no usable answer: refused, timed out, connection lost, or malformed."""
 
 
+class RpcTimeout(TransportError):
+    """An RPC got no answer within its timeout."""
+
+
 class ChainError(LumeraP2PError):
     """The chain cannot answer: unreachable, timed out, wrong chain id, or a malformed reply."""
 
@@ -116,7 +120,24 @@ class NotEnoughValues(NotFound):
 
 
 class StoreFailed(LumeraP2PError):
-    """A network store did not reach enough nodes (the value is committed locally)."""
+    """A network store did not reach enough nodes (the value is committed locally).
+
+    ``key`` is the base58 key of a single store (None for a batch); ``report`` the
+    :class:`~lumera_p2p.reports.StoreReport` (or ``BatchStoreReport``) of what was achieved.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None, report: object = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.report = report
+
+
+class NoStorePeers(StoreFailed):
+    """No peer to store on: the routing table is empty, or no peer in it is store-eligible."""
+
+
+class TooFewReplicas(StoreFailed):
+    """Fewer peers acknowledged than ``dht.min_replicas`` (they refused, failed or timed out)."""
 
 
 class PoisonedValue(TransportError):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, TypeVar
 
 from lumera_p2p.content import key_from_bytes
@@ -56,9 +56,10 @@ from lumera_p2p.dht.plans import (
     Struck,
     Unanswered,
 )
+from lumera_p2p.dht.reports import StoreReport, shortfall_cause
 from lumera_p2p.dht.server import RequestHandler
 from lumera_p2p.dht.valuestore import ValueStore
-from lumera_p2p.errors import KeyDisabled, NotFound, StoreFailed
+from lumera_p2p.errors import KeyDisabled, NoStorePeers, NotFound, StoreFailed, TooFewReplicas
 from lumera_p2p.kademlia import BanList, Contact, RoutingTable, hash_id
 from lumera_p2p.kademlia.version import version_too_old
 from lumera_p2p.wire.messages import Message, MessageData, MessageType
@@ -87,7 +88,7 @@ class Node:
         self._values = values
         self._eligibility = eligibility or Eligibility()
         self._rng = rng or random.Random()
-        self._table = RoutingTable(me.hashed_id, k=opts.k)
+        self._table = RoutingTable(me.hashed_id, k=opts.k, probe_after=opts.probe_after)
         self._bans = BanList()
         self._counters = DHTCounters()
         self._reader = ContactReader(
@@ -358,26 +359,44 @@ class Node:
     async def store(self, value: bytes, datatype: int = 0) -> StoreOutcome:
         """Commit ``value`` locally, then store it on the nearest store-eligible nodes.
 
-        Nodes that fail are replaced by the next nearest until ``replicas`` have it or the
-        candidates run out; the outcome says how many did.
+        The lookup stops once the ``replicas`` nearest store-eligible nodes have answered;
+        nodes that fail are replaced by the next nearest until ``replicas`` have it or the
+        candidates run out. The outcome says how many did (and its ``cause``, why not more);
+        fewer than ``min_replicas`` raise ``NoStorePeers`` or ``TooFewReplicas`` (a
+        ``StoreFailed``) carrying its :class:`StoreReport`, and any shortfall is logged as a
+        warning naming its cause.
         """
         self._counters.stores += 1
         (key,) = await self._values.store_batch([value], datatype=datatype, is_original=True)
+        opts = self._options
+
+        def eligible(contact: Contact) -> bool:
+            return self._eligibility.store(contact.hashed_id)
+
         plan = StorePlan(
             key,
             value,
             datatype,
-            self._lookup(LookupKind.NODES, key),
-            replicas=self._options.replicas,
-            store_eligible=lambda c: self._eligibility.store(c.hashed_id),
+            self._lookup(LookupKind.NODES, key, enough=(opts.replicas, eligible)),
+            replicas=opts.replicas,
+            store_eligible=eligible,
         )
         outcome = await self.run(plan)
-        if outcome.replicas < self._options.replicas and self.peer_count:
-            log.info(
-                "stored %s on %d of %d replicas",
-                key_from_bytes(key),
-                outcome.replicas,
-                self._options.replicas,
+        outcome.cause = shortfall_cause(outcome, opts.replicas, self.peer_count)
+        if not outcome.cause:
+            return outcome
+        name = key_from_bytes(key)
+        report = StoreReport.of(name, outcome, opts.replicas)
+        log.warning(
+            "stored %s on %d of %d peers: %s", name, report.replicas, report.wanted, report.cause
+        )
+        if report.replicas < opts.min_replicas:
+            error = NoStorePeers if outcome.candidates == 0 else TooFewReplicas
+            raise error(
+                f"stored {name} on {report.replicas} of {report.wanted} peers, "
+                f"at least {opts.min_replicas} required ({report.cause}); committed locally",
+                key=name,
+                report=report,
             )
         return outcome
 
@@ -386,8 +405,10 @@ class Node:
     ) -> BatchStoreReport:
         """Commit ``values`` locally in one transaction, then send each node its share.
 
-        Raises ``StoreFailed`` when some key has no store-eligible node or fewer than the
-        configured share of requests succeed (the values stay committed locally).
+        The report says how many peers acknowledged each key (``replicas``). Raises
+        ``NoStorePeers`` when some key has no store-eligible node, ``TooFewReplicas`` when
+        fewer than the configured share of requests succeed or a key reached fewer than
+        ``min_replicas`` peers (both ``StoreFailed``; the values stay committed locally).
         """
         self._counters.batch_stores += 1
         keys = await self._values.store_batch(values, datatype=datatype, is_original=True)
@@ -405,16 +426,29 @@ class Node:
         )
         report = await self.run(plan)
         task = f" (task {task_id})" if task_id else ""
-        log.info(
-            "batch store%s: %d values, %d/%d requests succeeded, %d refused as not eligible",
+        if report.failure is None and keys and report.min_replicas < opts.min_replicas:
+            short = sum(n < opts.min_replicas for n in report.replicas)
+            report.failure = (
+                f"{short}/{len(keys)} keys reached fewer than {opts.min_replicas} peers"
+                f" ({report.timeouts} requests timed out,"
+                f" {report.refused_not_eligible} refused as not store-eligible)"
+            )
+        log.log(
+            logging.WARNING if report.failure else logging.INFO,
+            "batch store%s: %d values, %d/%d requests succeeded, %d refused as not eligible,"
+            " %d timed out, fewest replicas of a key %d%s",
             task,
             len(keys),
             report.succeeded,
             report.requests,
             report.refused_not_eligible,
+            report.timeouts,
+            report.min_replicas,
+            f": {report.failure}" if report.failure else "",
         )
         if report.failure is not None:
-            raise StoreFailed(report.failure + task)
+            error = NoStorePeers if report.requests == 0 else TooFewReplicas
+            raise error(report.failure + task, report=report)
         return report
 
     async def retrieve(self, key: bytes, local_only: bool = False) -> bytes | None:
@@ -488,8 +522,15 @@ class Node:
 
     # --- inside ----------------------------------------------------------------------------
 
-    def _lookup(self, kind: LookupKind, target: bytes) -> LookupPlan:
-        """A lookup seeded from the routing table, never asking ourselves or a banned peer."""
+    def _lookup(
+        self,
+        kind: LookupKind,
+        target: bytes,
+        *,
+        enough: tuple[int, Callable[[Contact], bool]] | None = None,
+    ) -> LookupPlan:
+        """A lookup seeded from the routing table, never asking ourselves or a banned peer
+        (``enough``: see :class:`LookupPlan`)."""
         banned = self._bans.banned(self.now())
         exclude = frozenset(banned | {self._me.hashed_id})
         params = self._lookup_params
@@ -497,7 +538,9 @@ class Node:
             seeds = self._table.closest(hash_id(target), self._options.k, banned)
             return LookupPlan.for_node_id(target, seeds, self._reader, params, exclude=exclude)
         seeds = self._table.closest(target, self._options.k, banned)
-        return LookupPlan(kind, target, seeds, self._reader, params, exclude=exclude)
+        return LookupPlan(
+            kind, target, seeds, self._reader, params, exclude=exclude, enough=enough
+        )
 
     def _store_candidates(self) -> list[Contact]:
         banned = self._bans.banned(self.now())

@@ -15,7 +15,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from lumera_p2p.errors import ProtocolError, TransportError
+from lumera_p2p.errors import ProtocolError, RpcTimeout, TransportError
 from lumera_p2p.kademlia import Contact
 from lumera_p2p.wire.messages import Message, decode_message, encode_message
 
@@ -102,7 +102,7 @@ class MemoryTransport:
             async with asyncio.timeout(timeout):
                 return await self._exchange(peer, request)
         except TimeoutError:
-            raise TransportError(f"{peer}: no answer within {timeout} s") from None
+            raise RpcTimeout(f"{peer}: no answer within {timeout} s") from None
 
     async def _exchange(self, peer: Contact, request: Message) -> Message:
         net = self.network

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Final
 
-from lumera_p2p.errors import ProtocolError, TransportError
+from lumera_p2p.errors import ProtocolError, RpcTimeout, TransportError
 from lumera_p2p.identity.keys import PrivateKey
 from lumera_p2p.kademlia import Contact
 from lumera_p2p.net.frames import (
@@ -150,7 +150,7 @@ class TcpTransport:
         except TimeoutError:
             self.stats.timeouts += 1
             self.stats.failures += 1
-            raise TransportError(f"{peer}: no answer within {timeout} s") from None
+            raise RpcTimeout(f"{peer}: no answer within {timeout} s") from None
         except TransportError:
             self.stats.failures += 1
             raise
