@@ -48,6 +48,7 @@ from lumera_p2p.errors import (
     TooFewReplicas,
     TransportError,
     ValueMismatch,
+    ValueTooLarge,
     WrongPassphrase,
 )
 
@@ -118,6 +119,7 @@ __all__ = [
     "TooFewReplicas",
     "TransportError",
     "ValueMismatch",
+    "ValueTooLarge",
     "WrongPassphrase",
     "content_key",
     "load_config",

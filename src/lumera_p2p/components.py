@@ -117,6 +117,7 @@ def transport_options(config: Config) -> TransportOptions:
         prune_interval=t.prune_interval,
         max_response_size=t.max_response_size,
         off_loop_size=t.off_loop_size,
+        transfer_rate=t.transfer_rate,
     )
 
 

@@ -337,6 +337,9 @@ class TransportConfig(_Section):
     max_response_size: Bytes = 400 * MIB
     #: Messages above this size are encoded and decoded in a worker thread.
     off_loop_size: Bytes = MIB
+    #: Bytes a second a large request or answer is given: an RPC's timeout is its
+    #: ``dht.rpc_timeouts`` entry plus its request's and its answer's size at this rate.
+    transfer_rate: Rate = 1.0 * MIB
 
 
 class KeyringConfig(_Section):

@@ -87,6 +87,19 @@ class DataDirLocked(StoreError):
     """Another process (or another store in this one) holds the lock on ``data_dir``."""
 
 
+class ValueTooLarge(LumeraP2PError, ValueError):
+    """A value is over the largest storable size (``MAX_VALUE_SIZE``: it must fit one frame
+    with its envelope); nothing was stored or sent."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"a value of {size} bytes is over the limit of {limit} bytes "
+            "(the 400 MiB frame minus its envelope)"
+        )
+        self.size = size
+        self.limit = limit
+
+
 class ValueMismatch(LumeraP2PError, ValueError):
     """A value does not hash to the key it was stored or served under."""
 

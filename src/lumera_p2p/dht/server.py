@@ -51,11 +51,13 @@ from lumera_p2p.errors import (
     OverBudget,
     ProtocolError,
     StorageFull,
+    ValueTooLarge,
 )
 from lumera_p2p.kademlia import Contact, hash_id
 from lumera_p2p.net.budget import current_reservation
 from lumera_p2p.net.slots import RequestSlots
 from lumera_p2p.store.local import ReplicationKey
+from lumera_p2p.wire.envelope import MAX_VALUE_SIZE
 from lumera_p2p.wire.messages import (
     BatchFindNodeRequest,
     BatchFindNodeResponse,
@@ -88,9 +90,12 @@ log = logging.getLogger(__name__)
 #: later, or ask another provider (Go's BatchFindValues says "Busy" when its slots are taken).
 BUSY = "Busy"
 NO_MEMORY = "Busy: no memory for the answer now"
-#: Bytes an answer holds per value byte while it is built: the values, then the frame (or,
-#: for BatchFindValues, the compressed payload) they become.
+#: Bytes a BatchFindValues answer holds per value byte while it is built: the values, then
+#: the compressed payload they become.
 ANSWER_COPIES = 2
+#: ... and a FindValue or BatchGetValues answer: the values, which the frame references
+#: (``net.frames.Frame``) instead of copying.
+FRAME_COPIES = 1
 #: FindValue answers up to this size need no reservation (the server's small requests).
 SMALL_ANSWER = 64 * 1024
 
@@ -198,9 +203,13 @@ class RequestHandler:
         assert isinstance(body, StoreDataRequest)
         self._learn(peer)
         value = body.data or b""  # a large value is a view into the frame (net/frames.py)
+        if len(value) > MAX_VALUE_SIZE:
+            # It fits the frame only because its sender's envelope is small: not storable,
+            # since it could never be sent on (wire/envelope.py).
+            return StoreDataResponse(status=failed(str(ValueTooLarge(len(value), MAX_VALUE_SIZE))))
         key = digest(value)
-        if await self._node.values.retrieve(key):
-            return StoreDataResponse(status=ok())  # already held: nothing to do
+        if not await self._node.values.missing([key]):
+            return StoreDataResponse(status=ok())  # already held: nothing to do (not read)
         if not self._node.self_store_eligible:
             return StoreDataResponse(status=failed(NOT_STORE_ELIGIBLE))
         quota = self._write_quota(peer, len(value), 1)
@@ -300,6 +309,9 @@ class RequestHandler:
         assert isinstance(body, BatchStoreDataRequest)
         self._learn(peer)
         values = [v or b"" for v in (body.data or [])]  # large ones: views into the frame
+        too_large = max((len(v) for v in values), default=0)
+        if too_large > MAX_VALUE_SIZE:
+            return StoreDataResponse(status=failed(str(ValueTooLarge(too_large, MAX_VALUE_SIZE))))
         if not self._node.self_store_eligible:
             keys = [digest(v) for v in values]
             if await self._node.values.missing(keys):
@@ -349,7 +361,7 @@ class RequestHandler:
                     self._node.values,
                     keys,
                     cap=limits.max_response_value_bytes,
-                    factor=ANSWER_COPIES,
+                    factor=FRAME_COPIES,
                     wait=limits.memory_wait,
                 )
             except OverBudget:
@@ -394,10 +406,10 @@ class RequestHandler:
         size = (await self._node.values.value_sizes([key])).get(key, 0)
         if size <= SMALL_ANSWER:
             return True
-        if not reservation.could_grow(ANSWER_COPIES * size):
+        if not reservation.could_grow(FRAME_COPIES * size):
             return False
         try:
-            await reservation.grow(ANSWER_COPIES * size, self._limits.memory_wait)
+            await reservation.grow(FRAME_COPIES * size, self._limits.memory_wait)
         except OverBudget:
             return False
         return True

@@ -16,12 +16,18 @@ read(n)`` that returns ``b""`` at the end works: a ``SecureStream`` or an
 
 Encoding or decoding a multi-megabyte message takes tens of milliseconds of pure Python; above
 :data:`OFF_LOOP_SIZE` it runs in a worker thread so the event loop keeps serving other peers.
+
+A value is not copied on its way through here: an encoded frame (:class:`Frame`) holds its
+large byte fields by reference and :func:`write_frame` hands them to the stream in slices; a
+large body is read into one buffer of its declared size and decoded with its values as views
+into it (:func:`read_body_view`, ``views_from``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Final, Protocol
 
 from lumera_p2p.errors import ProtocolError
@@ -39,7 +45,7 @@ from lumera_p2p.wire.messages import (
     ReplicateDataRequest,
     StoreDataRequest,
     decode_body,
-    encode_message,
+    encode_message_parts,
     parse_header,
 )
 
@@ -96,11 +102,37 @@ def payload_hint(msg: Message) -> int:
     return 0
 
 
-async def encode_frame(msg: Message, off_loop_size: int = OFF_LOOP_SIZE) -> bytes:
-    """The whole frame for ``msg``; large messages are encoded in a worker thread."""
+Chunk = bytes | bytearray | memoryview
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One encoded frame (header and body) as buffers to send in order; large values among
+    them by reference (``wire.messages.encode_message_parts``)."""
+
+    parts: tuple[Chunk, ...]
+    size: int
+
+    @classmethod
+    def of(cls, msg: Message) -> Frame:
+        """The frame for ``msg``, encoded on this thread."""
+        parts, size = encode_message_parts(msg)
+        return cls(tuple(parts), size)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def tobytes(self) -> bytes:
+        """The frame as one ``bytes`` (a copy: tests and small frames)."""
+        return b"".join(self.parts)
+
+
+async def encode_frame(msg: Message, off_loop_size: int = OFF_LOOP_SIZE) -> Frame:
+    """The frame for ``msg``; messages with a lot of bulk data are encoded in a worker thread
+    (their values are referenced, not copied, so this is the cost of the rest)."""
     if payload_hint(msg) > off_loop_size:
-        return await asyncio.to_thread(encode_message, msg)
-    return encode_message(msg)
+        return await asyncio.to_thread(Frame.of, msg)
+    return Frame.of(msg)
 
 
 async def decode_frame_body(
@@ -128,6 +160,29 @@ async def decode_frame_body(
     except Exception as exc:
         log.warning("gob decoder failed on a %d-byte body", len(body), exc_info=True)
         raise ProtocolError(f"undecodable message: {exc!r}") from exc
+
+
+def detach_views(msg: Message) -> Message:
+    """``msg`` with every value that is a view into its frame body copied out as ``bytes``.
+
+    For the client: its callers keep values (a retrieve returns one, a replication fetch
+    stores them) and expect ``bytes``; one copy each, after which the body can go. The
+    server does not detach: its requests' values are stored straight from the body.
+    """
+    data = msg.data
+    if isinstance(data, FindValueResponse) and isinstance(data.value, memoryview):
+        data.value = bytes(data.value)
+    elif isinstance(data, BatchFindValuesResponse) and isinstance(data.response, memoryview):
+        data.response = bytes(data.response)
+    elif isinstance(data, BatchGetValuesRequest | BatchGetValuesResponse):
+        for entry in (data.data or {}).values():
+            if isinstance(entry.value, memoryview):
+                entry.value = bytes(entry.value)
+    elif isinstance(data, StoreDataRequest) and isinstance(data.data, memoryview):
+        data.data = bytes(data.data)
+    elif isinstance(data, BatchStoreDataRequest):
+        data.data = [bytes(v) if isinstance(v, memoryview) else v for v in data.data]
+    return msg
 
 
 async def read_header(stream: FrameSource) -> bytes | None:
@@ -257,21 +312,29 @@ async def read_body_view(
     return memoryview(buf).toreadonly()
 
 
-async def write_frame(stream: FrameStream, frame: bytes, timeout: float | None = None) -> None:
+async def write_frame(
+    stream: FrameStream, frame: Frame | bytes, timeout: float | None = None
+) -> None:
     """Send ``frame`` and wait until the transport has taken it; ``TimeoutError`` after
     ``timeout`` (a peer that does not read its answer must not hold us).
 
-    A large frame goes out :data:`WRITE_CHUNK` bytes at a time, each after the transport has
+    A large part goes out :data:`WRITE_CHUNK` bytes at a time, each after the transport has
     room again: handed over whole, its sealed copy would sit in the transport's buffer next
     to it (asyncio up to 3.11 copies what it cannot send at once), doubling what a slow
-    reader makes us hold.
+    reader makes us hold. Small parts are gathered by the stream into one record.
     """
+    parts = frame.parts if isinstance(frame, Frame) else (frame,)
     async with asyncio.timeout(timeout):
-        if len(frame) <= WRITE_CHUNK:
-            stream.write(frame)
+        drained = False
+        for part in parts:
+            if len(part) <= WRITE_CHUNK:
+                stream.write(part)
+                drained = False
+                continue
+            with memoryview(part) as whole, whole.cast("B") as view:
+                for start in range(0, len(view), WRITE_CHUNK):
+                    stream.write(view[start : start + WRITE_CHUNK])
+                    await stream.drain()
+            drained = True
+        if not drained:
             await stream.drain()
-            return
-        with memoryview(frame) as view:
-            for start in range(0, len(view), WRITE_CHUNK):
-                stream.write(view[start : start + WRITE_CHUNK])
-                await stream.drain()

@@ -34,15 +34,22 @@ from lumera_p2p.net.budget import MemoryBudget, Reservation, serving
 from lumera_p2p.net.frames import (
     OFF_LOOP_SIZE,
     VIEW_MIN,
+    Frame,
     decode_frame_body,
+    detach_views,
     encode_frame,
     payload_hint,
     read_body_view,
-    read_frame,
     read_frame_length,
     write_frame,
 )
-from lumera_p2p.net.limits import KeyedRateLimiter, ServerLimits, TokenBucket, transfer_deadline
+from lumera_p2p.net.limits import (
+    MIB,
+    KeyedRateLimiter,
+    ServerLimits,
+    TokenBucket,
+    transfer_deadline,
+)
 from lumera_p2p.net.pool import ConnectionPool
 from lumera_p2p.net.trim import give_back_freed_memory
 from lumera_p2p.secure import (
@@ -58,6 +65,8 @@ from lumera_p2p.wire.messages import MAX_PAYLOAD_SIZE, Message
 
 #: ``handler(request, peer_id)``: ``peer_id`` is the authenticated bech32 address as bytes.
 Handler = Callable[[Message, bytes], Awaitable[Message]]
+#: ``on_answer(length)``: an answer of ``length`` bytes has started to arrive.
+AnswerWatcher = Callable[[int], None]
 
 #: Go's dial timeout; ours covers the handshake too.
 DEFAULT_DIAL_TIMEOUT: Final = 5.0
@@ -84,10 +93,18 @@ class TransportOptions:
     max_response_size: int = MAX_PAYLOAD_SIZE
     #: Messages above this size are encoded and decoded in a worker thread.
     off_loop_size: int = OFF_LOOP_SIZE
+    #: Bytes a second a large request or answer is given at least: an RPC may take its
+    #: timeout plus its request frame's size and its answer's (once its header says it) at
+    #: this rate. A fixed timeout sent a 256 MiB value to no replica on a busy machine; 1 MiB/s
+    #: is what servers require of a sender (``server.min_transfer_rate``), so a transfer they
+    #: would keep is never given up here.
+    transfer_rate: float = 1.0 * MIB
 
     def __post_init__(self) -> None:
         if self.dial_timeout <= 0:
             raise ValueError(f"dial_timeout must be positive, not {self.dial_timeout}")
+        if self.transfer_rate <= 0:
+            raise ValueError(f"transfer_rate must be positive, not {self.transfer_rate}")
         if self.max_response_size < 0 or self.off_loop_size < 0:
             raise ValueError("max_response_size and off_loop_size cannot be negative")
 
@@ -144,27 +161,50 @@ class TcpTransport:
         pool = {f"pool_{name}": value for name, value in self.pool.snapshot().items()}
         return {**asdict(self.stats), **pool}
 
-    async def call(self, peer: Contact, request: Message, timeout: float) -> Message:
-        """Send ``request`` to ``peer`` and return its answer, all within ``timeout`` seconds."""
+    async def call(
+        self,
+        peer: Contact,
+        request: Message,
+        timeout: float,
+        *,
+        on_answer: AnswerWatcher | None = None,
+    ) -> Message:
+        """Send ``request`` to ``peer`` and return its answer within ``timeout`` seconds plus
+        the request's and the answer's frame sizes at ``transfer_rate`` (the answer's counted
+        from when its header arrives; ``on_answer`` is then told its length)."""
         if self.pool.closed:
             raise TransportError("transport is closed")
         self.stats.calls += 1
+        rate = self.options.transfer_rate
+        allowed = timeout
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout) as deadline:
                 try:
                     frame = await encode_frame(request, self.options.off_loop_size)
                 except GobEncodeError as exc:  # e.g. over 400 MB: no peer would take it
                     raise TransportError(f"{peer}: cannot encode the request: {exc}") from exc
-                return await self._exchange(peer, frame)
+                allowed += frame.size / rate
+                deadline.reschedule(_later(deadline, frame.size / rate))
+
+                def answer_started(length: int) -> None:
+                    nonlocal allowed
+                    allowed += length / rate
+                    deadline.reschedule(_later(deadline, length / rate))
+                    if on_answer is not None:
+                        on_answer(length)
+
+                return await self._exchange(peer, frame, answer_started)
         except TimeoutError:
             self.stats.timeouts += 1
             self.stats.failures += 1
-            raise RpcTimeout(f"{peer}: no answer within {timeout} s") from None
+            raise RpcTimeout(f"{peer}: no answer within {allowed:.1f} s") from None
         except TransportError:
             self.stats.failures += 1
             raise
 
-    async def _exchange(self, peer: Contact, frame: bytes) -> Message:
+    async def _exchange(
+        self, peer: Contact, frame: Frame, answer_started: AnswerWatcher
+    ) -> Message:
         key = peer.pool_key
         pool = self.pool
         async with pool.slot(key):
@@ -175,7 +215,7 @@ class TcpTransport:
                     conn = await self._dial(peer)
                     pool.add(conn)
                 try:
-                    response = await self._round_trip(conn, frame)
+                    response = await self._round_trip(conn, frame, answer_started)
                 except _StaleConnection as exc:
                     pool.discard(conn)
                     conn = None
@@ -212,17 +252,26 @@ class TcpTransport:
             reason = str(exc) or type(exc).__name__
             raise TransportError(f"{peer}: cannot connect: {reason}") from exc
 
-    async def _round_trip(self, conn: SecureStream, frame: bytes) -> Message:
+    async def _round_trip(
+        self, conn: SecureStream, frame: Frame, answer_started: AnswerWatcher
+    ) -> Message:
         try:
-            conn.write(frame)
-            await conn.drain()
+            await write_frame(conn, frame)
         except ConnectionError as exc:
             raise _StaleConnection from exc
         # Bounded by the caller's timeout; the length is checked before the body is read.
-        body = await read_frame(conn, max_size=self.options.max_response_size)
-        if body is None:
+        length = await read_frame_length(conn, max_size=self.options.max_response_size)
+        if length is None:
             raise _StaleConnection
-        return await decode_frame_body(body, self._cache, self.options.off_loop_size)
+        answer_started(length)
+        # A large answer is read into one buffer and decoded with its values as views into
+        # it; they are then copied out once, so the buffer goes and callers get ``bytes``.
+        body = await read_body_view(conn, length)
+        message = await decode_frame_body(
+            body, self._cache, self.options.off_loop_size, views_from=VIEW_MIN
+        )
+        del body
+        return detach_views(message)
 
     async def close(self) -> None:
         """Close every connection; later calls raise ``TransportError``. Idempotent."""
@@ -233,6 +282,12 @@ class TcpTransport:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+def _later(deadline: asyncio.Timeout, seconds: float) -> float | None:
+    """``deadline``'s time moved ``seconds`` later (None stays None: no deadline)."""
+    when = deadline.when()
+    return None if when is None else when + seconds
 
 
 # --- server -----------------------------------------------------------------------------------
@@ -567,7 +622,7 @@ class TcpServer:
             return False
         return True
 
-    async def _answer(self, owned: _Owned, peer: str, reservation: Reservation) -> bytes | None:
+    async def _answer(self, owned: _Owned, peer: str, reservation: Reservation) -> Frame | None:
         """The encoded response, or ``None`` if the handler failed (not the peer's fault).
 
         The handler sees ``reservation`` as its :func:`current_reservation` and grows it for
@@ -584,13 +639,11 @@ class TcpServer:
                 with serving(reservation):
                     response = await self._handler(request, peer.encode())
             del request
-            # The answer's values exist now and the frame is about to; count both.
-            size = payload_hint(response)
-            reservation.resize(max(reservation.size, 2 * size))
+            # The answer's values exist now; the frame references them (no second copy).
+            reservation.resize(max(reservation.size, payload_hint(response)))
             frame = await encode_frame(response)
             del response
             reservation.resize(len(frame))
-            give_back_freed_memory(size)  # the values are gone; the frame is one mapping
             return frame
         except ProtocolError:
             raise

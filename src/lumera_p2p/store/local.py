@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from lumera_p2p.content import digest
-from lumera_p2p.errors import StorageFull, StoreError, ValueMismatch
+from lumera_p2p.errors import StorageFull, StoreError, ValueMismatch, ValueTooLarge
 from lumera_p2p.store import limits, schema
 from lumera_p2p.store.limits import StoreLimits
 from lumera_p2p.store.lock import DataDirLock
@@ -49,13 +49,14 @@ from lumera_p2p.store.readers import Readers
 from lumera_p2p.store.tally import Tally
 from lumera_p2p.store.timefmt import format_time, parse_time, utcnow
 from lumera_p2p.store.writer import WriterThread, describe_sqlite_error
+from lumera_p2p.wire.envelope import MAX_VALUE_SIZE as ENVELOPE_MAX_VALUE_SIZE
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: The largest single value accepted: the protocol's 400 MB payload ceiling (network.go:32).
-MAX_VALUE_SIZE = 400 * 1024 * 1024
+#: The largest single value accepted: one that fits a frame with its envelope.
+MAX_VALUE_SIZE = ENVELOPE_MAX_VALUE_SIZE
 #: How long ``disable_key`` lasts unless ``enable_key`` ends it sooner (Go intends 30 min).
 DEFAULT_DISABLED_KEY_TTL = timedelta(minutes=30)
 #: Values hashed on the event loop before handing a batch to a thread for hashing.
@@ -107,13 +108,15 @@ def pair_with_keys(
     items: Sequence[bytes] | Sequence[tuple[bytes, bytes]], max_value_size: int
 ) -> list[tuple[bytes, bytes]]:
     """``(key, value)`` for each item: a bare value gets its BLAKE3 key, a given pair is
-    checked against it. Raises ``StoreError`` for a value over ``max_value_size`` and
-    ``ValueMismatch`` for a value that does not hash to its key."""
+    checked against it. Raises ``ValueTooLarge`` for a value over ``max_value_size`` (before
+    hashing anything) and ``ValueMismatch`` for a value that does not hash to its key."""
+    for item in items:
+        size = len(item[1]) if isinstance(item, tuple) else len(item)
+        if size > max_value_size:
+            raise ValueTooLarge(size, max_value_size)
     out: list[tuple[bytes, bytes]] = []
     for item in items:
         key, value = item if isinstance(item, tuple) else (None, item)
-        if len(value) > max_value_size:
-            raise StoreError(f"value of {len(value)} bytes exceeds the limit of {max_value_size}")
         actual = digest(value)
         if key is not None and actual != key:
             raise ValueMismatch(f"value does not hash to key {key.hex()}")
@@ -141,12 +144,41 @@ _UPSERT_VALUE = (
     "VALUES(?, ?, ?, ?, ?, ?, false) ON CONFLICT(key) DO UPDATE SET data=excluded.data, "
     "updatedAt=excluded.updatedAt, is_on_cloud=false"
 )
+#: Values at least this large are written through SQLite's incremental blob I/O: binding one
+#: makes SQLite copy it twice (the bound parameter, then the record it builds), so a 256 MiB
+#: value cost 768 MiB to insert; a zero-filled blob written in slices costs nothing extra.
+BLOB_WRITE_MIN = 1024 * 1024
+_BLOB_SLICE = 1024 * 1024
+_ROWID = "SELECT rowid FROM data WHERE key=?"
+_UPSERT_ZEROBLOB = _UPSERT_VALUE.replace("VALUES(?, ?,", "VALUES(?, zeroblob(?),")
 _IS_DISABLED = "SELECT 1 FROM disabled_keys WHERE key=? AND createdAt > ?"
 _UPSERT_REPLICATION_KEY = (
     "INSERT INTO replication_keys(key, id, ip, port, attempts, updatedAt) "
     "VALUES(?, ?, ?, ?, 0, ?) ON CONFLICT(key) DO UPDATE SET id=excluded.id, "
     "ip=excluded.ip, port=excluded.port, attempts=0, updatedAt=excluded.updatedAt"
 )
+
+
+def _write_large(
+    conn: sqlite3.Connection,
+    hex_key: str,
+    value: bytes | bytearray | memoryview,
+    datatype: int,
+    is_original: bool,
+    now: str,
+) -> None:
+    """Upsert a large value as a zero blob of its size, then fill it in place, slice by slice
+    (same row semantics as ``_UPSERT_VALUE``; inside the writer's transaction)."""
+    size = len(value)
+    conn.execute(
+        _UPSERT_ZEROBLOB,
+        (hex_key, size, datatype, is_original, now, now),
+    )
+    (rowid,) = conn.execute(_ROWID, (hex_key,)).fetchone()
+    with memoryview(value) as view, conn.blobopen("data", "data", rowid) as blob:
+        flat = view.cast("B")
+        for start in range(0, size, _BLOB_SLICE):
+            blob.write(flat[start : start + _BLOB_SLICE])
 
 
 def _open_db(path: Path, ddl: tuple[str, ...], added: tuple[tuple[str, str, str], ...]) -> None:
@@ -354,12 +386,20 @@ class LocalStore:
             return []
         pairs = await self._keyed(items)
         now = format_time(utcnow())
-        rows = [(key.hex(), value, datatype, is_original, now, now) for key, value in pairs]
-        sizes = {row[0]: len(row[1]) for row in rows} if self.limits.counts_bytes else {}
+        small = [
+            (key.hex(), value, datatype, is_original, now, now)
+            for key, value in pairs
+            if len(value) < BLOB_WRITE_MIN
+        ]
+        large = [(key.hex(), value) for key, value in pairs if len(value) >= BLOB_WRITE_MIN]
+        sizes = {key.hex(): len(value) for key, value in pairs} if self.limits.counts_bytes else {}
 
         def job(conn: sqlite3.Connection) -> None:
             growth = limits.admit_values(conn, self._tally, self.limits, sizes)
-            conn.executemany(_UPSERT_VALUE, rows)
+            if small:
+                conn.executemany(_UPSERT_VALUE, small)
+            for hex_key, value in large:
+                _write_large(conn, hex_key, value, datatype, is_original, now)
             self._tally.add(limits.DATA_BYTES, growth)
 
         try:

@@ -64,8 +64,13 @@ def next_slice(take: int, rows: int, value_bytes: int) -> int:
 
 
 def _read_value(hex_key: str, conn: sqlite3.Connection) -> bytes | None:
-    row = conn.execute("SELECT data FROM data WHERE key=?", (hex_key,)).fetchone()
-    return None if row is None else bytes(row[0])
+    """One value, read through SQLite's blob I/O straight into the ``bytes`` returned: a
+    ``SELECT`` of a large blob first assembles it in a buffer of SQLite's, then copies it."""
+    row = conn.execute("SELECT rowid FROM data WHERE key=?", (hex_key,)).fetchone()
+    if row is None:
+        return None
+    with conn.blobopen("data", "data", row[0], readonly=True) as blob:
+        return blob.read()
 
 
 def _read_values(hex_keys: Sequence[str], conn: sqlite3.Connection) -> dict[bytes, bytes]:
