@@ -156,6 +156,7 @@ WIRING: list[tuple[str, object, Callable[[P2P], object]]] = [
     ("transport.max_response_size", 50_000_000, lambda p: p.transport.options.max_response_size),
     ("transport.off_loop_size", 65536, lambda p: p.transport.options.off_loop_size),
     ("transport.transfer_rate", 2_000_000.0, lambda p: p.transport.options.transfer_rate),
+    ("transport.answer_budget", 600_000_000, lambda p: p.transport.options.answer_budget),
     ("p2p.allow_private_peers", True, lambda p: p.node.options.allow_private),
     ("p2p.bucket_refresh_interval", 1800.0, lambda p: p.node.options.bucket_refresh_age),
     ("p2p.allowlist_refresh_interval", 13.0, lambda p: p.intervals.allowlist_refresh),

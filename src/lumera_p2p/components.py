@@ -118,6 +118,7 @@ def transport_options(config: Config) -> TransportOptions:
         max_response_size=t.max_response_size,
         off_loop_size=t.off_loop_size,
         transfer_rate=t.transfer_rate,
+        answer_budget=t.answer_budget,
     )
 
 

@@ -340,6 +340,8 @@ class TransportConfig(_Section):
     #: Bytes a second a large request or answer is given: an RPC's timeout is its
     #: ``dht.rpc_timeouts`` entry plus its request's and its answer's size at this rate.
     transfer_rate: Rate = 1.0 * MIB
+    #: Bytes of large answers read at once from all peers (at least ``max_response_size``).
+    answer_budget: Bytes = 512 * MIB
 
 
 class KeyringConfig(_Section):

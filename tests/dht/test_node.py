@@ -24,7 +24,9 @@ class Peers:
         self.alive = alive if alive is not None else set()
         self.pinged: list[bytes] = []
 
-    async def call(self, peer: Contact, request: Message, timeout: float) -> Message:
+    async def call(
+        self, peer: Contact, request: Message, timeout: float, *, on_answer: object = None
+    ) -> Message:
         self.pinged.append(peer.id)
         if peer.id not in self.alive:
             await asyncio.sleep(timeout)

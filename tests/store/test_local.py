@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from lumera_p2p.errors import StoreError, ValueMismatch, ValueTooLarge
 from lumera_p2p.store import LocalStore, ReplicationInfo, ReplicationKey, schema
-from lumera_p2p.store.local import BLOB_WRITE_MIN
+from lumera_p2p.store.local import LARGE_WRITE
 from lumera_p2p.store.timefmt import format_time, parse_time, utcnow
 from lumera_p2p.store.writer import WriterThread
 
@@ -447,12 +447,13 @@ async def test_unwritable_location_is_a_clear_error() -> None:
         await LocalStore.open(Path("/proc/self/lumera-p2p-test/data"))
 
 
-async def test_large_values_go_through_blob_io_with_upsert_semantics(tmp_path: Path) -> None:
-    """Values over BLOB_WRITE_MIN are written as a zero blob filled in place: the bytes, the
-    row's columns and the upsert rules are the same as for small ones, views included."""
-    big = os.urandom(BLOB_WRITE_MIN * 3 + 12345)  # several slices and a partial one
-    edge = os.urandom(BLOB_WRITE_MIN)
-    s = await LocalStore.open(tmp_path, max_storage_bytes=64 * BLOB_WRITE_MIN)
+async def test_large_values_keep_the_upsert_semantics(tmp_path: Path) -> None:
+    """A batch with a value over LARGE_WRITE goes through its own statement (a small page
+    cache, then a row that inserts nothing to drop SQLite's bound copy): the bytes, the row's
+    columns and the upsert rules are those of small values, views included."""
+    big = os.urandom(LARGE_WRITE + 12345)
+    edge = os.urandom(1024 * 1024)
+    s = await LocalStore.open(tmp_path, max_storage_bytes=4 * LARGE_WRITE)
     try:
         keys = await s.store_batch([memoryview(big), b"small", edge], datatype=1, is_original=True)
         assert keys == [h(big), h(b"small"), h(edge)]
@@ -460,6 +461,7 @@ async def test_large_values_go_through_blob_io_with_upsert_semantics(tmp_path: P
         assert await s.retrieve(h(edge)) == edge
         assert await s.retrieve_many(keys) == {h(big): big, h(b"small"): b"small", h(edge): edge}
         assert await s.value_sizes([h(big)]) == {h(big): len(big)}
+        assert await s.count() == 3  # the unbinding row inserted nothing
         assert s.stored_bytes() == len(big) + len(edge) + 5
         # Storing it again keeps its datatype and is_original, and nothing is counted twice.
         await s.store(h(big), big, datatype=0, is_original=False)

@@ -23,6 +23,9 @@ Rules:
 * FIND_VALUE starts narrow: ``value_alpha`` requests (the nearest nodes, which should hold the
   value) and widens to ``alpha`` once an answer comes without the value, or a request fails or
   stalls. The first verified value ends it.
+* An answer that is known to be arriving (a large one whose header came: :meth:`on_progress`)
+  gets the time its size needs and neither stalls nor times out before then: a 400 MiB value
+  takes minutes, and asking the other holders meanwhile would only fetch it again.
 """
 
 from __future__ import annotations
@@ -160,6 +163,16 @@ class Lookup:
         self._width = self.alpha
         self._fail(cand)
         self._refresh_done()
+
+    def on_progress(self, peer: Contact, now: float, extra: float) -> None:
+        """``peer``'s answer has started to arrive and may take ``extra`` seconds more: its
+        request stays active (no stall, no widening) until ``now + timeout + extra``."""
+        cand = self._by_hash.get(peer.hashed_id)
+        if cand is None or cand.state not in (PeerState.IN_FLIGHT, PeerState.STALLED):
+            return
+        cand.deadline = max(cand.deadline, now + self.timeout + extra)
+        if cand.state is PeerState.IN_FLIGHT:
+            cand.stall_at = cand.deadline
 
     def _fail(self, cand: _Candidate) -> None:
         """A request failed: ask again if retries remain (a lost message, a dropped

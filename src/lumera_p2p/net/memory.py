@@ -89,8 +89,17 @@ class MemoryTransport:
         self.network = network
         self.node_id = node_id
 
-    async def call(self, peer: Contact, request: Message, timeout: float) -> Message:
-        """Deliver ``request`` to ``peer`` and return its answer (see the module docstring)."""
+    async def call(
+        self,
+        peer: Contact,
+        request: Message,
+        timeout: float,
+        *,
+        on_answer: Callable[[float], None] | None = None,
+    ) -> Message:
+        """Deliver ``request`` to ``peer`` and return its answer (see the module docstring).
+
+        Answers arrive whole after their latency, so ``on_answer`` is never called."""
         net = self.network
         net.counters.requests += 1
         net.counters.by_type[request.message_type] = (

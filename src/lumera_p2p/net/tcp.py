@@ -65,8 +65,10 @@ from lumera_p2p.wire.messages import MAX_PAYLOAD_SIZE, Message
 
 #: ``handler(request, peer_id)``: ``peer_id`` is the authenticated bech32 address as bytes.
 Handler = Callable[[Message, bytes], Awaitable[Message]]
-#: ``on_answer(length)``: an answer of ``length`` bytes has started to arrive.
-AnswerWatcher = Callable[[int], None]
+#: ``on_answer(extra)``: a large answer has started to arrive and is given ``extra`` seconds.
+AnswerWatcher = Callable[[float], None]
+#: Answers at least this large are reported to ``on_answer`` (smaller ones take no time).
+WATCHED_ANSWER: Final = 1024 * 1024
 
 #: Go's dial timeout; ours covers the handshake too.
 DEFAULT_DIAL_TIMEOUT: Final = 5.0
@@ -99,12 +101,20 @@ class TransportOptions:
     #: is what servers require of a sender (``server.min_transfer_rate``), so a transfer they
     #: would keep is never given up here.
     transfer_rate: float = 1.0 * MIB
+    #: Bytes of large answers being read at once, from all peers: the body of each is
+    #: reserved here before it is read, and one that does not fit waits (its sender held
+    #: back by TCP). A FIND_VALUE that widened to several holders of a 400 MiB value must
+    #: not read it from all of them at once; the first to arrive ends the lookup. (Never
+    #: less than ``max_response_size``: the largest answer must fit.)
+    answer_budget: int = 512 * MIB
 
     def __post_init__(self) -> None:
         if self.dial_timeout <= 0:
             raise ValueError(f"dial_timeout must be positive, not {self.dial_timeout}")
         if self.transfer_rate <= 0:
             raise ValueError(f"transfer_rate must be positive, not {self.transfer_rate}")
+        if self.answer_budget < 1:
+            raise ValueError(f"answer_budget must be at least 1, not {self.answer_budget}")
         if self.max_response_size < 0 or self.off_loop_size < 0:
             raise ValueError("max_response_size and off_loop_size cannot be negative")
 
@@ -155,6 +165,8 @@ class TcpTransport:
         self._verifier = verifier
         self._peer_type = peer_type
         self._cache = GobDecodeCache()
+        #: The budget of large answers being read (``TransportOptions.answer_budget``).
+        self.answers = MemoryBudget(max(opts.answer_budget, opts.max_response_size))
 
     def snapshot(self) -> dict[str, int]:
         """Client and pool counters by name (pool ones prefixed ``pool_``)."""
@@ -171,7 +183,8 @@ class TcpTransport:
     ) -> Message:
         """Send ``request`` to ``peer`` and return its answer within ``timeout`` seconds plus
         the request's and the answer's frame sizes at ``transfer_rate`` (the answer's counted
-        from when its header arrives; ``on_answer`` is then told its length)."""
+        from when its header arrives; ``on_answer`` is then told the seconds that adds, for an
+        answer of :data:`WATCHED_ANSWER` bytes or more)."""
         if self.pool.closed:
             raise TransportError("transport is closed")
         self.stats.calls += 1
@@ -190,8 +203,8 @@ class TcpTransport:
                     nonlocal allowed
                     allowed += length / rate
                     deadline.reschedule(_later(deadline, length / rate))
-                    if on_answer is not None:
-                        on_answer(length)
+                    if on_answer is not None and length >= WATCHED_ANSWER:
+                        on_answer(length / rate)
 
                 return await self._exchange(peer, frame, answer_started)
         except TimeoutError:
@@ -203,7 +216,7 @@ class TcpTransport:
             raise
 
     async def _exchange(
-        self, peer: Contact, frame: Frame, answer_started: AnswerWatcher
+        self, peer: Contact, frame: Frame, answer_started: Callable[[int], None]
     ) -> Message:
         key = peer.pool_key
         pool = self.pool
@@ -253,7 +266,7 @@ class TcpTransport:
             raise TransportError(f"{peer}: cannot connect: {reason}") from exc
 
     async def _round_trip(
-        self, conn: SecureStream, frame: Frame, answer_started: AnswerWatcher
+        self, conn: SecureStream, frame: Frame, answer_started: Callable[[int], None]
     ) -> Message:
         try:
             await write_frame(conn, frame)
@@ -264,14 +277,22 @@ class TcpTransport:
         if length is None:
             raise _StaleConnection
         answer_started(length)
-        # A large answer is read into one buffer and decoded with its values as views into
-        # it; they are then copied out once, so the buffer goes and callers get ``bytes``.
-        body = await read_body_view(conn, length)
-        message = await decode_frame_body(
-            body, self._cache, self.options.off_loop_size, views_from=VIEW_MIN
-        )
-        del body
-        return detach_views(message)
+        if length <= VIEW_MIN:
+            body = await read_body_view(conn, length)
+            return await decode_frame_body(body, self._cache, self.options.off_loop_size)
+        # Bounded by the caller's timeout, which ends first (the budget's own wait is longer).
+        reservation = await self.answers.reserve(length, conn.peer_address, _FOREVER)
+        try:
+            # Read into one buffer and decoded with the values as views into it; they are
+            # then copied out once, so the buffer goes and callers get ``bytes``.
+            body = await read_body_view(conn, length)
+            message = await decode_frame_body(
+                body, self._cache, self.options.off_loop_size, views_from=VIEW_MIN
+            )
+            del body
+            return detach_views(message)
+        finally:
+            reservation.release()
 
     async def close(self) -> None:
         """Close every connection; later calls raise ``TransportError``. Idempotent."""
@@ -282,6 +303,10 @@ class TcpTransport:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+#: A wait bounded by an enclosing timeout instead.
+_FOREVER: Final = 365 * 24 * 3600.0
 
 
 def _later(deadline: asyncio.Timeout, seconds: float) -> float | None:

@@ -34,7 +34,7 @@ import contextlib
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -144,13 +144,16 @@ _UPSERT_VALUE = (
     "VALUES(?, ?, ?, ?, ?, ?, false) ON CONFLICT(key) DO UPDATE SET data=excluded.data, "
     "updatedAt=excluded.updatedAt, is_on_cloud=false"
 )
-#: Values at least this large are written through SQLite's incremental blob I/O: binding one
-#: makes SQLite copy it twice (the bound parameter, then the record it builds), so a 256 MiB
-#: value cost 768 MiB to insert; a zero-filled blob written in slices costs nothing extra.
-BLOB_WRITE_MIN = 1024 * 1024
-_BLOB_SLICE = 1024 * 1024
-_ROWID = "SELECT rowid FROM data WHERE key=?"
-_UPSERT_ZEROBLOB = _UPSERT_VALUE.replace("VALUES(?, ?,", "VALUES(?, zeroblob(?),")
+#: A batch with a value this large is written with the writer's page cache cut to
+#: :data:`_LARGE_WRITE_CACHE_KIB` (see ``_large_write``).
+LARGE_WRITE = 16 * 1024 * 1024
+_LARGE_WRITE_CACHE_KIB = 1024
+#: ``_UPSERT_VALUE`` for large values, with a last parameter that says whether to insert.
+_UPSERT_LARGE = (
+    "INSERT INTO data(key, data, datatype, is_original, createdAt, updatedAt, is_on_cloud) "
+    "SELECT ?, ?, ?, ?, ?, ?, false WHERE ? ON CONFLICT(key) DO UPDATE SET data=excluded.data, "
+    "updatedAt=excluded.updatedAt, is_on_cloud=false"
+)
 _IS_DISABLED = "SELECT 1 FROM disabled_keys WHERE key=? AND createdAt > ?"
 _UPSERT_REPLICATION_KEY = (
     "INSERT INTO replication_keys(key, id, ip, port, attempts, updatedAt) "
@@ -159,26 +162,22 @@ _UPSERT_REPLICATION_KEY = (
 )
 
 
-def _write_large(
-    conn: sqlite3.Connection,
-    hex_key: str,
-    value: bytes | bytearray | memoryview,
-    datatype: int,
-    is_original: bool,
-    now: str,
-) -> None:
-    """Upsert a large value as a zero blob of its size, then fill it in place, slice by slice
-    (same row semantics as ``_UPSERT_VALUE``; inside the writer's transaction)."""
-    size = len(value)
-    conn.execute(
-        _UPSERT_ZEROBLOB,
-        (hex_key, size, datatype, is_original, now, now),
-    )
-    (rowid,) = conn.execute(_ROWID, (hex_key,)).fetchone()
-    with memoryview(value) as view, conn.blobopen("data", "data", rowid) as blob:
-        flat = view.cast("B")
-        for start in range(0, size, _BLOB_SLICE):
-            blob.write(flat[start : start + _BLOB_SLICE])
+@contextlib.contextmanager
+def _large_write(conn: sqlite3.Connection) -> Iterator[None]:
+    """Insert large values with a small page cache, then restore it.
+
+    SQLite holds a value twice while inserting it: the bound parameter (Python's ``sqlite3``
+    binds with ``SQLITE_TRANSIENT``) and the record it builds. Incremental blob I/O does not
+    help: a ``zeroblob`` is only left unexpanded as a record's last column, and ``data`` is
+    the second of nine in Go's schema (kept identical). What can go is the page cache: the
+    value's pages would fill its 20 MB, though they are written out anyway.
+    """
+    (size,) = conn.execute("PRAGMA cache_size").fetchone()
+    conn.execute(f"PRAGMA cache_size=-{_LARGE_WRITE_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        conn.execute(f"PRAGMA cache_size={int(size)}")
 
 
 def _open_db(path: Path, ddl: tuple[str, ...], added: tuple[tuple[str, str, str], ...]) -> None:
@@ -386,20 +385,22 @@ class LocalStore:
             return []
         pairs = await self._keyed(items)
         now = format_time(utcnow())
-        small = [
-            (key.hex(), value, datatype, is_original, now, now)
-            for key, value in pairs
-            if len(value) < BLOB_WRITE_MIN
-        ]
-        large = [(key.hex(), value) for key, value in pairs if len(value) >= BLOB_WRITE_MIN]
-        sizes = {key.hex(): len(value) for key, value in pairs} if self.limits.counts_bytes else {}
+        # A value is bound as it is (bytes, or a view into the frame it came in): no copy
+        # of ours; SQLite makes two while it inserts it (see ``_large_write``).
+        rows = [(key.hex(), value, datatype, is_original, now, now) for key, value in pairs]
+        sizes = {row[0]: len(row[1]) for row in rows} if self.limits.counts_bytes else {}
+        large = max((len(value) for _, value in pairs), default=0) >= LARGE_WRITE
 
         def job(conn: sqlite3.Connection) -> None:
             growth = limits.admit_values(conn, self._tally, self.limits, sizes)
-            if small:
-                conn.executemany(_UPSERT_VALUE, small)
-            for hex_key, value in large:
-                _write_large(conn, hex_key, value, datatype, is_original, now)
+            if large:
+                with _large_write(conn):
+                    conn.executemany(_UPSERT_LARGE, [(*row, True) for row in rows])
+                    # The statement stays cached with its last parameters bound, SQLite's
+                    # copy of a large value included: bind a row that inserts nothing.
+                    conn.execute(_UPSERT_LARGE, ("", b"", 0, False, "", "", False))
+            else:
+                conn.executemany(_UPSERT_VALUE, rows)
             self._tally.add(limits.DATA_BYTES, growth)
 
         try:

@@ -173,7 +173,8 @@ class LookupPlan(Plan[LookupOutcome]):
             self._peer_of[token] = peer
             self._token_of[peer.hashed_id] = token
             mtype, data = self._request_body()
-            requests.append(Request(token, peer, mtype, data, supersedes=earlier))
+            watch = self.kind is LookupKind.VALUE  # a value may take long to arrive
+            requests.append(Request(token, peer, mtype, data, supersedes=earlier, watch=watch))
         self._abandon_if_done()
         return requests
 
@@ -225,6 +226,11 @@ class LookupPlan(Plan[LookupOutcome]):
         self._emit(Answered(answered_as(peer, message)))
         self._lookup.on_response(peer, contacts, now, value=value)
         self._abandon_if_done()
+
+    def on_progress(self, token: int, extra: float, now: float) -> None:
+        peer = self._peer_of.get(token)
+        if peer is not None:
+            self._lookup.on_progress(peer, now, extra)
 
     def on_failure(self, token: int, error: TransportError, now: float) -> None:
         peer = self._take(token)
