@@ -21,11 +21,14 @@ from lumera_p2p import (
     StoreFailed,
     StoreReport,
     ValueMismatch,
+    ValueTooLarge,
     content_key,
     load_config,
 )
 from lumera_p2p.localnet import create_localnet
 from lumera_p2p.store.timefmt import utcnow
+from lumera_p2p.wire.envelope import ENVELOPE_RESERVE, MAX_VALUE_SIZE
+from lumera_p2p.wire.messages import MAX_PAYLOAD_SIZE
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.asyncio(loop_scope="module")]
 
@@ -118,3 +121,21 @@ async def test_a_stopped_node_cannot_start_again(tmp_path: Path) -> None:
         await node.start()
     with pytest.raises(NotRunning):
         await node.retrieve(content_key(b"x"))
+
+
+async def test_a_value_over_the_limit_is_refused_before_anything_is_stored(alone: P2P) -> None:
+    """The largest storable value fits one frame with its envelope; one byte more is
+    ``ValueTooLarge`` from store, store_batch and local_store, and nothing is committed. (The
+    zero bytes are never touched, so they cost no memory.)"""
+    too_large = bytes(MAX_VALUE_SIZE + 1)
+    for attempt in (
+        alone.store(too_large),
+        alone.store_batch([b"fine", too_large]),
+        alone.local_store(content_key(b"x"), too_large),
+    ):
+        with pytest.raises(ValueTooLarge) as caught:
+            await attempt
+        assert (caught.value.size, caught.value.limit) == (MAX_VALUE_SIZE + 1, MAX_VALUE_SIZE)
+    assert MAX_VALUE_SIZE + ENVELOPE_RESERVE == MAX_PAYLOAD_SIZE
+    with pytest.raises(NotFound):  # the batch's other value was not committed either
+        await alone.retrieve(content_key(b"fine"), local_only=True)

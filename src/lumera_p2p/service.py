@@ -52,6 +52,7 @@ from lumera_p2p.errors import (
     NotEnoughValues,
     NotRunning,
     ValueMismatch,
+    ValueTooLarge,
 )
 from lumera_p2p.identity.keyring import Keyring
 from lumera_p2p.identity.keys import PrivateKey
@@ -65,6 +66,7 @@ from lumera_p2p.store import LocalStore
 from lumera_p2p.store.rqstore import RQStore, SymbolDirStatus
 from lumera_p2p.symbols.registration import checked_registration
 from lumera_p2p.symbols.worker import SymbolWorker
+from lumera_p2p.wire.envelope import MAX_VALUE_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -532,6 +534,8 @@ class P2P:
         """Store ``data`` here only, under ``key``, which it must hash to (``ValueMismatch``)."""
         self._check_running()
         raw = key_to_bytes(key)
+        if len(data) > MAX_VALUE_SIZE:
+            raise ValueTooLarge(len(data), MAX_VALUE_SIZE)
         if digest(data) != raw:
             raise ValueMismatch(f"data does not hash to key {key}")
         await self._db.store_batch([(raw, bytes(data))], is_original=True)

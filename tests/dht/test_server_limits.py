@@ -12,6 +12,7 @@ import pytest
 import zstandard
 
 from lumera_p2p.dht import DHTOptions, MemoryStore, Node, ServingLimits
+from lumera_p2p.dht import server as server_module
 from lumera_p2p.dht.quotas import QuotaLimits
 from lumera_p2p.dht.server import BUSY, NO_MEMORY
 from lumera_p2p.errors import ProtocolError, TransportError
@@ -362,5 +363,35 @@ def test_a_failure_ban_is_lifted_by_a_ping_as_in_go() -> None:
         assert not n.knows(flaky.hashed_id)  # a request does not lift it...
         assert await n.ping(flaky)  # ...an answered ping does
         assert n.knows(flaky.hashed_id) and not n.is_banned(flaky.hashed_id)
+
+    run_virtual(main())
+
+
+# --- the value limit -------------------------------------------------------------------------
+
+
+def test_values_over_the_limit_are_refused_on_the_way_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A StoreData or BatchStoreData value over MAX_VALUE_SIZE fits its frame only because its
+    sender's envelope is small; it could never be sent on, so it is answered Failed and not
+    stored (the limit is lowered here so the test needs no 400 MiB)."""
+    monkeypatch.setattr(server_module, "MAX_VALUE_SIZE", 1000)
+
+    async def main() -> None:
+        store = MemoryStore()
+        n = node(store)
+        for mtype, data in (
+            (MessageType.STORE_DATA, StoreDataRequest(data=b"x" * 1001)),
+            (MessageType.BATCH_STORE_DATA, BatchStoreDataRequest(data=[b"ok", b"y" * 1001])),
+        ):
+            answer = await ask(n, peer("big"), mtype, data)
+            assert isinstance(answer, StoreDataResponse)
+            assert answer.status.result == 1
+            assert "1001 bytes is over the limit of 1000" in answer.status.err_msg
+        assert store.values == {}
+        answer = await ask(
+            n, peer("big"), MessageType.STORE_DATA, StoreDataRequest(data=b"z" * 1000)
+        )
+        assert isinstance(answer, StoreDataResponse) and answer.status.result == 0
+        assert len(store.values) == 1
 
     run_virtual(main())

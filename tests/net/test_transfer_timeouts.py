@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
-from lumera_p2p.errors import RpcTimeout
-from lumera_p2p.net.frames import Frame
+from lumera_p2p.dht import DHTOptions
+from lumera_p2p.dht import Node as DHTNode
+from lumera_p2p.dht.server import STREAMED_VALUE
+from lumera_p2p.errors import ProtocolError, RpcTimeout, TransportError
+from lumera_p2p.kademlia import Contact
+from lumera_p2p.net.frames import WRITE_CHUNK, Frame, LazyBytes, write_frame
 from lumera_p2p.net.limits import ServerLimits
 from lumera_p2p.net.tcp import WATCHED_ANSWER, TcpServer, TcpTransport, TransportOptions
 from lumera_p2p.secure import StaticPeerVerifier
+from lumera_p2p.store import LocalStore
 from lumera_p2p.wire.messages import (
     FindValueRequest,
     FindValueResponse,
@@ -92,13 +100,12 @@ async def test_a_large_answer_is_watched_and_its_body_reserved(
     """An answer of WATCHED_ANSWER bytes or more is reported to ``on_answer`` with the time it
     adds, read within the answer budget (released after), and handed over as ``bytes``."""
     size = 2 * WATCHED_ANSWER
-    async with server(verifier) as srv:
-        async with TcpTransport(CLIENT_KEY, verifier, TransportOptions()) as t:
-            granted: list[float] = []
-            answer = await t.call(contact(srv), find(size), 5.0, on_answer=granted.append)
-            small: list[float] = []
-            await t.call(contact(srv), find(100), 5.0, on_answer=small.append)
-            assert t.answers.stats.peak >= size and t.answers.used == 0
+    async with server(verifier) as srv, TcpTransport(CLIENT_KEY, verifier) as t:
+        granted: list[float] = []
+        answer = await t.call(contact(srv), find(size), 5.0, on_answer=granted.append)
+        small: list[float] = []
+        await t.call(contact(srv), find(100), 5.0, on_answer=small.append)
+        assert t.answers.stats.peak >= size and t.answers.used == 0
     assert isinstance(answer.data, FindValueResponse)
     assert type(answer.data.value) is bytes and len(answer.data.value) == size
     assert len(granted) == 1 and granted[0] == pytest.approx(size / MIB, rel=0.01)
@@ -134,3 +141,61 @@ def test_a_frame_holds_large_values_by_reference() -> None:
     by_view = Frame.of(msg)
     assert any(part is view for part in by_view.parts)
     assert decode_message(by_view.tobytes()).data == StoreDataRequest(data=value, type=1)
+
+
+async def test_a_large_find_value_answer_is_streamed_from_the_store(tmp_path: Path) -> None:
+    """A FindValue of a value of STREAMED_VALUE bytes or more is answered with a LazyBytes
+    read from SQLite as it is written: the same bytes on the wire as the value itself, in
+    slices of at most WRITE_CHUNK; a value that goes away mid-answer breaks the frame."""
+    value = os.urandom(STREAMED_VALUE + 12345)
+    store = await LocalStore.open(tmp_path)
+    try:
+        [key] = await store.store_batch([value])
+        node = DHTNode(
+            Contact(b"lumera1me", "127.0.0.1", 4445),
+            store,
+            _Offline(),
+            options=DHTOptions(allow_private=True),
+        )
+        request = Message(
+            sender=Node(id=b"lumera1peer", ip="127.0.0.1", port=4446),
+            message_type=MessageType.FIND_VALUE,
+            data=FindValueRequest(target=key),
+        )
+        answer = await node.handle(request, b"lumera1peer")
+        assert isinstance(answer.data, FindValueResponse)
+        assert isinstance(answer.data.value, LazyBytes) and len(answer.data.value) == len(value)
+        frame = Frame.of(answer)
+        sink = Sink()
+        await write_frame(sink, frame)
+        expected = encode_message(
+            dataclasses.replace(answer, data=FindValueResponse(closest=[], value=value))
+        )
+        assert bytes(sink.data) == expected and max(sink.sizes) <= WRITE_CHUNK
+        with pytest.raises(TypeError):
+            frame.tobytes()
+        await store.delete(key)
+        with pytest.raises(ProtocolError, match="went away"):
+            await write_frame(Sink(), frame)
+    finally:
+        await store.close()
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.sizes: list[int] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.sizes.append(len(data))
+        self.data += data
+
+    async def drain(self) -> None:
+        await asyncio.sleep(0)
+
+
+class _Offline:
+    async def call(
+        self, peer: Contact, request: Message, timeout: float, *, on_answer: object = None
+    ) -> Message:
+        raise TransportError("offline")

@@ -24,9 +24,10 @@ Differences from Go that a Go peer can observe, each deliberate:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import base58
 
@@ -55,6 +56,7 @@ from lumera_p2p.errors import (
 )
 from lumera_p2p.kademlia import Contact, hash_id
 from lumera_p2p.net.budget import current_reservation
+from lumera_p2p.net.frames import LazyBytes
 from lumera_p2p.net.slots import RequestSlots
 from lumera_p2p.store.local import ReplicationKey
 from lumera_p2p.wire.envelope import MAX_VALUE_SIZE
@@ -98,6 +100,19 @@ ANSWER_COPIES = 2
 FRAME_COPIES = 1
 #: FindValue answers up to this size need no reservation (the server's small requests).
 SMALL_ANSWER = 64 * 1024
+#: FindValue answers with a value at least this large are streamed from a store that can
+#: read slices (``SliceReader``): never held whole, and started before the value is read.
+STREAMED_VALUE = 16 * 1024 * 1024
+
+
+@runtime_checkable
+class SliceReader(Protocol):
+    """A value store that reads part of a value (``LocalStore``; ``MemoryStore`` does not,
+    so the simulator, whose transport passes messages as objects, never sees lazy values)."""
+
+    async def value_sizes(self, keys: Sequence[bytes]) -> dict[bytes, int]: ...
+
+    async def read_slice(self, key: bytes, offset: int, length: int) -> bytes: ...
 
 
 def _hex_keys(keys: list[str]) -> list[bytes] | None:
@@ -239,11 +254,19 @@ class RequestHandler:
         target = bytes(body.target or b"")
         if len(target) != 32:
             return FindValueResponse(status=failed("invalid key: want 32 bytes"), closest=[])
+        values = self._node.values
+        if isinstance(values, SliceReader):
+            size = (await values.value_sizes([target])).get(target, 0)
+            if size >= STREAMED_VALUE:
+                # Streamed from the store as it is sent: the header goes out now, and the
+                # value is never held whole (net/frames.py's LazyBytes).
+                read = functools.partial(values.read_slice, target)
+                return FindValueResponse(status=ok(), closest=[], value=LazyBytes(size, read))  # type: ignore[arg-type]
         if not await self._room_for_value(target):
             return FindValueResponse(
                 status=failed(NO_MEMORY), closest=self._closest_nodes(target, peer)
             )
-        value = await self._node.values.retrieve(target)
+        value = await values.retrieve(target)
         if value:
             return FindValueResponse(status=ok(), closest=[], value=value)
         return FindValueResponse(

@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from lumera_p2p.errors import ProtocolError
+from lumera_p2p.errors import LumeraP2PError, ProtocolError
 from lumera_p2p.wire.gob import GobDecodeCache
 from lumera_p2p.wire.messages import (
     HEADER_SIZE,
@@ -89,7 +90,7 @@ def payload_hint(msg: Message) -> int:
     if isinstance(data, StoreDataRequest):
         return len(data.data)
     if isinstance(data, FindValueResponse):
-        return len(data.value)
+        return 0 if isinstance(data.value, LazyBytes) else len(data.value)
     if isinstance(data, BatchFindValuesResponse):
         return len(data.response)
     if isinstance(data, BatchStoreDataRequest):
@@ -102,7 +103,44 @@ def payload_hint(msg: Message) -> int:
     return 0
 
 
-Chunk = bytes | bytearray | memoryview
+class LazyBytes:
+    """A value that stands in an answer by its size and is read only as it is sent.
+
+    A server answers a FindValue of a large value with one (``dht.server``): the frame's
+    header, which needs only the size, goes out at once instead of after the whole value
+    has been read from disk, and the value passes through in :data:`WRITE_CHUNK` slices,
+    never held whole. The generated encoder keeps it by reference among the frame's parts
+    (it only asks its length); :func:`write_frame` reads it with ``read(offset, length)``.
+    """
+
+    __slots__ = ("_read", "size")
+
+    def __init__(self, size: int, read: Callable[[int, int], Awaitable[bytes]]) -> None:
+        self.size = size
+        self._read = read
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __bool__(self) -> bool:
+        return self.size > 0
+
+    async def write_to(self, stream: FrameStream) -> None:
+        """Read the value slice by slice and write each to ``stream``; ``ProtocolError`` (so
+        the connection is dropped: the frame cannot be completed) if it changed meanwhile."""
+        for start in range(0, self.size, WRITE_CHUNK):
+            want = min(WRITE_CHUNK, self.size - start)
+            try:
+                data = await self._read(start, want)
+            except LumeraP2PError as exc:
+                raise ProtocolError(f"a value being sent went away: {exc}") from exc
+            if len(data) != want:
+                raise ProtocolError("a value being sent changed size")
+            stream.write(data)
+            await stream.drain()
+
+
+Chunk = bytes | bytearray | memoryview | LazyBytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +161,11 @@ class Frame:
         return self.size
 
     def tobytes(self) -> bytes:
-        """The frame as one ``bytes`` (a copy: tests and small frames)."""
-        return b"".join(self.parts)
+        """The frame as one ``bytes`` (a copy: tests and small frames; not one with a
+        :class:`LazyBytes` part, which exists only as it is sent)."""
+        if any(isinstance(p, LazyBytes) for p in self.parts):
+            raise TypeError("a frame with a lazy value has no bytes until it is sent")
+        return b"".join(p for p in self.parts if not isinstance(p, LazyBytes))
 
 
 async def encode_frame(msg: Message, off_loop_size: int = OFF_LOOP_SIZE) -> Frame:
@@ -327,6 +368,10 @@ async def write_frame(
     async with asyncio.timeout(timeout):
         drained = False
         for part in parts:
+            if isinstance(part, LazyBytes):
+                await part.write_to(stream)
+                drained = True
+                continue
             if len(part) <= WRITE_CHUNK:
                 stream.write(part)
                 drained = False

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from lumera_p2p.content import digest
-from lumera_p2p.errors import StorageFull, StoreError, ValueMismatch, ValueTooLarge
+from lumera_p2p.errors import NotFound, StorageFull, StoreError, ValueMismatch, ValueTooLarge
 from lumera_p2p.store import limits, schema
 from lumera_p2p.store.limits import StoreLimits
 from lumera_p2p.store.lock import DataDirLock
@@ -417,6 +417,15 @@ class LocalStore:
     async def retrieve_many(self, keys: Sequence[bytes]) -> dict[bytes, bytes]:
         """The values found among ``keys`` (absent keys are simply missing from the result)."""
         return await self._data_readers.values([_hex(k) for k in keys])
+
+    async def read_slice(self, key: bytes, offset: int, length: int) -> bytes:
+        """``length`` bytes of the value of ``key`` from ``offset`` (fewer at its end), without
+        reading the rest: a server streams a large answer from here. Raises ``NotFound``
+        if the value is gone."""
+        data = await self._data_readers.slice(_hex(key), offset, length)
+        if data is None:
+            raise NotFound(f"no value stored under {key.hex()}")
+        return data
 
     async def value_sizes(self, keys: Sequence[bytes]) -> dict[bytes, int]:
         """The size of each stored value among ``keys``, without reading the values (a
