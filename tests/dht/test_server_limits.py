@@ -180,7 +180,7 @@ def test_batch_get_values_carries_what_fits_and_the_rest_as_absent() -> None:
         carried = [answer.data[k.hex()].value for k in keys]
         # 1 byte reserved per value byte (the frame references the values): four 100 KiB
         # values fit 450 KiB, the fifth is absent.
-        assert carried == values[:4] + [b""]
+        assert carried == [*values[:4], b""]
         assert request.size == 400 * KIB
 
     run_virtual(main())
