@@ -256,7 +256,7 @@ class DHTConfig(_Section):
     lookup_stall: Seconds = 1.0
     lookup_retries: Annotated[int, Field(ge=0, le=100, strict=True)] = 2
     max_failures: Annotated[int, Field(ge=1, le=1000, strict=True)] = 2
-    batch_store_bytes: Bytes = 64 * MIB
+    batch_store_bytes: Bytes = 8 * MIB
     batch_store_concurrency: AtLeastOne = 16
     min_batch_store_success: Share = 0.75
     batch_get_keys: AtLeastOne = 600

@@ -5,8 +5,14 @@ Each node runs in a process of its own (``value_node.py``), so its peak resident
 (``VmHWM``) counts exactly what it held at once: the value, its frames, its encrypted records,
 SQLite's buffers. The slow test stores the largest value the protocol allows
 (:data:`~lumera_p2p.wire.envelope.MAX_VALUE_SIZE`, 400 MiB minus the envelope) on six replicas;
-the default one a 24 MiB value on two, with a fixed allowance for SQLite's page caches and the
-allocator (which the large value makes negligible).
+the default one a 24 MiB value on two.
+
+Three copies is the floor while a value is stored: the value itself (the caller's, or a view
+into the frame it came in), and SQLite's two while it inserts it (the bound parameter and the
+record it builds; ``store/local.py`` says why no SQLite API avoids them from Python). Both tests
+allow :data:`FIXED` bytes on top, which do not grow with the value: the secure channel's
+receive buffer (3 MiB at most), SQLite's page cache (cut to 1 MiB for large writes) and the
+allocator's rounding.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from lumera_p2p.localnet import LocalNode, create_localnet
 from lumera_p2p.wire.envelope import MAX_VALUE_SIZE
 
 MIB = 1024 * 1024
+#: Bytes a node may hold beyond three copies, whatever the value's size (see above).
+FIXED = 16 * MIB
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -137,12 +145,11 @@ def store_and_retrieve(
 @pytest.mark.timeout(240)
 def test_a_large_value_is_held_at_most_three_times_per_node(tmp_path: Path) -> None:
     size = 24 * MIB
-    slack = 48 * MIB  # page caches of the writer and readers (20 MB each at most), malloc
     with node_processes(tmp_path, 4, {"replicas": 2}) as procs:
         copies = store_and_retrieve(procs, size, replicas=2, timeout=120)
     print(f"\npeak RSS above start, in copies of a {size}-byte value: {copies}")
     for name, held in copies.items():
-        assert held * size <= 3 * size + slack, (name, copies)
+        assert held * size <= 3 * size + FIXED, (name, copies)
 
 
 @pytest.mark.slow
@@ -154,5 +161,7 @@ def test_the_largest_value_on_six_replicas_at_most_three_copies_per_node(
         copies = store_and_retrieve(procs, MAX_VALUE_SIZE, replicas=6, timeout=1200)
     print(f"\nvalue: {MAX_VALUE_SIZE} bytes; peak RSS above start, in copies of it:")
     for name, held in copies.items():
-        print(f"  {name}: {held:.2f}")
-    assert max(copies.values()) <= 3.0, copies
+        extra = (held - 3) * MAX_VALUE_SIZE / MIB
+        print(f"  {name}: {held:.4f} ({extra:+.1f} MiB beside three copies)")
+    for name, held in copies.items():
+        assert held * MAX_VALUE_SIZE <= 3 * MAX_VALUE_SIZE + FIXED, (name, copies)

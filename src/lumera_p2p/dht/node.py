@@ -59,15 +59,39 @@ from lumera_p2p.dht.plans import (
 from lumera_p2p.dht.reports import StoreReport, shortfall_cause
 from lumera_p2p.dht.server import RequestHandler
 from lumera_p2p.dht.valuestore import ValueStore
-from lumera_p2p.errors import KeyDisabled, NoStorePeers, NotFound, TooFewReplicas
+from lumera_p2p.errors import KeyDisabled, NoStorePeers, NotFound, StoreFailed, TooFewReplicas
 from lumera_p2p.kademlia import BanList, Contact, RoutingTable, hash_id
 from lumera_p2p.kademlia.version import version_too_old
+from lumera_p2p.store.local import pair_with_keys
+from lumera_p2p.wire.envelope import MAX_VALUE_SIZE
 from lumera_p2p.wire.messages import Message, MessageData, MessageType
 from lumera_p2p.wire.messages import Node as WireNode
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
+
+
+#: Values hashed on the event loop before a batch's keys are computed in a thread.
+_INLINE_HASH_BYTES = 256 * 1024
+
+
+async def _keys_of(values: Sequence[bytes]) -> list[bytes]:
+    """The keys of ``values``, every size checked first (``ValueTooLarge``); large batches
+    are hashed in a thread."""
+
+    def keys() -> list[bytes]:
+        return [key for key, _ in pair_with_keys(values, MAX_VALUE_SIZE)]
+
+    if sum(len(v) for v in values) <= _INLINE_HASH_BYTES:
+        return keys()
+    return await asyncio.to_thread(keys)
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """Mark a task's exception as seen (it is raised, or superseded, by its awaiter)."""
+    if not task.cancelled():
+        task.exception()
 
 
 class Node:
@@ -408,7 +432,12 @@ class Node:
     async def store_batch(
         self, values: Sequence[bytes], datatype: int = 0, task_id: str = ""
     ) -> BatchStoreReport:
-        """Commit ``values`` locally in one transaction, then send each node its share.
+        """Commit ``values`` locally in one transaction while sending each node its share.
+
+        The keys are computed (and every size checked: ``ValueTooLarge`` before anything is
+        stored or sent) first; the local commit then overlaps the network part (on a disk
+        shared with the replicas, a seventh of the work). The call returns once both are
+        done; a failed local commit raises its own error, before any of the network part's.
 
         The report says how many peers acknowledged each key (``replicas``). Raises
         ``NoStorePeers`` when some key has no store-eligible node, ``TooFewReplicas`` when
@@ -416,7 +445,29 @@ class Node:
         ``min_replicas`` peers (both ``StoreFailed``; the values stay committed locally).
         """
         self._counters.batch_stores += 1
-        keys = await self._values.store_batch(values, datatype=datatype, is_original=True)
+        keys = await _keys_of(values)
+        local = asyncio.ensure_future(
+            self._values.store_batch(
+                list(zip(keys, values, strict=True)), datatype=datatype, is_original=True
+            )
+        )
+        local.add_done_callback(_retrieved)
+        shortfall: StoreFailed | None = None
+        try:
+            report = await self._store_batch_remote(keys, values, datatype, task_id)
+        except StoreFailed as exc:
+            shortfall = exc
+        finally:
+            # The commit is in the writer's hands: wait for it whatever happened out there.
+            await asyncio.wait([local])
+        local.result()  # a failed commit raises first (the network part is logged)
+        if shortfall is not None:
+            raise shortfall
+        return report
+
+    async def _store_batch_remote(
+        self, keys: list[bytes], values: Sequence[bytes], datatype: int, task_id: str
+    ) -> BatchStoreReport:
         candidates = self._store_candidates()
         opts = self._options
         plan = BatchStorePlan(

@@ -101,7 +101,7 @@ class BatchStorePlan(Plan[BatchStoreReport]):
         *,
         datatype: int = 0,
         task_id: str = "",
-        chunk_bytes: int = 64 * 1024 * 1024,
+        chunk_bytes: int = 8 * 1024 * 1024,
         concurrency: int = 16,
         min_success: float = 0.75,
     ) -> None:
