@@ -5,7 +5,8 @@ Each node runs in a process of its own (``value_node.py``), so its peak resident
 (``VmHWM``) counts exactly what it held at once: the value, its frames, its encrypted records,
 SQLite's buffers. The slow test stores the largest value the protocol allows
 (:data:`~lumera_p2p.wire.envelope.MAX_VALUE_SIZE`, 400 MiB minus the envelope) on six replicas;
-the default one a 24 MiB value on two.
+the default one a 24 MiB value on one (three processes: the origin, the replica, the node that
+retrieves it).
 
 Three copies is the floor while a value is stored: the value itself (the caller's, or a view
 into the frame it came in), and SQLite's two while it inserts it (the bound parameter and the
@@ -145,8 +146,8 @@ def store_and_retrieve(
 @pytest.mark.timeout(240)
 def test_a_large_value_is_held_at_most_three_times_per_node(tmp_path: Path) -> None:
     size = 24 * MIB
-    with node_processes(tmp_path, 4, {"replicas": 2}) as procs:
-        copies = store_and_retrieve(procs, size, replicas=2, timeout=120)
+    with node_processes(tmp_path, 3, {"replicas": 1}) as procs:
+        copies = store_and_retrieve(procs, size, replicas=1, timeout=120)
     print(f"\npeak RSS above start, in copies of a {size}-byte value: {copies}")
     for name, held in copies.items():
         assert held * size <= 3 * size + FIXED, (name, copies)
