@@ -14,16 +14,21 @@ from lumera_p2p import (
     P2P,
     InvalidContentKey,
     KeyDisabled,
+    NoStorePeers,
     NotEnoughValues,
     NotFound,
     NotRunning,
     StoreFailed,
+    StoreReport,
     ValueMismatch,
+    ValueTooLarge,
     content_key,
     load_config,
 )
 from lumera_p2p.localnet import create_localnet
 from lumera_p2p.store.timefmt import utcnow
+from lumera_p2p.wire.envelope import ENVELOPE_RESERVE, MAX_VALUE_SIZE
+from lumera_p2p.wire.messages import MAX_PAYLOAD_SIZE
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.asyncio(loop_scope="module")]
 
@@ -86,11 +91,18 @@ async def test_local_only_batch_shortfalls_say_what_was_found(alone: P2P) -> Non
     assert await alone.batch_retrieve([key, absent]) == {key: b"x"}
 
 
-async def test_without_peers_a_store_stays_local_and_a_batch_store_fails_loudly(
+async def test_without_peers_a_store_and_a_batch_store_fail_loudly_and_stay_local(
     alone: P2P,
 ) -> None:
-    key = await alone.store(b"only here")  # Go returns the key: stored locally only
-    assert await alone.retrieve(key, local_only=True) == b"only here"
+    # Go returns the key of a value stored here only; we say so (dht.min_replicas = 1).
+    with pytest.raises(NoStorePeers, match=r"on 0 of 6 peers.*no peers") as caught:
+        await alone.store(b"only here")
+    key = content_key(b"only here")
+    assert caught.value.key == key
+    report = caught.value.report
+    assert isinstance(report, StoreReport)
+    assert (report.replicas, report.wanted, report.key) == (0, 6, key)
+    assert await alone.retrieve(key, local_only=True) == b"only here"  # committed here
     with pytest.raises(StoreFailed, match=r"no store-eligible peers.*\(task t-42\)"):
         await alone.store_batch([b"a", b"b"], task_id="t-42")
     assert await alone.retrieve(content_key(b"a"), local_only=True) == b"a"
@@ -109,3 +121,21 @@ async def test_a_stopped_node_cannot_start_again(tmp_path: Path) -> None:
         await node.start()
     with pytest.raises(NotRunning):
         await node.retrieve(content_key(b"x"))
+
+
+async def test_a_value_over_the_limit_is_refused_before_anything_is_stored(alone: P2P) -> None:
+    """The largest storable value fits one frame with its envelope; one byte more is
+    ``ValueTooLarge`` from store, store_batch and local_store, and nothing is committed. (The
+    zero bytes are never touched, so they cost no memory.)"""
+    too_large = bytes(MAX_VALUE_SIZE + 1)
+    for attempt in (
+        alone.store(too_large),
+        alone.store_batch([b"fine", too_large]),
+        alone.local_store(content_key(b"x"), too_large),
+    ):
+        with pytest.raises(ValueTooLarge) as caught:
+            await attempt
+        assert (caught.value.size, caught.value.limit) == (MAX_VALUE_SIZE + 1, MAX_VALUE_SIZE)
+    assert MAX_VALUE_SIZE + ENVELOPE_RESERVE == MAX_PAYLOAD_SIZE
+    with pytest.raises(NotFound):  # the batch's other value was not committed either
+        await alone.retrieve(content_key(b"fine"), local_only=True)

@@ -32,6 +32,7 @@ from lumera_p2p.errors import (
     KeyNotFound,
     KeyringError,
     LumeraP2PError,
+    NoStorePeers,
     NotEnoughValues,
     NotFound,
     NotRunning,
@@ -41,19 +42,23 @@ from lumera_p2p.errors import (
     ProtobufDecodeError,
     ProtocolError,
     RequestTooLarge,
+    RpcTimeout,
     SignatureError,
     StorageFull,
     StoreError,
     StoreFailed,
     SymbolDirError,
+    TooFewReplicas,
     TransportError,
     ValueMismatch,
+    ValueTooLarge,
     WrongPassphrase,
 )
 
 if TYPE_CHECKING:
     from lumera_p2p.config import Config, load_config
     from lumera_p2p.dht.plans.batch_store import BatchStoreReport
+    from lumera_p2p.dht.reports import StoreReport
     from lumera_p2p.service import P2P
     from lumera_p2p.stats import P2PStats
 
@@ -66,6 +71,7 @@ _LAZY = {
     "P2P": "lumera_p2p.service",
     "P2PStats": "lumera_p2p.stats",
     "BatchStoreReport": "lumera_p2p.dht.plans.batch_store",
+    "StoreReport": "lumera_p2p.dht.reports",
 }
 
 
@@ -98,6 +104,7 @@ __all__ = [
     "KeyNotFound",
     "KeyringError",
     "LumeraP2PError",
+    "NoStorePeers",
     "NotEnoughValues",
     "NotFound",
     "NotRunning",
@@ -108,13 +115,17 @@ __all__ = [
     "ProtobufDecodeError",
     "ProtocolError",
     "RequestTooLarge",
+    "RpcTimeout",
     "SignatureError",
     "StorageFull",
     "StoreError",
     "StoreFailed",
+    "StoreReport",
     "SymbolDirError",
+    "TooFewReplicas",
     "TransportError",
     "ValueMismatch",
+    "ValueTooLarge",
     "WrongPassphrase",
     "content_key",
     "load_config",

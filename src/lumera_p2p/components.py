@@ -31,6 +31,9 @@ def dht_options(config: Config) -> DHTOptions:
         k=dht.k,
         alpha=dht.alpha,
         replicas=dht.replicas,
+        min_replicas=dht.min_replicas,
+        find_value_alpha=dht.find_value_alpha,
+        probe_after=dht.probe_after,
         allow_private=p2p.allow_private_peers,
         min_peer_version=p2p.min_peer_version or "",
         lookup_timeout=dht.lookup_timeout,
@@ -120,6 +123,8 @@ def transport_options(config: Config) -> TransportOptions:
         prune_interval=t.prune_interval,
         max_response_size=t.max_response_size,
         off_loop_size=t.off_loop_size,
+        transfer_rate=t.transfer_rate,
+        answer_budget=t.answer_budget,
     )
 
 

@@ -249,11 +249,14 @@ class DHTConfig(_Section):
     k: Annotated[int, Field(ge=1, le=256, strict=True)] = 20
     alpha: Annotated[int, Field(ge=1, le=256, strict=True)] = 6
     replicas: Annotated[int, Field(ge=1, le=256, strict=True)] = 6
+    min_replicas: Annotated[int, Field(ge=0, le=256, strict=True)] = 1
+    find_value_alpha: Annotated[int, Field(ge=1, le=256, strict=True)] = 1
+    probe_after: Annotated[float, Field(ge=0, le=1e9)] = 60.0
     lookup_timeout: Seconds = 5.0
     lookup_stall: Seconds = 1.0
     lookup_retries: Annotated[int, Field(ge=0, le=100, strict=True)] = 2
     max_failures: Annotated[int, Field(ge=1, le=1000, strict=True)] = 2
-    batch_store_bytes: Bytes = 64 * MIB
+    batch_store_bytes: Bytes = 8 * MIB
     batch_store_concurrency: AtLeastOne = 16
     min_batch_store_success: Share = 0.75
     batch_get_keys: AtLeastOne = 600
@@ -261,6 +264,14 @@ class DHTConfig(_Section):
     fallback_lookups: AtLeastOne = 8
     health_check_concurrency: AtLeastOne = 32
     rpc_timeouts: RpcTimeoutsConfig = RpcTimeoutsConfig()
+
+    @model_validator(mode="after")
+    def _min_replicas_fit(self) -> DHTConfig:
+        if self.min_replicas > self.replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) cannot exceed replicas ({self.replicas})"
+            )
+        return self
 
 
 class ServerConfig(_Section):
@@ -326,6 +337,11 @@ class TransportConfig(_Section):
     max_response_size: Bytes = 400 * MIB
     #: Messages above this size are encoded and decoded in a worker thread.
     off_loop_size: Bytes = MIB
+    #: Bytes a second a large request or answer is given: an RPC's timeout is its
+    #: ``dht.rpc_timeouts`` entry plus its request's and its answer's size at this rate.
+    transfer_rate: Rate = 1.0 * MIB
+    #: Bytes of large answers read at once from all peers (at least ``max_response_size``).
+    answer_budget: Bytes = 512 * MIB
 
 
 class KeyringConfig(_Section):

@@ -87,12 +87,29 @@ class DataDirLocked(StoreError):
     """Another process (or another store in this one) holds the lock on ``data_dir``."""
 
 
+class ValueTooLarge(LumeraP2PError, ValueError):
+    """A value is over the largest storable size (``MAX_VALUE_SIZE``: it must fit one frame
+    with its envelope); nothing was stored or sent."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"a value of {size} bytes is over the limit of {limit} bytes "
+            "(the 400 MiB frame minus its envelope)"
+        )
+        self.size = size
+        self.limit = limit
+
+
 class ValueMismatch(LumeraP2PError, ValueError):
     """A value does not hash to the key it was stored or served under."""
 
 
 class TransportError(LumeraP2PError):
     """An RPC got no usable answer: refused, timed out, connection lost, or malformed."""
+
+
+class RpcTimeout(TransportError):
+    """An RPC got no answer within its timeout."""
 
 
 class ChainError(LumeraP2PError):
@@ -124,7 +141,24 @@ class ApiError(LumeraP2PError):
 
 
 class StoreFailed(LumeraP2PError):
-    """A network store did not reach enough nodes (the value is committed locally)."""
+    """A network store did not reach enough nodes (the value is committed locally).
+
+    ``key`` is the base58 key of a single store (None for a batch); ``report`` the
+    :class:`~lumera_p2p.reports.StoreReport` (or ``BatchStoreReport``) of what was achieved.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None, report: object = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.report = report
+
+
+class NoStorePeers(StoreFailed):
+    """No peer to store on: the routing table is empty, or no peer in it is store-eligible."""
+
+
+class TooFewReplicas(StoreFailed):
+    """Fewer peers acknowledged than ``dht.min_replicas`` (they refused, failed or timed out)."""
 
 
 class PoisonedValue(TransportError):

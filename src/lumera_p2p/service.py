@@ -53,12 +53,14 @@ from lumera_p2p.config import Config
 from lumera_p2p.content import digest, key_from_bytes, key_to_bytes
 from lumera_p2p.dht import BatchStoreReport, Node
 from lumera_p2p.dht.replication import Replicator
+from lumera_p2p.dht.reports import StoreReport
 from lumera_p2p.errors import (
     ConfigError,
     LumeraP2PError,
     NotEnoughValues,
     NotRunning,
     ValueMismatch,
+    ValueTooLarge,
 )
 from lumera_p2p.identity.keyring import Keyring
 from lumera_p2p.identity.keys import PrivateKey
@@ -74,6 +76,7 @@ from lumera_p2p.store import LocalStore, StoredKey
 from lumera_p2p.store.rqstore import RQStore, SymbolDirStatus
 from lumera_p2p.symbols.registration import checked_registration
 from lumera_p2p.symbols.worker import SymbolWorker
+from lumera_p2p.wire.envelope import MAX_VALUE_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -468,7 +471,18 @@ class P2P:
 
     async def store(self, data: bytes, datatype: int = 0) -> str:
         """Store ``data`` here (committed before the network part) and on the nearest nodes;
-        return its base58 key."""
+        return its base58 key (the Go API). :meth:`store_with_report` says who holds it.
+
+        Raises ``StoreFailed`` (``NoStorePeers``, ``TooFewReplicas``) when fewer than
+        ``dht.min_replicas`` peers acknowledged; the error's ``key`` and ``report`` say what
+        was achieved (the value is committed here either way).
+        """
+        return (await self.store_with_report(data, datatype)).key
+
+    async def store_with_report(self, data: bytes, datatype: int = 0) -> StoreReport:
+        """Like :meth:`store`, returning the :class:`~lumera_p2p.dht.reports.StoreReport`:
+        the key, the peers that acknowledged (``replicas`` of ``wanted``), those that refused
+        or failed, and the cause of any shortfall."""
         self._check_running()
         outcome = await self._node.store(bytes(data), datatype)
         self._recent.add_store(
@@ -481,7 +495,7 @@ class P2P:
                 replicas=outcome.replicas,
             )
         )
-        return key_from_bytes(outcome.key)
+        return StoreReport.of(key_from_bytes(outcome.key), outcome, self._node.options.replicas)
 
     async def retrieve(self, key: str, local_only: bool = False) -> bytes | None:
         """The value of a base58 key: local, then the network (None if nowhere).
@@ -497,8 +511,10 @@ class P2P:
     ) -> BatchStoreReport:
         """Store many values: one local transaction, then each replica node its share.
 
-        ``task_id`` names the batch in logs and in the report. Raises ``StoreFailed`` when
-        some key has no eligible node or too few requests succeed (see ``dht.options``).
+        ``task_id`` names the batch in logs and in the report, whose ``replicas`` say how many
+        peers acknowledged each key. Raises ``StoreFailed`` (``NoStorePeers``,
+        ``TooFewReplicas``) when some key has no eligible node, too few requests succeed, or
+        a key reached fewer than ``dht.min_replicas`` peers (see ``dht.options``).
         """
         self._check_running()
         report = await self._node.store_batch([bytes(v) for v in values], datatype, task_id)
@@ -584,6 +600,8 @@ class P2P:
         """Store ``data`` here only, under ``key``, which it must hash to (``ValueMismatch``)."""
         self._check_running()
         raw = key_to_bytes(key)
+        if len(data) > MAX_VALUE_SIZE:
+            raise ValueTooLarge(len(data), MAX_VALUE_SIZE)
         if digest(data) != raw:
             raise ValueMismatch(f"data does not hash to key {key}")
         await self._db.store_batch([(raw, bytes(data))], is_original=True)

@@ -74,7 +74,9 @@ class FakeTransport:
         self.calls: list[tuple[Message, float]] = []
         self.cancelled: list[Message] = []
 
-    async def call(self, peer: Contact, request: Message, timeout: float) -> Message:
+    async def call(
+        self, peer: Contact, request: Message, timeout: float, *, on_answer: object = None
+    ) -> Message:
         self.calls.append((request, timeout))
         try:
             await asyncio.sleep(min(self.delay, timeout))

@@ -24,7 +24,9 @@ class Peers:
         self.alive = alive if alive is not None else set()
         self.pinged: list[bytes] = []
 
-    async def call(self, peer: Contact, request: Message, timeout: float) -> Message:
+    async def call(
+        self, peer: Contact, request: Message, timeout: float, *, on_answer: object = None
+    ) -> Message:
         self.pinged.append(peer.id)
         if peer.id not in self.alive:
             await asyncio.sleep(timeout)
@@ -119,7 +121,7 @@ def test_a_full_bucket_pings_its_oldest_before_a_newcomer_may_replace_it() -> No
     async def main() -> None:
         head, second, newcomer = in_bucket(255, 3)
         transport = Peers(alive={head.id, second.id})
-        n = node(transport, k=2)
+        n = node(transport, k=2, probe_after=0.0)  # every newcomer probes
         n.learn(head)
         n.learn(second)
         n.learn(newcomer)  # full: the head is probed in the background
@@ -138,6 +140,28 @@ def test_a_full_bucket_pings_its_oldest_before_a_newcomer_may_replace_it() -> No
         assert n.knows(late.hashed_id) and n.knows(head.hashed_id)
         counters = n.snapshot_counters()
         assert (counters.probes, counters.evictions) == (2, 1)
+        await n.close()
+
+    run_virtual(main())
+
+
+def test_a_head_heard_from_recently_is_not_probed() -> None:
+    async def main() -> None:
+        head, second, newcomer, late = in_bucket(255, 4)
+        transport = Peers(alive={head.id, second.id})
+        n = node(transport, k=2, probe_after=30.0)
+        n.learn(head)
+        n.learn(second)
+        await asyncio.sleep(29.0)
+        n.learn(newcomer)  # the head was seen 29 s ago: alive, no probe
+        await asyncio.sleep(1.0)
+        assert transport.pinged == [] and n.contacts() == [head, second]
+        assert n.snapshot_counters().probes == 0
+        await asyncio.sleep(0.5)
+        n.learn(late)  # now 30.5 s: probed
+        await asyncio.sleep(1.0)
+        assert transport.pinged == [head.id]
+        assert n.snapshot_counters().probes == 1
         await n.close()
 
     run_virtual(main())

@@ -154,7 +154,9 @@ def test_batch_retrieve_stream_redelivers_refused_values(shared_network: Runner)
 
 
 class Offline:
-    async def call(self, peer: Contact, request: Message, timeout: float) -> Message:
+    async def call(
+        self, peer: Contact, request: Message, timeout: float, *, on_answer: object = None
+    ) -> Message:
         raise TransportError("offline")
 
 

@@ -34,7 +34,9 @@ from lumera_p2p.wire.messages import Node as WireNode
 
 
 class NoTransport:
-    async def call(self, peer: Contact, request: Message, timeout: float) -> Message:
+    async def call(
+        self, peer: Contact, request: Message, timeout: float, *, on_answer: object = None
+    ) -> Message:
         raise TransportError("offline")
 
 

@@ -12,6 +12,7 @@ import pytest
 import zstandard
 
 from lumera_p2p.dht import DHTOptions, MemoryStore, Node, ServingLimits
+from lumera_p2p.dht import server as server_module
 from lumera_p2p.dht.quotas import QuotaLimits
 from lumera_p2p.dht.server import BUSY, NO_MEMORY
 from lumera_p2p.errors import ProtocolError, TransportError
@@ -41,7 +42,9 @@ KIB = 1024
 
 
 class Offline:
-    async def call(self, peer: Contact, request: Message, timeout: float) -> Message:
+    async def call(
+        self, peer: Contact, request: Message, timeout: float, *, on_answer: object = None
+    ) -> Message:
         raise TransportError("offline")
 
 
@@ -166,7 +169,7 @@ def test_batch_get_values_carries_what_fits_and_the_rest_as_absent() -> None:
         n = node()
         values = [bytes([i]) * (100 * KIB) for i in range(5)]
         keys = await n.values.store_batch(values)
-        budget = MemoryBudget(500 * KIB, small=0)
+        budget = MemoryBudget(450 * KIB, small=0)
         request = budget.try_reserve(0, "lumera1a")
         assert request is not None
         answer = await handled(
@@ -175,8 +178,9 @@ def test_batch_get_values_carries_what_fits_and_the_rest_as_absent() -> None:
         assert isinstance(answer, BatchGetValuesResponse) and answer.status.result == 0
         assert answer.data is not None
         carried = [answer.data[k.hex()].value for k in keys]
-        # 2 bytes reserved per value byte: two 100 KiB values fit 500 KiB, the rest are absent.
-        assert carried == values[:2] + [b""] * 3
+        # 1 byte reserved per value byte (the frame references the values): four 100 KiB
+        # values fit 450 KiB, the fifth is absent.
+        assert carried == [*values[:4], b""]
         assert request.size == 400 * KIB
 
     run_virtual(main())
@@ -229,7 +233,8 @@ def test_find_value_of_a_large_value_without_room_is_busy() -> None:
         for i in range(5):
             n.learn(Contact(b"peer-%d" % i, f"10.0.1.{i}", 4445), now=0.0)
         [key] = await n.values.store_batch([b"L" * (300 * KIB)])
-        budget = MemoryBudget(1000 * KIB, per_peer=500 * KIB, small=0)
+        # The answer holds the value once (its frame references it): 300 KiB of room.
+        budget = MemoryBudget(1000 * KIB, per_peer=250 * KIB, small=0)
         request = budget.try_reserve(0, "lumera1a")
         assert request is not None
         answer = await handled(n, request, peer("a"), FindValueRequest(key), MessageType.FIND_VALUE)
@@ -240,7 +245,7 @@ def test_find_value_of_a_large_value_without_room_is_busy() -> None:
         assert roomy is not None
         answer = await handled(n, roomy, peer("a"), FindValueRequest(key), MessageType.FIND_VALUE)
         assert isinstance(answer, FindValueResponse) and answer.value == b"L" * (300 * KIB)
-        assert roomy.size == 600 * KIB
+        assert roomy.size == 300 * KIB
 
     run_virtual(main())
 
@@ -317,7 +322,9 @@ def test_replicate_announcements_are_bounded_per_peer() -> None:
 class Answering:
     """Every peer answers pings."""
 
-    async def call(self, peer: Contact, request: Message, timeout: float) -> Message:
+    async def call(
+        self, peer: Contact, request: Message, timeout: float, *, on_answer: object = None
+    ) -> Message:
         return Message(
             sender=request.receiver, receiver=request.sender, message_type=request.message_type
         )
@@ -356,5 +363,35 @@ def test_a_failure_ban_is_lifted_by_a_ping_as_in_go() -> None:
         assert not n.knows(flaky.hashed_id)  # a request does not lift it...
         assert await n.ping(flaky)  # ...an answered ping does
         assert n.knows(flaky.hashed_id) and not n.is_banned(flaky.hashed_id)
+
+    run_virtual(main())
+
+
+# --- the value limit -------------------------------------------------------------------------
+
+
+def test_values_over_the_limit_are_refused_on_the_way_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A StoreData or BatchStoreData value over MAX_VALUE_SIZE fits its frame only because its
+    sender's envelope is small; it could never be sent on, so it is answered Failed and not
+    stored (the limit is lowered here so the test needs no 400 MiB)."""
+    monkeypatch.setattr(server_module, "MAX_VALUE_SIZE", 1000)
+
+    async def main() -> None:
+        store = MemoryStore()
+        n = node(store)
+        for mtype, data in (
+            (MessageType.STORE_DATA, StoreDataRequest(data=b"x" * 1001)),
+            (MessageType.BATCH_STORE_DATA, BatchStoreDataRequest(data=[b"ok", b"y" * 1001])),
+        ):
+            answer = await ask(n, peer("big"), mtype, data)
+            assert isinstance(answer, StoreDataResponse)
+            assert answer.status.result == 1
+            assert "1001 bytes is over the limit of 1000" in answer.status.err_msg
+        assert store.values == {}
+        answer = await ask(
+            n, peer("big"), MessageType.STORE_DATA, StoreDataRequest(data=b"z" * 1000)
+        )
+        assert isinstance(answer, StoreDataResponse) and answer.status.result == 0
+        assert len(store.values) == 1
 
     run_virtual(main())

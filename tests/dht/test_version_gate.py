@@ -65,7 +65,9 @@ class Scripted:
         self.peers = dict(peers)
         self.asked: list[bytes] = []
 
-    async def call(self, to: Contact, request: Message, timeout: float) -> Message:
+    async def call(
+        self, to: Contact, request: Message, timeout: float, *, on_answer: object = None
+    ) -> Message:
         self.asked.append(to.id)
         if to.id not in self.peers:
             raise TransportError(f"{to}: refused")

@@ -206,3 +206,33 @@ def test_misbehaving_peer_is_not_retried() -> None:
     first = lookup.poll(0)
     lookup.on_failure(first[0], 0.1, retry=False)
     assert lookup.state_of(first[0]) is PeerState.FAILED
+
+
+def test_an_answer_on_its_way_neither_stalls_nor_times_out_before_its_size_allows() -> None:
+    """FIND_VALUE asks the nearest holder; its large answer starts arriving (on_progress with
+    100 s for its size): past the stall and the timeout nobody else is asked and it has not
+    failed, until the time its size allows runs out. Without the progress report the same
+    lookup widens at the stall and gives the peer up at the timeout."""
+    seeds = [Contact(b"p%d" % i, "10.0.0.1", 1) for i in range(8)]
+
+    def lookup() -> tuple[Lookup, Contact]:
+        found = Lookup(
+            hash_id(b"x"), seeds, timeout=5.0, stall_timeout=1.0, find_value=True, value_alpha=1
+        )
+        (first,) = found.poll(0.0)
+        return found, first
+
+    watched, first = lookup()
+    watched.on_progress(first, 0.5, 100.0)
+    assert watched.poll(2.0) == [] and watched.poll(50.0) == []
+    assert watched.state_of(first) is PeerState.IN_FLIGHT
+    assert watched.next_deadline() == pytest.approx(105.5)
+    watched.on_response(first, [], 60.0, value=b"big")
+    assert watched.done and watched.value == b"big"
+
+    plain, first = lookup()
+    assert len(plain.poll(2.0)) == 6  # stalled: no longer counted, and widened to alpha
+    plain.poll(6.0)
+    assert plain.state_of(first) is not PeerState.IN_FLIGHT
+    # A report for a peer not in flight changes nothing.
+    plain.on_progress(seeds[7], 6.0, 100.0)

@@ -185,9 +185,9 @@ async def test_encode_and_decode_on_and_off_the_loop() -> None:
         message_type=MessageType.STORE_DATA,
         data=StoreDataRequest(data=b"d" * 5000),
     )
-    inline = await encode_frame(message)
+    inline = (await encode_frame(message)).tobytes()
     threaded = await encode_frame(message, off_loop_size=100)
-    assert inline == threaded
+    assert inline == threaded.tobytes() and len(threaded) == len(inline)
     assert decode_message(inline) == message
     body = inline[HEADER_SIZE:]
     assert await decode_frame_body(body) == message

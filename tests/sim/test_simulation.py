@@ -25,6 +25,8 @@ def check_no_faults(result: SimResult) -> None:
     assert result.retrieve_success_rate == 1.0
     assert result.rounds_median <= 4
     assert result.extra["poisoned_values"] == 0
+    # Stores stop their lookups early, yet find exactly the nearest nodes (brute force).
+    assert result.extra["store_exactness"] == 1.0
 
 
 def check_dead_and_lossy(result: SimResult) -> None:
@@ -32,6 +34,7 @@ def check_dead_and_lossy(result: SimResult) -> None:
     assert result.retrieve_success_rate == 1.0
     assert result.accuracy >= 0.99
     assert result.extra["lost_messages"] > 0  # the loss really happened
+    assert result.extra["store_exactness"] == 1.0  # the stores made before the faults
 
 
 @pytest.mark.simulation("no_faults")

@@ -232,7 +232,9 @@ async def test_bad_limits_are_refused(tmp_path: Path, kwargs: dict[str, object])
 
 
 class NoTransport:
-    async def call(self, peer: Contact, request: Message, timeout: float) -> Message:
+    async def call(
+        self, peer: Contact, request: Message, timeout: float, *, on_answer: object = None
+    ) -> Message:
         raise TransportError("offline")
 
 

@@ -14,8 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lumera_p2p.errors import StoreError, ValueMismatch
+from lumera_p2p.errors import StoreError, ValueMismatch, ValueTooLarge
 from lumera_p2p.store import LocalStore, ReplicationInfo, ReplicationKey, schema
+from lumera_p2p.store.local import LARGE_WRITE
 from lumera_p2p.store.timefmt import format_time, parse_time, utcnow
 from lumera_p2p.store.writer import WriterThread
 
@@ -90,10 +91,14 @@ async def test_store_with_key_is_checked(store: LocalStore) -> None:
 async def test_oversized_value_refused(tmp_path: Path) -> None:
     s = await LocalStore.open(tmp_path, max_value_size=10)
     try:
-        with pytest.raises(StoreError, match="exceeds"):
+        with pytest.raises(ValueTooLarge, match="11 bytes is over the limit of 10") as caught:
             await s.store_value(b"x" * 11)
-        with pytest.raises(StoreError, match="exceeds"):
+        assert (caught.value.size, caught.value.limit) == (11, 10)
+        with pytest.raises(ValueTooLarge):
             await s.store(h(b"y" * 11), b"y" * 11)
+        # One value too large refuses the whole batch, the others included.
+        with pytest.raises(ValueTooLarge):
+            await s.store_batch([b"ok", b"z" * 11])
         assert await s.count() == 0
     finally:
         await s.close()
@@ -440,3 +445,39 @@ async def test_unwritable_location_is_a_clear_error() -> None:
     # /proc refuses new directories even to root, unlike a chmod-ed directory.
     with pytest.raises(StoreError, match="cannot create the data directory"):
         await LocalStore.open(Path("/proc/self/lumera-p2p-test/data"))
+
+
+async def test_large_values_keep_the_upsert_semantics(tmp_path: Path) -> None:
+    """A batch with a value over LARGE_WRITE goes through its own statement (a small page
+    cache, then a row that inserts nothing to drop SQLite's bound copy): the bytes, the row's
+    columns and the upsert rules are those of small values, views included."""
+    big = os.urandom(LARGE_WRITE + 12345)
+    edge = os.urandom(1024 * 1024)
+    s = await LocalStore.open(tmp_path, max_storage_bytes=4 * LARGE_WRITE)
+    try:
+        keys = await s.store_batch([memoryview(big), b"small", edge], datatype=1, is_original=True)
+        assert keys == [h(big), h(b"small"), h(edge)]
+        assert await s.retrieve(h(big)) == big
+        assert await s.retrieve(h(edge)) == edge
+        assert await s.retrieve_many(keys) == {h(big): big, h(b"small"): b"small", h(edge): edge}
+        assert await s.value_sizes([h(big)]) == {h(big): len(big)}
+        assert await s.count() == 3  # the unbinding row inserted nothing
+        assert s.stored_bytes() == len(big) + len(edge) + 5
+        # Storing it again keeps its datatype and is_original, and nothing is counted twice.
+        await s.store(h(big), big, datatype=0, is_original=False)
+        assert s.stored_bytes() == len(big) + len(edge) + 5
+    finally:
+        await s.close()
+    reopened = await LocalStore.open(tmp_path)
+    try:
+        assert await reopened.retrieve(h(big)) == big
+    finally:
+        await reopened.close()
+    conn = sqlite3.connect(tmp_path / schema.DATA_DB)
+    try:
+        row = conn.execute(
+            "SELECT datatype, is_original, length(data) FROM data WHERE key=?", (h(big).hex(),)
+        ).fetchone()
+    finally:
+        conn.close()
+    assert tuple(row) == (1, 1, len(big))

@@ -15,11 +15,13 @@ from functools import lru_cache
 
 from lumera_p2p.dht.eligibility import Eligibility
 from lumera_p2p.kademlia import Contact
+from lumera_p2p.wire.envelope import MAX_HOST, MAX_NODE_ID, MAX_VERSION
 from lumera_p2p.wire.messages import Message
 from lumera_p2p.wire.messages import Node as WireNode
 
-#: Longest node ID accepted from a peer (bech32 addresses are ~45 bytes).
-MAX_NODE_ID = 256
+# The longest node ID, host and version accepted from a peer (MAX_NODE_ID, MAX_HOST,
+# MAX_VERSION) come from ``wire/envelope.py``: the largest value's envelope is computed with
+# them, so that value fits any message to any peer we know.
 
 
 class EndpointKind(Enum):
@@ -34,6 +36,8 @@ class EndpointKind(Enum):
 def endpoint_kind(host: str) -> EndpointKind:
     """Classify a peer's host. Memoised: parsing IP text is the costliest step of reading a
     lookup response."""
+    if len(host) > MAX_HOST:
+        return EndpointKind.UNUSABLE
     try:
         addr = ipaddress.ip_address(host)
     except ValueError:
@@ -71,6 +75,8 @@ def answered_as(peer: Contact, response: Message) -> Contact:
     sender = response.sender
     if sender is None or bytes(sender.id) != peer.id or sender.version == peer.version:
         return peer
+    if len(sender.version or "") > MAX_VERSION:
+        return peer
     return Contact(peer.id, peer.ip, peer.port, sender.version or "")
 
 
@@ -92,6 +98,8 @@ class ContactReader:
     def contact(self, node: WireNode | None) -> Contact | None:
         """A routable contact from a peer-supplied ``Node``, or None if it is unusable."""
         if node is None or not node.id or len(node.id) > MAX_NODE_ID:
+            return None
+        if len(node.version or "") > MAX_VERSION:
             return None
         if not self.acceptable_endpoint(node.ip, node.port):
             return None

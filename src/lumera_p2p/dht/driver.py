@@ -32,13 +32,25 @@ R = TypeVar("R")
 
 #: ``consume(key, value)`` → accept (True) or refuse (False) a value a plan delivers.
 Consumer = Callable[[bytes, bytes], Awaitable[bool]]
+#: ``on_answer(extra)``: a large answer has started to arrive and is given ``extra`` seconds.
+AnswerWatcher = Callable[[float], None]
 
 
 class Transport(Protocol):
     """Sends one request to a peer and returns its response (the one interface of ``net/``)."""
 
-    async def call(self, peer: Contact, request: Message, timeout: float) -> Message:
-        """Deliver ``request`` to ``peer``; raise ``TransportError`` on any failure."""
+    async def call(
+        self,
+        peer: Contact,
+        request: Message,
+        timeout: float,
+        *,
+        on_answer: AnswerWatcher | None = None,
+    ) -> Message:
+        """Deliver ``request`` to ``peer``; raise ``TransportError`` on any failure.
+
+        A transport whose answers can take long to arrive (TCP: a large one) calls
+        ``on_answer`` once such an answer has started, with the seconds it allows it."""
         ...
 
 
@@ -87,7 +99,7 @@ class Driver:
                 for request in plan.poll(loop.time()):
                     if request.supersedes is not None:
                         self._cancel(pending, request.supersedes)
-                    task = asyncio.ensure_future(self._call(request))
+                    task = asyncio.ensure_future(self._call(request, plan))
                     task.add_done_callback(functools.partial(report, request.token))
                     pending[request.token] = task
                 for token in plan.abandoned():
@@ -166,7 +178,7 @@ class Driver:
         if task is not None:
             task.cancel()
 
-    async def _call(self, request: Request) -> Message:
+    async def _call(self, request: Request, plan: Plan[object]) -> Message:
         """One RPC: the answer must be of the type asked, or it counts as a failure."""
         counters = self._counters
         name = request.mtype.name
@@ -179,7 +191,18 @@ class Driver:
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            response = await self._transport.call(request.peer, message, timeout)
+            if request.watch:
+                loop = asyncio.get_running_loop()
+                token = request.token
+
+                def on_answer(extra: float) -> None:
+                    plan.on_progress(token, extra, loop.time())
+
+                response = await self._transport.call(
+                    request.peer, message, timeout, on_answer=on_answer
+                )
+            else:
+                response = await self._transport.call(request.peer, message, timeout)
             if response.message_type != int(request.mtype):
                 raise TransportError(
                     f"{request.peer}: answered type {response.message_type} "

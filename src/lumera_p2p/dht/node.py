@@ -56,12 +56,15 @@ from lumera_p2p.dht.plans import (
     Struck,
     Unanswered,
 )
+from lumera_p2p.dht.reports import StoreReport, shortfall_cause
 from lumera_p2p.dht.server import RequestHandler
 from lumera_p2p.dht.valuestore import ValueStore
-from lumera_p2p.errors import KeyDisabled, NotFound, StoreFailed
+from lumera_p2p.errors import KeyDisabled, NoStorePeers, NotFound, StoreFailed, TooFewReplicas
 from lumera_p2p.kademlia import BanList, Contact, RoutingTable, hash_id
 from lumera_p2p.kademlia.banlist import BanEntry
 from lumera_p2p.kademlia.version import version_too_old
+from lumera_p2p.store.local import pair_with_keys
+from lumera_p2p.wire.envelope import MAX_VALUE_SIZE
 from lumera_p2p.wire.messages import Message, MessageData, MessageType
 from lumera_p2p.wire.messages import Node as WireNode
 
@@ -71,6 +74,28 @@ R = TypeVar("R")
 
 #: ``listener(peer, count)``: a peer announced ``count`` keys we lack (they await fetching).
 AnnouncementListener = Callable[[Contact, int], None]
+
+
+#: Values hashed on the event loop before a batch's keys are computed in a thread.
+_INLINE_HASH_BYTES = 256 * 1024
+
+
+async def _keys_of(values: Sequence[bytes]) -> list[bytes]:
+    """The keys of ``values``, every size checked first (``ValueTooLarge``); large batches
+    are hashed in a thread."""
+
+    def keys() -> list[bytes]:
+        return [key for key, _ in pair_with_keys(values, MAX_VALUE_SIZE)]
+
+    if sum(len(v) for v in values) <= _INLINE_HASH_BYTES:
+        return keys()
+    return await asyncio.to_thread(keys)
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """Mark a task's exception as seen (it is raised, or superseded, by its awaiter)."""
+    if not task.cancelled():
+        task.exception()
 
 
 class Node:
@@ -91,7 +116,7 @@ class Node:
         self._values = values
         self._eligibility = eligibility or Eligibility()
         self._rng = rng or random.Random()
-        self._table = RoutingTable(me.hashed_id, k=opts.k)
+        self._table = RoutingTable(me.hashed_id, k=opts.k, probe_after=opts.probe_after)
         self._bans = BanList()
         self._counters = DHTCounters()
         self._reader = ContactReader(
@@ -410,40 +435,87 @@ class Node:
     async def store(self, value: bytes, datatype: int = 0) -> StoreOutcome:
         """Commit ``value`` locally, then store it on the nearest store-eligible nodes.
 
-        Nodes that fail are replaced by the next nearest until ``replicas`` have it or the
-        candidates run out; the outcome says how many did.
+        The lookup stops once the ``replicas`` nearest store-eligible nodes have answered;
+        nodes that fail are replaced by the next nearest until ``replicas`` have it or the
+        candidates run out. The outcome says how many did (and its ``cause``, why not more);
+        fewer than ``min_replicas`` raise ``NoStorePeers`` or ``TooFewReplicas`` (a
+        ``StoreFailed``) carrying its :class:`StoreReport`, and any shortfall is logged as a
+        warning naming its cause.
         """
         self._counters.stores += 1
         (key,) = await self._values.store_batch([value], datatype=datatype, is_original=True)
+        opts = self._options
+
+        def eligible(contact: Contact) -> bool:
+            return self._eligibility.store(contact.hashed_id)
+
         plan = StorePlan(
             key,
             value,
             datatype,
-            self._lookup(LookupKind.NODES, key),
-            replicas=self._options.replicas,
-            store_eligible=lambda c: self._eligibility.store(c.hashed_id),
+            self._lookup(LookupKind.NODES, key, enough=(opts.replicas, eligible)),
+            replicas=opts.replicas,
+            store_eligible=eligible,
         )
         outcome = await self.run(plan)
         self._counters.store_replicas += outcome.replicas
-        if outcome.replicas < self._options.replicas and self.peer_count:
-            log.info(
-                "stored %s on %d of %d replicas",
-                key_from_bytes(key),
-                outcome.replicas,
-                self._options.replicas,
+        outcome.cause = shortfall_cause(outcome, opts.replicas, self.peer_count)
+        if not outcome.cause:
+            return outcome
+        name = key_from_bytes(key)
+        report = StoreReport.of(name, outcome, opts.replicas)
+        log.warning(
+            "stored %s on %d of %d peers: %s", name, report.replicas, report.wanted, report.cause
+        )
+        if report.replicas < opts.min_replicas:
+            error = NoStorePeers if outcome.candidates == 0 else TooFewReplicas
+            raise error(
+                f"stored {name} on {report.replicas} of {report.wanted} peers, "
+                f"at least {opts.min_replicas} required ({report.cause}); committed locally",
+                key=name,
+                report=report,
             )
         return outcome
 
     async def store_batch(
         self, values: Sequence[bytes], datatype: int = 0, task_id: str = ""
     ) -> BatchStoreReport:
-        """Commit ``values`` locally in one transaction, then send each node its share.
+        """Commit ``values`` locally in one transaction while sending each node its share.
 
-        Raises ``StoreFailed`` when some key has no store-eligible node or fewer than the
-        configured share of requests succeed (the values stay committed locally).
+        The keys are computed (and every size checked: ``ValueTooLarge`` before anything is
+        stored or sent) first; the local commit then overlaps the network part (on a disk
+        shared with the replicas, a seventh of the work). The call returns once both are
+        done; a failed local commit raises its own error, before any of the network part's.
+
+        The report says how many peers acknowledged each key (``replicas``). Raises
+        ``NoStorePeers`` when some key has no store-eligible node, ``TooFewReplicas`` when
+        fewer than the configured share of requests succeed or a key reached fewer than
+        ``min_replicas`` peers (both ``StoreFailed``; the values stay committed locally).
         """
         self._counters.batch_stores += 1
-        keys = await self._values.store_batch(values, datatype=datatype, is_original=True)
+        keys = await _keys_of(values)
+        local = asyncio.ensure_future(
+            self._values.store_batch(
+                list(zip(keys, values, strict=True)), datatype=datatype, is_original=True
+            )
+        )
+        local.add_done_callback(_retrieved)
+        shortfall: StoreFailed | None = None
+        try:
+            report = await self._store_batch_remote(keys, values, datatype, task_id)
+        except StoreFailed as exc:
+            shortfall = exc
+        finally:
+            # The commit is in the writer's hands: wait for it whatever happened out there.
+            await asyncio.wait([local])
+        local.result()  # a failed commit raises first (the network part is logged)
+        if shortfall is not None:
+            raise shortfall
+        return report
+
+    async def _store_batch_remote(
+        self, keys: list[bytes], values: Sequence[bytes], datatype: int, task_id: str
+    ) -> BatchStoreReport:
         candidates = self._store_candidates()
         opts = self._options
         plan = BatchStorePlan(
@@ -460,16 +532,29 @@ class Node:
         self._counters.batch_store_requests += report.requests
         self._counters.batch_store_requests_succeeded += report.succeeded
         task = f" (task {task_id})" if task_id else ""
-        log.info(
-            "batch store%s: %d values, %d/%d requests succeeded, %d refused as not eligible",
+        if report.failure is None and keys and report.min_replicas < opts.min_replicas:
+            short = sum(n < opts.min_replicas for n in report.replicas)
+            report.failure = (
+                f"{short}/{len(keys)} keys reached fewer than {opts.min_replicas} peers"
+                f" ({report.timeouts} requests timed out,"
+                f" {report.refused_not_eligible} refused as not store-eligible)"
+            )
+        log.log(
+            logging.WARNING if report.failure else logging.INFO,
+            "batch store%s: %d values, %d/%d requests succeeded, %d refused as not eligible,"
+            " %d timed out, fewest replicas of a key %d%s",
             task,
             len(keys),
             report.succeeded,
             report.requests,
             report.refused_not_eligible,
+            report.timeouts,
+            report.min_replicas,
+            f": {report.failure}" if report.failure else "",
         )
         if report.failure is not None:
-            raise StoreFailed(report.failure + task)
+            error = NoStorePeers if report.requests == 0 else TooFewReplicas
+            raise error(report.failure + task, report=report)
         return report
 
     async def retrieve(self, key: bytes, local_only: bool = False) -> bytes | None:
@@ -543,8 +628,15 @@ class Node:
 
     # --- inside ----------------------------------------------------------------------------
 
-    def _lookup(self, kind: LookupKind, target: bytes) -> LookupPlan:
-        """A lookup seeded from the routing table, never asking ourselves or a banned peer."""
+    def _lookup(
+        self,
+        kind: LookupKind,
+        target: bytes,
+        *,
+        enough: tuple[int, Callable[[Contact], bool]] | None = None,
+    ) -> LookupPlan:
+        """A lookup seeded from the routing table, never asking ourselves or a banned peer
+        (``enough``: see :class:`LookupPlan`)."""
         banned = self._bans.banned(self.now())
         exclude = frozenset(banned | {self._me.hashed_id})
         params = self._lookup_params
@@ -552,7 +644,7 @@ class Node:
             seeds = self._table.closest(hash_id(target), self._options.k, banned)
             return LookupPlan.for_node_id(target, seeds, self._reader, params, exclude=exclude)
         seeds = self._table.closest(target, self._options.k, banned)
-        return LookupPlan(kind, target, seeds, self._reader, params, exclude=exclude)
+        return LookupPlan(kind, target, seeds, self._reader, params, exclude=exclude, enough=enough)
 
     def _store_candidates(self) -> list[Contact]:
         banned = self._bans.banned(self.now())

@@ -24,9 +24,10 @@ Differences from Go that a Go peer can observe, each deliberate:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import base58
 
@@ -51,11 +52,14 @@ from lumera_p2p.errors import (
     OverBudget,
     ProtocolError,
     StorageFull,
+    ValueTooLarge,
 )
 from lumera_p2p.kademlia import Contact, hash_id
 from lumera_p2p.net.budget import current_reservation
+from lumera_p2p.net.frames import LazyBytes
 from lumera_p2p.net.slots import RequestSlots
 from lumera_p2p.store.local import ReplicationKey
+from lumera_p2p.wire.envelope import MAX_VALUE_SIZE
 from lumera_p2p.wire.messages import (
     BatchFindNodeRequest,
     BatchFindNodeResponse,
@@ -88,11 +92,27 @@ log = logging.getLogger(__name__)
 #: later, or ask another provider (Go's BatchFindValues says "Busy" when its slots are taken).
 BUSY = "Busy"
 NO_MEMORY = "Busy: no memory for the answer now"
-#: Bytes an answer holds per value byte while it is built: the values, then the frame (or,
-#: for BatchFindValues, the compressed payload) they become.
+#: Bytes a BatchFindValues answer holds per value byte while it is built: the values, then
+#: the compressed payload they become.
 ANSWER_COPIES = 2
+#: ... and a FindValue or BatchGetValues answer: the values, which the frame references
+#: (``net.frames.Frame``) instead of copying.
+FRAME_COPIES = 1
 #: FindValue answers up to this size need no reservation (the server's small requests).
 SMALL_ANSWER = 64 * 1024
+#: FindValue answers with a value at least this large are streamed from a store that can
+#: read slices (``SliceReader``): never held whole, and started before the value is read.
+STREAMED_VALUE = 16 * 1024 * 1024
+
+
+@runtime_checkable
+class SliceReader(Protocol):
+    """A value store that reads part of a value (``LocalStore``; ``MemoryStore`` does not,
+    so the simulator, whose transport passes messages as objects, never sees lazy values)."""
+
+    async def value_sizes(self, keys: Sequence[bytes]) -> dict[bytes, int]: ...
+
+    async def read_slice(self, key: bytes, offset: int, length: int) -> bytes: ...
 
 
 def _hex_keys(keys: list[str]) -> list[bytes] | None:
@@ -230,9 +250,13 @@ class RequestHandler:
         assert isinstance(body, StoreDataRequest)
         self._learn(peer)
         value = body.data or b""  # a large value is a view into the frame (net/frames.py)
+        if len(value) > MAX_VALUE_SIZE:
+            # It fits the frame only because its sender's envelope is small: not storable,
+            # since it could never be sent on (wire/envelope.py).
+            return StoreDataResponse(status=failed(str(ValueTooLarge(len(value), MAX_VALUE_SIZE))))
         key = digest(value)
-        if await self._node.values.retrieve(key):
-            return StoreDataResponse(status=ok())  # already held: nothing to do
+        if not await self._node.values.missing([key]):
+            return StoreDataResponse(status=ok())  # already held: nothing to do (not read)
         if not self._node.self_store_eligible:
             return StoreDataResponse(status=failed(NOT_STORE_ELIGIBLE))
         quota = self._write_quota(peer, len(value), 1)
@@ -262,11 +286,19 @@ class RequestHandler:
         target = bytes(body.target or b"")
         if len(target) != 32:
             return FindValueResponse(status=failed("invalid key: want 32 bytes"), closest=[])
+        values = self._node.values
+        if isinstance(values, SliceReader):
+            size = (await values.value_sizes([target])).get(target, 0)
+            if size >= STREAMED_VALUE:
+                # Streamed from the store as it is sent: the header goes out now, and the
+                # value is never held whole (net/frames.py's LazyBytes).
+                read = functools.partial(values.read_slice, target)
+                return FindValueResponse(status=ok(), closest=[], value=LazyBytes(size, read))  # type: ignore[arg-type]
         if not await self._room_for_value(target):
             return FindValueResponse(
                 status=failed(NO_MEMORY), closest=self._closest_nodes(target, peer)
             )
-        value = await self._node.values.retrieve(target)
+        value = await values.retrieve(target)
         if value:
             return FindValueResponse(status=ok(), closest=[], value=value)
         return FindValueResponse(
@@ -333,6 +365,9 @@ class RequestHandler:
         assert isinstance(body, BatchStoreDataRequest)
         self._learn(peer)
         values = [v or b"" for v in (body.data or [])]  # large ones: views into the frame
+        too_large = max((len(v) for v in values), default=0)
+        if too_large > MAX_VALUE_SIZE:
+            return StoreDataResponse(status=failed(str(ValueTooLarge(too_large, MAX_VALUE_SIZE))))
         if not self._node.self_store_eligible:
             keys = [digest(v) for v in values]
             if await self._node.values.missing(keys):
@@ -382,7 +417,7 @@ class RequestHandler:
                     self._node.values,
                     keys,
                     cap=limits.max_response_value_bytes,
-                    factor=ANSWER_COPIES,
+                    factor=FRAME_COPIES,
                     wait=limits.memory_wait,
                 )
             except OverBudget:
@@ -427,10 +462,10 @@ class RequestHandler:
         size = (await self._node.values.value_sizes([key])).get(key, 0)
         if size <= SMALL_ANSWER:
             return True
-        if not reservation.could_grow(ANSWER_COPIES * size):
+        if not reservation.could_grow(FRAME_COPIES * size):
             return False
         try:
-            await reservation.grow(ANSWER_COPIES * size, self._limits.memory_wait)
+            await reservation.grow(FRAME_COPIES * size, self._limits.memory_wait)
         except OverBudget:
             return False
         return True

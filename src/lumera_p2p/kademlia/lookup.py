@@ -14,12 +14,24 @@ Rules:
   others) but may still answer until ``timeout``, when it counts as failed.
 * The lookup is done when the ``k`` closest candidates that have not failed have all answered;
   or, for FIND_VALUE, as soon as one answers with a value; or when no candidate is left.
+* A lookup told it needs only ``enough`` of some kind of node (a store needs its replicas'
+  worth of store-eligible nodes) is also done once the closest candidates that have not failed
+  have all answered and ``enough`` of them are of that kind: nothing closer is outstanding,
+  and every answer came with the answerer's own ``k`` nearest, so a closer node would have been
+  named. Nobody past the ``enough``-th such candidate is asked unless a nearer one fails:
+  that saves the messages to the rest of the ``k``.
+* FIND_VALUE starts narrow: ``value_alpha`` requests (the nearest nodes, which should hold the
+  value) and widens to ``alpha`` once an answer comes without the value, or a request fails or
+  stalls. The first verified value ends it.
+* An answer that is known to be arriving (a large one whose header came: :meth:`on_progress`)
+  gets the time its size needs and neither stalls nor times out before then: a 400 MiB value
+  takes minutes, and asking the other holders meanwhile would only fetch it again.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Container, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -76,9 +88,13 @@ class Lookup:
         find_value: bool = False,
         exclude: Container[bytes] = frozenset(),
         retries: int = 0,
+        enough: tuple[int, Callable[[Contact], bool]] | None = None,
+        value_alpha: int | None = None,
     ) -> None:
         if len(target) != 32:
             raise ValueError("a lookup target has 32 bytes")
+        if enough is not None and enough[0] < 1:
+            raise ValueError("a lookup needs at least one node of the kind it looks for")
         self.target = target
         self.k = k
         self.alpha = alpha
@@ -86,6 +102,9 @@ class Lookup:
         self.stall_timeout = timeout / 3 if stall_timeout is None else stall_timeout
         self.find_value = find_value
         self.retries = retries
+        self._enough = enough
+        # FIND_VALUE starts with this many in flight and widens to ``alpha`` (see above).
+        self._width = min(alpha, value_alpha) if find_value and value_alpha else alpha
         self._exclude = exclude
         self._t = int.from_bytes(target, "big")
         self._sorted: list[_Candidate] = []
@@ -127,6 +146,8 @@ class Lookup:
         if self.find_value and value is not None and self.value is None:
             self.value = value
             self.value_from = peer
+        else:
+            self._width = self.alpha  # the nearest did not have it: search at full width
         for contact in contacts:
             self._offer(contact, cand.hop + 1)
         self._refresh_done()
@@ -139,8 +160,19 @@ class Lookup:
             return
         if not retry:
             cand.retries = 0
+        self._width = self.alpha
         self._fail(cand)
         self._refresh_done()
+
+    def on_progress(self, peer: Contact, now: float, extra: float) -> None:
+        """``peer``'s answer has started to arrive and may take ``extra`` seconds more: its
+        request stays active (no stall, no widening) until ``now + timeout + extra``."""
+        cand = self._by_hash.get(peer.hashed_id)
+        if cand is None or cand.state not in (PeerState.IN_FLIGHT, PeerState.STALLED):
+            return
+        cand.deadline = max(cand.deadline, now + self.timeout + extra)
+        if cand.state is PeerState.IN_FLIGHT:
+            cand.stall_at = cand.deadline
 
     def _fail(self, cand: _Candidate) -> None:
         """A request failed: ask again if retries remain (a lost message, a dropped
@@ -165,21 +197,27 @@ class Lookup:
                     self._fail(cand)
                 elif now >= cand.stall_at:
                     cand.state = PeerState.STALLED
+                    self._width = self.alpha
                 else:
                     active += 1
             elif cand.state is PeerState.STALLED and now >= cand.deadline:
+                self._width = self.alpha
                 self._fail(cand)
         self._refresh_done()
         if self._done:
             return []
         to_send: list[Contact] = []
         alive = 0  # candidates not failed, in distance order
+        need, wanted = self._enough if self._enough is not None else (0, None)
+        found = 0  # ... of them wanted: past the ``need``-th, none is asked (yet)
         for cand in self._sorted:
-            if active >= self.alpha or alive >= self.k:
+            if active >= self._width or alive >= self.k or (wanted and found >= need):
                 break
             if cand.state is PeerState.FAILED:
                 continue
             alive += 1
+            if wanted is not None and wanted(cand.contact):
+                found += 1
             if cand.state is PeerState.WAITING:
                 cand.state = PeerState.IN_FLIGHT
                 cand.stall_at = now + self.stall_timeout
@@ -208,6 +246,8 @@ class Lookup:
             self._done = True
             return
         answered = 0
+        found = 0
+        need, wanted = self._enough if self._enough is not None else (0, None)
         pending = False
         for cand in self._sorted:
             if cand.state is PeerState.FAILED:
@@ -216,6 +256,10 @@ class Lookup:
                 pending = True
                 break
             answered += 1
+            if wanted is not None and wanted(cand.contact):
+                found += 1
+                if found >= need:
+                    break  # enough of the nearest have answered, nothing nearer pending
             if answered >= self.k:
                 break
         self._done = not pending
@@ -242,6 +286,10 @@ class Lookup:
                 if len(out) >= limit:
                     break
         return out
+
+    def unasked(self) -> list[Contact]:
+        """Candidates never asked (an early stop leaves some), nearest first."""
+        return [c.contact for c in self._sorted if c.state is PeerState.WAITING]
 
     def state_of(self, peer: Contact) -> PeerState | None:
         """The lookup's view of ``peer`` (None if it never heard of it)."""

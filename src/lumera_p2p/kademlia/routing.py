@@ -6,7 +6,8 @@ cache and the table asks its owner to ping the oldest entry; only if that ping f
 oldest evicted and the freshest replacement promoted. (Go simply drops the newcomer, so a bucket
 of dead peers stays dead until a separate health loop notices.) A banned head is replaced at
 once, as in Go. Re-seeing a contact moves it to the tail and, unlike Go, records a changed
-address.
+address. The oldest entry is pinged only if it was last seen ``probe_after`` seconds ago or
+more: one heard from more recently is alive, and the newcomer just waits in the cache.
 
 Pure logic: no I/O, no clock; callers pass ``now``.
 """
@@ -45,12 +46,22 @@ class AddResult:
 class RoutingTable:
     """256 k-buckets with replacement caches around our 32-byte routing ID."""
 
-    def __init__(self, self_hash: bytes, k: int = K, replacements: int | None = None) -> None:
+    def __init__(
+        self,
+        self_hash: bytes,
+        k: int = K,
+        replacements: int | None = None,
+        *,
+        probe_after: float = 0.0,
+    ) -> None:
         if len(self_hash) != 32:
             raise ValueError("the routing ID has 32 bytes")
         self.self_hash = self_hash
         self.k = k
         self.replacement_size = k if replacements is None else replacements
+        self.probe_after = probe_after
+        self._seen: dict[bytes, float] = {}  # when each contact was last seen alive
+        self._cache_seen: dict[bytes, float] = {}  # ... and each replacement
         self._buckets: list[list[Contact]] = [[] for _ in range(ID_BITS)]
         self._replacements: list[list[Contact]] = [[] for _ in range(ID_BITS)]
         self._pinging: dict[int, bytes] = {}
@@ -106,6 +117,7 @@ class RoutingTable:
         self._failures.pop(contact.hashed_id, None)
         known = self._by_hash.get(contact.hashed_id)
         if known is not None:
+            self._seen[contact.hashed_id] = now
             bucket.remove(known)
             bucket.append(contact)  # most recently seen; the address may have changed
             self._by_hash[contact.hashed_id] = contact
@@ -113,15 +125,15 @@ class RoutingTable:
                 del self._pinging[index]  # it answered: it stays
             return AddResult(AddStatus.UPDATED)
         if len(bucket) < self.k:
-            self._insert(index, contact)
+            self._insert(index, contact, now)
             return AddResult(AddStatus.ADDED)
         head = bucket[0]
         if is_banned is not None and is_banned(head.hashed_id):
             self._evict(index, head)
-            self._insert(index, contact)
+            self._insert(index, contact, now)
             return AddResult(AddStatus.ADDED)
-        self._remember_replacement(index, contact)
-        if index in self._pinging:
+        self._remember_replacement(index, contact, now)
+        if index in self._pinging or now - self._seen[head.hashed_id] < self.probe_after:
             return AddResult(AddStatus.PENDING)
         self._pinging[index] = head.hashed_id
         return AddResult(AddStatus.PENDING, ping=head)
@@ -139,13 +151,14 @@ class RoutingTable:
         if contact is None:
             for index, cache in enumerate(self._replacements):
                 self._replacements[index] = [c for c in cache if c.hashed_id != hashed_id]
+            self._cache_seen.pop(hashed_id, None)
             return None
         index = bucket_index(self.self_hash, hashed_id)
         self._evict(index, contact)
         cache = self._replacements[index]
         if cache and len(self._buckets[index]) < self.k:
             promoted = cache.pop()
-            self._insert(index, promoted)
+            self._insert(index, promoted, self._cache_seen.pop(promoted.hashed_id, 0.0))
             return promoted
         return None
 
@@ -168,24 +181,31 @@ class RoutingTable:
         self.remove(hashed_id)
         return True
 
-    def _insert(self, index: int, contact: Contact) -> None:
+    def _insert(self, index: int, contact: Contact, now: float) -> None:
         self._buckets[index].append(contact)
         self._by_hash[contact.hashed_id] = contact
+        self._seen[contact.hashed_id] = now
+        self._cache_seen.pop(contact.hashed_id, None)
         cache = self._replacements[index]
         self._replacements[index] = [c for c in cache if c.hashed_id != contact.hashed_id]
 
     def _evict(self, index: int, contact: Contact) -> None:
         self._buckets[index].remove(contact)
         del self._by_hash[contact.hashed_id]
+        self._seen.pop(contact.hashed_id, None)
         self._failures.pop(contact.hashed_id, None)
         if self._pinging.get(index) == contact.hashed_id:
             del self._pinging[index]
 
-    def _remember_replacement(self, index: int, contact: Contact) -> None:
+    def _remember_replacement(self, index: int, contact: Contact, now: float) -> None:
         cache = [c for c in self._replacements[index] if c.hashed_id != contact.hashed_id]
         cache.append(contact)
-        del cache[: max(0, len(cache) - self.replacement_size)]
+        surplus = max(0, len(cache) - self.replacement_size)
+        for dropped in cache[:surplus]:
+            self._cache_seen.pop(dropped.hashed_id, None)
+        del cache[:surplus]
         self._replacements[index] = cache
+        self._cache_seen[contact.hashed_id] = now
 
     # --- refresh -------------------------------------------------------------------------
 

@@ -16,15 +16,22 @@ read(n)`` that returns ``b""`` at the end works: a ``SecureStream`` or an
 
 Encoding or decoding a multi-megabyte message takes tens of milliseconds of pure Python; above
 :data:`OFF_LOOP_SIZE` it runs in a worker thread so the event loop keeps serving other peers.
+
+A value is not copied on its way through here: an encoded frame (:class:`Frame`) holds its
+large byte fields by reference and :func:`write_frame` hands them to the stream in slices; a
+large body is read into one buffer of its declared size and decoded with its values as views
+into it (:func:`read_body_view`, ``views_from``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Final, Protocol
 
-from lumera_p2p.errors import ProtocolError
+from lumera_p2p.errors import LumeraP2PError, ProtocolError
 from lumera_p2p.wire.gob import GobDecodeCache
 from lumera_p2p.wire.messages import (
     HEADER_SIZE,
@@ -41,7 +48,7 @@ from lumera_p2p.wire.messages import (
     ReplicateDataRequest,
     StoreDataRequest,
     decode_body,
-    encode_message,
+    encode_message_parts,
     parse_header,
 )
 
@@ -94,7 +101,7 @@ def payload_hint(msg: Message) -> int:
     if isinstance(data, StoreDataRequest):
         return len(data.data)
     if isinstance(data, FindValueResponse):
-        return len(data.value)
+        return 0 if isinstance(data.value, LazyBytes) else len(data.value)
     if isinstance(data, BatchFindValuesResponse):
         return len(data.response)
     if isinstance(data, BatchStoreDataRequest):
@@ -120,11 +127,77 @@ def response_limit(request: Message, max_size: int = MAX_PAYLOAD_SIZE) -> int:
     return min(max_size, SMALL_RESPONSE)
 
 
-async def encode_frame(msg: Message, off_loop_size: int = OFF_LOOP_SIZE) -> bytes:
-    """The whole frame for ``msg``; large messages are encoded in a worker thread."""
+class LazyBytes:
+    """A value that stands in an answer by its size and is read only as it is sent.
+
+    A server answers a FindValue of a large value with one (``dht.server``): the frame's
+    header, which needs only the size, goes out at once instead of after the whole value
+    has been read from disk, and the value passes through in :data:`WRITE_CHUNK` slices,
+    never held whole. The generated encoder keeps it by reference among the frame's parts
+    (it only asks its length); :func:`write_frame` reads it with ``read(offset, length)``.
+    """
+
+    __slots__ = ("_read", "size")
+
+    def __init__(self, size: int, read: Callable[[int, int], Awaitable[bytes]]) -> None:
+        self.size = size
+        self._read = read
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __bool__(self) -> bool:
+        return self.size > 0
+
+    async def write_to(self, stream: FrameStream) -> None:
+        """Read the value slice by slice and write each to ``stream``; ``ProtocolError`` (so
+        the connection is dropped: the frame cannot be completed) if it changed meanwhile."""
+        for start in range(0, self.size, WRITE_CHUNK):
+            want = min(WRITE_CHUNK, self.size - start)
+            try:
+                data = await self._read(start, want)
+            except LumeraP2PError as exc:
+                raise ProtocolError(f"a value being sent went away: {exc}") from exc
+            if len(data) != want:
+                raise ProtocolError("a value being sent changed size")
+            stream.write(data)
+            await stream.drain()
+
+
+Chunk = bytes | bytearray | memoryview | LazyBytes
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One encoded frame (header and body) as buffers to send in order; large values among
+    them by reference (``wire.messages.encode_message_parts``)."""
+
+    parts: tuple[Chunk, ...]
+    size: int
+
+    @classmethod
+    def of(cls, msg: Message) -> Frame:
+        """The frame for ``msg``, encoded on this thread."""
+        parts, size = encode_message_parts(msg)
+        return cls(tuple(parts), size)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def tobytes(self) -> bytes:
+        """The frame as one ``bytes`` (a copy: tests and small frames; not one with a
+        :class:`LazyBytes` part, which exists only as it is sent)."""
+        if any(isinstance(p, LazyBytes) for p in self.parts):
+            raise TypeError("a frame with a lazy value has no bytes until it is sent")
+        return b"".join(p for p in self.parts if not isinstance(p, LazyBytes))
+
+
+async def encode_frame(msg: Message, off_loop_size: int = OFF_LOOP_SIZE) -> Frame:
+    """The frame for ``msg``; messages with a lot of bulk data are encoded in a worker thread
+    (their values are referenced, not copied, so this is the cost of the rest)."""
     if payload_hint(msg) > off_loop_size:
-        return await asyncio.to_thread(encode_message, msg)
-    return encode_message(msg)
+        return await asyncio.to_thread(Frame.of, msg)
+    return Frame.of(msg)
 
 
 async def decode_frame_body(
@@ -152,6 +225,29 @@ async def decode_frame_body(
     except Exception as exc:
         log.warning("gob decoder failed on a %d-byte body", len(body), exc_info=True)
         raise ProtocolError(f"undecodable message: {exc!r}") from exc
+
+
+def detach_views(msg: Message) -> Message:
+    """``msg`` with every value that is a view into its frame body copied out as ``bytes``.
+
+    For the client: its callers keep values (a retrieve returns one, a replication fetch
+    stores them) and expect ``bytes``; one copy each, after which the body can go. The
+    server does not detach: its requests' values are stored straight from the body.
+    """
+    data = msg.data
+    if isinstance(data, FindValueResponse) and isinstance(data.value, memoryview):
+        data.value = bytes(data.value)
+    elif isinstance(data, BatchFindValuesResponse) and isinstance(data.response, memoryview):
+        data.response = bytes(data.response)
+    elif isinstance(data, BatchGetValuesRequest | BatchGetValuesResponse):
+        for entry in (data.data or {}).values():
+            if isinstance(entry.value, memoryview):
+                entry.value = bytes(entry.value)
+    elif isinstance(data, StoreDataRequest) and isinstance(data.data, memoryview):
+        data.data = bytes(data.data)
+    elif isinstance(data, BatchStoreDataRequest):
+        data.data = [bytes(v) if isinstance(v, memoryview) else v for v in data.data]
+    return msg
 
 
 async def read_header(stream: FrameSource) -> bytes | None:
@@ -281,21 +377,33 @@ async def read_body_view(
     return memoryview(buf).toreadonly()
 
 
-async def write_frame(stream: FrameStream, frame: bytes, timeout: float | None = None) -> None:
+async def write_frame(
+    stream: FrameStream, frame: Frame | bytes, timeout: float | None = None
+) -> None:
     """Send ``frame`` and wait until the transport has taken it; ``TimeoutError`` after
     ``timeout`` (a peer that does not read its answer must not hold us).
 
-    A large frame goes out :data:`WRITE_CHUNK` bytes at a time, each after the transport has
+    A large part goes out :data:`WRITE_CHUNK` bytes at a time, each after the transport has
     room again: handed over whole, its sealed copy would sit in the transport's buffer next
     to it (asyncio up to 3.11 copies what it cannot send at once), doubling what a slow
-    reader makes us hold.
+    reader makes us hold. Small parts are gathered by the stream into one record.
     """
+    parts = frame.parts if isinstance(frame, Frame) else (frame,)
     async with asyncio.timeout(timeout):
-        if len(frame) <= WRITE_CHUNK:
-            stream.write(frame)
+        drained = False
+        for part in parts:
+            if isinstance(part, LazyBytes):
+                await part.write_to(stream)
+                drained = True
+                continue
+            if len(part) <= WRITE_CHUNK:
+                stream.write(part)
+                drained = False
+                continue
+            with memoryview(part) as whole, whole.cast("B") as view:
+                for start in range(0, len(view), WRITE_CHUNK):
+                    stream.write(view[start : start + WRITE_CHUNK])
+                    await stream.drain()
+            drained = True
+        if not drained:
             await stream.drain()
-            return
-        with memoryview(frame) as view:
-            for start in range(0, len(view), WRITE_CHUNK):
-                stream.write(view[start : start + WRITE_CHUNK])
-                await stream.drain()

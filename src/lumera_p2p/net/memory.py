@@ -15,7 +15,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from lumera_p2p.errors import ProtocolError, TransportError
+from lumera_p2p.errors import ProtocolError, RpcTimeout, TransportError
 from lumera_p2p.kademlia import Contact
 from lumera_p2p.wire.messages import Message, decode_message, encode_message
 
@@ -89,8 +89,17 @@ class MemoryTransport:
         self.network = network
         self.node_id = node_id
 
-    async def call(self, peer: Contact, request: Message, timeout: float) -> Message:
-        """Deliver ``request`` to ``peer`` and return its answer (see the module docstring)."""
+    async def call(
+        self,
+        peer: Contact,
+        request: Message,
+        timeout: float,
+        *,
+        on_answer: Callable[[float], None] | None = None,
+    ) -> Message:
+        """Deliver ``request`` to ``peer`` and return its answer (see the module docstring).
+
+        Answers arrive whole after their latency, so ``on_answer`` is never called."""
         net = self.network
         net.counters.requests += 1
         net.counters.by_type[request.message_type] = (
@@ -102,7 +111,7 @@ class MemoryTransport:
             async with asyncio.timeout(timeout):
                 return await self._exchange(peer, request)
         except TimeoutError:
-            raise TransportError(f"{peer}: no answer within {timeout} s") from None
+            raise RpcTimeout(f"{peer}: no answer within {timeout} s") from None
 
     async def _exchange(self, peer: Contact, request: Message) -> Message:
         net = self.network

@@ -31,6 +31,7 @@ from lumera_p2p.errors import (
     OverBudget,
     PeerRejected,
     ProtocolError,
+    RpcTimeout,
     TransportError,
 )
 from lumera_p2p.identity.keys import PrivateKey
@@ -41,16 +42,23 @@ from lumera_p2p.net.budget import MemoryBudget, Reservation, serving
 from lumera_p2p.net.frames import (
     OFF_LOOP_SIZE,
     VIEW_MIN,
+    Frame,
     decode_frame_body,
+    detach_views,
     encode_frame,
     payload_hint,
     read_body_view,
-    read_frame,
     read_frame_length,
     response_limit,
     write_frame,
 )
-from lumera_p2p.net.limits import KeyedRateLimiter, ServerLimits, TokenBucket, transfer_deadline
+from lumera_p2p.net.limits import (
+    MIB,
+    KeyedRateLimiter,
+    ServerLimits,
+    TokenBucket,
+    transfer_deadline,
+)
 from lumera_p2p.net.pool import ConnectionPool
 from lumera_p2p.net.trim import give_back_freed_memory
 from lumera_p2p.secure import (
@@ -62,10 +70,14 @@ from lumera_p2p.secure import (
     start_secure_server,
 )
 from lumera_p2p.wire.gob import GobDecodeCache, GobEncodeError
-from lumera_p2p.wire.messages import MAX_PAYLOAD_SIZE, Message
+from lumera_p2p.wire.messages import HEADER_SIZE, MAX_PAYLOAD_SIZE, Message
 
 #: ``handler(request, peer_id)``: ``peer_id`` is the authenticated bech32 address as bytes.
 Handler = Callable[[Message, bytes], Awaitable[Message]]
+#: ``on_answer(extra)``: a large answer has started to arrive and is given ``extra`` seconds.
+AnswerWatcher = Callable[[float], None]
+#: Answers at least this large are reported to ``on_answer`` (smaller ones take no time).
+WATCHED_ANSWER: Final = 1024 * 1024
 
 #: Go's dial timeout; ours covers the handshake too.
 DEFAULT_DIAL_TIMEOUT: Final = 5.0
@@ -93,10 +105,26 @@ class TransportOptions:
     max_response_size: int = MAX_PAYLOAD_SIZE
     #: Messages above this size are encoded and decoded in a worker thread.
     off_loop_size: int = OFF_LOOP_SIZE
+    #: Bytes a second a large request or answer is given at least: an RPC may take its
+    #: timeout plus its request frame's size and its answer's (once its header says it) at
+    #: this rate. A fixed timeout sent a 256 MiB value to no replica on a busy machine; 1 MiB/s
+    #: is what servers require of a sender (``server.min_transfer_rate``), so a transfer they
+    #: would keep is never given up here.
+    transfer_rate: float = 1.0 * MIB
+    #: Bytes of large answers being read at once, from all peers: the body of each is
+    #: reserved here before it is read, and one that does not fit waits (its sender held
+    #: back by TCP). A FIND_VALUE that widened to several holders of a 400 MiB value must
+    #: not read it from all of them at once; the first to arrive ends the lookup. (Never
+    #: less than ``max_response_size``: the largest answer must fit.)
+    answer_budget: int = 512 * MIB
 
     def __post_init__(self) -> None:
         if self.dial_timeout <= 0:
             raise ValueError(f"dial_timeout must be positive, not {self.dial_timeout}")
+        if self.transfer_rate <= 0:
+            raise ValueError(f"transfer_rate must be positive, not {self.transfer_rate}")
+        if self.answer_budget < 1:
+            raise ValueError(f"answer_budget must be at least 1, not {self.answer_budget}")
         if self.max_response_size < 0 or self.off_loop_size < 0:
             raise ValueError("max_response_size and off_loop_size cannot be negative")
 
@@ -150,34 +178,60 @@ class TcpTransport:
         self._verifier = verifier
         self._peer_type = peer_type
         self._cache = GobDecodeCache()
+        #: The budget of large answers being read (``TransportOptions.answer_budget``).
+        self.answers = MemoryBudget(max(opts.answer_budget, opts.max_response_size))
 
     def snapshot(self) -> dict[str, int]:
         """Client and pool counters by name (pool ones prefixed ``pool_``)."""
         pool = {f"pool_{name}": value for name, value in self.pool.snapshot().items()}
         return {**asdict(self.stats), **pool}
 
-    async def call(self, peer: Contact, request: Message, timeout: float) -> Message:
-        """Send ``request`` to ``peer`` and return its answer, all within ``timeout`` seconds."""
+    async def call(
+        self,
+        peer: Contact,
+        request: Message,
+        timeout: float,
+        *,
+        on_answer: AnswerWatcher | None = None,
+    ) -> Message:
+        """Send ``request`` to ``peer`` and return its answer within ``timeout`` seconds plus
+        the request's and the answer's frame sizes at ``transfer_rate`` (the answer's counted
+        from when its header arrives; ``on_answer`` is then told the seconds that adds, for an
+        answer of :data:`WATCHED_ANSWER` bytes or more)."""
         if self.pool.closed:
             raise TransportError("transport is closed")
         self.stats.calls += 1
+        rate = self.options.transfer_rate
+        allowed = timeout
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout) as deadline:
                 try:
                     frame = await encode_frame(request, self.options.off_loop_size)
                 except GobEncodeError as exc:  # e.g. over 400 MB: no peer would take it
                     raise TransportError(f"{peer}: cannot encode the request: {exc}") from exc
+                allowed += frame.size / rate
+                deadline.reschedule(_later(deadline, frame.size / rate))
+
+                def answer_started(length: int) -> None:
+                    nonlocal allowed
+                    allowed += length / rate
+                    deadline.reschedule(_later(deadline, length / rate))
+                    if on_answer is not None and length >= WATCHED_ANSWER:
+                        on_answer(length / rate)
+
                 limit = response_limit(request, self.options.max_response_size)
-                return await self._exchange(peer, frame, limit)
+                return await self._exchange(peer, frame, limit, answer_started)
         except TimeoutError:
             self.stats.timeouts += 1
             self.stats.failures += 1
-            raise TransportError(f"{peer}: no answer within {timeout} s") from None
+            raise RpcTimeout(f"{peer}: no answer within {allowed:.1f} s") from None
         except TransportError:
             self.stats.failures += 1
             raise
 
-    async def _exchange(self, peer: Contact, frame: bytes, max_size: int) -> Message:
+    async def _exchange(
+        self, peer: Contact, frame: Frame, max_size: int, answer_started: Callable[[int], None]
+    ) -> Message:
         key = peer.pool_key
         pool = self.pool
         async with pool.slot(key):
@@ -188,7 +242,7 @@ class TcpTransport:
                     conn = await self._dial(peer)
                     pool.add(conn)
                 try:
-                    response = await self._round_trip(conn, frame, max_size)
+                    response = await self._round_trip(conn, frame, max_size, answer_started)
                 except _StaleConnection as exc:
                     pool.discard(conn)
                     conn = None
@@ -225,20 +279,42 @@ class TcpTransport:
             reason = str(exc) or type(exc).__name__
             raise TransportError(f"{peer}: cannot connect: {reason}") from exc
 
-    async def _round_trip(self, conn: SecureStream, frame: bytes, max_size: int) -> Message:
+    async def _round_trip(
+        self,
+        conn: SecureStream,
+        frame: Frame,
+        max_size: int,
+        answer_started: Callable[[int], None],
+    ) -> Message:
         try:
-            conn.write(frame)
-            await conn.drain()
+            await write_frame(conn, frame)
         except ConnectionError as exc:
             raise _StaleConnection from exc
-        self.stats.bytes_sent += len(frame)
-        # Bounded by the caller's timeout; the length is checked before the body is read, and
-        # what the body decodes to is bounded by the decoder (wire.gob.costs).
-        body = await read_frame(conn, max_size=max_size)
-        if body is None:
+        self.stats.bytes_sent += frame.size
+        # Bounded by the caller's timeout; the length is checked (against what this request's
+        # answer may be) before the body is read, and what the body decodes to is bounded by
+        # the decoder (wire.gob.costs).
+        length = await read_frame_length(conn, max_size=max_size)
+        if length is None:
             raise _StaleConnection
-        self.stats.bytes_received += 4 + len(body)
-        return await decode_frame_body(body, self._cache, self.options.off_loop_size)
+        self.stats.bytes_received += HEADER_SIZE + length
+        answer_started(length)
+        if length <= VIEW_MIN:
+            body = await read_body_view(conn, length)
+            return await decode_frame_body(body, self._cache, self.options.off_loop_size)
+        # Bounded by the caller's timeout, which ends first (the budget's own wait is longer).
+        reservation = await self.answers.reserve(length, conn.peer_address, _FOREVER)
+        try:
+            # Read into one buffer and decoded with the values as views into it; they are
+            # then copied out once, so the buffer goes and callers get ``bytes``.
+            body = await read_body_view(conn, length)
+            message = await decode_frame_body(
+                body, self._cache, self.options.off_loop_size, views_from=VIEW_MIN
+            )
+            del body
+            return detach_views(message)
+        finally:
+            reservation.release()
 
     async def close(self) -> None:
         """Close every connection; later calls raise ``TransportError``. Idempotent."""
@@ -249,6 +325,16 @@ class TcpTransport:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+#: A wait bounded by an enclosing timeout instead.
+_FOREVER: Final = 365 * 24 * 3600.0
+
+
+def _later(deadline: asyncio.Timeout, seconds: float) -> float | None:
+    """``deadline``'s time moved ``seconds`` later (None stays None: no deadline)."""
+    when = deadline.when()
+    return None if when is None else when + seconds
 
 
 # --- server -----------------------------------------------------------------------------------
@@ -593,7 +679,7 @@ class TcpServer:
             log.debug("%s sends a %d-byte frame too slowly", peer, length)
             stream.abort()
             return False
-        stats.bytes_received += 4 + length
+        stats.bytes_received += HEADER_SIZE + length
         # Values of VIEW_MIN bytes or more stay views into the body: the reservation of the
         # body covers them until the handler is done with the request.
         request = await decode_frame_body(body, self._cache, views_from=VIEW_MIN)
@@ -617,7 +703,7 @@ class TcpServer:
         stats.bytes_sent += len(response)
         return True
 
-    async def _answer(self, owned: _Owned, peer: str, reservation: Reservation) -> bytes | None:
+    async def _answer(self, owned: _Owned, peer: str, reservation: Reservation) -> Frame | None:
         """The encoded response, or ``None`` if the handler failed (not the peer's fault).
 
         The handler sees ``reservation`` as its :func:`current_reservation` and grows it for
@@ -634,13 +720,11 @@ class TcpServer:
                 with serving(reservation):
                     response = await self._handler(request, peer.encode())
             del request
-            # The answer's values exist now and the frame is about to; count both.
-            size = payload_hint(response)
-            reservation.resize(max(reservation.size, 2 * size))
+            # The answer's values exist now; the frame references them (no second copy).
+            reservation.resize(max(reservation.size, payload_hint(response)))
             frame = await encode_frame(response)
             del response
             reservation.resize(len(frame))
-            give_back_freed_memory(size)  # the values are gone; the frame is one mapping
             return frame
         except ProtocolError:
             raise

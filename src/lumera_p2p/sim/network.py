@@ -23,8 +23,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from lumera_p2p.content import key_from_bytes, key_to_bytes
+from lumera_p2p.content import digest, key_from_bytes, key_to_bytes
 from lumera_p2p.dht import DHTOptions, MemoryStore, Node
+from lumera_p2p.errors import StoreFailed
 from lumera_p2p.kademlia import Contact
 from lumera_p2p.kademlia.node import bucket_index
 from lumera_p2p.net.memory import MemoryNetwork, NetworkConditions
@@ -115,6 +116,8 @@ class SimulatedNetwork:
         )
         self.nodes: list[Node] = []
         self.stores: list[MemoryStore] = []
+        #: Stores whose replicas were exactly the nearest live nodes (``store_values``).
+        self.exact_stores = 0
         self._node_options = dict(node_options or {})
         self.default_options = DHTOptions(allow_private=True)
         for _ in range(config.nodes):
@@ -216,14 +219,27 @@ class SimulatedNetwork:
         await asyncio.gather(*(n.refresh(force=True) for n in self.live()))
 
     async def store_values(self, count: int) -> list[tuple[str, bytes, bool]]:
-        """Store ``count`` random values from random live nodes: (key, value, replicated)."""
+        """Store ``count`` random values from random live nodes: (key, value, replicated).
+
+        Each store's replicas are compared with the true ``replicas`` nearest live nodes
+        (brute force): :attr:`exact_stores` counts the stores that found exactly them.
+        """
         out: list[tuple[str, bytes, bool]] = []
 
         async def one() -> None:
             origin = self.rng.choice(self.live())
             value = self.rng.randbytes(self.config.value_size)
-            outcome = await origin.store(value)
+            try:
+                outcome = await origin.store(value)
+            except StoreFailed:
+                out.append((key_from_bytes(digest(value)), value, False))
+                return
             out.append((key_from_bytes(outcome.key), value, outcome.replicas > 0))
+            t = int.from_bytes(outcome.key, "big")
+            others = (n.me for n in self.live() if n is not origin)
+            truth = sorted(others, key=lambda c: c.int_id ^ t)[: origin.options.replicas]
+            if {c.hashed_id for c in outcome.stored_on} == {c.hashed_id for c in truth}:
+                self.exact_stores += 1
 
         await asyncio.gather(*(one() for _ in range(count)))
         return out
@@ -276,6 +292,13 @@ async def _run(config: SimConfig) -> SimResult:
     loop = asyncio.get_running_loop()
     await sim.join_all()
     before = await sim.store_values(config.values // 2)
+    # Sequential stores for a per-store message count (the concurrent ones overlap).
+    store_messages: list[int] = []
+    for _ in range(min(10, config.values - len(before))):
+        requests = sim.network.counters.requests
+        before += await sim.store_values(1)
+        store_messages.append(sim.network.counters.requests - requests)
+    exact_before = sim.exact_stores
     sim.kill(config.dead_fraction)
     sim.network.conditions.loss = config.loss
     if config.dead_fraction > 0:
@@ -306,7 +329,13 @@ async def _run(config: SimConfig) -> SimResult:
         virtual_seconds=round(loop.time(), 3),
         total_messages=sim.network.counters.requests,
         mean_routing_table=round(statistics.mean(n.peer_count for n in live), 1) if live else 0.0,
-        extra={"poisoned_values": poisoned, "lost_messages": sim.network.counters.lost},
+        extra={
+            "poisoned_values": poisoned,
+            "lost_messages": sim.network.counters.lost,
+            # Stores before any fault, whose replicas were exactly the nearest live nodes.
+            "store_exactness": round(exact_before / len(before), 4) if before else 1.0,
+            "store_messages_median": statistics.median(store_messages) if store_messages else 0,
+        },
     )
 
 

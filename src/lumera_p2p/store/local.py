@@ -34,14 +34,14 @@ import contextlib
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
 from lumera_p2p.content import digest
-from lumera_p2p.errors import StorageFull, StoreError, ValueMismatch
+from lumera_p2p.errors import NotFound, StorageFull, StoreError, ValueMismatch, ValueTooLarge
 from lumera_p2p.store import limits, schema
 from lumera_p2p.store.limits import StoreLimits
 from lumera_p2p.store.lock import DataDirLock
@@ -49,13 +49,14 @@ from lumera_p2p.store.readers import Readers
 from lumera_p2p.store.tally import Tally
 from lumera_p2p.store.timefmt import format_time, parse_time, utcnow
 from lumera_p2p.store.writer import WriterThread, describe_sqlite_error
+from lumera_p2p.wire.envelope import MAX_VALUE_SIZE as ENVELOPE_MAX_VALUE_SIZE
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: The largest single value accepted: the protocol's 400 MB payload ceiling (network.go:32).
-MAX_VALUE_SIZE = 400 * 1024 * 1024
+#: The largest single value accepted: one that fits a frame with its envelope.
+MAX_VALUE_SIZE = ENVELOPE_MAX_VALUE_SIZE
 #: How long ``disable_key`` lasts unless ``enable_key`` ends it sooner (Go intends 30 min).
 DEFAULT_DISABLED_KEY_TTL = timedelta(minutes=30)
 #: Values hashed on the event loop before handing a batch to a thread for hashing.
@@ -116,13 +117,15 @@ def pair_with_keys(
     items: Sequence[bytes] | Sequence[tuple[bytes, bytes]], max_value_size: int
 ) -> list[tuple[bytes, bytes]]:
     """``(key, value)`` for each item: a bare value gets its BLAKE3 key, a given pair is
-    checked against it. Raises ``StoreError`` for a value over ``max_value_size`` and
-    ``ValueMismatch`` for a value that does not hash to its key."""
+    checked against it. Raises ``ValueTooLarge`` for a value over ``max_value_size`` (before
+    hashing anything) and ``ValueMismatch`` for a value that does not hash to its key."""
+    for item in items:
+        size = len(item[1]) if isinstance(item, tuple) else len(item)
+        if size > max_value_size:
+            raise ValueTooLarge(size, max_value_size)
     out: list[tuple[bytes, bytes]] = []
     for item in items:
         key, value = item if isinstance(item, tuple) else (None, item)
-        if len(value) > max_value_size:
-            raise StoreError(f"value of {len(value)} bytes exceeds the limit of {max_value_size}")
         actual = digest(value)
         if key is not None and actual != key:
             raise ValueMismatch(f"value does not hash to key {key.hex()}")
@@ -150,12 +153,40 @@ _UPSERT_VALUE = (
     "VALUES(?, ?, ?, ?, ?, ?, false) ON CONFLICT(key) DO UPDATE SET data=excluded.data, "
     "updatedAt=excluded.updatedAt, is_on_cloud=false"
 )
+#: A batch with a value this large is written with the writer's page cache cut to
+#: :data:`_LARGE_WRITE_CACHE_KIB` (see ``_large_write``).
+LARGE_WRITE = 16 * 1024 * 1024
+_LARGE_WRITE_CACHE_KIB = 1024
+#: ``_UPSERT_VALUE`` for large values, with a last parameter that says whether to insert.
+_UPSERT_LARGE = (
+    "INSERT INTO data(key, data, datatype, is_original, createdAt, updatedAt, is_on_cloud) "
+    "SELECT ?, ?, ?, ?, ?, ?, false WHERE ? ON CONFLICT(key) DO UPDATE SET data=excluded.data, "
+    "updatedAt=excluded.updatedAt, is_on_cloud=false"
+)
 _IS_DISABLED = "SELECT 1 FROM disabled_keys WHERE key=? AND createdAt > ?"
 _UPSERT_REPLICATION_KEY = (
     "INSERT INTO replication_keys(key, id, ip, port, attempts, updatedAt) "
     "VALUES(?, ?, ?, ?, 0, ?) ON CONFLICT(key) DO UPDATE SET id=excluded.id, "
     "ip=excluded.ip, port=excluded.port, attempts=0, updatedAt=excluded.updatedAt"
 )
+
+
+@contextlib.contextmanager
+def _large_write(conn: sqlite3.Connection) -> Iterator[None]:
+    """Insert large values with a small page cache, then restore it.
+
+    SQLite holds a value twice while inserting it: the bound parameter (Python's ``sqlite3``
+    binds with ``SQLITE_TRANSIENT``) and the record it builds. Incremental blob I/O does not
+    help: a ``zeroblob`` is only left unexpanded as a record's last column, and ``data`` is
+    the second of nine in Go's schema (kept identical). What can go is the page cache: the
+    value's pages would fill its 20 MB, though they are written out anyway.
+    """
+    (size,) = conn.execute("PRAGMA cache_size").fetchone()
+    conn.execute(f"PRAGMA cache_size=-{_LARGE_WRITE_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        conn.execute(f"PRAGMA cache_size={int(size)}")
 
 
 def _open_db(path: Path, ddl: tuple[str, ...], added: tuple[tuple[str, str, str], ...]) -> None:
@@ -363,12 +394,22 @@ class LocalStore:
             return []
         pairs = await self._keyed(items)
         now = format_time(utcnow())
+        # A value is bound as it is (bytes, or a view into the frame it came in): no copy
+        # of ours; SQLite makes two while it inserts it (see ``_large_write``).
         rows = [(key.hex(), value, datatype, is_original, now, now) for key, value in pairs]
         sizes = {row[0]: len(row[1]) for row in rows} if self.limits.counts_bytes else {}
+        large = max((len(value) for _, value in pairs), default=0) >= LARGE_WRITE
 
         def job(conn: sqlite3.Connection) -> None:
             growth = limits.admit_values(conn, self._tally, self.limits, sizes)
-            conn.executemany(_UPSERT_VALUE, rows)
+            if large:
+                with _large_write(conn):
+                    conn.executemany(_UPSERT_LARGE, [(*row, True) for row in rows])
+                    # The statement stays cached with its last parameters bound, SQLite's
+                    # copy of a large value included: bind a row that inserts nothing.
+                    conn.execute(_UPSERT_LARGE, ("", b"", 0, False, "", "", False))
+            else:
+                conn.executemany(_UPSERT_VALUE, rows)
             self._tally.add(limits.DATA_BYTES, growth)
 
         try:
@@ -385,6 +426,15 @@ class LocalStore:
     async def retrieve_many(self, keys: Sequence[bytes]) -> dict[bytes, bytes]:
         """The values found among ``keys`` (absent keys are simply missing from the result)."""
         return await self._data_readers.values([_hex(k) for k in keys])
+
+    async def read_slice(self, key: bytes, offset: int, length: int) -> bytes:
+        """``length`` bytes of the value of ``key`` from ``offset`` (fewer at its end), without
+        reading the rest: a server streams a large answer from here. Raises ``NotFound``
+        if the value is gone."""
+        data = await self._data_readers.slice(_hex(key), offset, length)
+        if data is None:
+            raise NotFound(f"no value stored under {key.hex()}")
+        return data
 
     async def value_sizes(self, keys: Sequence[bytes]) -> dict[bytes, int]:
         """The size of each stored value among ``keys``, without reading the values (a

@@ -64,8 +64,24 @@ def next_slice(take: int, rows: int, value_bytes: int) -> int:
 
 
 def _read_value(hex_key: str, conn: sqlite3.Connection) -> bytes | None:
-    row = conn.execute("SELECT data FROM data WHERE key=?", (hex_key,)).fetchone()
-    return None if row is None else bytes(row[0])
+    """One value, read through SQLite's blob I/O straight into the ``bytes`` returned: a
+    ``SELECT`` of a large blob first assembles it in a buffer of SQLite's, then copies it."""
+    row = conn.execute("SELECT rowid FROM data WHERE key=?", (hex_key,)).fetchone()
+    if row is None:
+        return None
+    with conn.blobopen("data", "data", row[0], readonly=True) as blob:
+        return blob.read()
+
+
+def _read_slice(hex_key: str, offset: int, length: int, conn: sqlite3.Connection) -> bytes | None:
+    """``length`` bytes of a value from ``offset`` (fewer at its end), through blob I/O;
+    None if the value is not stored."""
+    row = conn.execute("SELECT rowid FROM data WHERE key=?", (hex_key,)).fetchone()
+    if row is None:
+        return None
+    with conn.blobopen("data", "data", row[0], readonly=True) as blob:
+        blob.seek(offset)
+        return blob.read(length)
 
 
 def _read_values(hex_keys: Sequence[str], conn: sqlite3.Connection) -> dict[bytes, bytes]:
@@ -197,6 +213,11 @@ class Readers:
         if rest:
             found.update(await self.run(functools.partial(_read_values, rest)))
         return found
+
+    async def slice(self, hex_key: str, offset: int, length: int) -> bytes | None:
+        """``length`` bytes of the ``data`` of ``hex_key`` from ``offset``, in a reader
+        thread; None if it is not stored."""
+        return await self.run(functools.partial(_read_slice, hex_key, offset, length))
 
     async def sizes(self, hex_keys: Sequence[str]) -> dict[bytes, int]:
         """The ``length(data)`` of each of ``hex_keys`` that is stored, by raw key, without

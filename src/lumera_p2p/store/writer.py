@@ -177,6 +177,10 @@ class WriterThread:
                     group.append(item)
                 if group:
                     self._run_group(conn, group)
+                # Settled: drop the jobs now, not when the next one comes, or the last one's
+                # values (a 400 MiB frame it is a view into) stay held while the writer idles.
+                group = []
+                first = item = None
                 if self._clock() - last_checkpoint >= self._checkpoint_interval:
                     self._checkpoint(conn)
                     last_checkpoint = self._clock()

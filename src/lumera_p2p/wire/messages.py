@@ -79,6 +79,7 @@ __all__ = [
     "decode_body",
     "decode_message",
     "encode_message",
+    "encode_message_parts",
     "frame_header",
     "go_type_of",
     "parse_header",
@@ -455,6 +456,28 @@ def _check_size(length: int) -> None:
         raise GobEncodeError("message size exceeds absolute maximum")
     if length > MAX_PAYLOAD_SIZE:
         raise GobEncodeError("payload too big")
+
+
+def encode_message_parts(
+    msg: Message, *, types: TypeTable | None = None, fast: bool = True
+) -> tuple[list[bytes | bytearray | memoryview], int]:
+    """The frame for ``msg`` as buffers to send in order (the header first), and their total
+    size; see :func:`encode_message`. Large byte fields (``bytes`` or read-only views) are
+    among the buffers by reference, not copied: a 256 MiB value is sent to six peers without
+    six copies of it. The caller must not change them until the frame is sent."""
+    if types is None and fast:
+        encoded = FAST_CODEC.encode(msg)
+        if encoded is not None:
+            chunks, size = encoded
+            _check_size(size)
+            return [frame_header(size), *chunks], HEADER_SIZE + size
+    if types is None:
+        fresh = _FRESH.get(type(msg.data) if msg.data is not None else None)
+        types = fresh.copy() if fresh is not None else TypeTable()
+    parts = GobEncoder(types, REGISTRY).encode_parts(msg, _MESSAGE_PTR)
+    length = sum(len(p) for p in parts)
+    _check_size(length)
+    return [frame_header(length), *parts], HEADER_SIZE + length
 
 
 def encode_message(msg: Message, *, types: TypeTable | None = None, fast: bool = True) -> bytes:

@@ -170,6 +170,47 @@ def test_find_value_stops_at_the_first_verified_value_and_abandons_the_rest() ->
     assert plan.poll(trace.end + 100.0) == []
 
 
+def test_find_value_asks_only_the_nearest_first_and_widens_when_it_lacks_the_value() -> None:
+    world = World.random(60, 14)
+    value = b"held by the six nearest"
+    key = digest(value)
+    near = world.nearest(key, 6)
+    for contact in near:
+        world.peers[contact.hashed_id].values[key] = value
+    # Seeded with the six nearest (a routing table that knows them): one request suffices.
+    plan = LookupPlan(LookupKind.VALUE, key, near, reader(), PARAMS, exclude={ME.hashed_id})
+    trace = drive(plan, world)
+    assert plan.result().value == value
+    assert [r.peer for _, r in trace.sent] == [near[0]]
+    # The nearest has lost it: the lookup widens to α at once and still finds it.
+    del world.peers[near[0].hashed_id].values[key]
+    plan = LookupPlan(LookupKind.VALUE, key, near, reader(), PARAMS, exclude={ME.hashed_id})
+    trace = drive(plan, world)
+    assert plan.result().value == value
+    assert trace.sent[0][1].peer == near[0]
+    assert 2 <= len(trace.sent) <= 1 + PARAMS.alpha
+    # With value_alpha = α (Go's way) the first poll asks six.
+    wide = LookupParams(value_alpha=PARAMS.alpha)
+    plan = LookupPlan(LookupKind.VALUE, key, near, reader(), wide, exclude={ME.hashed_id})
+    trace = drive(plan, world)
+    assert len([t for t, _ in trace.sent if t == 0.0]) == PARAMS.alpha
+
+
+def test_find_value_widens_when_the_nearest_is_silent() -> None:
+    world = World.random(60, 15)
+    value = b"v"
+    key = digest(value)
+    near = world.nearest(key, 6)
+    world.peers[near[0].hashed_id].alive = False
+    world.peers[near[1].hashed_id].values[key] = value
+    plan = LookupPlan(LookupKind.VALUE, key, near, reader(), PARAMS, exclude={ME.hashed_id})
+    trace = drive(plan, world)
+    assert plan.result().value == value
+    # The first request stalled (1 s) before anyone else was asked.
+    assert trace.sent[0][1].peer == near[0]
+    assert trace.sent[1][0] == pytest.approx(PARAMS.stall)
+
+
 def test_a_poisoned_value_is_reported_and_its_sender_never_asked_again() -> None:
     world = World.random(60, 12)
     value = b"real"

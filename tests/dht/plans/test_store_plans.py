@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -43,6 +45,78 @@ def store_plan(world: World, value: bytes, **kw: object) -> StorePlan:
     )
     eligible = kw.pop("store_eligible", lambda c: True)
     return StorePlan(key, value, 1, lookup, replicas=6, store_eligible=eligible)  # type: ignore[arg-type]
+
+
+def early_store_plan(
+    world: World, value: bytes, eligible: Callable[[Contact], bool], seeds: int = 20
+) -> StorePlan:
+    """A store as the node builds it: its lookup stops at six eligible answers."""
+    key = digest(value)
+    lookup = LookupPlan(
+        LookupKind.NODES,
+        key,
+        world.nearest(key, 64)[-seeds:],  # a table that knows only far (live) nodes
+        reader(),
+        LookupParams(),
+        exclude={ME.hashed_id},
+        enough=(6, eligible),
+    )
+    return StorePlan(key, value, 0, lookup, replicas=6, store_eligible=eligible)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(min_value=1, max_value=150),
+    seed=st.integers(min_value=0, max_value=10**6),
+    dead=st.sampled_from([0.0, 0.0, 0.2]),
+    ineligible=st.sampled_from([0.0, 0.0, 0.3]),
+    seeds=st.integers(min_value=1, max_value=20),
+)
+def test_an_early_stopping_store_finds_the_six_nearest_eligible_live_nodes(
+    n: int, seed: int, dead: float, ineligible: float, seeds: int
+) -> None:
+    world = World.random(n, seed, dead=dead)
+    rng = random.Random(seed)
+    barred = {c.hashed_id for c in world.contacts() if rng.random() < ineligible}
+
+    def eligible(contact: Contact) -> bool:
+        return contact.hashed_id not in barred
+
+    value = b"value %d" % seed
+    plan = early_store_plan(world, value, eligible, seeds)
+    trace = drive(plan, world, seed=seed)
+    key = digest(value)
+    truth = [c for c in world.nearest(key, n) if eligible(c)][:6]
+    assert set(plan.result().stored_on) == set(truth)
+    # ... and with fewer lookup messages than the full lookup's.
+    full = store_plan(world, value, store_eligible=eligible)
+    full_trace = drive(full, world, seed=seed)
+    early_lookups = [r for _, r in trace.sent if r.mtype is MessageType.BATCH_FIND_NODE]
+    full_lookups = [r for _, r in full_trace.sent if r.mtype is MessageType.BATCH_FIND_NODE]
+    assert len(early_lookups) <= len(full_lookups)
+    assert set(full.result().stored_on) == set(truth)
+
+
+def test_a_store_seeded_with_the_nearest_sends_six_lookups_and_six_stores() -> None:
+    world = World.random(64, 3)
+    value = b"twelve messages"
+    key = digest(value)
+    lookup = LookupPlan(
+        LookupKind.NODES,
+        key,
+        world.nearest(key, 20),
+        reader(),
+        LookupParams(),
+        exclude={ME.hashed_id},
+        enough=(6, lambda c: True),
+    )
+    plan = StorePlan(key, value, 0, lookup, replicas=6, store_eligible=lambda c: True)
+    trace = drive(plan, world)
+    assert plan.result().replicas == 6
+    assert Counter(trace.sent_types()) == {
+        MessageType.BATCH_FIND_NODE: 6,
+        MessageType.STORE_DATA: 6,
+    }
 
 
 def test_stores_on_the_six_nearest_in_one_wave() -> None:

@@ -47,6 +47,8 @@ class Request:
     timeout: float | None = None
     #: The token of an earlier attempt this one replaces (a retry): cancel that one.
     supersedes: int | None = None
+    #: Tell the plan when a large answer starts to arrive (``on_progress``).
+    watch: bool = False
 
 
 class Plan(ABC, Generic[R_co]):
@@ -94,6 +96,11 @@ class Plan(ABC, Generic[R_co]):
     @abstractmethod
     def on_failure(self, token: int, error: TransportError, now: float) -> None:
         """The request ``token`` got no usable answer."""
+
+    def on_progress(self, token: int, extra: float, now: float) -> None:
+        """The answer to request ``token`` (sent with ``watch``) has started to arrive and
+        may take ``extra`` seconds more (its size at the transport's rate). Plans that
+        enforce their own deadlines extend them; by default nothing changes."""
 
     def on_verdict(self, key: bytes, accepted: bool, now: float) -> None:
         """The consumer's answer to a ``ValueArrived`` event (plans that stream values)."""

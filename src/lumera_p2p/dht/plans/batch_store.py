@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from lumera_p2p.dht.plans.base import Plan, Request
 from lumera_p2p.dht.plans.events import RefusedStore, Struck
 from lumera_p2p.dht.statuses import is_ok, refuses_store
-from lumera_p2p.errors import TransportError
+from lumera_p2p.errors import RpcTimeout, TransportError
 from lumera_p2p.kademlia import Contact
 from lumera_p2p.wire.messages import (
     BatchStoreDataRequest,
@@ -38,7 +38,15 @@ class BatchStoreReport:
     refused_not_eligible: int = 0
     #: Per node address: did every request to it succeed?
     per_node: dict[str, bool] = field(default_factory=dict)
+    #: Per key (in ``keys`` order): how many peers acknowledged it.
+    replicas: list[int] = field(default_factory=list)
+    timeouts: int = 0
     failure: str | None = None
+
+    @property
+    def min_replicas(self) -> int:
+        """The fewest peers any one key reached (0 for an empty batch)."""
+        return min(self.replicas, default=0)
 
     @property
     def success_rate(self) -> float:
@@ -63,6 +71,22 @@ def chunks_by_size(values: Sequence[bytes], limit: int) -> list[list[bytes]]:
     return chunks
 
 
+def _index_chunks(indices: list[int], values: Sequence[bytes], limit: int) -> list[list[int]]:
+    """``indices`` split as :func:`chunks_by_size` splits their values."""
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    size = 0
+    for i in indices:
+        if current and size + len(values[i]) > limit:
+            chunks.append(current)
+            current, size = [], 0
+        current.append(i)
+        size += len(values[i])
+    if current:
+        chunks.append(current)
+    return chunks
+
+
 class BatchStorePlan(Plan[BatchStoreReport]):
     """Send each key's value to its targets (see the module docstring).
 
@@ -77,7 +101,7 @@ class BatchStorePlan(Plan[BatchStoreReport]):
         *,
         datatype: int = 0,
         task_id: str = "",
-        chunk_bytes: int = 64 * 1024 * 1024,
+        chunk_bytes: int = 8 * 1024 * 1024,
         concurrency: int = 16,
         min_success: float = 0.75,
     ) -> None:
@@ -87,9 +111,10 @@ class BatchStorePlan(Plan[BatchStoreReport]):
         self._datatype = datatype
         self._concurrency = concurrency
         self._min_success = min_success
-        self._report = BatchStoreReport(keys=list(keys), task_id=task_id)
-        self._queue: deque[tuple[Contact, list[bytes]]] = deque()
-        self._in_flight: dict[int, Contact] = {}
+        self._report = BatchStoreReport(keys=list(keys), task_id=task_id, replicas=[0] * len(keys))
+        self._values = values
+        self._queue: deque[tuple[Contact, list[int]]] = deque()
+        self._in_flight: dict[int, tuple[Contact, list[int]]] = {}
         self._finished = False
         by_node: dict[bytes, list[int]] = {}
         nodes: dict[bytes, Contact] = {}
@@ -108,8 +133,7 @@ class BatchStorePlan(Plan[BatchStoreReport]):
             self._fail(f"no eligible store peers for {orphans}/{len(keys)} keys")
         else:
             for hashed, indices in by_node.items():
-                share = [values[i] for i in indices]
-                for chunk in chunks_by_size(share, chunk_bytes):
+                for chunk in _index_chunks(indices, values, chunk_bytes):
                     self._queue.append((nodes[hashed], chunk))
 
     # --- Plan -------------------------------------------------------------------------
@@ -119,8 +143,9 @@ class BatchStorePlan(Plan[BatchStoreReport]):
         while self._queue and len(self._in_flight) < self._concurrency:
             peer, chunk = self._queue.popleft()
             token = self._token()
-            self._in_flight[token] = peer
-            data = BatchStoreDataRequest(data=chunk, type=self._datatype)
+            self._in_flight[token] = (peer, chunk)
+            values = [self._values[i] for i in chunk]
+            data = BatchStoreDataRequest(data=values, type=self._datatype)
             out.append(Request(token, peer, MessageType.BATCH_STORE_DATA, data))
         return out
 
@@ -132,21 +157,27 @@ class BatchStorePlan(Plan[BatchStoreReport]):
         return self._report
 
     def on_response(self, token: int, message: Message, now: float) -> None:
-        peer = self._in_flight.pop(token, None)
-        if peer is None:
+        sent = self._in_flight.pop(token, None)
+        if sent is None:
             return
+        peer, chunk = sent
         body = message.data
         status = body.status if isinstance(body, StoreDataResponse) else None
         ok = is_ok(status)
         refused = not ok and refuses_store(status)
         if refused:
             self._emit(RefusedStore(peer))
+        if ok:
+            for i in chunk:
+                self._report.replicas[i] += 1
         self._count(peer, ok, refused)
 
     def on_failure(self, token: int, error: TransportError, now: float) -> None:
-        peer = self._in_flight.pop(token, None)
-        if peer is None:
+        sent = self._in_flight.pop(token, None)
+        if sent is None:
             return
+        peer, _ = sent
+        self._report.timeouts += isinstance(error, RpcTimeout)
         self._emit(Struck(peer))  # Go counts a failed BatchStoreData on the ban list
         self._count(peer, False, False)
 

@@ -9,7 +9,7 @@ never counts against the new one.
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -57,6 +57,8 @@ class LookupParams:
     timeout: float = 5.0
     stall: float = 1.0
     retries: int = 2
+    #: FIND_VALUE's first requests in flight, before it widens to ``alpha``.
+    value_alpha: int = 1
 
     @classmethod
     def from_options(cls, options: DHTOptions) -> LookupParams:
@@ -67,6 +69,7 @@ class LookupParams:
             timeout=options.lookup_timeout,
             stall=options.lookup_stall,
             retries=options.lookup_retries,
+            value_alpha=options.find_value_alpha,
         )
 
 
@@ -81,6 +84,8 @@ class LookupOutcome:
     rounds: int = 0
     failures: int = 0
     poisoners: list[Contact] = field(default_factory=list)
+    #: Candidates never asked (a lookup that stopped early), nearest first.
+    unasked: list[Contact] = field(default_factory=list)
 
 
 class LookupPlan(Plan[LookupOutcome]):
@@ -89,7 +94,9 @@ class LookupPlan(Plan[LookupOutcome]):
     ``target`` is the 32-byte point (the key, or a node's hashed ID); for
     :attr:`LookupKind.NODE_ID` pass the node ID itself as ``node_id`` (it is what FindNode
     carries). ``exclude`` holds routing IDs never to ask (ourselves, banned peers); it is read
-    as the lookup goes, so a caller may add to it.
+    as the lookup goes, so a caller may add to it. ``enough = (n, wanted)`` ends the lookup
+    once the nearest candidates have answered and ``n`` of them are ``wanted`` (see
+    :class:`~lumera_p2p.kademlia.Lookup`): a store stops at its replicas.
     """
 
     def __init__(
@@ -102,6 +109,7 @@ class LookupPlan(Plan[LookupOutcome]):
         *,
         exclude: Container[bytes] = frozenset(),
         node_id: bytes | None = None,
+        enough: tuple[int, Callable[[Contact], bool]] | None = None,
     ) -> None:
         super().__init__()
         if (kind is LookupKind.NODE_ID) != (node_id is not None):
@@ -124,6 +132,8 @@ class LookupPlan(Plan[LookupOutcome]):
             find_value=kind is LookupKind.VALUE,
             exclude=exclude,
             retries=params.retries,
+            enough=enough,
+            value_alpha=params.value_alpha,
         )
         self._peer_of: dict[int, Contact] = {}
         self._token_of: dict[bytes, int] = {}
@@ -163,7 +173,8 @@ class LookupPlan(Plan[LookupOutcome]):
             self._peer_of[token] = peer
             self._token_of[peer.hashed_id] = token
             mtype, data = self._request_body()
-            requests.append(Request(token, peer, mtype, data, supersedes=earlier))
+            watch = self.kind is LookupKind.VALUE  # a value may take long to arrive
+            requests.append(Request(token, peer, mtype, data, supersedes=earlier, watch=watch))
         self._abandon_if_done()
         return requests
 
@@ -185,6 +196,7 @@ class LookupPlan(Plan[LookupOutcome]):
             rounds=stats.rounds,
             failures=stats.failures,
             poisoners=list(self._poisoners),
+            unasked=lookup.unasked(),
         )
 
     def on_response(self, token: int, message: Message, now: float) -> None:
@@ -214,6 +226,11 @@ class LookupPlan(Plan[LookupOutcome]):
         self._emit(Answered(answered_as(peer, message)))
         self._lookup.on_response(peer, contacts, now, value=value)
         self._abandon_if_done()
+
+    def on_progress(self, token: int, extra: float, now: float) -> None:
+        peer = self._peer_of.get(token)
+        if peer is not None:
+            self._lookup.on_progress(peer, now, extra)
 
     def on_failure(self, token: int, error: TransportError, now: float) -> None:
         peer = self._take(token)

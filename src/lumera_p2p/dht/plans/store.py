@@ -15,7 +15,7 @@ from lumera_p2p.dht.plans.base import Plan, Request, Routes
 from lumera_p2p.dht.plans.events import RefusedStore
 from lumera_p2p.dht.plans.lookup import LookupOutcome, LookupPlan
 from lumera_p2p.dht.statuses import is_ok, refuses_store
-from lumera_p2p.errors import TransportError
+from lumera_p2p.errors import RpcTimeout, TransportError
 from lumera_p2p.kademlia import Contact
 from lumera_p2p.wire.messages import Message, MessageType, StoreDataRequest, StoreDataResponse
 
@@ -31,8 +31,14 @@ class StoreOutcome:
     refused: list[Contact] = field(default_factory=list)
     #: Nodes that failed (no answer, or an error status).
     failed: list[Contact] = field(default_factory=list)
+    #: How many of ``failed`` did not answer in time.
+    timeouts: int = 0
+    #: Store-eligible candidates the lookup found (the nodes a wave could go to).
+    candidates: int = 0
     waves: int = 0
     lookup: LookupOutcome | None = None
+    #: Why fewer than the replicas wanted acknowledged ("" if none did not; the node says).
+    cause: str = ""
 
     @property
     def replicas(self) -> int:
@@ -44,7 +50,7 @@ class StorePlan(Plan[StoreOutcome]):
     """Store ``value`` (whose key is ``key``) on ``replicas`` nodes found by ``lookup``.
 
     ``store_eligible`` says whether a contact may be sent values (the chain allowlist); it is
-    asked once, when the lookup ends.
+    asked when the lookup ends (and by a lookup built with ``enough``, as it goes).
     """
 
     def __init__(
@@ -123,6 +129,7 @@ class StorePlan(Plan[StoreOutcome]):
         peer = self._wave.pop(token, None)
         if peer is not None:
             self._outcome.failed.append(peer)
+            self._outcome.timeouts += isinstance(error, RpcTimeout)
             self._advance()
 
     # --- inside -----------------------------------------------------------------------
@@ -139,7 +146,12 @@ class StorePlan(Plan[StoreOutcome]):
                 return
             outcome = self._lookup.result()
             self._outcome.lookup = outcome
-            self._candidates = [c for c in outcome.closest if self._store_eligible(c)]
+            # Those that answered first, then those an early-stopped lookup never asked (a
+            # StoreData to them is their liveness check).
+            self._candidates = [
+                c for c in (*outcome.closest, *outcome.unasked) if self._store_eligible(c)
+            ]
+            self._outcome.candidates = len(self._candidates)
             self._lookup = None  # answers still outstanding for it are ignored from now on
         if self._wave:
             return

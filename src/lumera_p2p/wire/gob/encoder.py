@@ -52,7 +52,7 @@ class GobEncoder:
         """Encode one value (Go's ``Encode``) and return the gob messages written for it."""
         return b"".join(self.encode_parts(value, go_type))
 
-    def encode_parts(self, value: Any, go_type: GoType) -> list[bytes | bytearray]:
+    def encode_parts(self, value: Any, go_type: GoType) -> list[bytes | bytearray | memoryview]:
         """Like :meth:`encode`, as a list of chunks to join (large ``[]byte`` are not copied)."""
         if value is None and isinstance(go_type, GoPtr):
             raise GobEncodeError(f"gob: cannot encode nil pointer of type {go_type.go_string()}")

@@ -72,7 +72,7 @@ _SHAPES_PER_KEY: Final = 4
 _MAX_SHAPE_BYTES: Final = 4096
 _MAX_SHAPE_DEFINITIONS: Final = 16
 
-Parts = tuple[bytes | bytearray, ...]
+Parts = tuple[bytes | bytearray | memoryview, ...]
 Encoder = Callable[[Any], tuple[Parts, int]]
 
 

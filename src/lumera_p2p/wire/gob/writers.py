@@ -62,7 +62,7 @@ class Buffer:
     __slots__ = ("chunks", "cur", "flushed")
 
     def __init__(self) -> None:
-        self.chunks: list[bytes | bytearray] = []
+        self.chunks: list[bytes | bytearray | memoryview] = []
         self.cur = bytearray()
         self.flushed = 0
 
@@ -87,8 +87,10 @@ class Buffer:
         self.uint(i << 1 if i >= 0 else (~i << 1) | 1)
 
     def raw(self, data: bytes) -> None:
-        """Append ``data`` (a large ``bytes`` by reference)."""
-        if len(data) >= BIG_CHUNK and isinstance(data, bytes):
+        """Append ``data`` (a large ``bytes`` or read-only view by reference)."""
+        if len(data) >= BIG_CHUNK and (
+            isinstance(data, bytes) or (isinstance(data, memoryview) and data.readonly)
+        ):
             if self.cur:
                 self.chunks.append(self.cur)
                 self.flushed += len(self.cur)
@@ -114,7 +116,7 @@ class Buffer:
             self.cur += other.cur
             other.cur.clear()
 
-    def parts(self) -> list[bytes | bytearray]:
+    def parts(self) -> list[bytes | bytearray | memoryview]:
         """The contents as chunks to join."""
         return [*self.chunks, self.cur] if self.cur else list(self.chunks)
 
