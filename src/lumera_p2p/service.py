@@ -138,6 +138,7 @@ class P2P:
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
         self._stopped = False
+        self._last_sync = float("-inf")  # loop time of the last sync_peers
 
     @classmethod
     async def create(
@@ -312,11 +313,18 @@ class P2P:
         self._tasks.append(asyncio.create_task(coro, name=name))
 
     async def _peer_sync_loop(self) -> None:
-        """Full peer sync every ``peer_sync`` seconds; every ``peer_sync_retry`` while alone."""
+        """Full peer sync every ``peer_sync`` seconds; every ``peer_sync_retry`` while alone.
+
+        Whether we are alone is asked when each wait ends, not when it starts: a node that
+        joined (``sync_peers``) meanwhile waits out its full period from that join.
+        """
         every = self._intervals
+        loop = asyncio.get_running_loop()
         while True:
+            await asyncio.sleep(every.peer_sync_retry)
             alone = self._node.peer_count == 0
-            await asyncio.sleep(every.peer_sync_retry if alone else every.peer_sync)
+            if not alone and loop.time() - self._last_sync < every.peer_sync:
+                continue
             try:
                 await self.sync_peers()
             except LumeraP2PError as exc:
@@ -366,6 +374,7 @@ class P2P:
 
     async def sync_peers(self) -> int:
         """Bootstrap from the configured list or the registry; return the routing-table size."""
+        self._last_sync = asyncio.get_running_loop().time()
         bootstrap = self._config.p2p.bootstrap_nodes
         if bootstrap:
             seeds = [

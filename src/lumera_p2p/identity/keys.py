@@ -12,6 +12,7 @@ them; this package never creates one.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass, field
@@ -126,9 +127,9 @@ class PublicKey:
         sha = hashlib.sha256(self.compressed).digest()
         return RIPEMD160.new(sha).digest()
 
-    @property
+    @functools.cached_property
     def address(self) -> str:
-        """The ``lumera1…`` bech32 account address."""
+        """The ``lumera1…`` bech32 account address (computed once: every handshake asks)."""
         return address_from_bytes(self.address_bytes)
 
     def to_any(self) -> bytes:
@@ -223,7 +224,7 @@ class PrivateKey:
         words = Mnemonic("english").generate(strength=256)
         return cls.from_mnemonic(words), words
 
-    @property
+    @functools.cached_property
     def public_key(self) -> PublicKey:
         """The matching eth_secp256k1 public key."""
         return PublicKey(bytes(self._key.public_key.format(compressed=True)))

@@ -538,17 +538,22 @@ async def secure_connect(
     timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
     peer_type: PeerType = PeerType.SUPERNODE,
     ephemeral: ec.EllipticCurvePrivateKey | None = None,
+    local_addr: tuple[str, int] | None = None,
 ) -> SecureStream:
     """Dial ``host:port`` and complete the handshake as client with ``expected_peer``.
 
     ``timeout`` bounds connect and handshake together: ``TimeoutError`` if the TCP connect
     does not finish, ``HandshakeTimeoutError`` (a ``ProtocolError``) if the handshake does
     not. Any handshake failure raises ``ProtocolError`` with the connection closed.
+    ``local_addr`` binds the local end (a multi-homed host; tests and benchmarks dial from
+    several loopback addresses).
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     async with asyncio.timeout_at(deadline):
-        _, proto = await loop.create_connection(lambda: _SecureProtocol(loop), host, port)
+        _, proto = await loop.create_connection(
+            lambda: _SecureProtocol(loop), host, port, local_addr=local_addr
+        )
     hs = client_handshake(
         proto, proto, local_key, expected_peer, verifier, peer_type=peer_type, ephemeral=ephemeral
     )
