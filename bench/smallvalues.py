@@ -65,41 +65,48 @@ class Workload:
         before_puts: Callable[[], None] = lambda: None,
         after_puts: Callable[[], None] = lambda: None,
     ) -> dict[str, Any]:
-        for label, parallel in (("", 1), ("_32", IN_FLIGHT)):
-            values = [os.urandom(VALUE_BYTES) for _ in range(self.ops)]
-            origins = [self.rng.randrange(NODES) for _ in values]
-            readers = [(o + 1 + self.rng.randrange(NODES - 1)) % NODES for o in origins]
-            keys: list[object] = [None] * self.ops
-            latencies: list[float] = []
-
-            async def one_put(i: int) -> None:
-                started = time.perf_counter()
-                keys[i] = await put(origins[i], values[i])
-                latencies.append(time.perf_counter() - started)
-
-            async def one_get(i: int) -> None:
-                got = await get(readers[i], keys[i])
-                if got != values[i]:
-                    raise RuntimeError(f"get {i} returned {'nothing' if got is None else 'junk'}")
-
-            if not label:
-                before_puts()
-            cpu, wall = time.process_time(), time.perf_counter()
-            await self._all(one_put, parallel)
-            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-            if not label:
-                after_puts()
-            self.out[f"puts_s{label}"] = round(self.ops / wall, 1)
-            self.out[f"cpu_ms_per_put{label}"] = round(cpu * 1000 / self.ops, 2)
-            if not label:
-                self.out["put_p50_ms"] = round(percentile(latencies, 0.50) * 1000, 1)
-                self.out["put_p99_ms"] = round(percentile(latencies, 0.99) * 1000, 1)
-            cpu, wall = time.process_time(), time.perf_counter()
-            await self._all(one_get, parallel)
-            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-            self.out[f"gets_s{label}"] = round(self.ops / wall, 1)
-            self.out[f"cpu_ms_per_get{label}"] = round(cpu * 1000 / self.ops, 2)
+        before_puts()
+        await self._phase("", 1, put, get, after_puts)
+        await self._phase("_32", IN_FLIGHT, put, get, lambda: None)
         return self.out
+
+    async def _phase(
+        self,
+        label: str,
+        parallel: int,
+        put: Callable[[int, bytes], Awaitable[object]],
+        get: Callable[[int, object], Awaitable[bytes | None]],
+        after_puts: Callable[[], None],
+    ) -> None:
+        values = [os.urandom(VALUE_BYTES) for _ in range(self.ops)]
+        origins = [self.rng.randrange(NODES) for _ in values]
+        readers = [(o + 1 + self.rng.randrange(NODES - 1)) % NODES for o in origins]
+        keys: list[object] = [None] * self.ops
+        latencies: list[float] = []
+
+        async def one_put(i: int) -> None:
+            started = time.perf_counter()
+            keys[i] = await put(origins[i], values[i])
+            latencies.append(time.perf_counter() - started)
+
+        async def one_get(i: int) -> None:
+            got = await get(readers[i], keys[i])
+            if got != values[i]:
+                raise RuntimeError(f"get {i} returned {'nothing' if got is None else 'junk'}")
+
+        cpu, wall = time.process_time(), time.perf_counter()
+        await self._all(one_put, parallel)
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        after_puts()
+        self.out[f"puts_s{label}"] = round(self.ops / wall, 1)
+        self.out[f"cpu_ms_per_put{label}"] = round(cpu * 1000 / self.ops, 2)
+        self.out[f"put_p50_ms{label}"] = round(percentile(latencies, 0.50) * 1000, 1)
+        self.out[f"put_p99_ms{label}"] = round(percentile(latencies, 0.99) * 1000, 1)
+        cpu, wall = time.process_time(), time.perf_counter()
+        await self._all(one_get, parallel)
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        self.out[f"gets_s{label}"] = round(self.ops / wall, 1)
+        self.out[f"cpu_ms_per_get{label}"] = round(cpu * 1000 / self.ops, 2)
 
     async def _all(self, job: Callable[[int], Awaitable[None]], parallel: int) -> None:
         if parallel == 1:

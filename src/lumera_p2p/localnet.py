@@ -88,9 +88,7 @@ def create_localnet(
     ring = Keyring(directory / "keys", "test")
     known = {info.name: info for info in ring.list()}
     hosts = [HOST if one_host else host_of(i) for i in range(nodes)]
-    chosen = (
-        list(ports) if ports is not None else [free_ports(1, host)[0] for host in hosts]
-    )
+    chosen = list(ports) if ports is not None else [free_ports(1, host)[0] for host in hosts]
     out: list[LocalNode] = []
     rng = random.Random(nodes)
     for i in range(nodes):
@@ -127,10 +125,7 @@ def create_localnet(
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         out.append(LocalNode(name, address, chosen[i], path, hosts[i]))
     registry = StaticRegistry(
-        [
-            Supernode(n.address, SupernodeState.ACTIVE, n.host, n.port, state_height=1)
-            for n in out
-        ]
+        [Supernode(n.address, SupernodeState.ACTIVE, n.host, n.port, state_height=1) for n in out]
     )
     registry.write(directory / "registry.yml")
     return out

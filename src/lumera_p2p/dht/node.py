@@ -59,7 +59,7 @@ from lumera_p2p.dht.plans import (
 from lumera_p2p.dht.reports import StoreReport, shortfall_cause
 from lumera_p2p.dht.server import RequestHandler
 from lumera_p2p.dht.valuestore import ValueStore
-from lumera_p2p.errors import KeyDisabled, NoStorePeers, NotFound, StoreFailed, TooFewReplicas
+from lumera_p2p.errors import KeyDisabled, NoStorePeers, NotFound, TooFewReplicas
 from lumera_p2p.kademlia import BanList, Contact, RoutingTable, hash_id
 from lumera_p2p.kademlia.version import version_too_old
 from lumera_p2p.wire.messages import Message, MessageData, MessageType
@@ -183,6 +183,11 @@ class Node:
             log.debug("not adding %s: version %r is below the minimum", contact, contact.version)
             return
         at = self.now() if now is None else now
+        if self._bans.is_banned(contact.hashed_id, at):
+            # Until its ban expires (or, for one earned by failures, a ping clears it): a
+            # poisoner that answers pings or sends requests must not walk back in.
+            self._counters.banned_kept_out += 1
+            return
         result = self._table.add(contact, at, lambda h: self._bans.is_banned(h, at))
         if result.ping is not None:
             self._counters.probes += 1
@@ -218,7 +223,7 @@ class Node:
     def ban(self, peer: Contact, reason: str, now: float) -> None:
         """Ban ``peer`` outright and drop it from the routing table."""
         self._counters.bans += 1
-        self._bans.ban(peer.hashed_id, now, peer.address)
+        self._bans.ban(peer.hashed_id, now, peer.address, hard=True)
         self._table.remove(peer.hashed_id)
         log.warning("%s %s: banned", peer, reason)
 
@@ -544,9 +549,7 @@ class Node:
             seeds = self._table.closest(hash_id(target), self._options.k, banned)
             return LookupPlan.for_node_id(target, seeds, self._reader, params, exclude=exclude)
         seeds = self._table.closest(target, self._options.k, banned)
-        return LookupPlan(
-            kind, target, seeds, self._reader, params, exclude=exclude, enough=enough
-        )
+        return LookupPlan(kind, target, seeds, self._reader, params, exclude=exclude, enough=enough)
 
     def _store_candidates(self) -> list[Contact]:
         banned = self._bans.banned(self.now())

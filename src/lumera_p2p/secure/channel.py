@@ -244,6 +244,15 @@ class _SecureProtocol(asyncio.BufferedProtocol):
             self._raw_need = n
             await self._wait_readable()
 
+    async def wait_raw(self, n: int) -> bool:
+        """Wait until ``n`` unframed bytes are buffered (True) or the peer has closed (False)."""
+        while self.reader.buffered < n:
+            if self._eof:
+                return False
+            self._raw_need = n
+            await self._wait_readable()
+        return True
+
     def write(self, data: bytes) -> None:
         """Unframed write (handshake phase)."""
         if self.transport is not None:
@@ -602,6 +611,14 @@ class IncomingConnection:
     def abort(self) -> None:
         """Drop the connection at once (a refused or failed peer)."""
         self._proto.abort()
+
+    async def first_byte(self) -> bool:
+        """Wait until the peer has sent something (True) or closed without a byte (False).
+
+        Consumes nothing: the handshake reads the bytes. The server bounds this wait by a
+        deadline much shorter than the handshake's, so a silent socket frees its slot fast.
+        """
+        return await self._proto.wait_raw(1)
 
     async def handshake(
         self, *, ephemeral: ec.EllipticCurvePrivateKey | None = None

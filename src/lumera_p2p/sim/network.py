@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lumera_p2p.content import digest, key_from_bytes, key_to_bytes
-from lumera_p2p.errors import StoreFailed
 from lumera_p2p.dht import DHTOptions, MemoryStore, Node
+from lumera_p2p.errors import StoreFailed
 from lumera_p2p.kademlia import Contact
 from lumera_p2p.net.memory import MemoryNetwork, NetworkConditions
 from lumera_p2p.net.virtual_time import run_virtual

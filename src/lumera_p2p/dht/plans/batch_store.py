@@ -111,9 +111,7 @@ class BatchStorePlan(Plan[BatchStoreReport]):
         self._datatype = datatype
         self._concurrency = concurrency
         self._min_success = min_success
-        self._report = BatchStoreReport(
-            keys=list(keys), task_id=task_id, replicas=[0] * len(keys)
-        )
+        self._report = BatchStoreReport(keys=list(keys), task_id=task_id, replicas=[0] * len(keys))
         self._values = values
         self._queue: deque[tuple[Contact, list[int]]] = deque()
         self._in_flight: dict[int, tuple[Contact, list[int]]] = {}
