@@ -35,6 +35,8 @@ from lumera_p2p.service import P2P
 HOST = "127.0.0.1"
 #: Nodes joining at once in :func:`start_nodes` (the rest wait: no thundering herd).
 JOIN_CONCURRENCY = 8
+#: A node's seeds are not among the last this many nodes before it (they may still be starting).
+SEED_LAG = 8
 
 
 def host_of(index: int) -> str:
@@ -66,6 +68,8 @@ class LocalNode:
     port: int
     config_path: Path
     host: str = HOST
+    #: Indexes of the earlier nodes it joins through (``create_localnet(seeds=...)``).
+    seeds: tuple[int, ...] = ()
 
 
 def create_localnet(
@@ -116,14 +120,16 @@ def create_localnet(
             "keyring": {"backend": "test", "dir": "../keys"},
             "lumera": {"registry_file": "../registry.yml"},
         }
-        if seeds and i:
-            earlier = rng.sample(range(i), min(seeds, i))
+        # Seeds from before the last few nodes: those may start in parallel with this one.
+        pool = range(max(1, i - SEED_LAG)) if i else range(0)
+        earlier = rng.sample(pool, min(seeds, len(pool))) if seeds else []
+        if earlier:
             config["p2p"]["bootstrap_nodes"] = ",".join(  # type: ignore[index]
                 f"{out[j].address}@{hosts[j]}:{chosen[j]}" for j in earlier
             )
         path = node_dir / "config.yml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
-        out.append(LocalNode(name, address, chosen[i], path, hosts[i]))
+        out.append(LocalNode(name, address, chosen[i], path, hosts[i], tuple(earlier)))
     registry = StaticRegistry(
         [Supernode(n.address, SupernodeState.ACTIVE, n.host, n.port, state_height=1) for n in out]
     )

@@ -31,7 +31,6 @@ from typing import Any
 
 import base58
 
-from lumera_p2p.chain.grpc_registry import GrpcRegistry
 from lumera_p2p.chain.registry import Registry, Supernode, bootstrap_candidates
 from lumera_p2p.chain.static_registry import StaticRegistry
 from lumera_p2p.components import (
@@ -98,6 +97,9 @@ def registry_for(config: Config) -> Registry | None:
     if config.lumera.registry_file is not None:
         return StaticRegistry.from_file(config.lumera.registry_file)
     if config.lumera.grpc_addr:
+        # gRPC only when the chain is asked: it is the largest import a node could make.
+        from lumera_p2p.chain.grpc_registry import GrpcRegistry  # noqa: PLC0415
+
         return GrpcRegistry.from_config(config.lumera)
     return None
 
@@ -646,8 +648,9 @@ async def _every(interval: float, job: Callable[[], Awaitable[object]]) -> None:
             log.exception("background job %s failed", getattr(job, "__name__", job))
 
 
-async def run_until_signalled(p2p: P2P) -> None:
-    """Run ``p2p`` until SIGINT or SIGTERM, then stop it cleanly."""
+async def run_until_signalled(p2p: P2P, started: Callable[[], object] | None = None) -> None:
+    """Run ``p2p`` until SIGINT or SIGTERM, then stop it cleanly; ``started`` is called
+    once it has started (the signals are handled from before)."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -655,4 +658,11 @@ async def run_until_signalled(p2p: P2P) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, task.cancel)
     with contextlib.suppress(asyncio.CancelledError):
+        try:
+            await p2p.start()
+            if started is not None:
+                started()
+        except BaseException:
+            await asyncio.shield(p2p.stop())
+            raise
         await p2p.run()

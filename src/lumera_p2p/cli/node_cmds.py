@@ -53,6 +53,7 @@ def run(
     ] = None,
 ) -> None:
     """Run one node until SIGINT or SIGTERM."""
+    from lumera_p2p.eventloop import freeze_long_lived, run_event_loop
     from lumera_p2p.identity.keyring import resolve_passphrase
     from lumera_p2p.service import P2P, run_until_signalled
 
@@ -68,25 +69,44 @@ def run(
             ring.passphrase_plain, ring.passphrase_env, ring.passphrase_file, os.environ
         )
         node = await P2P.create(cfg, passphrase=passphrase)
-        await run_until_signalled(node)
+        await run_until_signalled(node, started=freeze_long_lived)
 
     with reported_errors():
-        asyncio.run(main())
+        run_event_loop(main())
 
 
 def localnet(
     nodes: Annotated[
-        int, typer.Option("--nodes", "-n", help="How many nodes.", min=1, max=200)
+        int, typer.Option("--nodes", "-n", help="How many nodes.", min=1, max=1000)
     ] = 6,
     directory: Annotated[
         Path, typer.Option("--dir", help="Where keys, registry and configs go.")
     ] = Path("localnet"),
+    processes: Annotated[
+        bool, typer.Option("--processes", help="One process per node (else all in this one).")
+    ] = False,
+    seeds: Annotated[
+        int,
+        typer.Option(
+            "--seeds",
+            help="Each node joins through this many earlier nodes (0: every node in the "
+            "registry; default 3 with --processes, else 0).",
+            min=0,
+        ),
+    ]
+    | None = None,
     log_level: LogLevel = "warning",
 ) -> None:
-    """Create (or reuse) a local network under DIR and run it until interrupted."""
+    """Create (or reuse) a local network under DIR and run it until interrupted.
+
+    Node N listens on its own loopback address (127.0.0.2, 127.0.0.3, ...).
+    """
+    from lumera_p2p.eventloop import freeze_long_lived, run_event_loop
     from lumera_p2p.localnet import create_localnet, load_configs, start_nodes
+    from lumera_p2p.localnet_processes import spawn_nodes, stop_nodes
 
     _logging(log_level)
+    join_through = (3 if processes else 0) if seeds is None else seeds
 
     async def main() -> None:
         # Signals only set an event, from the start: nodes are always stopped cleanly.
@@ -95,10 +115,21 @@ def localnet(
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
-        local = create_localnet(directory, nodes)
+        local = create_localnet(directory, nodes, seeds=join_through)
+        if processes:
+            children = await spawn_nodes(local)
+            try:
+                for child in children:
+                    typer.echo(f"{child.address} {child.endpoint} pid {child.pid}")
+                typer.echo("ready")
+                await stop.wait()
+            finally:
+                await stop_nodes(children)
+            return
         running = await start_nodes(load_configs(local))
+        freeze_long_lived()
         for node in running:
-            typer.echo(f"{node.address} 127.0.0.1:{node.port}")
+            typer.echo(f"{node.address} {node.me.ip}:{node.port}")
         typer.echo("ready")
         try:
             await stop.wait()
@@ -106,7 +137,7 @@ def localnet(
             await asyncio.gather(*(n.stop() for n in running), return_exceptions=True)
 
     with reported_errors():
-        asyncio.run(main())
+        run_event_loop(main())
 
 
 def demo(
@@ -137,7 +168,7 @@ def demo(
             step(
                 "start",
                 started,
-                f"{nodes} nodes on 127.0.0.1, routing tables {min(peers)}-{max(peers)}",
+                f"{nodes} nodes on 127.0.0.x, routing tables {min(peers)}-{max(peers)}",
             )
 
             size = 64 * 1024

@@ -23,7 +23,6 @@ import blake3
 import coincurve
 from Crypto.Hash import RIPEMD160, keccak
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from mnemonic import Mnemonic
 
 from lumera_p2p.errors import IdentityError, ProtobufDecodeError, SignatureError
 from lumera_p2p.identity import protowire
@@ -212,6 +211,8 @@ class PrivateKey:
     ) -> PrivateKey:
         """Derive the key of a BIP39 mnemonic at a BIP32 path (default ``m/44'/60'/0'/0/0``)."""
         words = " ".join(mnemonic.split())
+        from mnemonic import Mnemonic  # noqa: PLC0415 (word lists only when asked)
+
         checker = Mnemonic("english")
         if not checker.check(words):
             raise IdentityError("invalid mnemonic: wrong word count, unknown word or bad checksum")
@@ -221,6 +222,8 @@ class PrivateKey:
     @classmethod
     def generate(cls) -> tuple[PrivateKey, str]:
         """A new key from a fresh 24-word mnemonic; returns ``(key, mnemonic)``."""
+        from mnemonic import Mnemonic  # noqa: PLC0415
+
         words = Mnemonic("english").generate(strength=256)
         return cls.from_mnemonic(words), words
 
