@@ -128,6 +128,7 @@ class Workload:
 async def run_ours(ops: int, seed: int, synchronous: str) -> dict[str, Any]:
     import yaml
 
+    from lumera_p2p.eventloop import freeze_long_lived
     from lumera_p2p.localnet import create_localnet, load_configs, start_nodes
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -140,6 +141,7 @@ async def run_ours(ops: int, seed: int, synchronous: str) -> dict[str, Any]:
         started = time.perf_counter()
         nodes = await start_nodes(load_configs(local))
         joined = time.perf_counter() - started
+        freeze_long_lived()  # as `lumera-p2p localnet` does once its nodes have started
         try:
             peers = [n.node.peer_count for n in nodes]
             sent_before: dict[str, int] = {}

@@ -149,6 +149,7 @@ def demo(
 ) -> None:
     """Start a local network, store a batch through one node, read it through another,
     stop two nodes, read again, and print what happened."""
+    from lumera_p2p.eventloop import run_event_loop
     from lumera_p2p.localnet import create_localnet, load_configs, start_nodes
 
     console = Console()
@@ -230,7 +231,7 @@ def demo(
 
     try:
         with reported_errors():
-            asyncio.run(main())
+            run_event_loop(main())
     finally:
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
