@@ -15,7 +15,8 @@ What each system is (all defaults but the port):
 * bmuller kademlia 2.2.3 (Python over UDP; PyPI ``kademlia``): values in memory, k = 20 copies.
 
 Figures per system: puts/s and gets/s (sequential and at 32 in flight), CPU-ms per put and
-per get (the child's process time ÷ operations, all threads), put p50/p99 (sequential), and for
+per get (the child's process time ÷ operations, all threads), put p50/p99, failed puts (a put
+that raises is counted in ``put_failures``, its get skipped, and the first error kept), and for
 ours the RPCs per sequential put by message type. ``pip install -e '.[bench]'`` brings both
 peers.
 
@@ -83,13 +84,19 @@ class Workload:
         readers = [(o + 1 + self.rng.randrange(NODES - 1)) % NODES for o in origins]
         keys: list[object] = [None] * self.ops
         latencies: list[float] = []
+        failures: list[str] = []
 
         async def one_put(i: int) -> None:
             started = time.perf_counter()
-            keys[i] = await put(origins[i], values[i])
+            try:
+                keys[i] = await put(origins[i], values[i])
+            except Exception as exc:  # counted and reported, never hidden: see put_failures
+                failures.append(f"{type(exc).__name__}: {exc}")
             latencies.append(time.perf_counter() - started)
 
         async def one_get(i: int) -> None:
+            if keys[i] is None:  # its put failed (counted above)
+                return
             got = await get(readers[i], keys[i])
             if got != values[i]:
                 raise RuntimeError(f"get {i} returned {'nothing' if got is None else 'junk'}")
@@ -98,6 +105,9 @@ class Workload:
         await self._all(one_put, parallel)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         after_puts()
+        self.out[f"put_failures{label}"] = len(failures)
+        if failures:
+            self.out[f"first_put_failure{label}"] = failures[0][:300]
         self.out[f"puts_s{label}"] = round(self.ops / wall, 1)
         self.out[f"cpu_ms_per_put{label}"] = round(cpu * 1000 / self.ops, 2)
         self.out[f"put_p50_ms{label}"] = round(percentile(latencies, 0.50) * 1000, 1)
@@ -320,12 +330,19 @@ def run_child(system: str, ops: int, seed: int, synchronous: str, loop: str) -> 
 
 
 def medians(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians of the numeric figures; failed puts summed over the rounds (every one shows)."""
     out: dict[str, Any] = {}
     for name, value in rounds[0].items():
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if name.startswith("put_failures"):
+            out[name] = sum(r[name] for r in rounds)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
             out[name] = round(statistics.median(r[name] for r in rounds), 2)
         else:
             out[name] = value
+    for r in rounds:
+        for name, value in r.items():
+            if name.startswith("first_put_failure"):
+                out.setdefault(name, value)
     return out
 
 
