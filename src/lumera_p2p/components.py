@@ -7,6 +7,7 @@ or the environment.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,6 +116,8 @@ def server_limits(config: Config) -> ServerLimits:
 def transport_options(config: Config) -> TransportOptions:
     """The client transport and its pool (the ``transport`` section)."""
     t = config.transport
+    listen = config.p2p.listen_address
+    specific = listen not in ("0.0.0.0", "::", "") and _is_ip(listen)
     return TransportOptions(
         dial_timeout=t.dial_timeout,
         pool_capacity=t.pool_capacity,
@@ -125,7 +128,16 @@ def transport_options(config: Config) -> TransportOptions:
         off_loop_size=t.off_loop_size,
         transfer_rate=t.transfer_rate,
         answer_budget=t.answer_budget,
+        source_host=listen if specific else None,
     )
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def rqstore_path(config: Config) -> Path:

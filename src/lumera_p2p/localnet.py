@@ -1,23 +1,26 @@
-"""A local network of nodes on 127.0.0.1: keys, a static registry, one config per node.
+"""A local network of nodes on loopback addresses: keys, a static registry, one config per node.
 
 Used by ``lumera-p2p localnet`` and ``lumera-p2p demo`` and by the multi-node tests. Layout
 under the chosen directory::
 
     keys/keyring-test/…        one key per node (the Cosmos SDK test backend)
-    registry.yml               every node as an ACTIVE supernode at 127.0.0.1:<port>
+    registry.yml               every node as an ACTIVE supernode at 127.0.x.y:<port>
     node-00/config.yml         key_name, p2p (port, data_dir), api (listen), keyring,
                                lumera.registry_file
     node-00/data/              that node's SQLite stores (and its API token)
 
-A directory used again keeps its keys and its ports (read back from each ``config.yml``, else
-from ``registry.yml``), so nodes come back where they were. :func:`add_member` adds one more
-identity (a key, a registry entry, a config) to a network that may be running: its nodes
-re-read ``registry.yml`` on their allowlist refresh and admit it.
+Node *i* listens on its own loopback address (:func:`host_of`), so per-address limits see
+one peer per node, as in production. A directory used again keeps its keys and its ports
+(read back from each ``config.yml``, else from ``registry.yml``), so nodes come back where
+they were. :func:`add_member` adds one more identity (a key, a registry entry, a config) to a
+network that may be running: its nodes re-read ``registry.yml`` on their allowlist refresh
+and admit it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import socket
 from collections.abc import Sequence
@@ -54,6 +57,16 @@ FAST_REPLICATION = {
     "redundant_scan_interval": 300.0,
 }
 
+#: Nodes joining at once in :func:`start_nodes` (the rest wait: no thundering herd).
+JOIN_CONCURRENCY = 8
+#: A node's seeds are not among the last this many nodes before it (they may still be starting).
+SEED_LAG = 8
+
+
+def host_of(index: int) -> str:
+    """The loopback address of node ``index``: 127.0.0.2, ..., 127.0.0.251, 127.0.1.2, ..."""
+    return f"127.0.{index // 250}.{index % 250 + 2}"
+
 
 def free_ports(count: int, host: str = HOST) -> list[int]:
     """``count`` distinct TCP ports that are free on ``host`` right now."""
@@ -80,6 +93,9 @@ class LocalNode:
     config_path: Path
     #: The API's port (``api.listen``).
     api_port: int = 0
+    host: str = HOST
+    #: Indexes of the earlier nodes it joins through (``create_localnet(seeds=...)``).
+    seeds: tuple[int, ...] = ()
 
 
 def create_localnet(
@@ -88,10 +104,15 @@ def create_localnet(
     *,
     ports: Sequence[int] | None = None,
     fast_intervals: bool = True,
+    seeds: int = 0,
+    one_host: bool = False,
 ) -> list[LocalNode]:
     """Write keys, a registry and configs for ``nodes`` nodes under ``directory``.
 
-    Existing keys of the same names are reused, so a directory can be started again.
+    Existing keys of the same names are reused, and so are their ports, so a directory can be
+    started again. With ``seeds``, each node joins through that many earlier nodes
+    (``p2p.bootstrap_nodes``) instead of pinging every node in the registry, and lookups find
+    the rest: how hundreds of node processes join. ``one_host`` puts every node on 127.0.0.1.
     """
     directory.mkdir(parents=True, exist_ok=True)
     ring = Keyring(directory / "keys", "test")
@@ -99,8 +120,10 @@ def create_localnet(
     listed = _registry_ports(directory)
     names = [f"node-{i:02d}" for i in range(nodes)]
     used = {name: _config_ports(directory / name / "config.yml") for name in names}
-    fresh = iter(free_ports(2 * nodes))
+    hosts = [HOST if one_host else host_of(i) for i in range(nodes)]
+    fresh_api = iter(free_ports(nodes))
     out: list[LocalNode] = []
+    rng = random.Random(nodes)
     for i, name in enumerate(names):
         address = (
             known[name].address
@@ -108,10 +131,29 @@ def create_localnet(
             else ring.add(name, PrivateKey.generate()[0]).address
         )
         old_p2p, old_api = used[name]
-        p2p_port = ports[i] if ports is not None else old_p2p or listed.get(address) or next(fresh)
-        api_port = old_api or next(fresh)
-        out.append(_write_config(directory, name, address, p2p_port, api_port, fast_intervals))
-    _write_registry(directory, [(n.address, n.port, SupernodeState.ACTIVE) for n in out])
+        p2p_port = (
+            ports[i]
+            if ports is not None
+            else old_p2p or listed.get(address) or free_ports(1, hosts[i])[0]
+        )
+        # Seeds from before the last few nodes: those may start in parallel with this one.
+        pool = range(max(1, i - SEED_LAG)) if i else range(0)
+        earlier = tuple(rng.sample(pool, min(seeds, len(pool)))) if seeds else ()
+        bootstrap = ",".join(f"{out[j].address}@{out[j].host}:{out[j].port}" for j in earlier)
+        out.append(
+            _write_config(
+                directory,
+                name,
+                address,
+                p2p_port,
+                old_api or next(fresh_api),
+                fast_intervals,
+                host=hosts[i],
+                bootstrap=bootstrap,
+                seeds=earlier,
+            )
+        )
+    _write_registry(directory, [(n.address, n.host, n.port, SupernodeState.ACTIVE) for n in out])
     return out
 
 
@@ -140,25 +182,37 @@ def add_member(
         known[name].address if name in known else ring.add(name, PrivateKey.generate()[0]).address
     )
     old_p2p, old_api = _config_ports(directory / name / "config.yml")
-    fresh = iter(free_ports(2))
-    p2p_port = old_p2p or _registry_ports(directory).get(address) or next(fresh)
+    listed = _registry_ports(directory)
+    # A member new to the registry takes the next node's address; one listed keeps its own.
+    host = _registry_hosts(directory).get(address) or host_of(len(listed))
+    p2p_port = old_p2p or listed.get(address) or free_ports(1, host)[0]
     member = _write_config(
-        directory, name, address, p2p_port, old_api or next(fresh), fast_intervals
+        directory, name, address, p2p_port, old_api or free_ports(1)[0], fast_intervals, host=host
     )
-    _write_registry(directory, [(address, p2p_port, state)])
+    _write_registry(directory, [(address, host, p2p_port, state)])
     return member
 
 
 def _write_config(
-    directory: Path, name: str, address: str, port: int, api_port: int, fast_intervals: bool
+    directory: Path,
+    name: str,
+    address: str,
+    port: int,
+    api_port: int,
+    fast_intervals: bool,
+    *,
+    host: str = HOST,
+    bootstrap: str = "",
+    seeds: tuple[int, ...] = (),
 ) -> LocalNode:
     node_dir = directory / name
     node_dir.mkdir(exist_ok=True)
-    config = {
+    config: dict[str, Any] = {
         "key_name": name,
         "p2p": {
-            "listen_address": HOST,
+            "listen_address": host,
             "port": port,
+            **({"bootstrap_nodes": bootstrap} if bootstrap else {}),
             "data_dir": "data",
             "allow_private_peers": True,
             **(
@@ -174,11 +228,13 @@ def _write_config(
     }
     path = node_dir / "config.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return LocalNode(name, address, port, path, api_port)
+    return LocalNode(name, address, port, path, api_port, host, seeds)
 
 
-def _write_registry(directory: Path, entries: Sequence[tuple[str, int, SupernodeState]]) -> None:
-    """``registry.yml`` with ``entries`` set (address, port, state) and every other entry of
+def _write_registry(
+    directory: Path, entries: Sequence[tuple[str, str, int, SupernodeState]]
+) -> None:
+    """``registry.yml`` with ``entries`` set (address, host, port, state) and every other entry of
     the existing file kept (members added with :func:`add_member`)."""
     path = directory / REGISTRY
     nodes: dict[str, Supernode] = {}
@@ -191,8 +247,8 @@ def _write_registry(directory: Path, entries: Sequence[tuple[str, int, Supernode
         if old is not None:
             nodes = {n.address: n for n in old.snapshot()}
             accounts = old.extra_accounts
-    for address, port, state in entries:
-        nodes[address] = Supernode(address, state, HOST, port, state_height=1)
+    for address, host, port, state in entries:
+        nodes[address] = Supernode(address, state, host, port, state_height=1)
     StaticRegistry(nodes.values(), accounts).write(path)
 
 
@@ -203,6 +259,15 @@ def _registry_ports(directory: Path) -> dict[str, int]:
     except ConfigError:
         return {}
     return {n.address: n.port for n in registry.snapshot()}
+
+
+def _registry_hosts(directory: Path) -> dict[str, str]:
+    """Address → host of the existing ``registry.yml`` (empty if there is none)."""
+    try:
+        registry = StaticRegistry.from_file(directory / REGISTRY)
+    except ConfigError:
+        return {}
+    return {n.address: n.host for n in registry.snapshot() if n.host}
 
 
 def _config_ports(path: Path) -> tuple[int | None, int | None]:
@@ -225,12 +290,21 @@ def _config_ports(path: Path) -> tuple[int | None, int | None]:
     return (port if valid else None), api_port
 
 
-async def start_nodes(configs: Sequence[Config]) -> list[P2P]:
-    """Create and start nodes: all listen first, then all bootstrap (the registry lists all)."""
+async def start_nodes(
+    configs: Sequence[Config], *, join_concurrency: int = JOIN_CONCURRENCY
+) -> list[P2P]:
+    """Create and start nodes: all listen first, then they bootstrap, ``join_concurrency``
+    at a time (each join pings its peers and runs its lookups; 64 at once would time out)."""
     nodes = [await P2P.create(c) for c in configs]
+    gate = asyncio.Semaphore(join_concurrency)
+
+    async def join(node: P2P) -> None:
+        async with gate:
+            await node.sync_peers()
+
     try:
         await asyncio.gather(*(n.start(bootstrap=False) for n in nodes))
-        await asyncio.gather(*(n.sync_peers() for n in nodes))
+        await asyncio.gather(*(join(n) for n in nodes))
     except BaseException:
         await asyncio.gather(*(n.stop() for n in nodes), return_exceptions=True)
         raise

@@ -37,7 +37,6 @@ from typing import Any
 import base58
 
 from lumera_p2p import __version__
-from lumera_p2p.chain.grpc_registry import GrpcRegistry
 from lumera_p2p.chain.registry import Registry, Supernode, bootstrap_candidates
 from lumera_p2p.chain.static_registry import StaticRegistry
 from lumera_p2p.components import (
@@ -110,6 +109,9 @@ def registry_for(config: Config) -> Registry | None:
     if config.lumera.registry_file is not None:
         return StaticRegistry.from_file(config.lumera.registry_file)
     if config.lumera.grpc_addr:
+        # gRPC only when the chain is asked: it is the largest import a node could make.
+        from lumera_p2p.chain.grpc_registry import GrpcRegistry  # noqa: PLC0415
+
         return GrpcRegistry.from_config(config.lumera)
     return None
 
@@ -171,6 +173,7 @@ class P2P:
         self._stopped = False
         self._started_at: float | None = None  # time.monotonic() at start
         self._recent = RecentOps()
+        self._last_sync = float("-inf")  # loop time of the last sync_peers
 
     @classmethod
     async def create(
@@ -376,11 +379,18 @@ class P2P:
         self._tasks.append(asyncio.create_task(coro, name=name))
 
     async def _peer_sync_loop(self) -> None:
-        """Full peer sync every ``peer_sync`` seconds; every ``peer_sync_retry`` while alone."""
+        """Full peer sync every ``peer_sync`` seconds; every ``peer_sync_retry`` while alone.
+
+        Whether we are alone is asked when each wait ends, not when it starts: a node that
+        joined (``sync_peers``) meanwhile waits out its full period from that join.
+        """
         every = self._intervals
+        loop = asyncio.get_running_loop()
         while True:
+            await asyncio.sleep(every.peer_sync_retry)
             alone = self._node.peer_count == 0
-            await asyncio.sleep(every.peer_sync_retry if alone else every.peer_sync)
+            if not alone and loop.time() - self._last_sync < every.peer_sync:
+                continue
             try:
                 peers = await self.sync_peers()
             except LumeraP2PError as exc:
@@ -444,6 +454,7 @@ class P2P:
 
     async def sync_peers(self) -> int:
         """Bootstrap from the configured list or the registry; return the routing-table size."""
+        self._last_sync = asyncio.get_running_loop().time()
         bootstrap = self._config.p2p.bootstrap_nodes
         if bootstrap:
             seeds = [
@@ -763,8 +774,9 @@ async def _every(interval: float, job: Callable[[], Awaitable[object]]) -> None:
             )
 
 
-async def run_until_signalled(p2p: P2P) -> None:
-    """Run ``p2p`` until SIGINT or SIGTERM, then stop it cleanly."""
+async def run_until_signalled(p2p: P2P, started: Callable[[], object] | None = None) -> None:
+    """Run ``p2p`` until SIGINT or SIGTERM, then stop it cleanly; ``started`` is called
+    once it has started (the signals are handled from before)."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -772,4 +784,11 @@ async def run_until_signalled(p2p: P2P) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, task.cancel)
     with contextlib.suppress(asyncio.CancelledError):
+        try:
+            await p2p.start()
+            if started is not None:
+                started()
+        except BaseException:
+            await asyncio.shield(p2p.stop())
+            raise
         await p2p.run()

@@ -17,14 +17,14 @@ from tests.support import eventually
 pytestmark = pytest.mark.timeout(120)
 
 
-def _record(address: str, port: int, state: SupernodeState) -> supernode_pb2.SuperNode:
+def _record(address: str, host: str, port: int, state: SupernodeState) -> supernode_pb2.SuperNode:
     return supernode_pb2.SuperNode(
         supernode_account=address,
         states=[
             supernode_pb2.SuperNodeStateRecord(state=int(SupernodeState.ACTIVE), height=1),
             supernode_pb2.SuperNodeStateRecord(state=int(state), height=5),
         ],
-        prev_ip_addresses=[supernode_pb2.IPAddressHistory(address="127.0.0.1", height=1)],
+        prev_ip_addresses=[supernode_pb2.IPAddressHistory(address=host, height=1)],
         p2p_port=str(port),
     )
 
@@ -33,7 +33,7 @@ async def test_nodes_bootstrap_from_the_chain_and_respect_states(tmp_path: Path)
     local = create_localnet(tmp_path, 7)
     states = [SupernodeState.ACTIVE] * 5 + [SupernodeState.POSTPONED, SupernodeState.STOPPED]
     data = ChainData(
-        records=[_record(n.address, n.port, s) for n, s in zip(local, states, strict=True)]
+        records=[_record(n.address, n.host, n.port, s) for n, s in zip(local, states, strict=True)]
     )
     server, port = await start_server(data)
     try:

@@ -21,9 +21,13 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "lumera_p2p", *args]
 
 
-def test_localnet_prints_nodes_then_ready_and_stops_on_sigint(tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", [False, True], ids=["one-process", "processes"])
+def test_localnet_prints_nodes_then_ready_and_stops_on_sigint(
+    tmp_path: Path, processes: bool
+) -> None:
+    extra = ["--processes"] if processes else []
     proc = subprocess.Popen(
-        _cli("localnet", "--nodes", "4", "--dir", str(tmp_path / "net")),
+        _cli("localnet", "--nodes", "4", "--dir", str(tmp_path / "net"), *extra),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -42,13 +46,24 @@ def test_localnet_prints_nodes_then_ready_and_stops_on_sigint(tmp_path: Path) ->
         assert lines[-1] == "ready", lines
         nodes = lines[:-1]
         assert len(nodes) == 4
+        hosts, pids = set(), set()
         for entry in nodes:
-            address, endpoint, api = entry.split()
+            address, endpoint, api, *pid = entry.split()
             assert address.startswith("lumera1")
-            assert endpoint.startswith("127.0.0.1:")
-            assert api.startswith("http://127.0.0.1:")
+            assert endpoint.startswith("127.0.0.")
+            # In one process each node serves its API; a node process serves none.
+            assert api == "-" if processes else api.startswith("http://127.0.0.1:")
+            hosts.add(endpoint.rpartition(":")[0])
+            if processes:  # "pid N": a live node process of its own
+                pids.add(int(pid[1]))
+                cmdline = Path(f"/proc/{pid[1]}/cmdline").read_bytes()
+                assert b"lumera_p2p.localnet_child" in cmdline
+        assert len(hosts) == 4  # each node on its own address
+        assert len(pids) == (4 if processes else 0)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
+        for pid in pids:  # the children stopped with it
+            assert not Path(f"/proc/{pid}").exists() or b"Z" in _state(pid)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -56,6 +71,14 @@ def test_localnet_prints_nodes_then_ready_and_stops_on_sigint(tmp_path: Path) ->
     # The same directory starts again with the same keys.
     assert (tmp_path / "net" / "registry.yml").exists()
     assert (tmp_path / "net" / "node-00" / "data" / "data001.sqlite3").exists()
+
+
+def _state(pid: int) -> bytes:
+    """The state letter of ``/proc/<pid>/stat`` (Z: exited, not yet reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+    except OSError:
+        return b"Z"
 
 
 def test_run_serves_until_sigterm_and_exits_cleanly(tmp_path: Path) -> None:

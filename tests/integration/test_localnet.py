@@ -144,7 +144,7 @@ async def test_unregistered_node_cannot_connect_or_be_routed_to(tmp_path: Path) 
         transport = TcpTransport(stranger_key, StaticPeerVerifier([target.address]))
         stranger = Contact(stranger_key.address.encode(), "127.0.0.1", free_ports(1)[0])
         rogue = Node(stranger, MemoryStore(), transport, options=DHTOptions(allow_private=True))
-        assert not await rogue.ping(Contact(target.address.encode(), "127.0.0.1", target.port))
+        assert not await rogue.ping(Contact(target.address.encode(), target.me.ip, target.port))
         await transport.close()
         # And a registered node never routes to it even if told about it.
         learned = target.node.contacts_from_wire(
@@ -186,17 +186,17 @@ async def test_abuse_does_not_stop_serving(sixteen: list[P2P]) -> None:
     key = await nodes[1].store(b"still here")
 
     async def junk() -> None:
-        r, w = await asyncio.open_connection("127.0.0.1", victim.port)
+        r, w = await asyncio.open_connection(victim.me.ip, victim.port)
         w.write(os.urandom(4096))
         await w.drain()
         assert await peer_closed(r, 60.0)  # the victim hangs up on garbage
         w.close()
 
     async def half_open() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        return await asyncio.open_connection("127.0.0.1", victim.port)
+        return await asyncio.open_connection(victim.me.ip, victim.port)
 
     async def slow_sender(stop: asyncio.Event) -> None:
-        _, w = await asyncio.open_connection("127.0.0.1", victim.port)
+        _, w = await asyncio.open_connection(victim.me.ip, victim.port)
         try:
             while not stop.is_set():
                 w.write(b"\x00")

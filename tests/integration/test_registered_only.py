@@ -17,6 +17,10 @@ from tests.support import eventually, peer_closed
 pytestmark = pytest.mark.timeout(120)
 
 
+#: An address on loopback that the registry does not list (the node is at 127.0.0.2).
+OUTSIDER = "127.0.9.9"
+
+
 async def node(tmp_path: Path, registered_only: bool) -> P2P:
     [local] = create_localnet(tmp_path, 1)
     doc = yaml.safe_load(local.config_path.read_text())
@@ -32,14 +36,13 @@ async def test_only_registered_addresses_reach_the_handshake(tmp_path: Path) -> 
     try:
         server = p2p.server
         assert server is not None
-        assert server.allowed_addresses == frozenset({"127.0.0.1"})  # the registry's host
-        reader, writer = await asyncio.open_connection(
-            "127.0.0.1", p2p.port, local_addr=("127.0.0.2", 0)
-        )
+        host = p2p.me.ip
+        assert server.allowed_addresses == frozenset({host})  # the registry's host
+        reader, writer = await asyncio.open_connection(host, p2p.port, local_addr=(OUTSIDER, 0))
         assert await peer_closed(reader, 5.0)
         writer.close()
         assert server.stats.refused_unlisted == 1
-        _, writer = await asyncio.open_connection("127.0.0.1", p2p.port)
+        _, writer = await asyncio.open_connection(host, p2p.port, local_addr=(host, 0))
         await eventually(lambda: server.handshakes == 1, what="a registered address admitted")
         writer.close()
     finally:
@@ -51,9 +54,7 @@ async def test_off_by_default(tmp_path: Path) -> None:
     try:
         server = p2p.server
         assert server is not None and server.allowed_addresses is None
-        _, writer = await asyncio.open_connection(
-            "127.0.0.1", p2p.port, local_addr=("127.0.0.2", 0)
-        )
+        _, writer = await asyncio.open_connection(p2p.me.ip, p2p.port, local_addr=(OUTSIDER, 0))
         await eventually(lambda: server.handshakes == 1, what="any address admitted")
         writer.close()
         assert server.stats.refused_unlisted == 0

@@ -31,13 +31,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import cached_property
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from lumera_p2p.chain._generated.lumera.supernode.v1 import supernode_pb2
 from lumera_p2p.config import DEFAULT_P2P_PORT
 from lumera_p2p.errors import IdentityError
 from lumera_p2p.identity.keys import routing_id as _routing_id
 from lumera_p2p.identity.keys import validate_address
+
+if TYPE_CHECKING:  # protobuf only for the annotations: a node on a static registry never loads it
+    from lumera_p2p.chain._generated.lumera.supernode.v1 import supernode_pb2
 
 __all__ = [
     "DEFAULT_P2P_PORT",

@@ -14,7 +14,7 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -80,8 +80,9 @@ async def start_apis(nodes: Sequence[P2P]) -> list[NodeApi]:
     return apis
 
 
-async def serve_until_signalled(node: P2P) -> None:
-    """Start ``node`` and its API, serve until SIGINT or SIGTERM, then stop both cleanly."""
+async def serve_until_signalled(node: P2P, started: Callable[[], object] | None = None) -> None:
+    """Start ``node`` and its API, serve until SIGINT or SIGTERM, then stop both cleanly;
+    ``started`` is called once both are up (the signals are handled from before)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -91,6 +92,8 @@ async def serve_until_signalled(node: P2P) -> None:
     try:
         await node.start()
         apis = await start_apis([node])
+        if started is not None:
+            started()
         await stop.wait()
     finally:
         await asyncio.gather(*(a.stop() for a in apis), return_exceptions=True)
@@ -106,6 +109,7 @@ def run(
     log_format: LogFormat = None,
 ) -> None:
     """Run one node (and its API, unless api.enabled is false) until SIGINT or SIGTERM."""
+    from lumera_p2p.eventloop import freeze_long_lived, run_event_loop
     from lumera_p2p.identity.keyring import resolve_passphrase
     from lumera_p2p.service import P2P
 
@@ -121,33 +125,51 @@ def run(
             ring.passphrase_plain, ring.passphrase_env, ring.passphrase_file, os.environ
         )
         node = await P2P.create(cfg, passphrase=passphrase)
-        await serve_until_signalled(node)
+        await serve_until_signalled(node, started=freeze_long_lived)
 
     with reported_errors():
-        asyncio.run(main())
+        run_event_loop(main())
 
 
 def localnet(
     ctx: typer.Context,
     nodes: Annotated[
-        int, typer.Option("--nodes", "-n", help="How many nodes.", min=1, max=200)
+        int, typer.Option("--nodes", "-n", help="How many nodes.", min=1, max=1000)
     ] = 6,
     directory: Annotated[
         Path, typer.Option("--dir", help="Where keys, registry and configs go.")
     ] = Path("localnet"),
+    processes: Annotated[
+        bool, typer.Option("--processes", help="One process per node (else all in this one).")
+    ] = False,
+    seeds: Annotated[
+        int,
+        typer.Option(
+            "--seeds",
+            help="Each node joins through this many earlier nodes (0: every node in the "
+            "registry; default 3 with --processes, else 0).",
+            min=0,
+        ),
+    ]
+    | None = None,
     log_level: LogLevel = "warning",
     log_format: LogFormat = None,
 ) -> None:
     """Create (or reuse, with its ports) a local network under DIR and run it until
-    interrupted; each node serves its API (its config's api.listen).
+    interrupted. Node N listens on its own loopback address (127.0.0.2, 127.0.0.3, ...);
+    in one process each node also serves its API (its config's api.listen).
 
-    One line per node (address, P2P endpoint, API URL), then ``ready``.
+    One line per node (address, P2P endpoint, API URL or ``-``, and ``pid N`` with
+    ``--processes``), then ``ready``.
     """
     if ctx.invoked_subcommand is not None:
         return  # ``localnet add``: the group's own run is not wanted
+    from lumera_p2p.eventloop import freeze_long_lived, run_event_loop
     from lumera_p2p.localnet import create_localnet, load_configs, start_nodes
+    from lumera_p2p.localnet_processes import spawn_nodes, stop_nodes
 
     _logging(log_level, fmt=log_format)
+    join_through = (3 if processes else 0) if seeds is None else seeds
 
     async def main() -> None:
         # Signals only set an event, from the start: nodes are always stopped cleanly.
@@ -156,15 +178,26 @@ def localnet(
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
-        local = create_localnet(directory, nodes)
+        local = create_localnet(directory, nodes, seeds=join_through)
+        if processes:
+            children = await spawn_nodes(local)
+            try:
+                for child in children:
+                    typer.echo(f"{child.address} {child.endpoint} - pid {child.pid}")
+                typer.echo("ready")
+                await stop.wait()
+            finally:
+                await stop_nodes(children)
+            return
         running = await start_nodes(load_configs(local))
         apis: list[NodeApi] = []
         try:
             apis = await start_apis(running)
+            freeze_long_lived()
             urls = {id(a.node): a.url for a in apis}
             for node in running:
                 api = urls.get(id(node), "-")
-                typer.echo(f"{node.address} 127.0.0.1:{node.port} {api}")
+                typer.echo(f"{node.address} {node.me.ip}:{node.port} {api}")
             typer.echo("ready")
             await stop.wait()
         finally:
@@ -172,7 +205,7 @@ def localnet(
             await asyncio.gather(*(n.stop() for n in running), return_exceptions=True)
 
     with reported_errors():
-        asyncio.run(main())
+        run_event_loop(main())
 
 
 def demo(
@@ -184,6 +217,7 @@ def demo(
 ) -> None:
     """Start a local network, store a batch through one node, read it through another,
     stop two nodes, read again, and print what happened."""
+    from lumera_p2p.eventloop import run_event_loop
     from lumera_p2p.localnet import create_localnet, load_configs, start_nodes
 
     console = Console()
@@ -203,7 +237,7 @@ def demo(
             step(
                 "start",
                 started,
-                f"{nodes} nodes on 127.0.0.1, routing tables {min(peers)}-{max(peers)}",
+                f"{nodes} nodes on 127.0.0.x, routing tables {min(peers)}-{max(peers)}",
             )
 
             size = 64 * 1024
@@ -265,7 +299,7 @@ def demo(
 
     try:
         with reported_errors():
-            asyncio.run(main())
+            run_event_loop(main())
     finally:
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -407,17 +407,23 @@ class Node:
         if self.peer_count == 0:
             return 0
         await self.find_node_id(self._me.id)
-        await self.refresh(force=True)
+        # One bucket at a time: concurrent lookups would ask the same peers at once, each
+        # over a new connection (a handshake each), for nothing the next lookup lacks.
+        await self.refresh(force=True, concurrency=1)
         return self.peer_count
 
-    async def refresh(self, *, force: bool = False) -> int:
+    async def refresh(self, *, force: bool = False, concurrency: int | None = None) -> int:
         """Look up a random ID in every stale bucket (every bucket from the nearest occupied
-        one when ``force``); return how many lookups ran."""
+        one when ``force``), ``concurrency`` lookups at a time (all at once when None);
+        return how many lookups ran."""
         self._counters.bucket_refreshes += 1
         age = 0.0 if force else self._options.bucket_refresh_age
         stale = self._table.stale_buckets(self.now(), age)
         targets = [self._table.random_id_in_bucket(i, self._rng) for i in stale]
-        await self.run(AllOf(self._lookup(LookupKind.NODES, t) for t in targets))
+        step = concurrency or len(targets) or 1
+        for start in range(0, len(targets), step):
+            batch = targets[start : start + step]
+            await self.run(AllOf(self._lookup(LookupKind.NODES, t) for t in batch))
         return len(targets)
 
     async def find_node(self, target: bytes) -> LookupOutcome:

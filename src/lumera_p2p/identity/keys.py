@@ -12,6 +12,7 @@ them; this package never creates one.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass, field
@@ -22,7 +23,6 @@ import blake3
 import coincurve
 from Crypto.Hash import RIPEMD160, keccak
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from mnemonic import Mnemonic
 
 from lumera_p2p.errors import IdentityError, ProtobufDecodeError, SignatureError
 from lumera_p2p.identity import protowire
@@ -126,9 +126,9 @@ class PublicKey:
         sha = hashlib.sha256(self.compressed).digest()
         return RIPEMD160.new(sha).digest()
 
-    @property
+    @functools.cached_property
     def address(self) -> str:
-        """The ``lumera1…`` bech32 account address."""
+        """The ``lumera1…`` bech32 account address (computed once: every handshake asks)."""
         return address_from_bytes(self.address_bytes)
 
     def to_any(self) -> bytes:
@@ -211,6 +211,8 @@ class PrivateKey:
     ) -> PrivateKey:
         """Derive the key of a BIP39 mnemonic at a BIP32 path (default ``m/44'/60'/0'/0/0``)."""
         words = " ".join(mnemonic.split())
+        from mnemonic import Mnemonic  # noqa: PLC0415 (word lists only when asked)
+
         checker = Mnemonic("english")
         if not checker.check(words):
             raise IdentityError("invalid mnemonic: wrong word count, unknown word or bad checksum")
@@ -220,10 +222,12 @@ class PrivateKey:
     @classmethod
     def generate(cls) -> tuple[PrivateKey, str]:
         """A new key from a fresh 24-word mnemonic; returns ``(key, mnemonic)``."""
+        from mnemonic import Mnemonic  # noqa: PLC0415
+
         words = Mnemonic("english").generate(strength=256)
         return cls.from_mnemonic(words), words
 
-    @property
+    @functools.cached_property
     def public_key(self) -> PublicKey:
         """The matching eth_secp256k1 public key."""
         return PublicKey(bytes(self._key.public_key.format(compressed=True)))

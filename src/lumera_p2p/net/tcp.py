@@ -20,6 +20,7 @@ known defects (p2p-behaviour.md §11.2 items 13 and 14):
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -117,6 +118,9 @@ class TransportOptions:
     #: not read it from all of them at once; the first to arrive ends the lookup. (Never
     #: less than ``max_response_size``: the largest answer must fit.)
     answer_budget: int = 512 * MIB
+    #: Dial from this address (a node listening on one address dials from it too, so peers
+    #: see the address the registry lists); None: the kernel's choice.
+    source_host: str | None = None
 
     def __post_init__(self) -> None:
         if self.dial_timeout <= 0:
@@ -263,6 +267,17 @@ class TcpTransport:
                 pool.release(key, conn)
                 return response
 
+    def _source_for(self, ip: str) -> tuple[str, int] | None:
+        """``(source_host, 0)`` if ``ip`` is of its family (else the kernel chooses)."""
+        source = self.options.source_host
+        if source is None:
+            return None
+        try:
+            same = ipaddress.ip_address(ip).version == ipaddress.ip_address(source).version
+        except ValueError:  # a hostname: let the kernel choose
+            return None
+        return (source, 0) if same else None
+
     async def _dial(self, peer: Contact) -> SecureStream:
         try:
             return await secure_connect(
@@ -273,6 +288,7 @@ class TcpTransport:
                 self._verifier,
                 timeout=self.options.dial_timeout,
                 peer_type=self._peer_type,
+                local_addr=self._source_for(peer.ip),
             )
         except (OSError, ProtocolError) as exc:  # TimeoutError is an OSError
             self.stats.dial_failures += 1

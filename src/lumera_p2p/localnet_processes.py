@@ -1,0 +1,167 @@
+"""A local network with one process per node: the parent side of ``localnet --processes``.
+
+Each node is a :mod:`lumera_p2p.localnet_child` process. They are started a few at a time
+(``parallel`` spawns in flight), and a node only once its seeds (the earlier nodes it joins
+through, ``create_localnet(seeds=...)``) listen, so nobody dials a port that is not open yet
+and each join asks a few peers, not all of them. Joining runs in each child while the next
+ones start; :func:`spawn_nodes` returns once every child says ``ready``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lumera_p2p.localnet import LocalNode
+
+#: Spawns in flight at once: enough to keep two cores busy with interpreter start-up.
+SPAWN_PARALLEL = 4
+#: The longest a child may take to listen, and then to join.
+START_TIMEOUT = 120.0
+
+
+class ChildFailed(RuntimeError):
+    """A node process exited, or said something other than what was expected."""
+
+
+@dataclass
+class NodeProcess:
+    """One running node process and the line protocol to it."""
+
+    local: LocalNode
+    proc: asyncio.subprocess.Process
+    address: str = ""
+    endpoint: str = ""
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    @property
+    def pid(self) -> int:
+        """The process ID."""
+        return self.proc.pid
+
+    async def read_line(self, timeout: float = START_TIMEOUT) -> str:
+        """The child's next line (``ChildFailed`` if it exits first)."""
+        assert self.proc.stdout is not None
+        raw = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        if not raw:
+            code = await self.proc.wait()
+            raise ChildFailed(f"{self.local.name} exited with status {code}")
+        return raw.decode().rstrip("\n")
+
+    async def command(self, line: str, timeout: float = START_TIMEOUT) -> str:
+        """Send one command line and return the reply line."""
+        assert self.proc.stdin is not None
+        async with self._lock:
+            self.proc.stdin.write(line.encode() + b"\n")
+            await self.proc.stdin.drain()
+            return await self.read_line(timeout)
+
+    async def store(self, value: bytes) -> tuple[str, int]:
+        """Store ``value`` through this node: its key and how many replicas acknowledged."""
+        reply = await self.command(f"store {value.hex()}")
+        verb, _, rest = reply.partition(" ")
+        if verb != "stored":
+            raise ChildFailed(f"{self.local.name}: {reply}")
+        key, replicas = rest.split()
+        return key, int(replicas)
+
+    async def retrieve(self, key: str) -> bytes | None:
+        """The value of ``key`` as this node finds it (None: not found)."""
+        reply = await self.command(f"get {key}")
+        if reply == "missing":
+            return None
+        verb, _, rest = reply.partition(" ")
+        if verb != "value":
+            raise ChildFailed(f"{self.local.name}: {reply}")
+        return bytes.fromhex(rest)
+
+    def memory(self) -> dict[str, int]:
+        """``Rss``, ``Pss`` and ``Private_Dirty`` in KiB (``/proc/<pid>/smaps_rollup``)."""
+        out: dict[str, int] = {}
+        with contextlib.suppress(OSError):
+            for row in Path(f"/proc/{self.pid}/smaps_rollup").read_text().splitlines():
+                name, _, rest = row.partition(":")
+                if name in ("Rss", "Pss", "Private_Dirty"):
+                    out[name] = int(rest.split()[0])
+        return out
+
+    async def stop(self, timeout: float = 30.0) -> int:
+        """Ask the node to stop (``quit``); kill it if it does not within ``timeout``."""
+        if self.proc.returncode is None and self.proc.stdin is not None:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                self.proc.stdin.write(b"quit\n")
+                await self.proc.stdin.drain()
+                self.proc.stdin.close()
+        try:
+            return await asyncio.wait_for(self.proc.wait(), timeout)
+        except TimeoutError:
+            self.proc.kill()
+            return await self.proc.wait()
+
+
+async def spawn_node(local: LocalNode, env: dict[str, str] | None = None) -> NodeProcess:
+    """Start the node process of ``local`` and wait until it listens."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "lumera_p2p.localnet_child",
+        str(local.config_path),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    child = NodeProcess(local, proc)
+    try:
+        line = await child.read_line()
+        verb, address, endpoint = line.split(" ")
+        if verb != "listening":
+            raise ChildFailed(f"{local.name}: {line}")
+        child.address, child.endpoint = address, endpoint
+    except BaseException:
+        await child.stop(5.0)
+        raise
+    return child
+
+
+async def spawn_nodes(
+    local: Sequence[LocalNode],
+    *,
+    parallel: int = SPAWN_PARALLEL,
+    env: dict[str, str] | None = None,
+) -> list[NodeProcess]:
+    """Start one process per node, ``parallel`` spawns at a time, and wait until all are
+    ``ready`` (their routing tables hold a peer). On failure every started child is stopped."""
+    gate = asyncio.Semaphore(parallel)
+    started: list[NodeProcess] = []
+    listening = [asyncio.Event() for _ in local]
+
+    async def one(i: int, node: LocalNode) -> None:
+        for seed in node.seeds:  # its seeds listen before it dials them
+            await listening[seed].wait()
+        async with gate:
+            child = await spawn_node(node, env)
+            started.append(child)
+            listening[i].set()
+        line = await child.read_line()
+        if not line.startswith("ready "):
+            raise ChildFailed(f"{node.name}: {line}")
+
+    jobs = [one(i, node) for i, node in enumerate(local)]
+    try:
+        await asyncio.gather(*jobs)
+    except BaseException:
+        await stop_nodes(started)
+        raise
+    order = {n.config_path: i for i, n in enumerate(local)}
+    started.sort(key=lambda c: order[c.local.config_path])
+    return started
+
+
+async def stop_nodes(children: Sequence[NodeProcess]) -> None:
+    """Stop every child (each asked to quit, killed if it hangs)."""
+    await asyncio.gather(*(c.stop() for c in children), return_exceptions=True)
