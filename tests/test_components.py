@@ -111,6 +111,12 @@ WIRING: list[tuple[str, object, Callable[[P2P], object]]] = [
         lambda p: p.db.limits.max_replication_keys_per_peer,
     ),
     ("store.max_replication_keys", 777, lambda p: p.db.limits.max_replication_keys),
+    ("files.chunk_size", 65536, lambda p: p.file_options.chunk_size),
+    ("files.store_batch_chunks", 5, lambda p: p.file_options.store_batch_chunks),
+    ("files.readahead_chunks", 6, lambda p: p.file_options.readahead_chunks),
+    ("files.min_replicas", 4, lambda p: p.file_options.min_replicas),
+    ("files.resume_window", 600.0, lambda p: p.file_options.resume_window),
+    ("files.retrieve_attempts", 9, lambda p: p.file_options.retrieve_attempts),
 ]
 
 

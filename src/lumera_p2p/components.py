@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from lumera_p2p.config import Config
 from lumera_p2p.dht import DHTOptions, ServingLimits
+from lumera_p2p.files.options import FileOptions
 from lumera_p2p.net.limits import ServerLimits
 from lumera_p2p.net.tcp import TransportOptions
 from lumera_p2p.wire.messages import MessageType
@@ -91,6 +92,19 @@ def transport_options(config: Config) -> TransportOptions:
         prune_interval=t.prune_interval,
         max_response_size=t.max_response_size,
         off_loop_size=t.off_loop_size,
+    )
+
+
+def file_options(config: Config) -> FileOptions:
+    """How ``put_file``/``get_file`` chunk and stream (the ``files`` section)."""
+    f = config.files
+    return FileOptions(
+        chunk_size=f.chunk_size,
+        store_batch_chunks=f.store_batch_chunks,
+        readahead_chunks=f.readahead_chunks,
+        min_replicas=f.min_replicas,
+        resume_window=f.resume_window,
+        retrieve_attempts=f.retrieve_attempts,
     )
 
 

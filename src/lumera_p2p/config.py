@@ -460,6 +460,35 @@ class StoreConfig(_Section):
         )
 
 
+def _chunk_size(value: object) -> int:
+    size = parse_byte_size(value)
+    if not 4096 <= size <= 64 * MIB:
+        raise ValueError(f"must be from 4 KiB to 64 MiB, got {size} bytes")
+    return size
+
+
+class FilesConfig(_Section):
+    """The ``files`` section: how ``put_file``/``get_file`` split and stream files."""
+
+    #: Bytes per chunk (each chunk is one value): bytes or a size such as ``"4MiB"``.
+    chunk_size: int = 4 * MIB
+    #: Chunks stored per ``store_batch``.
+    store_batch_chunks: Annotated[int, Field(ge=1, le=64, strict=True)] = 2
+    #: Chunks fetched per ``batch_retrieve`` on a get (the next group while one is written).
+    readahead_chunks: Annotated[int, Field(ge=1, le=64, strict=True)] = 2
+    #: Acknowledging replicas for a chunk to count as stored when a put runs again.
+    min_replicas: Annotated[int, Field(ge=1, le=256, strict=True)] | None = None
+    #: Seconds a stored chunk's record counts for a resumed put.
+    resume_window: Interval = 24 * 3600.0
+    #: Rounds of ``batch_retrieve`` for missing chunks before a get gives up.
+    retrieve_attempts: Annotated[int, Field(ge=1, le=100, strict=True)] = 3
+
+    @field_validator("chunk_size", mode="before")
+    @classmethod
+    def _size(cls, value: object) -> int:
+        return _chunk_size(value)
+
+
 #: Go's level names (``warn``, ``fatal``; Go's ``log.level`` and ``LOG_LEVEL``) beside ours.
 _LOG_LEVEL_ALIASES = {"warn": "warning", "fatal": "critical"}
 
@@ -505,6 +534,7 @@ class Config(BaseModel):
     server: ServerConfig = ServerConfig()
     transport: TransportConfig = TransportConfig()
     store: StoreConfig = StoreConfig()
+    files: FilesConfig = FilesConfig()
     log: LogConfig = LogConfig()
 
     @field_validator("identity")

@@ -119,6 +119,10 @@ class StoreFailed(LumeraP2PError):
     """A network store did not reach enough nodes (the value is committed locally)."""
 
 
+class ManifestError(LumeraP2PError, ValueError):
+    """Bytes that are not a valid file manifest, or a manifest tree that does not add up."""
+
+
 class PoisonedValue(TransportError):
     """A peer served a value that does not hash to its key; the peer is banned."""
 

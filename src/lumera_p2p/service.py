@@ -22,9 +22,10 @@ import contextlib
 import dataclasses
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import base58
 
@@ -34,6 +35,7 @@ from lumera_p2p.chain.static_registry import StaticRegistry
 from lumera_p2p.components import (
     Intervals,
     dht_options,
+    file_options,
     server_limits,
     transport_options,
 )
@@ -46,6 +48,16 @@ from lumera_p2p.errors import (
     NotEnoughValues,
     NotRunning,
     ValueMismatch,
+)
+from lumera_p2p.files import (
+    FileGet,
+    FileOptions,
+    FilePut,
+    FileReader,
+    Files,
+    GetProgress,
+    PutProgress,
+    Source,
 )
 from lumera_p2p.identity.keyring import Keyring
 from lumera_p2p.identity.keys import PrivateKey
@@ -133,6 +145,7 @@ class P2P:
             self._transport,
             options=dht_options(config),
         )
+        self._files = Files(self._node, p2p.data_dir, file_options(config))
         self._server: TcpServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
@@ -212,6 +225,11 @@ class P2P:
         return self._server_limits
 
     @property
+    def file_options(self) -> FileOptions:
+        """How ``put_file``/``get_file`` chunk and stream (the ``files`` section)."""
+        return self._files.options
+
+    @property
     def intervals(self) -> Intervals:
         """Periods of the background loops."""
         return self._intervals
@@ -288,6 +306,7 @@ class P2P:
             await self._server.close()
         await self._transport.close()
         await self._node.close()
+        await self._files.close()
         await self._db.close()
         if self._registry is not None:
             await self._registry.close()
@@ -470,6 +489,40 @@ class P2P:
         if local_only and count < required:
             raise NotEnoughValues(f"local-only: found {count}, required {required}", {})
         return count
+
+    async def put_file(self, source: Source, progress: PutProgress | None = None) -> FilePut:
+        """Store a file of any size; its key is ``result.key`` (see ``lumera_p2p.files``).
+
+        ``source`` is a path, a binary file object (``sys.stdin.buffer``) or an object with
+        ``async read(n)``. Read chunk by chunk (``files.chunk_size``), stored in batches, then
+        the manifest tree. Run again after an interruption, it sends only the chunks not
+        already stored on enough replicas. ``progress(done, total)`` is called per chunk.
+        """
+        self._check_running()
+        return await self._files.put(source, progress)
+
+    async def get_file(
+        self, key: str, dest: str | Path | BinaryIO, progress: GetProgress | None = None
+    ) -> FileGet:
+        """Fetch the file named ``key`` into ``dest``, every chunk and the whole verified.
+
+        A path is written through ``DEST.lumera-part`` (resumed when run again) and renamed
+        once complete; a binary stream is written as the bytes arrive.
+        """
+        self._check_running()
+        target = Path(dest) if isinstance(dest, (str, Path)) else dest
+        return await self._files.get(key, target, progress)
+
+    def read_file(self, key: str, offset: int = 0) -> AsyncIterator[bytes]:
+        """The verified bytes of file ``key`` from ``offset`` on, a chunk at a time (for
+        serving a file as a stream; from offset 0 the whole is checked at the end)."""
+        self._check_running()
+        return self._files.read(key, offset)
+
+    async def open_file(self, key: str) -> FileReader:
+        """The checked root manifest of file ``key`` (``size``, ``whole``) and its chunks."""
+        self._check_running()
+        return await self._files.open(key)
 
     async def delete(self, key: str) -> bool:
         """Delete the local copy of a key (nothing remote); return whether it was here."""
