@@ -471,11 +471,11 @@ class FilesConfig(_Section):
     """The ``files`` section: how ``put_file``/``get_file`` split and stream files."""
 
     #: Bytes per chunk (each chunk is one value): bytes or a size such as ``"4MiB"``.
-    chunk_size: int = 4 * MIB
+    chunk_size: int = MIB
     #: Chunks stored per ``store_batch``.
-    store_batch_chunks: Annotated[int, Field(ge=1, le=64, strict=True)] = 2
+    store_batch_chunks: Annotated[int, Field(ge=1, le=64, strict=True)] = 4
     #: Chunks fetched per ``batch_retrieve`` on a get (the next group while one is written).
-    readahead_chunks: Annotated[int, Field(ge=1, le=64, strict=True)] = 2
+    readahead_chunks: Annotated[int, Field(ge=1, le=64, strict=True)] = 4
     #: Acknowledging replicas for a chunk to count as stored when a put runs again.
     min_replicas: Annotated[int, Field(ge=1, le=256, strict=True)] | None = None
     #: Seconds a stored chunk's record counts for a resumed put.
