@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from lumera_p2p.cli.config_cmd import config_app
+from lumera_p2p.cli.doctor_cmd import doctor
 from lumera_p2p.cli.keys import keys_app
 from lumera_p2p.cli.node_cmds import demo, localnet, run
 from lumera_p2p.cli.sim_cmd import sim
@@ -22,3 +23,4 @@ app.command("sim")(sim)
 app.command("run")(run)
 app.command("localnet")(localnet)
 app.command("demo")(demo)
+app.command("doctor")(doctor)
