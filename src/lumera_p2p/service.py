@@ -29,6 +29,7 @@ from typing import Any, BinaryIO
 
 import base58
 
+from lumera_p2p.alone import AloneWarning
 from lumera_p2p.chain.grpc_registry import GrpcRegistry
 from lumera_p2p.chain.registry import Registry, Supernode, bootstrap_candidates
 from lumera_p2p.chain.static_registry import StaticRegistry
@@ -146,6 +147,7 @@ class P2P:
             options=dht_options(config),
         )
         self._files = Files(self._node, p2p.data_dir, file_options(config))
+        self._alone = AloneWarning()
         self._server: TcpServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
@@ -285,6 +287,8 @@ class P2P:
             # The registry may be briefly unreachable at start; the periodic peer sync
             # retries, and meanwhile the node serves whoever reaches it.
             log.warning("initial peer sync failed, will retry: %s", exc)
+        if bootstrap:
+            self._warn_if_alone()
         self._running = True
         every = self._intervals
         self._spawn(_every(every.allowlist_refresh, self.refresh_allowlist), "allowlist")
@@ -339,6 +343,31 @@ class P2P:
                 await self.sync_peers()
             except LumeraP2PError as exc:
                 log.warning("peer sync failed, will retry: %s", exc)
+            self._warn_if_alone()
+
+    def _warn_if_alone(self) -> None:
+        """While the routing table is empty, say so and what to check (rate-limited)."""
+        if not self._alone.due(self._node.peer_count, asyncio.get_running_loop().time()):
+            return
+        config = self._config
+        if config.p2p.bootstrap_nodes:
+            source = f"the {len(config.p2p.bootstrap_nodes)} nodes of p2p.bootstrap_nodes answer"
+        elif config.lumera.registry_file is not None:
+            source = (
+                f"the nodes listed in {config.lumera.registry_file} run and list {self.address}"
+            )
+        else:
+            source = (
+                f"the chain at {config.lumera.grpc_addr} is reachable and lists {self.address} "
+                "as ACTIVE"
+            )
+        log.warning(
+            "no peers: this node stores and serves nothing for the network until it has some. "
+            "Check that %s, that peers accept this node's handshake, and that p2p.external_ip "
+            "and p2p.port are what the registry lists; 'lumera-p2p doctor --config FILE' "
+            "checks each",
+            source,
+        )
 
     async def _health(self) -> None:
         answered, failed = await self._node.check_peers()
