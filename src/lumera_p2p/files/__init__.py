@@ -21,12 +21,13 @@ from typing import BinaryIO
 
 from lumera_p2p.content import key_to_bytes
 from lumera_p2p.dht import Node
-from lumera_p2p.files.get import FileGet, FileReader, get_file, partial_paths, read_file
+from lumera_p2p.files.get import FileGet, FileReader, get_file, read_file
 from lumera_p2p.files.get import Progress as GetProgress
 from lumera_p2p.files.ledger import ChunkLedger
 from lumera_p2p.files.manifest import Entry, Manifest
 from lumera_p2p.files.network import FileNetwork, NodeValues
 from lumera_p2p.files.options import FileOptions
+from lumera_p2p.files.partial import PartialFile, partial_paths
 from lumera_p2p.files.put import FilePut, put_file
 from lumera_p2p.files.put import Progress as PutProgress
 from lumera_p2p.files.source import AsyncReader, Source
@@ -41,6 +42,7 @@ __all__ = [
     "Files",
     "GetProgress",
     "Manifest",
+    "PartialFile",
     "PutProgress",
     "Source",
     "partial_paths",

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
@@ -33,14 +31,11 @@ from lumera_p2p.errors import ManifestError, NotFound, ValueMismatch
 from lumera_p2p.files.manifest import Manifest
 from lumera_p2p.files.network import FileNetwork
 from lumera_p2p.files.options import FileOptions
+from lumera_p2p.files.partial import PartialFile
 from lumera_p2p.files.tree import ChunkRef, NeedManifest, TreeWalker
 
 log = logging.getLogger(__name__)
 
-PART_SUFFIX = ".lumera-part"
-STATE_SUFFIX = ".lumera-part.json"
-_STATE_FORMAT = "lumera-p2p partial file"
-_STATE_VERSION = 1
 #: How often the sidecar's progress figure is rewritten (it is a hint: a resume re-checks).
 _STATE_EVERY = 64 * 1024 * 1024
 
@@ -216,44 +211,11 @@ async def read_file(
         raise ValueMismatch(f"file {key_from_bytes(key)} does not hash to its manifest's BLAKE3")
 
 
-def partial_paths(dest: Path) -> tuple[Path, Path]:
-    """The partial file and its sidecar state for a destination."""
-    return dest.with_name(dest.name + PART_SUFFIX), dest.with_name(dest.name + STATE_SUFFIX)
-
-
-def _write_state(path: Path, key: str, size: int, verified: int) -> None:
-    doc = {
-        "format": _STATE_FORMAT,
-        "version": _STATE_VERSION,
-        "key": key,
-        "size": size,
-        "verified": verified,
-    }
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
-def _state_key(path: Path) -> str | None:
-    """The key a sidecar names, or None if it is missing, unreadable or not ours."""
-    try:
-        doc = json.loads(path.read_text()[:4096])
-    except (OSError, ValueError):
-        return None
-    if not isinstance(doc, dict) or doc.get("format") != _STATE_FORMAT:
-        return None
-    if doc.get("version") != _STATE_VERSION or not isinstance(doc.get("key"), str):
-        return None
-    return str(doc["key"])
-
-
-async def _verified_prefix(reader: FileReader, part: BinaryIO, whole: blake3.blake3) -> int:
+async def _verified_prefix(reader: FileReader, part: PartialFile, whole: blake3.blake3) -> int:
     """Bytes at the start of ``part`` that match the file, chunk by chunk; fed to ``whole``."""
-    have = os.fstat(part.fileno()).st_size
     good = 0
-    part.seek(0)
     async for ref in reader.refs(0):
-        if ref.offset + ref.length > have:
+        if ref.offset + ref.length > part.found:
             break
         data = await asyncio.to_thread(part.read, ref.length)
         if len(data) != ref.length or await asyncio.to_thread(digest, data) != ref.key:
@@ -274,9 +236,10 @@ async def get_file(
     """Fetch file ``key`` into ``dest`` (a path, resumable; or a binary stream, written as it
     arrives), verifying every chunk and the whole; see the module docstring.
 
-    Raises ``NotFound`` (a chunk or manifest nowhere), ``ManifestError`` (not a file, or a
-    tree that does not add up) and ``ValueMismatch`` (the whole does not match: the partial
-    file is removed, so a run again starts over).
+    Raises ``NotFound`` (a chunk or manifest nowhere: what came before it is kept for a
+    resume), ``ManifestError`` (not a file, or a tree that does not add up) and
+    ``ValueMismatch`` (the whole does not match: the partial file is removed, so a run again
+    starts over).
     """
     started = time.perf_counter()
     name = key_from_bytes(key)
@@ -285,7 +248,7 @@ async def get_file(
     whole = blake3.blake3()
     if not isinstance(dest, Path):
         async for _ref, data in reader.chunks(0):
-            await asyncio.to_thread(_write_hashed, dest, whole, data)
+            await asyncio.to_thread(_write_hashed, dest.write, whole, data)
             result.fetched_bytes += len(data)
             if progress is not None:
                 progress(result.fetched_bytes, reader.size)
@@ -293,45 +256,35 @@ async def get_file(
             raise ValueMismatch(f"file {name} does not hash to its manifest's BLAKE3")
         result.seconds = time.perf_counter() - started
         return result
-    part_path, state_path = partial_paths(dest)
-    resumable = part_path.exists() and _state_key(state_path) == name
-    with part_path.open("r+b" if resumable else "w+b") as part:
-        if resumable:
+    part = await asyncio.to_thread(PartialFile.open, dest, name, reader.size)
+    try:
+        if part.found:
             result.resumed_bytes = await _verified_prefix(reader, part, whole)
-            part.seek(result.resumed_bytes)
-            part.truncate()
-            log.info("get %s: resuming %s at byte %d", name, part_path, result.resumed_bytes)
-        _write_state(state_path, name, reader.size, result.resumed_bytes)
-        done = result.resumed_bytes
-        noted = done
+            log.info("get %s: resuming %s at byte %d", name, part.path, result.resumed_bytes)
+        await asyncio.to_thread(part.keep, result.resumed_bytes)
+        done = noted = result.resumed_bytes
         if progress is not None:
             progress(done, reader.size)
         async for _ref, data in reader.chunks(done):
-            await asyncio.to_thread(_write_hashed, part, whole, data)
+            await asyncio.to_thread(_write_hashed, part.write, whole, data)
             done += len(data)
             result.fetched_bytes += len(data)
             if done - noted >= _STATE_EVERY:
-                await asyncio.to_thread(_write_state, state_path, name, reader.size, done)
+                await asyncio.to_thread(part.note, done)
                 noted = done
             if progress is not None:
                 progress(done, reader.size)
-        if whole.digest() != reader.whole:
-            part.close()
-            part_path.unlink(missing_ok=True)
-            state_path.unlink(missing_ok=True)
-            raise ValueMismatch(f"file {name} does not hash to its manifest's BLAKE3")
-        await asyncio.to_thread(_flush, part)
-    os.replace(part_path, dest)
-    state_path.unlink(missing_ok=True)
+    except BaseException:
+        await asyncio.to_thread(part.close)
+        raise
+    if whole.digest() != reader.whole:
+        await asyncio.to_thread(part.discard)
+        raise ValueMismatch(f"file {name} does not hash to its manifest's BLAKE3")
+    await asyncio.to_thread(part.finish)
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _write_hashed(stream: BinaryIO, whole: blake3.blake3, data: bytes) -> None:
+def _write_hashed(write: Callable[[bytes], object], whole: blake3.blake3, data: bytes) -> None:
     whole.update(data)
-    stream.write(data)
-
-
-def _flush(stream: BinaryIO) -> None:
-    stream.flush()
-    os.fsync(stream.fileno())
+    write(data)
