@@ -23,7 +23,7 @@ from lumera_p2p.chain.static_registry import StaticRegistry
 from lumera_p2p.config import FilesConfig
 from lumera_p2p.content import content_key, digest, key_from_bytes, key_to_bytes
 from lumera_p2p.errors import InvalidContentKey, ManifestError, NotFound, ValueMismatch
-from lumera_p2p.files import FileGet, Manifest, partial_paths
+from lumera_p2p.files import FileGet, Manifest, PartialFile, partial_paths
 from lumera_p2p.files.manifest import fanout
 from lumera_p2p.localnet import HOST, create_localnet, load_configs, start_nodes
 from lumera_p2p.service import P2P
@@ -254,3 +254,21 @@ async def test_a_whole_that_does_not_match_its_root_is_refused(
     with pytest.raises(ValueMismatch):
         async for _ in net[4].read_file(key):
             pass
+
+
+async def test_a_destination_is_written_by_one_transfer_at_a_time(
+    net: list[P2P], tmp_path: Path
+) -> None:
+    data = os.urandom(3 * CHUNK)
+    put = await net[0].put_file(io.BytesIO(data))
+    with pytest.raises(IsADirectoryError):
+        await net[4].get_file(put.key, tmp_path)
+    dest = tmp_path / "out.bin"
+    holder = PartialFile.open(dest, put.key, len(data))  # another transfer, mid-way
+    try:
+        with pytest.raises(BlockingIOError, match="another transfer"):
+            await net[4].get_file(put.key, dest)
+    finally:
+        holder.close()
+    await net[4].get_file(put.key, dest)
+    assert dest.read_bytes() == data

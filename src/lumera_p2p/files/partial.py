@@ -11,6 +11,8 @@ Blocking file calls: the async callers run them in a worker thread.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -59,10 +61,24 @@ class PartialFile:
     def open(cls, dest: Path, key: str, size: int) -> PartialFile:
         """Reopen the partial file of ``key`` at ``dest``, or start a new one (a partial file
         of another key, or without its sidecar, is replaced)."""
+        if dest.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "the destination is a directory", str(dest))
         part, state = partial_paths(dest)
-        resumable = part.is_file() and _sidecar_key(state) == key
-        stream = part.open("r+b" if resumable else "w+b")
+        stream = part.open("a+b")  # created if missing, never truncated before the lock
+        try:
+            # Two gets into one destination would interleave their writes: the second is
+            # refused while the first holds the lock (the kernel drops it with the process).
+            fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            stream.close()
+            raise BlockingIOError(
+                errno.EWOULDBLOCK, "another transfer is writing this destination", str(part)
+            ) from None
+        resumable = _sidecar_key(state) == key
         found = os.fstat(stream.fileno()).st_size if resumable else 0
+        if not resumable:
+            stream.truncate(0)
+        stream.seek(0)
         partial = cls(dest, key, size, stream, found)
         partial.note(0)
         return partial
