@@ -542,16 +542,19 @@ class P2P:
         target = Path(dest) if isinstance(dest, (str, Path)) else dest
         return await self._files.get(key, target, progress)
 
-    def read_file(self, key: str, offset: int = 0) -> AsyncIterator[bytes]:
+    def read_file(
+        self, key: str, offset: int = 0, local_only: bool = False
+    ) -> AsyncIterator[bytes]:
         """The verified bytes of file ``key`` from ``offset`` on, a chunk at a time (for
-        serving a file as a stream; from offset 0 the whole is checked at the end)."""
+        serving a file as a stream; from offset 0 the whole is checked at the end).
+        ``local_only``: from this node's own store only (``NotFound`` for a chunk not here)."""
         self._check_running()
-        return self._files.read(key, offset)
+        return self._files.read(key, offset, local_only)
 
-    async def open_file(self, key: str) -> FileReader:
+    async def open_file(self, key: str, local_only: bool = False) -> FileReader:
         """The checked root manifest of file ``key`` (``size``, ``whole``) and its chunks."""
         self._check_running()
-        return await self._files.open(key)
+        return await self._files.open(key, local_only)
 
     async def delete(self, key: str) -> bool:
         """Delete the local copy of a key (nothing remote); return whether it was here."""

@@ -135,6 +135,11 @@ async def test_streams_in_and_out(net: list[P2P], tmp_path: Path) -> None:
         assert tail == data[offset:], offset
     info = await net[4].open_file(from_pipe.key)
     assert (info.size, info.whole) == (len(data), digest(data))
+    # Local only: the putting node holds every chunk; the one that stores nothing, none.
+    local = [p async for p in net[1].read_file(from_pipe.key, local_only=True)]
+    assert b"".join(local) == data
+    with pytest.raises(NotFound):
+        await net[4].open_file(from_pipe.key, local_only=True)
 
 
 async def test_a_put_stopped_half_way_resumes_without_resending(

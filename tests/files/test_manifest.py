@@ -22,6 +22,7 @@ from lumera_p2p.files.manifest import (
     Entry,
     Manifest,
     fanout,
+    root_manifest,
 )
 
 keys = st.binary(min_size=32, max_size=32)
@@ -174,3 +175,11 @@ def test_fanout_fits_a_root_in_the_chunk() -> None:
         assert len(Manifest(0, (*entries, entries[0]), b"h" * 32).encode()) > size
     with pytest.raises(ValueError, match="two entries"):
         fanout(100)
+
+
+@given(manifests())
+def test_root_manifest_tells_a_file_from_any_other_value(manifest: Manifest) -> None:
+    data = manifest.encode()
+    assert root_manifest(data) == (manifest if manifest.root else None)
+    assert root_manifest(data[:-1] if data[-1:] else b"x") is None
+    assert root_manifest(b"Hello, world!") is None

@@ -55,6 +55,7 @@ class Files:
     def __init__(self, node: Node, data_dir: Path, options: FileOptions) -> None:
         self.options = options
         self._network: FileNetwork = NodeValues(node)
+        self._local: FileNetwork = NodeValues(node, local_only=True)
         self._replicas = node.options.replicas
         self._data_dir = data_dir
         self._ledger: ChunkLedger | None = None
@@ -87,13 +88,16 @@ class Files:
             self._network, key_to_bytes(key), dest, self.options, progress=progress
         )
 
-    def read(self, key: str, offset: int = 0) -> AsyncIterator[bytes]:
-        """A file's verified bytes from ``offset`` (see :func:`.get.read_file`)."""
-        return read_file(self._network, key_to_bytes(key), self.options, offset)
+    def _source(self, local_only: bool) -> FileNetwork:
+        return self._local if local_only else self._network
 
-    async def open(self, key: str) -> FileReader:
+    def read(self, key: str, offset: int = 0, local_only: bool = False) -> AsyncIterator[bytes]:
+        """A file's verified bytes from ``offset`` (see :func:`.get.read_file`)."""
+        return read_file(self._source(local_only), key_to_bytes(key), self.options, offset)
+
+    async def open(self, key: str, local_only: bool = False) -> FileReader:
         """The file's root manifest, checked (its size and BLAKE3), and a reader of its chunks."""
-        return await FileReader.open(self._network, key_to_bytes(key), self.options)
+        return await FileReader.open(self._source(local_only), key_to_bytes(key), self.options)
 
     async def close(self) -> None:
         """Close the ledger if it was opened."""

@@ -165,3 +165,14 @@ def fanout(manifest_bytes: int) -> int:
     if entries < 2:
         raise ValueError(f"a manifest of {manifest_bytes} bytes cannot hold two entries")
     return min(entries, MAX_ENTRIES)
+
+
+def root_manifest(data: bytes | bytearray | memoryview) -> Manifest | None:
+    """``data`` as a file's root manifest, or None if it is not one (any other value)."""
+    if len(data) < ROOT_HEADER_SIZE or bytes(data[:4]) != MAGIC:
+        return None
+    try:
+        manifest = Manifest.decode(data)
+    except ManifestError:
+        return None
+    return manifest if manifest.root else None

@@ -33,10 +33,11 @@ class FileNetwork(Protocol):
 
 
 class NodeValues:
-    """:class:`FileNetwork` over one node."""
+    """:class:`FileNetwork` over one node; ``local_only`` fetches from its own store only."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, *, local_only: bool = False) -> None:
         self._node = node
+        self._local_only = local_only
 
     async def store_values(
         self, keys: Sequence[bytes], values: Sequence[bytes], task_id: str
@@ -53,4 +54,6 @@ class NodeValues:
         }
 
     async def fetch(self, keys: Sequence[bytes], tx_id: str, accept: Accept) -> int:
-        return await self._node.batch_retrieve_stream(list(keys), len(set(keys)), tx_id, accept)
+        return await self._node.batch_retrieve_stream(
+            list(keys), len(set(keys)), tx_id, accept, local_only=self._local_only
+        )
