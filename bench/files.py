@@ -23,7 +23,9 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -40,8 +42,12 @@ from lumera_p2p.chain.registry import Supernode, SupernodeState
 from lumera_p2p.chain.static_registry import StaticRegistry
 from lumera_p2p.config import load_config
 from lumera_p2p.content import content_key
+from lumera_p2p.files import partial_paths
+from lumera_p2p.files.ledger import LEDGER_FILE
 from lumera_p2p.localnet import LocalNode, create_localnet
 from lumera_p2p.service import P2P
+from lumera_p2p.store.schema import DATA_DB
+from lumera_p2p.store.timefmt import format_time, utcnow
 
 HERE = Path(__file__).resolve().parent
 MIB = 1024 * 1024
@@ -171,22 +177,26 @@ def _store_nodes(local: list[LocalNode], log: Path) -> Iterator[list[subprocess.
         sink.close()
 
 
+def _role_command(role: str, config: Path, file: Path, key: str, peers: int) -> list[str]:
+    return [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--role",
+        role,
+        "--config",
+        str(config),
+        "--file",
+        str(file),
+        "--key",
+        key,
+        "--peers",
+        str(peers),
+    ]
+
+
 def _run_role(role: str, config: Path, file: Path, key: str, peers: int) -> dict[str, Any]:
     done = subprocess.run(
-        [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--role",
-            role,
-            "--config",
-            str(config),
-            "--file",
-            str(file),
-            "--key",
-            key,
-            "--peers",
-            str(peers),
-        ],
+        _role_command(role, config, file, key, peers),
         capture_output=True,
         text=True,
         timeout=3600,
@@ -254,11 +264,110 @@ def measure(mib: int, nodes: int, directory: Path) -> dict[str, Any]:
     return result
 
 
+def _count(db: Path, sql: str, *args: object) -> int:
+    """One number from a node's SQLite file, read beside the running node (WAL)."""
+    if not db.exists():
+        return 0
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        return int(conn.execute(sql, args).fetchone()[0] or 0)
+    except sqlite3.OperationalError:
+        return 0  # the table is not created yet
+    finally:
+        conn.close()
+
+
+def _kill_when(proc: subprocess.Popen[bytes], ready: Any, what: str) -> None:
+    """SIGKILL ``proc`` as soon as ``ready()`` holds (polled), as a crash would."""
+    deadline = time.monotonic() + 1800
+    while not ready():
+        if proc.poll() is not None:
+            raise RuntimeError(f"the process ended before {what}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not happen")
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def _settled(dbs: list[Path]) -> None:
+    """Wait until no replica's newest write changes for a second (batches that reached them
+    before the kill are committed)."""
+    last: list[int] = []
+    stable_since = time.monotonic()
+    while time.monotonic() - stable_since < 1.0:
+        now = [_count(db, "SELECT count(*) FROM data") for db in dbs]
+        if now != last:
+            last, stable_since = now, time.monotonic()
+        time.sleep(0.1)
+
+
+def measure_resume(mib: int, nodes: int, directory: Path) -> dict[str, Any]:
+    """A put and a get each SIGKILLed half-way, then run again: what the second runs sent."""
+    local = _network(directory / "net-resume", nodes)
+    putter, store, getter = local[0], local[1:-1], local[-1]
+    source, copy = directory / "resume-source.bin", directory / "resume-copy.bin"
+    digest = _write_random(source, mib)
+    peers = nodes - 2
+    ledger = putter.config_path.parent / "data" / LEDGER_FILE
+    replicas = [n.config_path.parent / "data" / DATA_DB for n in store]
+    chunk_size = load_config(putter.config_path).files.chunk_size
+    chunks = -(-mib * MIB // chunk_size)
+    with _store_nodes(store, directory / "nodes-resume.log"):
+        first = subprocess.Popen(
+            _role_command("put", putter.config_path, source, "", peers),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        rows = "SELECT count(*) FROM stored_chunks"
+        _kill_when(first, lambda: _count(ledger, rows) >= chunks // 2, "half the chunks stored")
+        recorded = _count(ledger, rows)
+        _settled(replicas)
+        restart = format_time(utcnow())
+        put = _run_role("put", putter.config_path, source, "", peers)
+        rewritten = [
+            _count(db, "SELECT count(*) FROM data WHERE updatedAt >= ?", restart) for db in replicas
+        ]
+        held = [_count(db, "SELECT count(*) FROM data") for db in replicas]
+        part, _ = partial_paths(copy)
+        getting = subprocess.Popen(
+            _role_command("get", getter.config_path, copy, put["key"], peers),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        half = mib * MIB // 2
+        _kill_when(
+            getting, lambda: part.exists() and part.stat().st_size >= half, "half the file got"
+        )
+        partial = part.stat().st_size
+        got = _run_role("get", getter.config_path, copy, put["key"], peers)
+    return {
+        "mib": mib,
+        "chunks": chunks,
+        "put_recorded_before_kill": recorded,
+        "put_resumed_skipped": put["skipped"],
+        "put_resumed_sent": put["sent"],
+        "put_values": put["skipped"] + put["sent"],
+        "replica_rows_rewritten_max": max(rewritten),
+        "replica_rows_min": min(held),
+        "get_partial_at_kill": partial,
+        "get_resumed_bytes": got["resumed"],
+        "get_resumed_fetched": got["fetched"],
+        "resume_identical": _hash(copy) == digest,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=256, help="size of the file")
     parser.add_argument("--nodes", type=int, default=8, help="node processes in all (min 4)")
     parser.add_argument("--dir", type=Path, help="work here (kept) instead of a temp dir")
+    parser.add_argument(
+        "--resume-mib",
+        type=int,
+        default=0,
+        help="also kill a put and a get of this size half-way and run them again",
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
@@ -271,14 +380,32 @@ def main() -> None:
         return
     if args.nodes < 4:
         parser.error("--nodes must be at least 4")
+
+    def run(directory: Path) -> dict[str, Any]:
+        found = measure(args.mib, args.nodes, directory) if args.mib else {}
+        if args.resume_mib:
+            found["resume"] = measure_resume(args.resume_mib, args.nodes, directory)
+        return found
+
     if args.dir is not None:
         args.dir.mkdir(parents=True, exist_ok=True)
-        result = measure(args.mib, args.nodes, args.dir)
+        result = run(args.dir)
     else:
         with tempfile.TemporaryDirectory(prefix="lumera-bench-files-") as tmp:
-            result = measure(args.mib, args.nodes, Path(tmp))
+            result = run(Path(tmp))
     if args.json:
         print(json.dumps(result))
+        return
+    if "resume" in result:
+        r = result["resume"]
+        print(
+            f"resume ({r['mib']} MiB): put killed with {r['put_recorded_before_kill']} chunks "
+            f"recorded; run again it sent {r['put_resumed_sent']} and skipped "
+            f"{r['put_resumed_skipped']} (a replica rewrote at most "
+            f"{r['replica_rows_rewritten_max']} values); get killed at "
+            f"{r['get_partial_at_kill']} bytes resumed at {r['get_resumed_bytes']}"
+        )
+    if not args.mib:
         return
     rss = result["peak_rss_mib"]
     print(
