@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import errno
 import ipaddress
+import os
 import socket
 import time
 from collections.abc import Mapping, Sequence
@@ -407,7 +408,12 @@ async def check_peer(
             timeout=timeout,
         )
     except (TimeoutError, OSError) as exc:
-        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        if isinstance(exc, TimeoutError):
+            reason = "timed out"
+        elif exc.errno:
+            reason = os.strerror(exc.errno).lower()  # asyncio says only "Connect call failed"
+        else:
+            reason = str(exc)
         return Verdict(
             name,
             Status.FAIL,
