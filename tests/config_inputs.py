@@ -60,6 +60,8 @@ _OUR_KEYS = [
     "min_replicas",
     "resume_window",
     "retrieve_attempts",
+    "store_rounds",
+    "store_retry_delay",
 ]
 KEYS = sorted({*_OUR_KEYS, *(n.rsplit(".", 1)[-1] for n in go_field_names()), "<<", "x", ""})
 SEEDS = [

@@ -117,6 +117,8 @@ WIRING: list[tuple[str, object, Callable[[P2P], object]]] = [
     ("files.min_replicas", 4, lambda p: p.file_options.min_replicas),
     ("files.resume_window", 600.0, lambda p: p.file_options.resume_window),
     ("files.retrieve_attempts", 9, lambda p: p.file_options.retrieve_attempts),
+    ("files.store_rounds", 7, lambda p: p.file_options.store_rounds),
+    ("files.store_retry_delay", 2.5, lambda p: p.file_options.store_retry_delay),
 ]
 
 

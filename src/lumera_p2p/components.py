@@ -105,6 +105,8 @@ def file_options(config: Config) -> FileOptions:
         min_replicas=f.min_replicas,
         resume_window=f.resume_window,
         retrieve_attempts=f.retrieve_attempts,
+        store_rounds=f.store_rounds,
+        store_retry_delay=f.store_retry_delay,
     )
 
 

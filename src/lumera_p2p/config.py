@@ -482,6 +482,10 @@ class FilesConfig(_Section):
     resume_window: Interval = 24 * 3600.0
     #: Rounds of ``batch_retrieve`` for missing chunks before a get gives up.
     retrieve_attempts: Annotated[int, Field(ge=1, le=100, strict=True)] = 3
+    #: Rounds of a put's batch store (later rounds only to replicas that did not acknowledge).
+    store_rounds: Annotated[int, Field(ge=1, le=20, strict=True)] = 4
+    #: Seconds before a batch's second round (doubling each further round).
+    store_retry_delay: Annotated[float, Field(ge=0.0, le=60.0)] = 0.5
 
     @field_validator("chunk_size", mode="before")
     @classmethod

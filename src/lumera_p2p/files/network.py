@@ -1,29 +1,44 @@
-"""What files need of the node: store values and count their replicas, fetch values by key.
+"""What files need of the node: store values on their replicas (again, to those that did not
+acknowledge), count the replicas a key can have, and fetch values by key.
 
-:class:`NodeValues` adapts a :class:`~lumera_p2p.dht.Node` to that; the put and get drivers
-see only these two calls, so they never reach into the node.
+:class:`NodeValues` adapts a :class:`~lumera_p2p.dht.Node` to that. A store runs the node's own
+batch-store plan (:class:`~lumera_p2p.dht.plans.BatchStorePlan`) through ``Node.run``, so the
+put learns exactly which node acknowledged which value (``store_batch`` only says whether the
+batch as a whole did well enough), and can send a value again to just the nodes that did not.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
 from lumera_p2p.dht import Node
-from lumera_p2p.files.ledger import Acks
+from lumera_p2p.dht.plans import BatchStorePlan
+from lumera_p2p.kademlia import Contact
 
 #: ``accept(key, value)``: the value arrived (already checked against its key); False refuses it.
 Accept = Callable[[bytes, bytes], Awaitable[bool]]
+#: Per key, the addresses of the nodes that acknowledged storing it.
+Acked = dict[bytes, set[str]]
 
 
 class FileNetwork(Protocol):
     """The DHT as the file drivers use it (keys are raw 32-byte digests)."""
 
     async def store_values(
-        self, keys: Sequence[bytes], values: Sequence[bytes], task_id: str
-    ) -> dict[bytes, Acks]:
-        """Store values (``keys[i]`` is the key of ``values[i]``) here and on their replicas;
-        return each key's acknowledgements. Raises ``StoreFailed`` as ``store_batch`` does."""
+        self,
+        keys: Sequence[bytes],
+        values: Sequence[bytes],
+        task_id: str,
+        acked: Mapping[bytes, set[str]] | None = None,
+    ) -> Acked:
+        """Send each value (``keys[i]`` is the key of ``values[i]``) to its replica nodes, but
+        not to those in ``acked[key]``; return who acknowledged. Without ``acked`` the values
+        are first committed here. Never raises for a node that fails."""
+        ...
+
+    def replica_count(self, key: bytes) -> int:
+        """How many store-eligible nodes a key has now (at most ``dht.replicas``)."""
         ...
 
     async def fetch(self, keys: Sequence[bytes], tx_id: str, accept: Accept) -> int:
@@ -40,18 +55,42 @@ class NodeValues:
         self._local_only = local_only
 
     async def store_values(
-        self, keys: Sequence[bytes], values: Sequence[bytes], task_id: str
-    ) -> dict[bytes, Acks]:
-        # The nodes the batch store will choose, asked just before it runs: if the routing table
-        # changes in between, a node counted here and not sent to (or the other way round) is
-        # simply not counted, which only ever under-counts replicas.
-        targets = {key: [c.address for c in self._node.store_targets(key)] for key in keys}
-        report = await self._node.store_batch(values, task_id=task_id)
+        self,
+        keys: Sequence[bytes],
+        values: Sequence[bytes],
+        task_id: str,
+        acked: Mapping[bytes, set[str]] | None = None,
+    ) -> Acked:
+        if acked is None:
+            await self._node.values.store_batch(values, datatype=0, is_original=True)
+        done: Mapping[bytes, set[str]] = acked or {}
+        targets: list[list[Contact]] = [
+            [c for c in self._node.store_targets(key) if c.address not in done.get(key, set())]
+            for key in keys
+        ]
+        # A key with no node left to ask is not sent (the plan would refuse the whole batch).
+        sent = [i for i, t in enumerate(targets) if t]
+        result: Acked = {key: set() for key in keys}
+        if not sent:
+            return result
+        opts = self._node.options
+        plan = BatchStorePlan(
+            [keys[i] for i in sent],
+            [values[i] for i in sent],
+            [targets[i] for i in sent],
+            task_id=task_id,
+            chunk_bytes=opts.batch_store_bytes,
+            concurrency=opts.batch_store_concurrency,
+            min_success=opts.min_batch_store_success,
+        )
+        report = await self._node.run(plan)
         ok = {address for address, fine in report.per_node.items() if fine}
-        return {
-            key: Acks(sum(address in ok for address in nodes), len(nodes))
-            for key, nodes in targets.items()
-        }
+        for i in sent:
+            result[keys[i]] = {c.address for c in targets[i] if c.address in ok}
+        return result
+
+    def replica_count(self, key: bytes) -> int:
+        return len(self._node.store_targets(key))
 
     async def fetch(self, keys: Sequence[bytes], tx_id: str, accept: Accept) -> int:
         return await self._node.batch_retrieve_stream(

@@ -41,6 +41,12 @@ class FileOptions:
     resume_window: float = 24 * 3600.0
     #: Rounds of ``batch_retrieve`` for chunks still missing before a get gives up.
     retrieve_attempts: int = 3
+    #: Rounds of a put's batch: the first sends every value to its replicas, each further
+    #: round only to the replicas that did not acknowledge it, after ``store_retry_delay``
+    #: seconds (doubling each round). A node over its write quota answers Failed and accepts
+    #: again once the quota refills, so a few rounds get the batch through.
+    store_rounds: int = 4
+    store_retry_delay: float = 0.5
 
     def __post_init__(self) -> None:
         if not MIN_CHUNK_SIZE <= self.chunk_size <= MAX_CHUNK_SIZE:
@@ -51,5 +57,7 @@ class FileOptions:
             raise ValueError("store_batch_chunks and readahead_chunks must be at least 1")
         if self.min_replicas is not None and self.min_replicas < 1:
             raise ValueError("min_replicas must be at least 1")
-        if self.resume_window <= 0 or self.retrieve_attempts < 1:
-            raise ValueError("resume_window and retrieve_attempts must be positive")
+        if self.resume_window <= 0 or self.retrieve_attempts < 1 or self.store_rounds < 1:
+            raise ValueError("resume_window, retrieve_attempts and store_rounds must be positive")
+        if self.store_retry_delay < 0:
+            raise ValueError("store_retry_delay cannot be negative")

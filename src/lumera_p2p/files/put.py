@@ -6,6 +6,12 @@ completed) wait for their batch store, and the tree builder holds one open node 
 The root goes last, so a root key only ever names a file whose chunks and manifests were all
 stored first.
 
+Each batch is stored in rounds: the first sends every value to its replicas, later rounds
+(after a doubling delay) only to the replicas that did not acknowledge it, so a node that was
+busy or over its write quota for a moment gets its copy without the others being sent theirs
+again. A value still short after the last round is recorded with the acknowledgements it has
+(a put run again sends it again); one that reached no replica at all fails the put.
+
 Resuming: before a batch is sent, the ledger (:mod:`.ledger`) says which of its values this
 node already stored on enough replicas recently; those are not sent again. A put killed
 half-way and run again therefore re-reads the file (to hash it) but sends only what is missing.
@@ -13,15 +19,17 @@ half-way and run again therefore re-reads the file (to hash it) but sends only w
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from lumera_p2p.content import key_from_bytes
-from lumera_p2p.files.ledger import ChunkLedger
+from lumera_p2p.errors import StoreFailed
+from lumera_p2p.files.ledger import Acks, ChunkLedger
 from lumera_p2p.files.manifest import fanout
-from lumera_p2p.files.network import FileNetwork
+from lumera_p2p.files.network import Acked, FileNetwork
 from lumera_p2p.files.options import FileOptions
 from lumera_p2p.files.source import ChunkSource, Source
 from lumera_p2p.files.tree import TreeBuilder
@@ -48,7 +56,8 @@ class FilePut:
     #: ...and left out because the ledger showed them stored on enough replicas.
     skipped: int = 0
     skipped_bytes: int = 0
-    #: The fewest replicas that acknowledged any value sent in this run (None: none was sent).
+    #: The fewest replicas that acknowledged any value sent in this run, over all its store
+    #: rounds (None: none was sent).
     min_acks: int | None = None
     seconds: float = 0.0
 
@@ -98,14 +107,49 @@ class _Batcher:
         if not send:
             return
         self._batches += 1
-        acks = await self._network.store_values(
+        acked = await self._store(
             [k for k, _ in send], [v for _, v in send], f"{task}/{self._batches}"
         )
-        await self._ledger.record(acks, time.time())
         report.sent += len(send)
         report.sent_bytes += sum(len(v) for _, v in send)
-        fewest = min(a.acks for a in acks.values())
+        fewest = min(len(nodes) for nodes in acked.values())
         report.min_acks = fewest if report.min_acks is None else min(report.min_acks, fewest)
+
+    async def _store(self, keys: list[bytes], values: list[bytes], task: str) -> Acked:
+        """Store one batch in rounds (see ``FileOptions.store_rounds``); record the outcome.
+
+        A value is short while fewer replicas acknowledged it than ``min_replicas`` or, in a
+        network with fewer store-eligible nodes, than all of them. Raises ``StoreFailed`` when
+        a value still reached no replica at all after the last round.
+        """
+        network, options = self._network, self._options
+        acked = await network.store_values(keys, values, task)
+        delay = options.store_retry_delay
+        for _ in range(1, options.store_rounds):
+            short = [i for i, k in enumerate(keys) if len(acked[k]) < self._wanted(k)]
+            if not short:
+                break
+            await asyncio.sleep(delay)
+            delay *= 2
+            more = await network.store_values(
+                [keys[i] for i in short], [values[i] for i in short], task, acked=acked
+            )
+            for key, nodes in more.items():
+                acked[key] |= nodes
+        await self._ledger.record(
+            {k: Acks(len(acked[k]), max(len(acked[k]), network.replica_count(k))) for k in keys},
+            time.time(),
+        )
+        lost = sum(not acked[k] for k in keys)
+        if lost:
+            raise StoreFailed(
+                f"{task}: {lost} of {len(keys)} values reached no replica "
+                f"in {options.store_rounds} round(s) (stored locally; run the put again)"
+            )
+        return acked
+
+    def _wanted(self, key: bytes) -> int:
+        return min(self._min_replicas, self._network.replica_count(key))
 
 
 async def put_file(
