@@ -14,7 +14,13 @@ from pydantic import BaseModel
 
 from lumera_p2p.chain.registry import Supernode
 from lumera_p2p.chain.static_registry import StaticRegistry
-from lumera_p2p.components import Intervals, dht_options, server_limits, transport_options
+from lumera_p2p.components import (
+    Intervals,
+    dht_options,
+    server_limits,
+    symbol_worker_options,
+    transport_options,
+)
 from lumera_p2p.config import Config, load_config
 from lumera_p2p.dht import DHTOptions, ServingLimits
 from lumera_p2p.errors import ConfigError
@@ -25,6 +31,7 @@ from lumera_p2p.net.limits import ServerLimits
 from lumera_p2p.net.tcp import TransportOptions
 from lumera_p2p.net.virtual_time import run_virtual
 from lumera_p2p.service import P2P, open_node_key
+from lumera_p2p.symbols import SymbolWorkerOptions
 from lumera_p2p.wire.messages import MessageType
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -87,6 +94,57 @@ WIRING: list[tuple[str, object, Callable[[P2P], object]]] = [
         20_000_000,
         lambda p: p.node.options.serving.max_response_value_bytes,
     ),
+    (
+        "server.max_handshakes_per_address",
+        5,
+        lambda p: p.server_limits.max_handshakes_per_address,
+    ),
+    ("server.first_byte_timeout", 1.5, lambda p: p.server_limits.first_byte_timeout),
+    (
+        "server.registered_addresses_only",
+        True,
+        lambda p: p.server_limits.registered_addresses_only,
+    ),
+    ("server.memory_budget", 300_000_000, lambda p: p.server_limits.memory_budget),
+    (
+        "server.memory_budget_per_peer",
+        100_000_000,
+        lambda p: p.server_limits.memory_budget_per_peer,
+    ),
+    (
+        "server.memory_wait",
+        4.0,
+        lambda p: (
+            p.server_limits.memory_wait
+            if p.server_limits.memory_wait == p.node.options.serving.memory_wait
+            else None
+        ),
+    ),
+    (
+        "server.batch_find_values_per_peer",
+        3,
+        lambda p: p.node.options.serving.batch_find_values_per_peer,
+    ),
+    ("server.batch_get_values_slots", 5, lambda p: p.node.options.serving.batch_get_values_slots),
+    (
+        "server.batch_get_values_per_peer",
+        1,
+        lambda p: p.node.options.serving.batch_get_values_per_peer,
+    ),
+    ("server.batch_get_values_wait", 3.0, lambda p: p.node.options.serving.batch_get_values_wait),
+    ("server.write_quota_bytes", 7_000_000, lambda p: p.node.options.serving.quotas.write_bytes),
+    (
+        "server.write_quota_values_per_second",
+        50.0,
+        lambda p: p.node.options.serving.quotas.write_values_per_second,
+    ),
+    (
+        "server.replicate_quota_keys",
+        1234,
+        lambda p: p.node.options.serving.quotas.replicate_keys,
+    ),
+    ("server.quota_window", 30.0, lambda p: p.node.options.serving.quotas.window),
+    ("server.quota_strikes", 4, lambda p: p.node.options.serving.quotas.strikes),
     ("transport.dial_timeout", 2.5, lambda p: p.transport.options.dial_timeout),
     ("transport.pool_capacity", 64, lambda p: p.transport.pool.capacity),
     ("transport.conns_per_peer", 2, lambda p: p.transport.pool.per_peer),
@@ -119,6 +177,9 @@ WIRING: list[tuple[str, object, Callable[[P2P], object]]] = [
     ("files.retrieve_attempts", 9, lambda p: p.file_options.retrieve_attempts),
     ("files.store_rounds", 7, lambda p: p.file_options.store_rounds),
     ("files.store_retry_delay", 2.5, lambda p: p.file_options.store_retry_delay),
+    ("symbols.interval", 3.0, lambda p: p.symbol_worker.options.interval),
+    ("symbols.batch_size", 250, lambda p: p.symbol_worker.options.batch_size),
+    ("symbols.max_batch_bytes", 4_000_000, lambda p: p.symbol_worker.options.max_batch_bytes),
 ]
 
 
@@ -180,6 +241,7 @@ NOT_TUNABLES = (
     "lumera.grpc_addr",
     "lumera.chain_id",
     "lumera.registry_file",
+    "symbols.db_path",
     # How the CLI logs (``lumera-p2p run``; tests/test_cli_logging.py): not the node's.
     "log.level",
     "log.format",
@@ -203,6 +265,7 @@ def test_config_defaults_are_the_components_defaults() -> None:
     assert dht_options(config) == DHTOptions()
     assert dht_options(config).serving == ServingLimits()
     assert server_limits(config) == ServerLimits()
+    assert symbol_worker_options(config) == SymbolWorkerOptions()
     # The pool lets idle connections go before a server's 90 s idle timeout closes them
     # (Go keeps them an hour, and finds them dead); everything else is the transport's own.
     assert transport_options(config) == TransportOptions(idle_timeout=60.0, prune_interval=30.0)

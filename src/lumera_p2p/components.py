@@ -8,12 +8,17 @@ or the environment.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from lumera_p2p.config import Config
 from lumera_p2p.dht import DHTOptions, ServingLimits
+from lumera_p2p.dht.quotas import QuotaLimits
 from lumera_p2p.files.options import FileOptions
 from lumera_p2p.net.limits import ServerLimits
 from lumera_p2p.net.tcp import TransportOptions
+from lumera_p2p.store import MAX_VALUE_SIZE
+from lumera_p2p.store.rqstore import RQSTORE_DB
+from lumera_p2p.symbols.worker import SymbolWorkerOptions
 from lumera_p2p.wire.messages import MessageType
 
 
@@ -58,6 +63,18 @@ def dht_options(config: Config) -> DHTOptions:
             batch_find_values_wait=server.batch_find_values_wait,
             batch_find_values_max_bytes=server.batch_find_values_max_bytes,
             max_response_value_bytes=server.max_response_value_bytes,
+            batch_find_values_per_peer=server.batch_find_values_per_peer,
+            batch_get_values_slots=server.batch_get_values_slots,
+            batch_get_values_per_peer=server.batch_get_values_per_peer,
+            batch_get_values_wait=server.batch_get_values_wait,
+            memory_wait=server.memory_wait,
+            quotas=QuotaLimits(
+                write_bytes=server.write_quota_bytes,
+                write_values_per_second=server.write_quota_values_per_second,
+                replicate_keys=server.replicate_quota_keys,
+                window=server.quota_window,
+                strikes=server.quota_strikes,
+            ),
         ),
     )
 
@@ -73,11 +90,17 @@ def server_limits(config: Config) -> ServerLimits:
         max_tracked_ips=s.max_tracked_ips,
         max_connections=s.max_connections,
         max_handshakes=s.max_handshakes,
+        max_handshakes_per_address=s.max_handshakes_per_address,
+        first_byte_timeout=s.first_byte_timeout,
+        registered_addresses_only=s.registered_addresses_only,
         handshake_timeout=s.handshake_timeout,
         idle_timeout=s.idle_timeout,
         frame_grace=s.frame_grace,
         min_transfer_rate=s.min_transfer_rate,
         handler_timeout=s.handler_timeout,
+        memory_budget=s.memory_budget,
+        memory_budget_per_peer=s.memory_budget_per_peer,
+        memory_wait=s.memory_wait,
     )
 
 
@@ -107,6 +130,22 @@ def file_options(config: Config) -> FileOptions:
         retrieve_attempts=f.retrieve_attempts,
         store_rounds=f.store_rounds,
         store_retry_delay=f.store_retry_delay,
+    )
+
+
+def rqstore_path(config: Config) -> Path:
+    """Where the registered symbol directories are kept (``symbols.db_path``)."""
+    return config.symbols.db_path or config.p2p.data_dir / RQSTORE_DB
+
+
+def symbol_worker_options(config: Config) -> SymbolWorkerOptions:
+    """The symbol worker's round interval and batch bounds (the ``symbols`` section)."""
+    s = config.symbols
+    return SymbolWorkerOptions(
+        interval=s.interval,
+        batch_size=s.batch_size,
+        max_batch_bytes=s.max_batch_bytes,
+        max_file_size=min(s.max_batch_bytes, MAX_VALUE_SIZE),
     )
 
 

@@ -70,6 +70,10 @@ AtLeastOne = Annotated[int, Field(ge=1, le=1_000_000, strict=True)]
 Bytes = Annotated[int, Field(ge=1, le=1 << 40, strict=True)]
 Rate = Annotated[float, Field(gt=0, le=1e12)]
 Share = Annotated[float, Field(ge=0, le=1)]
+#: A size, a count or a rate where 0 turns the limit off.
+BytesOrOff = Annotated[int, Field(ge=0, le=1 << 40, strict=True)]
+CountOrOff = Annotated[int, Field(ge=0, le=1_000_000_000, strict=True)]
+RateOrOff = Annotated[float, Field(ge=0, le=1e12)]
 MIB = 1024 * 1024
 
 
@@ -271,6 +275,13 @@ class ServerConfig(_Section):
     max_tracked_ips: AtLeastOne = 65536
     max_connections: AtLeastOne = 1024
     max_handshakes: AtLeastOne = 100
+    #: Handshakes in progress at once from one address (an IPv6 /64 counts as one), once half
+    #: of ``max_handshakes`` are taken.
+    max_handshakes_per_address: AtLeastOne = 8
+    #: A new connection that sends nothing for this long is dropped.
+    first_byte_timeout: Seconds = 2.5
+    #: Refuse addresses the registry does not list, before the handshake (off: see README).
+    registered_addresses_only: bool = False
     handshake_timeout: Seconds = 10.0
     idle_timeout: Seconds = 90.0
     frame_grace: Seconds = 10.0
@@ -283,6 +294,22 @@ class ServerConfig(_Section):
     batch_find_values_wait: Seconds = 60.0
     batch_find_values_max_bytes: Bytes = 399 * MIB
     max_response_value_bytes: Bytes = 256 * MIB
+    batch_find_values_per_peer: AtLeastOne = 2
+    batch_get_values_slots: AtLeastOne = 8
+    batch_get_values_per_peer: AtLeastOne = 2
+    batch_get_values_wait: Seconds = 10.0
+    #: Bytes in flight for the whole node, and for one peer (0: the whole budget).
+    memory_budget: Bytes = 1024 * MIB
+    memory_budget_per_peer: BytesOrOff = 512 * MIB
+    #: How long a request waits for room in the memory budget.
+    memory_wait: Seconds = 10.0
+    #: Per-peer quotas (0 turns one off): value bytes and values stored, keys announced.
+    write_quota_bytes: BytesOrOff = 1024 * MIB
+    write_quota_values_per_second: RateOrOff = 2000.0
+    replicate_quota_keys: CountOrOff = 50_000
+    quota_window: Seconds = 60.0
+    #: Refusals within a window after which a peer's over-quota requests close its connection.
+    quota_strikes: AtLeastOne = 20
 
 
 class TransportConfig(_Section):
@@ -493,6 +520,30 @@ class FilesConfig(_Section):
         return _chunk_size(value)
 
 
+class SymbolsConfig(_Section):
+    """The ``symbols`` section: storing registered RaptorQ symbol directories (Go's
+    ``rq_symbols`` worker)."""
+
+    #: The ``rqstore.db`` of registered directories (Go: ``<raptorq.files_dir>/rq/rqstore.db``);
+    #: default ``<p2p.data_dir>/rqstore.db``; relative to the config file's folder.
+    db_path: Path | None = None
+    #: Seconds between the worker's rounds (Go: 30 s); a registration starts one at once.
+    interval: Interval = 30.0
+    #: Files per ``StoreBatch`` (Go: 1,000).
+    batch_size: Annotated[int, Field(ge=1, le=100_000, strict=True)] = 1000
+    #: Symbol bytes one batch may hold (the worker's memory bound); a larger file is refused.
+    max_batch_bytes: Annotated[int, Field(ge=1, le=400 * MIB, strict=True)] = 128 * MIB
+
+    @field_validator("db_path", mode="before")
+    @classmethod
+    def _db_path(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if not isinstance(value, (str, Path)):
+            raise ValueError("must be a path (a string)")
+        return value
+
+
 #: Go's level names (``warn``, ``fatal``; Go's ``log.level`` and ``LOG_LEVEL``) beside ours.
 _LOG_LEVEL_ALIASES = {"warn": "warning", "fatal": "critical"}
 
@@ -539,6 +590,7 @@ class Config(BaseModel):
     transport: TransportConfig = TransportConfig()
     store: StoreConfig = StoreConfig()
     files: FilesConfig = FilesConfig()
+    symbols: SymbolsConfig = SymbolsConfig()
     log: LogConfig = LogConfig()
 
     @field_validator("identity")
@@ -693,11 +745,15 @@ def config_from_mapping(data: Mapping[Any, Any], base_dir: Path) -> Config:
     log = config.log
     if log.file is not None:
         log = log.model_copy(update={"file": _resolve(log.file, base_dir)})
+    symbols = config.symbols
+    if symbols.db_path is not None:
+        symbols = symbols.model_copy(update={"db_path": _resolve(symbols.db_path, base_dir)})
     return config.model_copy(
         update={
             "p2p": p2p,
             "keyring": ring.model_copy(update=ring_update),
             "lumera": lumera,
+            "symbols": symbols,
             "log": log,
         }
     )

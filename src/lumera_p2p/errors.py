@@ -127,6 +127,10 @@ class PoisonedValue(TransportError):
     """A peer served a value that does not hash to its key; the peer is banned."""
 
 
+class SymbolDirError(LumeraP2PError, ValueError):
+    """A symbol directory cannot be registered: a malformed txid, or no such directory."""
+
+
 class NotRunning(LumeraP2PError):
     """The service has not been started (or has stopped)."""
 
@@ -157,3 +161,8 @@ class CounterExhaustedError(ProtocolError):
 
 class GobEncodeError(LumeraP2PError, ValueError):
     """A value cannot be encoded (out of range for its Go type, unregistered, nil element...)."""
+
+
+class OverBudget(LumeraP2PError):
+    """A request needs more memory than the node's budget can give it (now, or within the
+    wait allowed): it is refused instead of taking the node past ``server.memory_budget``."""

@@ -9,10 +9,12 @@ The seed's usage, in Python::
     # or: await p2p.run()  (until cancelled or SIGTERM)
 
 Background loops (intervals from ``p2p.*_interval``): the allowlist refresh from the registry,
-the full peer sync (bootstrap again from the registry's list), bucket refresh, and the health
-check that pings every routing-table peer. Stopping (cancellation, ``stop``, leaving
-``async with``) stops accepting, lets in-flight requests finish, closes connections and then
-the store, so every acknowledged write is committed before the process exits.
+the full peer sync (bootstrap again from the registry's list), bucket refresh, the health
+check that pings every routing-table peer, and the symbol worker that stores registered
+RaptorQ symbol directories (``symbols.interval``, see :mod:`lumera_p2p.symbols`). Stopping
+(cancellation, ``stop``, leaving ``async with``) stops accepting, lets in-flight requests
+finish, closes connections and then the stores, so every acknowledged write is committed
+before the process exits.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime
@@ -37,7 +40,9 @@ from lumera_p2p.components import (
     Intervals,
     dht_options,
     file_options,
+    rqstore_path,
     server_limits,
+    symbol_worker_options,
     transport_options,
 )
 from lumera_p2p.config import Config
@@ -64,10 +69,14 @@ from lumera_p2p.identity.keyring import Keyring
 from lumera_p2p.identity.keys import PrivateKey
 from lumera_p2p.kademlia import Contact, hash_id
 from lumera_p2p.net.limits import ServerLimits
+from lumera_p2p.net.resolve import resolve_hosts
 from lumera_p2p.net.tcp import ServerStats, TcpServer, TcpTransport
 from lumera_p2p.secure import PeerVerifier, StaticPeerVerifier
 from lumera_p2p.stats import P2PStats, PoolCounters
 from lumera_p2p.store import LocalStore
+from lumera_p2p.store.rqstore import RQStore, SymbolDirStatus
+from lumera_p2p.symbols.registration import checked_registration
+from lumera_p2p.symbols.worker import SymbolWorker
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +132,12 @@ class P2P:
         key: PrivateKey,
         store: LocalStore,
         registry: Registry | None,
+        rqstore: RQStore,
     ) -> None:
         self._config = config
         self._key = key
         self._db = store
+        self._rq = rqstore
         self._registry = registry
         self._intervals = Intervals.from_config(config)
         self._server_limits = server_limits(config)
@@ -148,6 +159,7 @@ class P2P:
         )
         self._files = Files(self._node, p2p.data_dir, file_options(config))
         self._alone = AloneWarning()
+        self._symbols = SymbolWorker(rqstore, self.store_batch, symbol_worker_options(config))
         self._server: TcpServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
@@ -187,7 +199,12 @@ class P2P:
                 "no peers: set p2p.bootstrap_nodes, lumera.registry_file or lumera.grpc_addr",
             )
         store = await LocalStore.open(config.p2p.data_dir, **config.store.open_options())
-        return cls(config, key, store, registry)
+        try:
+            rqstore = await RQStore.open(rqstore_path(config))
+        except BaseException:
+            await store.close()
+            raise
+        return cls(config, key, store, registry, rqstore)
 
     # --- what it is ----------------------------------------------------------------------
 
@@ -205,6 +222,11 @@ class P2P:
     def db(self) -> LocalStore:
         """The node's SQLite store."""
         return self._db
+
+    @property
+    def symbol_worker(self) -> SymbolWorker:
+        """The worker storing registered symbol directories (its ``counters``)."""
+        return self._symbols
 
     @property
     def registry(self) -> Registry | None:
@@ -278,6 +300,8 @@ class P2P:
             limits=self._server_limits,
         )
         await self._server.start()
+        if self._registry is None:
+            await self._allow_registered(())  # the bootstrap list is all there is
         if self.me.port != self._server.port:
             self._node.move_to(self.me.ip, self._server.port)
         try:
@@ -295,6 +319,7 @@ class P2P:
         self._spawn(self._peer_sync_loop(), "peer-sync")
         self._spawn(_every(every.bucket_refresh_check, self._node.refresh), "refresh")
         self._spawn(_every(every.health_check, self._health), "health")
+        self._spawn(self._symbols.run(), "symbols")
         log.info("node %s listening on %s:%d", self.address, p2p.listen_address, self.port)
 
     async def stop(self) -> None:
@@ -311,6 +336,7 @@ class P2P:
         await self._transport.close()
         await self._node.close()
         await self._files.close()
+        await self._rq.close()
         await self._db.close()
         if self._registry is not None:
             await self._registry.close()
@@ -397,7 +423,18 @@ class P2P:
         """Re-read the registry's states into the routing and store allowlists."""
         if self._registry is None:
             return
-        self._apply_allowlist(await self._supernodes())
+        nodes = await self._supernodes()
+        self._apply_allowlist(nodes)
+        await self._allow_registered(nodes)
+
+    async def _allow_registered(self, nodes: Sequence[Supernode]) -> None:
+        """With ``server.registered_addresses_only``: only the addresses of the registry's
+        supernodes (and of ``p2p.bootstrap_nodes``) may connect."""
+        if self._server is None or not self._server_limits.registered_addresses_only:
+            return
+        hosts = [n.host for n in nodes if n.host]
+        hosts += [b.host for b in self._config.p2p.bootstrap_nodes]
+        self._server.set_allowed_addresses(await resolve_hosts(hosts))
 
     def _seed_contacts(self, nodes: Sequence[Supernode]) -> list[Contact]:
         candidates = bootstrap_candidates(
@@ -423,6 +460,7 @@ class P2P:
         else:
             nodes = await self._supernodes()
             self._apply_allowlist(nodes)
+            await self._allow_registered(nodes)
             seeds = self._seed_contacts(nodes)
         if not seeds:
             return self._node.peer_count
@@ -590,6 +628,49 @@ class P2P:
         """
         skip = {hash_id(i.encode()) for i in ignores}
         return [c.address for c in self._node.closest(closest_target(key), n, skip)]
+
+    # --- RaptorQ symbol directories ------------------------------------------------------
+
+    async def register_symbol_dir(
+        self,
+        txid: str,
+        directory: str | os.PathLike[str],
+        *,
+        first_batch_stored: bool = True,
+    ) -> SymbolDirStatus:
+        """Have the symbol worker store the files of ``directory`` (RaptorQ's layout:
+        ``block_<n>/<key>``) as datatype 1 under ``txid``, delete each once stored, then mark
+        the directory complete and remove it if its base name is ``txid``.
+
+        A round starts at once. ``first_batch_stored=False`` records the directory (Go's
+        ``StoreSymbolDirectory``) for a caller that stores a first share itself: the worker
+        leaves it alone until it is registered again with ``True``. Registering again also
+        updates the path and forgets earlier refusals; progress is kept. Raises
+        ``SymbolDirError`` for a malformed txid or a path that is not a directory.
+        """
+        self._check_not_stopped()
+        path = await asyncio.to_thread(checked_registration, txid, directory)
+        await self._rq.register(txid, path, first_batch_stored=first_batch_stored)
+        if first_batch_stored:
+            self._symbols.wake()
+        [status] = await self._rq.status(txid)
+        return status
+
+    async def symbol_dirs(self, txid: str | None = None) -> list[SymbolDirStatus]:
+        """Every registered symbol directory (or only ``txid``'s) and where it stands."""
+        self._check_not_stopped()
+        return await self._rq.status(txid)
+
+    async def refused_symbol_files(self, txid: str) -> dict[str, str]:
+        """The files of ``txid``'s directory that were not stored, and why each was refused."""
+        self._check_not_stopped()
+        return await self._rq.refused_files(txid)
+
+    def _check_not_stopped(self) -> None:
+        # The rqstore is open from ``create`` to ``stop``: registering before ``start`` is
+        # fine (the first round runs at start).
+        if self._stopped:
+            raise NotRunning("p2p service is stopped")
 
     async def stats(self) -> P2PStats:
         """Counters and sizes of this node and of its server, transport and pool."""

@@ -107,3 +107,26 @@ def test_labels_default_to_empty() -> None:
     bans.increment(A, 0.0)
     bans.ban(B, 0.0)
     assert [e.label for e in bans.snapshot(0.0)] == ["", ""]
+
+
+def test_a_hard_ban_survives_a_successful_ping_until_it_expires() -> None:
+    bans = BanList(duration=100)
+    bans.increment(A, 0.0)
+    bans.ban(A, 50.0, "poisoner", hard=True)
+    assert bans.is_banned(A, 50.0) and bans.is_hard_banned(A, 50.0)
+    bans.clear(A)  # it answered a ping: a failure ban would go, this one stays
+    assert bans.is_banned(A, 149.0)
+    assert bans.count(A, 50.0) == 3  # the earlier failure, and just over the threshold
+    (entry,) = bans.snapshot(60.0)
+    assert (entry.label, entry.hard, entry.first_failure) == ("poisoner", True, 50.0)
+    # It runs from the ban, not from the first failure.
+    assert not bans.is_banned(A, 150.0) and not bans.is_hard_banned(A, 150.0)
+    assert bans.banned(150.0) == set()
+
+
+def test_a_soft_ban_is_not_hard() -> None:
+    bans = BanList()
+    bans.ban(A, 0.0)
+    assert bans.is_banned(A, 1.0) and not bans.is_hard_banned(A, 1.0)
+    bans.increment(B, 0.0)
+    assert not bans.is_hard_banned(B, 0.0) and not bans.is_hard_banned(b"unknown", 0.0)

@@ -162,6 +162,8 @@ POSITIVE = [
     "idle_timeout",
     "frame_grace",
     "min_transfer_rate",
+    "first_byte_timeout",
+    "memory_wait",
 ]
 
 
@@ -182,12 +184,28 @@ def test_server_limits_bursts(name: str) -> None:
     assert getattr(ServerLimits(**{name: 1}), name) == 1  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("name", ["max_connections", "max_handshakes", "max_tracked_ips"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "max_connections",
+        "max_handshakes",
+        "max_handshakes_per_address",
+        "max_tracked_ips",
+        "memory_budget",
+    ],
+)
 def test_server_limits_counts(name: str) -> None:
     with pytest.raises(ValueError) as info:
         ServerLimits(**{name: 0})  # type: ignore[arg-type]
-    assert str(info.value) == ("max_connections, max_handshakes and max_tracked_ips must be >= 1")
+    assert str(info.value) == f"{name} must be at least 1, not 0"
     assert getattr(ServerLimits(**{name: 1}), name) == 1  # type: ignore[arg-type]
+
+
+def test_server_limits_per_peer_budget() -> None:
+    assert ServerLimits(memory_budget_per_peer=0).memory_budget_per_peer == 0
+    with pytest.raises(ValueError) as info:
+        ServerLimits(memory_budget_per_peer=-1)
+    assert str(info.value) == "memory_budget_per_peer cannot be negative (0: the whole budget)"
 
 
 def test_server_limits_handler_timeout() -> None:
@@ -207,5 +225,25 @@ def test_server_limits_documented_defaults() -> None:
     assert (limits.handshake_timeout, limits.idle_timeout) == (10.0, 90.0)
     assert (limits.frame_grace, limits.min_transfer_rate) == (10.0, MB)
     assert limits.handler_timeout == 200.0
+    assert (limits.max_handshakes, limits.max_handshakes_per_address) == (100, 8)
+    assert (limits.first_byte_timeout, limits.registered_addresses_only) == (2.5, False)
+    assert (limits.memory_budget, limits.memory_budget_per_peer) == (1024 * MB, 512 * MB)
+    assert limits.memory_wait == 10.0
     # The docstring's figures: a 400 MB frame gets 410 s, a ping 10 s.
     assert transfer_deadline(400 * MB, limits.frame_grace, limits.min_transfer_rate) == 410.0
+
+
+def test_token_bucket_amounts() -> None:
+    bucket = TokenBucket(rate=10.0, burst=100, now=0.0)
+    assert bucket.take(0.0, 60) and not bucket.take(0.0, 60)
+    assert bucket.level(0.0) == 40
+    assert bucket.take(2.0, 60)  # 40 + 2 s × 10
+    assert not bucket.take(1000.0, 101)  # never more than the burst
+    assert bucket.level(1000.0) == 100
+
+
+def test_keyed_limiter_amounts() -> None:
+    limiter = KeyedRateLimiter(rate=1.0, burst=10)
+    assert limiter.allow("a", 0, 7) and not limiter.allow("a", 0, 7)
+    assert limiter.allow("a", 0, 3)
+    assert limiter.bucket("b", 0).level(0) == 10

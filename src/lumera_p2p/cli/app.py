@@ -9,6 +9,7 @@ from lumera_p2p.cli.doctor_cmd import doctor
 from lumera_p2p.cli.keys import keys_app
 from lumera_p2p.cli.node_cmds import demo, localnet, run
 from lumera_p2p.cli.sim_cmd import sim
+from lumera_p2p.cli.symbols_cmd import symbols_app
 
 app = typer.Typer(
     name="lumera-p2p",
@@ -19,6 +20,7 @@ app = typer.Typer(
 )
 app.add_typer(keys_app, name="keys")
 app.add_typer(config_app, name="config")
+app.add_typer(symbols_app, name="symbols")
 app.command("sim")(sim)
 app.command("run")(run)
 app.command("localnet")(localnet)

@@ -31,6 +31,8 @@ class DHTCounters:
     probes: int = 0
     evictions: int = 0
     bans: int = 0
+    #: Banned peers kept out of the routing table (they answered a ping or sent a request).
+    banned_kept_out: int = 0
     #: Background rounds run by the node's owner.
     health_checks: int = 0
     bucket_refreshes: int = 0

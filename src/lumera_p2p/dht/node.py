@@ -182,6 +182,11 @@ class Node:
             log.debug("not adding %s: version %r is below the minimum", contact, contact.version)
             return
         at = self.now() if now is None else now
+        if self._bans.is_banned(contact.hashed_id, at):
+            # Until its ban expires (or, for one earned by failures, a ping clears it): a
+            # poisoner that answers pings or sends requests must not walk back in.
+            self._counters.banned_kept_out += 1
+            return
         result = self._table.add(contact, at, lambda h: self._bans.is_banned(h, at))
         if result.ping is not None:
             self._counters.probes += 1
@@ -217,7 +222,7 @@ class Node:
     def ban(self, peer: Contact, reason: str, now: float) -> None:
         """Ban ``peer`` outright and drop it from the routing table."""
         self._counters.bans += 1
-        self._bans.ban(peer.hashed_id, now, peer.address)
+        self._bans.ban(peer.hashed_id, now, peer.address, hard=True)
         self._table.remove(peer.hashed_id)
         log.warning("%s %s: banned", peer, reason)
 

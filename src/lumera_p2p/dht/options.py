@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from lumera_p2p.dht.quotas import QuotaLimits
 from lumera_p2p.wire.messages import MessageType
 
 #: Per-RPC timeouts in seconds, as the Go client uses them (network.go:41-54; BatchFindValues
@@ -44,6 +45,17 @@ class ServingLimits:
     #: Value bytes one BatchGetValues answer may carry: Go fills every requested value and
     #: fails to encode past the 400 MB frame limit; we leave the excess out (asked again).
     max_response_value_bytes: int = 256 * 1024 * 1024
+    #: BatchFindValues one peer may have served at once (Go: no per-peer cap).
+    batch_find_values_per_peer: int = 2
+    #: Concurrent BatchGetValues served in all and per peer (Go: no cap), and how long one
+    #: waits for a slot before the answer is Failed "busy".
+    batch_get_values_slots: int = 8
+    batch_get_values_per_peer: int = 2
+    batch_get_values_wait: float = 10.0
+    #: How long a handler waits for memory for a large answer (the server's ``memory_wait``).
+    memory_wait: float = 10.0
+    #: What one peer may make us store and announce (``dht/quotas.py``).
+    quotas: QuotaLimits = field(default_factory=QuotaLimits)
 
     def __post_init__(self) -> None:
         _at_least_one(
@@ -52,9 +64,13 @@ class ServingLimits:
             "batch_find_values_slots",
             "batch_find_values_max_bytes",
             "max_response_value_bytes",
+            "batch_find_values_per_peer",
+            "batch_get_values_slots",
+            "batch_get_values_per_peer",
         )
-        if self.batch_find_values_wait <= 0:
-            raise ValueError("batch_find_values_wait must be positive")
+        for name in ("batch_find_values_wait", "batch_get_values_wait", "memory_wait"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
 
 
 @dataclass(frozen=True)

@@ -12,24 +12,31 @@ Differences from Go that a Go peer can observe, each deliberate:
   clients re-sort the answer by their target, so they accept either; ours is the right region.
 * Requests carrying too many keys or malformed keys are answered ``Failed`` (Go has no cap).
 * Every ``Node`` we return carries a 32-byte ``HashedID`` computed by us.
+* BatchGetValues and BatchFindValues are capped in all and per peer; over a cap a request
+  waits for a slot, then is answered Failed ``Busy``. Their answers, and a FindValue of a
+  large value, only carry the values that fit the request's memory reservation
+  (``dht/answer_budget.py``): the rest is left out (absent, or ``done = false``), and when
+  nothing fits the answer is Failed ``Busy`` rather than an empty "not here".
+* Stores and Replicate announcements count against per-peer quotas (``dht/quotas.py``);
+  over its quota a peer is answered Failed, and only a peer that keeps going is cut off.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import base58
-import zstandard
 
 from lumera_p2p.content import digest, hex_to_bytes
+from lumera_p2p.dht.answer_budget import fit_values
 from lumera_p2p.dht.contacts import wire_node
 from lumera_p2p.dht.counters import DHTCounters
+from lumera_p2p.dht.find_values_payload import compress_values
 from lumera_p2p.dht.options import ServingLimits
+from lumera_p2p.dht.quotas import Decision, PeerQuotas, Verdict
 from lumera_p2p.dht.statuses import (
     BATCH_NODE_FULL,
     BATCH_NOT_STORE_ELIGIBLE,
@@ -38,8 +45,16 @@ from lumera_p2p.dht.statuses import (
     failed,
     ok,
 )
-from lumera_p2p.errors import InvalidContentKey, LumeraP2PError, ProtocolError, StorageFull
+from lumera_p2p.errors import (
+    InvalidContentKey,
+    LumeraP2PError,
+    OverBudget,
+    ProtocolError,
+    StorageFull,
+)
 from lumera_p2p.kademlia import Contact, hash_id
+from lumera_p2p.net.budget import current_reservation
+from lumera_p2p.net.slots import RequestSlots
 from lumera_p2p.store.local import ReplicationKey
 from lumera_p2p.wire.messages import (
     BatchFindNodeRequest,
@@ -69,6 +84,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Failed answers of a request that found no slot or no memory: the client may ask again
+#: later, or ask another provider (Go's BatchFindValues says "Busy" when its slots are taken).
+BUSY = "Busy"
+NO_MEMORY = "Busy: no memory for the answer now"
+#: Bytes an answer holds per value byte while it is built: the values, then the frame (or,
+#: for BatchFindValues, the compressed payload) they become.
+ANSWER_COPIES = 2
+#: FindValue answers up to this size need no reservation (the server's small requests).
+SMALL_ANSWER = 64 * 1024
+
 
 def _hex_keys(keys: list[str]) -> list[bytes] | None:
     """Decode hex keys; None if any is malformed."""
@@ -90,7 +115,13 @@ class RequestHandler:
         self._node = node
         self._counters = counters
         self._limits = limits
-        self._find_values_slots = asyncio.Semaphore(limits.batch_find_values_slots)
+        self._find_values_slots = RequestSlots(
+            limits.batch_find_values_slots, limits.batch_find_values_per_peer
+        )
+        self._get_values_slots = RequestSlots(
+            limits.batch_get_values_slots, limits.batch_get_values_per_peer
+        )
+        self._quotas = PeerQuotas(limits.quotas)
         self._dispatch: dict[int, Callable[[Message, Contact], Awaitable[MessageData | None]]] = {
             MessageType.PING: self._ping,
             MessageType.STORE_DATA: self._store_data,
@@ -166,12 +197,15 @@ class RequestHandler:
         body = self._expect(request, StoreDataRequest)
         assert isinstance(body, StoreDataRequest)
         self._learn(peer)
-        value = bytes(body.data or b"")
+        value = body.data or b""  # a large value is a view into the frame (net/frames.py)
         key = digest(value)
         if await self._node.values.retrieve(key):
             return StoreDataResponse(status=ok())  # already held: nothing to do
         if not self._node.self_store_eligible:
             return StoreDataResponse(status=failed(NOT_STORE_ELIGIBLE))
+        quota = self._write_quota(peer, len(value), 1)
+        if not quota.accepted:
+            return StoreDataResponse(status=failed(quota.reason))
         try:
             await self._node.values.store_batch([(key, value)], datatype=int(body.type or 0))
         except StorageFull as exc:
@@ -196,6 +230,10 @@ class RequestHandler:
         target = bytes(body.target or b"")
         if len(target) != 32:
             return FindValueResponse(status=failed("invalid key: want 32 bytes"), closest=[])
+        if not await self._room_for_value(target):
+            return FindValueResponse(
+                status=failed(NO_MEMORY), closest=self._closest_nodes(target, peer)
+            )
         value = await self._node.values.retrieve(target)
         if value:
             return FindValueResponse(status=ok(), closest=[], value=value)
@@ -214,6 +252,11 @@ class RequestHandler:
             return ReplicateDataResponse(status=failed("malformed key"))
         if not self._node.acceptable_endpoint(peer.ip, peer.port):
             return ReplicateDataResponse(status=failed("announcer has no reachable address"))
+        quota = self._carry_out(
+            self._quotas.admit_announcements(peer.address, len(keys), self._node.now()), peer
+        )
+        if not quota.accepted:
+            return ReplicateDataResponse(status=failed(quota.reason))
         missing = await self._node.values.missing(keys)
         await self._node.values.add_replication_keys(
             [ReplicationKey(k, peer.address, peer.ip, peer.port) for k in missing]
@@ -227,30 +270,43 @@ class RequestHandler:
         keys = _hex_keys(keys_text) if len(keys_text) <= self._limits.max_keys_per_request else None
         if keys is None:
             return BatchFindValuesResponse(status=failed("malformed or too many keys"))
-        try:
-            await asyncio.wait_for(
-                self._find_values_slots.acquire(), self._limits.batch_find_values_wait
-            )
-        except TimeoutError:
-            return BatchFindValuesResponse(status=failed("Busy"))
-        try:
-            found = await self._node.values.retrieve_many(keys)
+        limits = self._limits
+        async with self._find_values_slots.slot(peer.address, limits.batch_find_values_wait) as got:
+            if not got:
+                return BatchFindValuesResponse(status=failed(BUSY))
+            try:
+                # Base64 makes the values a third larger in the JSON document; zstd rarely
+                # shrinks stored values, so the cap on their bytes keeps the payload in bounds.
+                fitted = await fit_values(
+                    self._node.values,
+                    keys,
+                    cap=limits.batch_find_values_max_bytes * 3 // 4,
+                    factor=ANSWER_COPIES,
+                    wait=limits.memory_wait,
+                )
+            except OverBudget:
+                return BatchFindValuesResponse(status=failed(NO_MEMORY))
+            found = await self._node.values.retrieve_many(fitted.keys)
             payload, done = await asyncio.to_thread(
-                _compress_values, keys, found, self._limits.batch_find_values_max_bytes
+                compress_values, keys, found, limits.batch_find_values_max_bytes
             )
-        finally:
-            self._find_values_slots.release()
-        return BatchFindValuesResponse(status=ok(), response=payload, done=done)
+            del found
+        return BatchFindValuesResponse(
+            status=ok(), response=payload, done=done and not fitted.trimmed
+        )
 
     async def _batch_store_data(self, request: Message, peer: Contact) -> MessageData | None:
         body = self._expect(request, BatchStoreDataRequest)
         assert isinstance(body, BatchStoreDataRequest)
         self._learn(peer)
-        values = [bytes(v or b"") for v in (body.data or [])]
+        values = [v or b"" for v in (body.data or [])]  # large ones: views into the frame
         if not self._node.self_store_eligible:
             keys = [digest(v) for v in values]
             if await self._node.values.missing(keys):
                 return StoreDataResponse(status=failed(BATCH_NOT_STORE_ELIGIBLE))
+        quota = self._write_quota(peer, sum(len(v) for v in values), len(values))
+        if not quota.accepted:
+            return StoreDataResponse(status=failed(quota.reason))
         try:
             # Go stores received values as datatype 1 whatever the request says; so do we.
             await self._node.values.store_batch(values, datatype=1)
@@ -284,49 +340,64 @@ class RequestHandler:
         keys = _hex_keys(requested) if len(requested) <= self._limits.max_keys_per_request else None
         if keys is None:
             return BatchGetValuesResponse(data={}, status=failed("malformed or too many keys"))
-        found = await self._node.values.retrieve_many(keys)
-        data: dict[str, KeyValWithClosest] = {}
-        budget = self._limits.max_response_value_bytes
-        for hex_key, key in zip(requested, keys, strict=True):
-            value = found.get(key, b"")
-            if len(value) > budget:
-                value = b""  # over the frame budget: answered as absent; ask again later
-            budget -= len(value)
-            data[hex_key] = KeyValWithClosest(value=value, closest=[])
+        limits = self._limits
+        async with self._get_values_slots.slot(peer.address, limits.batch_get_values_wait) as got:
+            if not got:
+                return BatchGetValuesResponse(data={}, status=failed(BUSY))
+            try:
+                fitted = await fit_values(
+                    self._node.values,
+                    keys,
+                    cap=limits.max_response_value_bytes,
+                    factor=ANSWER_COPIES,
+                    wait=limits.memory_wait,
+                )
+            except OverBudget:
+                return BatchGetValuesResponse(data={}, status=failed(NO_MEMORY))
+            found = await self._node.values.retrieve_many(fitted.keys)
+        if fitted.trimmed:
+            log.info(
+                "answering %s with %d of the values it asked for (%d bytes): no room for more",
+                peer,
+                len(found),
+                fitted.value_bytes,
+            )
+        # What does not fit is answered as absent, as Go answers a key it does not hold: the
+        # client asks another provider, or this one again later.
+        data = {
+            hex_key: KeyValWithClosest(value=found.get(key, b""), closest=[])
+            for hex_key, key in zip(requested, keys, strict=True)
+        }
         return BatchGetValuesResponse(data=data, status=ok())
 
+    # --- limits --------------------------------------------------------------------------
 
-def _compress_values(
-    keys: list[bytes], found: dict[bytes, bytes], limit: int
-) -> tuple[bytes, bool]:
-    """zstd(JSON {hex: base64 | null}) as Go's BatchFindValues answers, trimmed to the limit.
+    def _write_quota(self, peer: Contact, nbytes: int, nvalues: int) -> Decision:
+        """Charge a store of ``nvalues`` values, ``nbytes`` in all, to ``peer``'s quota."""
+        decision = self._quotas.admit_write(peer.address, nbytes, nvalues, self._node.now())
+        return self._carry_out(decision, peer)
 
-    Returns the payload and ``done``: whether every found value fit. Heaviest values are
-    dropped first until the payload fits, as Go does.
-    """
-    values: dict[str, bytes | None] = {k.hex(): found.get(k) for k in keys}
-    compressor = zstandard.ZstdCompressor(level=2)
+    def _carry_out(self, decision: Decision, peer: Contact) -> Decision:
+        """Log a refusal; close the connection of a peer that keeps going past its quota."""
+        if decision.verdict is Verdict.CLOSE:
+            raise ProtocolError(f"{peer} keeps going past its quota: {decision.reason}")
+        if decision.verdict is Verdict.REFUSE:
+            log.info("refused a request from %s: %s", peer, decision.reason)
+        return decision
 
-    def encode() -> bytes:
-        doc = {
-            k: (None if v is None else base64.b64encode(v).decode("ascii"))
-            for k, v in values.items()
-        }
-        return compressor.compress(json.dumps(doc, separators=(",", ":")).encode())
-
-    payload = encode()
-    if len(payload) <= limit:
-        return payload, True
-    while len(payload) > limit:
-        present = sorted(
-            (k for k, v in values.items() if v is not None),
-            key=lambda k: len(values[k] or b""),
-            reverse=True,
-        )
-        if not present:
-            break
-        drop = 1 if len(present) <= 10 else 5 if len(present) <= 50 else 10
-        for k in present[:drop]:
-            values[k] = None
-        payload = encode()
-    return payload, False
+    async def _room_for_value(self, key: bytes) -> bool:
+        """Reserve room for answering with the value of ``key`` (if it is large); False if
+        there is none within the wait."""
+        reservation = current_reservation()
+        if reservation is None:
+            return True
+        size = (await self._node.values.value_sizes([key])).get(key, 0)
+        if size <= SMALL_ANSWER:
+            return True
+        if not reservation.could_grow(ANSWER_COPIES * size):
+            return False
+        try:
+            await reservation.grow(ANSWER_COPIES * size, self._limits.memory_wait)
+        except OverBudget:
+            return False
+        return True

@@ -31,6 +31,8 @@ class ValueStore(Protocol):
 
     async def retrieve_many(self, keys: Sequence[bytes]) -> dict[bytes, bytes]: ...
 
+    async def value_sizes(self, keys: Sequence[bytes]) -> dict[bytes, int]: ...
+
     async def missing(self, keys: Sequence[bytes]) -> list[bytes]: ...
 
     async def delete(self, key: bytes) -> bool: ...
@@ -76,6 +78,9 @@ class MemoryStore:
 
     async def retrieve_many(self, keys: Sequence[bytes]) -> dict[bytes, bytes]:
         return {k: self.values[k] for k in keys if k in self.values}
+
+    async def value_sizes(self, keys: Sequence[bytes]) -> dict[bytes, int]:
+        return {k: len(self.values[k]) for k in keys if k in self.values}
 
     async def missing(self, keys: Sequence[bytes]) -> list[bytes]:
         return [k for k in keys if k not in self.values]

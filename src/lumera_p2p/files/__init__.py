@@ -8,7 +8,8 @@ service keeps for them (the options, the node and the put ledger, opened on firs
 - :mod:`.source`: reading a path or stream chunk by chunk, hashing as it goes
 - :mod:`.put` / :mod:`.get`: the two drivers
 - :mod:`.ledger`: which chunks reached enough replicas (what a resumed put skips)
-- :mod:`.network`: the two node calls the drivers use
+- :mod:`.network`: the node calls the drivers use
+- :mod:`.pacing`: a put paced to its receivers' write quotas
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from lumera_p2p.files.ledger import ChunkLedger
 from lumera_p2p.files.manifest import Entry, Manifest
 from lumera_p2p.files.network import FileNetwork, NodeValues
 from lumera_p2p.files.options import FileOptions
+from lumera_p2p.files.pacing import WritePacer
 from lumera_p2p.files.partial import PartialFile, partial_paths
 from lumera_p2p.files.put import FilePut, put_file
 from lumera_p2p.files.put import Progress as PutProgress
@@ -54,7 +56,7 @@ class Files:
 
     def __init__(self, node: Node, data_dir: Path, options: FileOptions) -> None:
         self.options = options
-        self._network: FileNetwork = NodeValues(node)
+        self._network: FileNetwork = NodeValues(node, pacer=WritePacer(node.options.serving.quotas))
         self._local: FileNetwork = NodeValues(node, local_only=True)
         self._replicas = node.options.replicas
         self._data_dir = data_dir

@@ -5,15 +5,19 @@ acknowledge), count the replicas a key can have, and fetch values by key.
 batch-store plan (:class:`~lumera_p2p.dht.plans.BatchStorePlan`) through ``Node.run``, so the
 put learns exactly which node acknowledged which value (``store_batch`` only says whether the
 batch as a whole did well enough), and can send a value again to just the nodes that did not.
+Each store first waits, if need be, until every receiver's share fits under its write quota
+(:mod:`.pacing`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
 from lumera_p2p.dht import Node
 from lumera_p2p.dht.plans import BatchStorePlan
+from lumera_p2p.files.pacing import Share, WritePacer
 from lumera_p2p.kademlia import Contact
 
 #: ``accept(key, value)``: the value arrived (already checked against its key); False refuses it.
@@ -48,11 +52,18 @@ class FileNetwork(Protocol):
 
 
 class NodeValues:
-    """:class:`FileNetwork` over one node; ``local_only`` fetches from its own store only."""
+    """:class:`FileNetwork` over one node; ``local_only`` fetches from its own store only.
 
-    def __init__(self, node: Node, *, local_only: bool = False) -> None:
+    ``pacer`` paces stores to the receivers' write quotas (one per node, shared by its puts,
+    since a receiver's quota spans them); None sends at once.
+    """
+
+    def __init__(
+        self, node: Node, *, local_only: bool = False, pacer: WritePacer | None = None
+    ) -> None:
         self._node = node
         self._local_only = local_only
+        self._pacer = pacer
 
     async def store_values(
         self,
@@ -73,6 +84,7 @@ class NodeValues:
         result: Acked = {key: set() for key in keys}
         if not sent:
             return result
+        await self._pace([values[i] for i in sent], [targets[i] for i in sent])
         opts = self._node.options
         plan = BatchStorePlan(
             [keys[i] for i in sent],
@@ -91,6 +103,24 @@ class NodeValues:
 
     def replica_count(self, key: bytes) -> int:
         return len(self._node.store_targets(key))
+
+    async def _pace(self, values: Sequence[bytes], targets: Sequence[Sequence[Contact]]) -> None:
+        pacer = self._pacer
+        if pacer is None:
+            return
+        nbytes: dict[str, int] = {}
+        nvalues: dict[str, int] = {}
+        for value, nodes in zip(values, targets, strict=True):
+            for contact in nodes:
+                nbytes[contact.address] = nbytes.get(contact.address, 0) + len(value)
+                nvalues[contact.address] = nvalues.get(contact.address, 0) + 1
+        shares = {a: Share(nbytes[a], nvalues[a]) for a in nbytes}
+        # Charged before the wait, which comes to the same as charging when it ends (the
+        # pacer's time only moves on), so another put of this node queues behind this one.
+        delay = pacer.delay(shares, self._node.now())
+        pacer.charge(shares, self._node.now())
+        if delay > 0:
+            await asyncio.sleep(delay)
 
     async def fetch(self, keys: Sequence[bytes], tx_id: str, accept: Accept) -> int:
         return await self._node.batch_retrieve_stream(

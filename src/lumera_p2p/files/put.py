@@ -56,6 +56,9 @@ class FilePut:
     #: ...and left out because the ledger showed them stored on enough replicas.
     skipped: int = 0
     skipped_bytes: int = 0
+    #: Values sent again in a later store round, to replicas that had not acknowledged them
+    #: (0 when every receiver took every batch at once).
+    resent: int = 0
     #: The fewest replicas that acknowledged any value sent in this run, over all its store
     #: rounds (None: none was sent).
     min_acks: int | None = None
@@ -131,6 +134,7 @@ class _Batcher:
                 break
             await asyncio.sleep(delay)
             delay *= 2
+            self._report.resent += len(short)
             more = await network.store_values(
                 [keys[i] for i in short], [values[i] for i in short], task, acked=acked
             )

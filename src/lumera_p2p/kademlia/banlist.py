@@ -4,7 +4,11 @@ Rules, as the Go node applies them (banlist.go): a peer is *banned* once its fai
 exceeds ``threshold`` (1, so from the second failure); a ban lasts ``duration`` (1 h) counted
 from the *first* failure; a successful ping clears the entry. Unlike Go, expiry is checked on
 every query rather than only by the 15-minute purge, so a ban lasts exactly ``duration``.
-Entries are keyed by hashed ID. No clock is read here: callers pass ``now`` (seconds).
+
+A ban for misbehaviour (``ban(..., hard=True)``: a peer that served a poisoned value) is *hard*:
+it lasts ``duration`` from the ban and a successful ping does not lift it. Answering pings is
+easy for a poisoner; in Go, the ping clears the entry and the peer is back in the routing
+table at once. Entries are keyed by hashed ID. No clock is read here: callers pass ``now``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ class BanEntry:
     label: str
     count: int
     first_failure: float
+    #: Banned for misbehaviour: :meth:`BanList.clear` leaves it in place.
+    hard: bool = False
 
 
 class BanList:
@@ -48,9 +54,19 @@ class BanList:
         entry.count += by
         return entry.count
 
-    def ban(self, key: bytes, now: float, label: str = "") -> None:
-        """Ban a peer outright (as the Go node seeds inactive peers at start-up)."""
-        self.increment(key, now, label, by=self.threshold + 1)
+    def ban(self, key: bytes, now: float, label: str = "", *, hard: bool = False) -> None:
+        """Ban a peer outright.
+
+        By default as Go seeds inactive peers at start-up: just over the threshold, from the
+        first failure, lifted by a successful ping. ``hard`` (misbehaviour) bans last
+        ``duration`` from ``now`` and survive :meth:`clear`.
+        """
+        if not hard:
+            self.increment(key, now, label, by=self.threshold + 1)
+            return
+        entry = self._live(key, now)
+        count = (entry.count if entry is not None else 0) + self.threshold + 1
+        self._entries[key] = BanEntry(key, label, count, now, hard=True)
 
     def is_banned(self, key: bytes, now: float) -> bool:
         """Whether the peer is banned at ``now``."""
@@ -63,8 +79,15 @@ class BanList:
         return 0 if entry is None else entry.count
 
     def clear(self, key: bytes) -> None:
-        """Forget a peer's failures (it answered a ping)."""
-        self._entries.pop(key, None)
+        """Forget a peer's failures (it answered a ping); a hard ban stays."""
+        entry = self._entries.get(key)
+        if entry is not None and not entry.hard:
+            del self._entries[key]
+
+    def is_hard_banned(self, key: bytes, now: float) -> bool:
+        """Whether the peer is banned for misbehaviour at ``now``."""
+        entry = self._live(key, now)
+        return entry is not None and entry.hard
 
     def purge(self, now: float) -> int:
         """Drop expired entries; return how many."""

@@ -45,6 +45,12 @@ from lumera_p2p.wire.messages import (
 
 #: Messages (estimated) and bodies larger than this are encoded / decoded in a worker thread.
 OFF_LOOP_SIZE: Final = 1024 * 1024
+#: Bodies larger than this are read into one buffer and decoded in place on the server
+#: (:func:`read_body_view`); byte fields at least this large then stay views into it.
+VIEW_MIN: Final = 64 * 1024
+_READ_CHUNK: Final = 1024 * 1024
+#: Frames are handed to the stream this many bytes at a time (see :func:`write_frame`).
+WRITE_CHUNK: Final = 4 * 1024 * 1024
 #: Rough wire size of one hex key in a key list (64 characters and gob's length byte).
 _KEY_SIZE: Final = 66
 
@@ -98,19 +104,25 @@ async def encode_frame(msg: Message, off_loop_size: int = OFF_LOOP_SIZE) -> byte
 
 
 async def decode_frame_body(
-    body: bytes, cache: GobDecodeCache | None = None, off_loop_size: int = OFF_LOOP_SIZE
+    body: bytes | memoryview,
+    cache: GobDecodeCache | None = None,
+    off_loop_size: int = OFF_LOOP_SIZE,
+    *,
+    views_from: int = 0,
 ) -> Message:
     """Decode one frame body; raise ``ProtocolError`` for anything that is not a message.
 
     ``cache`` speeds up small messages and is only used on the event loop's thread (it is not
-    meant to be shared between threads). A decoder failure other than ``ProtocolError`` is a
-    bug in the codec, but it is still the peer's bytes that triggered it: it is logged and
-    reported as a protocol error, so one peer cannot crash the connection handling.
+    meant to be shared between threads). With a ``memoryview`` body and ``views_from``, byte
+    fields of at least ``views_from`` bytes are views into the body, not copies. A decoder
+    failure other than ``ProtocolError`` is a bug in the codec, but it is still the peer's
+    bytes that triggered it: it is logged and reported as a protocol error, so one peer
+    cannot crash the connection handling.
     """
     try:
         if len(body) > off_loop_size:
-            return await asyncio.to_thread(decode_body, body)
-        return decode_body(body, cache=cache)
+            return await asyncio.to_thread(decode_body, body, views_from=views_from)
+        return decode_body(body, cache=cache, views_from=views_from)
     except ProtocolError:
         raise
     except Exception as exc:
@@ -215,9 +227,51 @@ async def read_message(
     return None if body is None else await decode_frame_body(body, cache, off_loop_size)
 
 
+async def read_body_view(
+    stream: FrameSource, length: int, *, grace: float | None = None, min_rate: float = 1.0
+) -> bytes | memoryview:
+    """Like :func:`read_body`, but a body over :data:`VIEW_MIN` bytes is read into one buffer
+    of exactly ``length`` bytes, allocated up front, and returned as a read-only view.
+
+    For the server, which has reserved ``length`` in its memory budget before calling this:
+    gathering chunks and joining them holds the body twice, and so does decoding values out
+    of it; with the buffer and :func:`decode_frame_body`'s ``views_from``, once. The buffer's
+    pages are only touched as bytes arrive, so a frame that never comes costs little.
+    """
+    if length <= VIEW_MIN:
+        return await read_body(stream, length, grace=grace, min_rate=min_rate)
+    buf = bytearray(length)
+    got = 0
+    loop = asyncio.get_running_loop()
+    start = loop.time() + grace if grace is not None else None
+    with memoryview(buf) as view:
+        async with asyncio.timeout_at(start) as deadline:
+            while got < length:
+                chunk = await stream.read(min(length - got, _READ_CHUNK))
+                if not chunk:
+                    raise ProtocolError("connection closed inside a frame body")
+                view[got : got + len(chunk)] = chunk
+                got += len(chunk)
+                if start is not None:
+                    deadline.reschedule(start + got / min_rate)
+    return memoryview(buf).toreadonly()
+
+
 async def write_frame(stream: FrameStream, frame: bytes, timeout: float | None = None) -> None:
     """Send ``frame`` and wait until the transport has taken it; ``TimeoutError`` after
-    ``timeout`` (a peer that does not read its answer must not hold us)."""
-    stream.write(frame)
+    ``timeout`` (a peer that does not read its answer must not hold us).
+
+    A large frame goes out :data:`WRITE_CHUNK` bytes at a time, each after the transport has
+    room again: handed over whole, its sealed copy would sit in the transport's buffer next
+    to it (asyncio up to 3.11 copies what it cannot send at once), doubling what a slow
+    reader makes us hold.
+    """
     async with asyncio.timeout(timeout):
-        await stream.drain()
+        if len(frame) <= WRITE_CHUNK:
+            stream.write(frame)
+            await stream.drain()
+            return
+        with memoryview(frame) as view:
+            for start in range(0, len(view), WRITE_CHUNK):
+                stream.write(view[start : start + WRITE_CHUNK])
+                await stream.drain()

@@ -10,7 +10,11 @@ known defects (p2p-behaviour.md §11.2 items 13 and 14):
 * a server read timeout closes the connection instead of continuing mid-frame, and a frame
   must arrive at a minimum average rate, so a slow sender cannot hold a connection;
 * new connections are rate-limited per IP and globally, open connections and concurrent
-  handshakes are capped, and a failing handler closes only its own connection.
+  handshakes are capped (handshakes also per address, with fair sharing of the slots:
+  ``net/admission.py``), a connection must send its first byte within seconds, and a failing
+  handler closes only its own connection;
+* every large frame read, and every answer built and sent, holds a reservation in one
+  node-wide memory budget (``net/budget.py``), released however the request ends.
 """
 
 from __future__ import annotations
@@ -22,20 +26,25 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Final
 
-from lumera_p2p.errors import ProtocolError, TransportError
+from lumera_p2p.errors import OverBudget, ProtocolError, TransportError
 from lumera_p2p.identity.keys import PrivateKey
 from lumera_p2p.kademlia import Contact
+from lumera_p2p.net.admission import REFUSED_ADDRESS, HandshakeSlots, address_key
+from lumera_p2p.net.budget import MemoryBudget, Reservation, serving
 from lumera_p2p.net.frames import (
     OFF_LOOP_SIZE,
+    VIEW_MIN,
     decode_frame_body,
     encode_frame,
-    read_body,
+    payload_hint,
+    read_body_view,
     read_frame,
     read_frame_length,
     write_frame,
 )
 from lumera_p2p.net.limits import KeyedRateLimiter, ServerLimits, TokenBucket, transfer_deadline
 from lumera_p2p.net.pool import ConnectionPool
+from lumera_p2p.net.trim import give_back_freed_memory
 from lumera_p2p.secure import (
     IncomingConnection,
     PeerType,
@@ -237,7 +246,11 @@ class ServerStats:
     refused_ip_rate: int = 0
     refused_global_rate: int = 0
     refused_connections: int = 0  # max_connections reached
-    refused_handshakes: int = 0  # max_handshakes reached
+    refused_handshakes: int = 0  # max_handshakes reached (and no slot to take)
+    refused_address_handshakes: int = 0  # max_handshakes_per_address reached
+    refused_unlisted: int = 0  # registered_addresses_only: the registry lists no such address
+    evicted_handshakes: int = 0  # pending handshakes whose slot a newcomer took
+    first_byte_timeouts: int = 0  # connections that sent nothing within first_byte_timeout
     handshake_failures: int = 0
     sessions: int = 0  # connections that completed the handshake
     requests: int = 0
@@ -246,6 +259,7 @@ class ServerStats:
     handler_timeouts: int = 0
     idle_closed: int = 0
     slow_closed: int = 0  # a frame or a response write missed its deadline
+    over_budget: int = 0  # frames refused (connection closed): no room in the memory budget
     crashed: int = 0  # connection tasks ended by an unexpected exception (bugs): logged
 
 
@@ -253,7 +267,9 @@ class TcpServer:
     """Accepts peers on ``host:port`` and answers their requests with ``handler``.
 
     ``port`` 0 picks a free port; read the bound one from :attr:`port` after :meth:`start`.
-    ``clock`` drives the rate limits only.
+    ``clock`` drives the rate limits only. ``budget`` is the node's memory budget (one is
+    made from ``limits`` if none is given); handlers reach the current request's reservation
+    through :func:`~lumera_p2p.net.budget.current_reservation`.
     """
 
     def __init__(
@@ -265,10 +281,15 @@ class TcpServer:
         verifier: PeerVerifier,
         *,
         limits: ServerLimits | None = None,
+        budget: MemoryBudget | None = None,
         peer_type: PeerType = PeerType.SUPERNODE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.limits = lim = limits or ServerLimits()
+        self.budget = budget or MemoryBudget(lim.memory_budget, per_peer=lim.memory_budget_per_peer)
+        #: With ``limits.registered_addresses_only``: the addresses (IP text) that may connect,
+        #: set from the registry by the service; None until it is first set (nobody refused).
+        self.allowed_addresses: frozenset[str] | None = None
         self.stats = ServerStats()
         self._handler = handler
         self._host = host
@@ -284,9 +305,12 @@ class TcpServer:
         self._cache = GobDecodeCache()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        # Connections still in their handshake. Counted from accept, not from when their task
-        # first runs, so a burst accepted in one loop iteration cannot overshoot the limit.
-        self._handshaking: set[asyncio.Task[None]] = set()
+        # Connections still in their handshake, by address. Counted from accept, not from when
+        # their task first runs, so a burst accepted in one loop iteration cannot overshoot.
+        self._slots: HandshakeSlots[IncomingConnection] = HandshakeSlots(
+            lim.max_handshakes, lim.max_handshakes_per_address
+        )
+        self._task_of: dict[IncomingConnection, asyncio.Task[None]] = {}
         self._open = 0
         self._closing = False
 
@@ -341,16 +365,35 @@ class TcpServer:
 
     # --- admission ------------------------------------------------------------------------
 
-    def _admit(self, ip: str) -> bool:
-        """Whether a new connection from ``ip`` may handshake; counts the refusals."""
+    @property
+    def handshakes(self) -> int:
+        """Connections in their handshake now (first-byte wait included)."""
+        return len(self._slots)
+
+    def set_allowed_addresses(self, addresses: frozenset[str] | set[str]) -> None:
+        """The addresses (IP text, any spelling) that may connect when
+        ``limits.registered_addresses_only`` is on; the service sets it from the registry."""
+        self.allowed_addresses = frozenset(address_key(a) for a in addresses)
+
+    def _admit(self, conn: IncomingConnection, ip: str) -> bool:
+        """Whether a new connection from ``ip`` may handshake; counts the refusals.
+
+        Cheap refusals that spend nothing come first; a handshake slot is taken last, so a
+        connection refused for its rate never costs another one its slot.
+        """
         lim, stats = self.limits, self.stats
         if self._closing:
+            return False
+        address = address_key(ip)
+        allowed = self.allowed_addresses if lim.registered_addresses_only else None
+        if allowed is not None and address not in allowed:
+            stats.refused_unlisted += 1
             return False
         if self._open >= lim.max_connections:
             stats.refused_connections += 1
             return False
-        if len(self._handshaking) >= lim.max_handshakes:
-            stats.refused_handshakes += 1
+        if self._slots.at_address_cap(address):
+            stats.refused_address_handshakes += 1
             return False
         now = self._clock()
         # Per IP first: one flooding address must not use up everyone's global tokens.
@@ -360,13 +403,26 @@ class TcpServer:
         if not self._global.take(now):
             stats.refused_global_rate += 1
             return False
+        admission = self._slots.admit(conn, address)
+        if not admission.admitted:
+            if admission.refusal == REFUSED_ADDRESS:
+                stats.refused_address_handshakes += 1
+            else:
+                stats.refused_handshakes += 1
+            return False
+        if admission.evict is not None:
+            stats.evicted_handshakes += 1
+            victim = self._task_of.pop(admission.evict, None)
+            admission.evict.abort()
+            if victim is not None:
+                victim.cancel()
         return True
 
     def _on_connect(self, conn: IncomingConnection) -> None:
         """Admit or refuse a new connection; an admitted one gets its own tracked task."""
         peername = conn.get_extra_info("peername")
         ip = str(peername[0]) if peername else "?"
-        if not self._admit(ip):
+        if not self._admit(conn, ip):
             log.debug("refused a connection from %s", ip)
             conn.abort()
             return
@@ -374,13 +430,15 @@ class TcpServer:
         self.stats.accepted += 1
         task = asyncio.get_running_loop().create_task(self._connection(conn, ip))
         self._tasks.add(task)
-        self._handshaking.add(task)
-        task.add_done_callback(self._connection_done)
+        self._task_of[conn] = task
+        task.add_done_callback(lambda t: self._connection_done(t, conn))
 
-    def _connection_done(self, task: asyncio.Task[None]) -> None:
+    def _connection_done(self, task: asyncio.Task[None], conn: IncomingConnection) -> None:
         self._open -= 1
         self._tasks.discard(task)
-        self._handshaking.discard(task)
+        self._slots.release(conn)
+        if self._task_of.get(conn) is task:
+            del self._task_of[conn]
         if not task.cancelled() and (exc := task.exception()) is not None:
             self.stats.crashed += 1
             log.error("connection task failed", exc_info=exc)
@@ -403,15 +461,26 @@ class TcpServer:
 
     async def _handshake(self, conn: IncomingConnection, ip: str) -> SecureStream | None:
         try:
+            first_byte_by = asyncio.get_running_loop().time() + self.limits.first_byte_timeout
+            try:
+                async with asyncio.timeout_at(min(first_byte_by, conn.deadline)):
+                    if not await conn.first_byte():
+                        return None  # closed without a word: not worth counting
+            except TimeoutError:
+                if first_byte_by <= conn.deadline:
+                    self.stats.first_byte_timeouts += 1
+                    log.debug("%s sent nothing within %s s", ip, self.limits.first_byte_timeout)
+                else:
+                    self.stats.handshake_failures += 1  # the whole handshake's time ran out
+                return None
             return await conn.handshake()
         except (ProtocolError, OSError, asyncio.IncompleteReadError) as exc:
             self.stats.handshake_failures += 1
             log.debug("handshake from %s failed: %s", ip, exc)
             return None
         finally:
-            task = asyncio.current_task()
-            if task is not None:
-                self._handshaking.discard(task)
+            self._slots.release(conn)
+            self._task_of.pop(conn, None)
 
     # --- serving --------------------------------------------------------------------------
 
@@ -443,8 +512,32 @@ class TcpServer:
             return False
         if length is None:
             return False  # the peer closed between requests
+        # The body is reserved before a byte of it is read (its values are decoded as views
+        # into it, so this is all it costs). Nothing is read while this waits: TCP holds the
+        # sender back meanwhile.
         try:
-            body = await read_body(
+            reservation = await self.budget.reserve(length, peer, lim.memory_wait)
+        except OverBudget as exc:
+            # Before the body we cannot tell the type, so there is no Failed answer to give:
+            # the peer sees the connection close (Go: an RPC error for this one request).
+            stats.over_budget += 1
+            log.info("closing %s: its %d-byte frame does not fit: %s", peer, length, exc)
+            stream.abort()
+            return False
+        try:
+            return await self._serve_request(stream, peer, length, reservation)
+        finally:
+            held = reservation.size
+            reservation.release()
+            give_back_freed_memory(max(held, length))
+
+    async def _serve_request(
+        self, stream: SecureStream, peer: str, length: int, reservation: Reservation
+    ) -> bool:
+        """Read the body of a frame whose header said ``length``, answer it; see above."""
+        lim, stats = self.limits, self.stats
+        try:
+            body = await read_body_view(
                 stream, length, grace=lim.frame_grace, min_rate=lim.min_transfer_rate
             )
         except TimeoutError:
@@ -452,9 +545,12 @@ class TcpServer:
             log.debug("%s sends a %d-byte frame too slowly", peer, length)
             stream.abort()
             return False
-        request = await decode_frame_body(body, self._cache)
+        # Values of VIEW_MIN bytes or more stay views into the body: the reservation of the
+        # body covers them until the handler is done with the request.
+        request = await decode_frame_body(body, self._cache, views_from=VIEW_MIN)
+        del body
         stats.requests += 1
-        response = await self._answer(request, peer)
+        response = await self._answer(_Owned(request), peer, reservation)
         if response is None:
             stream.abort()
             return False
@@ -471,31 +567,64 @@ class TcpServer:
             return False
         return True
 
-    async def _answer(self, request: Message, peer: str) -> bytes | None:
+    async def _answer(self, owned: _Owned, peer: str, reservation: Reservation) -> bytes | None:
         """The encoded response, or ``None`` if the handler failed (not the peer's fault).
 
-        A ``ProtocolError`` from the handler (the peer broke the protocol) propagates.
+        The handler sees ``reservation`` as its :func:`current_reservation` and grows it for
+        the answer it builds; the request is dropped before the answer is encoded, and the
+        reservation then holds what the encoded answer takes. A ``ProtocolError`` from the
+        handler (the peer broke the protocol) propagates.
         """
         stats = self.stats
+        request = owned.take()
+        mtype = request.message_type
         budget = asyncio.timeout(self.limits.handler_timeout)
         try:
             async with budget:
-                response = await self._handler(request, peer.encode())
-            return await encode_frame(response)
+                with serving(reservation):
+                    response = await self._handler(request, peer.encode())
+            del request
+            # The answer's values exist now and the frame is about to; count both.
+            size = payload_hint(response)
+            reservation.resize(max(reservation.size, 2 * size))
+            frame = await encode_frame(response)
+            del response
+            reservation.resize(len(frame))
+            give_back_freed_memory(size)  # the values are gone; the frame is one mapping
+            return frame
         except ProtocolError:
             raise
+        except OverBudget as exc:
+            # A handler that could not get the memory for its answer and had no Failed
+            # answer to give instead: not a bug, the peer asked for more than fits.
+            stats.over_budget += 1
+            log.info("no memory for a type %d answer to %s: %s", mtype, peer, exc)
+            return None
         except Exception as exc:
             if isinstance(exc, TimeoutError) and budget.expired():
                 stats.handler_timeouts += 1
                 log.warning(
                     "handler took over %s s for a type %d request from %s",
                     self.limits.handler_timeout,
-                    request.message_type,
+                    mtype,
                     peer,
                 )
             else:
                 stats.handler_errors += 1
-                log.exception(
-                    "handler failed on a type %d request from %s", request.message_type, peer
-                )
+                log.exception("handler failed on a type %d request from %s", mtype, peer)
             return None
+
+
+class _Owned:
+    """Hands a decoded request to :meth:`TcpServer._answer` without the caller keeping a
+    reference, so its values can be freed as soon as the handler is done with them."""
+
+    __slots__ = ("_message",)
+
+    def __init__(self, message: Message) -> None:
+        self._message: Message | None = message
+
+    def take(self) -> Message:
+        message, self._message = self._message, None
+        assert message is not None
+        return message

@@ -244,6 +244,15 @@ class _SecureProtocol(asyncio.BufferedProtocol):
             self._raw_need = n
             await self._wait_readable()
 
+    async def wait_raw(self, n: int) -> bool:
+        """Wait until ``n`` unframed bytes are buffered (True) or the peer has closed (False)."""
+        while self.reader.buffered < n:
+            if self._eof:
+                return False
+            self._raw_need = n
+            await self._wait_readable()
+        return True
+
     def write(self, data: bytes) -> None:
         """Unframed write (handshake phase)."""
         if self.transport is not None:
@@ -538,17 +547,22 @@ async def secure_connect(
     timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
     peer_type: PeerType = PeerType.SUPERNODE,
     ephemeral: ec.EllipticCurvePrivateKey | None = None,
+    local_addr: tuple[str, int] | None = None,
 ) -> SecureStream:
     """Dial ``host:port`` and complete the handshake as client with ``expected_peer``.
 
     ``timeout`` bounds connect and handshake together: ``TimeoutError`` if the TCP connect
     does not finish, ``HandshakeTimeoutError`` (a ``ProtocolError``) if the handshake does
     not. Any handshake failure raises ``ProtocolError`` with the connection closed.
+    ``local_addr`` binds the local end (a multi-homed host; tests and benchmarks dial from
+    several loopback addresses).
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     async with asyncio.timeout_at(deadline):
-        _, proto = await loop.create_connection(lambda: _SecureProtocol(loop), host, port)
+        _, proto = await loop.create_connection(
+            lambda: _SecureProtocol(loop), host, port, local_addr=local_addr
+        )
     hs = client_handshake(
         proto, proto, local_key, expected_peer, verifier, peer_type=peer_type, ephemeral=ephemeral
     )
@@ -597,6 +611,14 @@ class IncomingConnection:
     def abort(self) -> None:
         """Drop the connection at once (a refused or failed peer)."""
         self._proto.abort()
+
+    async def first_byte(self) -> bool:
+        """Wait until the peer has sent something (True) or closed without a byte (False).
+
+        Consumes nothing: the handshake reads the bytes. The server bounds this wait by a
+        deadline much shorter than the handshake's, so a silent socket frees its slot fast.
+        """
+        return await self._proto.wait_raw(1)
 
     async def handshake(
         self, *, ephemeral: ec.EllipticCurvePrivateKey | None = None

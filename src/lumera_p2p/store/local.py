@@ -377,6 +377,11 @@ class LocalStore:
         """The values found among ``keys`` (absent keys are simply missing from the result)."""
         return await self._data_readers.values([_hex(k) for k in keys])
 
+    async def value_sizes(self, keys: Sequence[bytes]) -> dict[bytes, int]:
+        """The size of each stored value among ``keys``, without reading the values (a
+        server checks what an answer would cost before it builds it)."""
+        return await self._data_readers.sizes([_hex(k) for k in keys])
+
     async def missing(self, keys: Sequence[bytes]) -> list[bytes]:
         """The keys among ``keys`` that are not stored here, in their given order."""
         hex_keys = [_hex(k) for k in keys]

@@ -487,6 +487,7 @@ def decode_body(
     max_depth: int = DEFAULT_MAX_DEPTH,
     cache: GobDecodeCache | None = None,
     fast: bool = True,
+    views_from: int = 0,
 ) -> Message:
     """Decode the gob body of one frame (``body[start:stop]``) as Go does: one value; anything
     after it is ignored.
@@ -496,7 +497,25 @@ def decode_body(
     is Go's (``fast=False`` uses only that one). Pass one long-lived ``cache`` to skip
     re-parsing the type definitions every frame repeats, and to let the generated codec learn
     the type numbering of long-running peers.
+
+    With ``views_from`` and a ``memoryview`` body, byte fields of at least that size are
+    read-only views into the body, not copies (``GobDecoder``); such a body goes to the general
+    decoder, which is the one that can hand out views (it is also the one whose cost does not
+    matter beside a large payload).
     """
+    if views_from > 0 and isinstance(body, memoryview):
+        decoder = GobDecoder(
+            body,
+            REGISTRY,
+            start=start,
+            stop=stop,
+            max_depth=max_depth,
+            cache=cache,
+            views_from=views_from,
+        )
+        viewed = decoder.decode(_MESSAGE_PTR)
+        assert isinstance(viewed, Message)
+        return viewed
     if not isinstance(body, bytes):
         body = bytes(body)
     if fast:

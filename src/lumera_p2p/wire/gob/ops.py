@@ -136,8 +136,9 @@ def op_float64(d: GobDecoder) -> float:
     return float(F64.unpack(d.read_uint().to_bytes(8, "little"))[0])
 
 
-def op_bytes(d: GobDecoder) -> bytes:
-    """[]byte: a count, then that many bytes of the current message."""
+def op_bytes(d: GobDecoder) -> bytes | memoryview:
+    """[]byte: a count, then that many bytes of the current message (a view into them when
+    the decoder hands out views and the field is long enough: ``GobDecoder``)."""
     pos = d.pos
     n = d.data[pos] if pos < d.end else 0x80
     if n < 0x80:
@@ -148,7 +149,10 @@ def op_bytes(d: GobDecoder) -> bytes:
     if n > d.end - pos:
         raise err("gob: bad []uint8 slice length: 0")
     d.pos = pos + n
-    return d.data[pos : pos + n]
+    chunk = d.data[pos : pos + n]
+    if n < d.views_from:
+        return bytes(chunk)  # a short field from a view: bytes, as everywhere else
+    return chunk
 
 
 def op_string(d: GobDecoder) -> str:
@@ -163,7 +167,7 @@ def op_string(d: GobDecoder) -> str:
     if n > d.end - pos:
         raise err("gob: bad string slice length: 0")
     d.pos = pos + n
-    return d.data[pos : pos + n].decode("utf-8", "surrogateescape")
+    return str(d.data[pos : pos + n], "utf-8", "surrogateescape")
 
 
 def _make_op_int(bits: int, name: str) -> Op:
@@ -380,7 +384,7 @@ def op_interface(d: GobDecoder) -> Any:
     pos = d.pos
     if nr > d.end - pos:
         raise err(f"gob: invalid type name length {nr}: exceeds input size")
-    name = d.data[pos : pos + nr]
+    name = bytes(d.data[pos : pos + nr])  # the same object for bytes; a copy of a view's
     d.pos = pos + nr
     if not nr:
         return None
