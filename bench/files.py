@@ -87,7 +87,13 @@ async def _role(args: argparse.Namespace) -> dict[str, Any]:
         started = time.perf_counter()
         if args.role == "put":
             put = await node.put_file(Path(args.file))
-            out.update(key=put.key, sent=put.sent, skipped=put.skipped, min_acks=put.min_acks)
+            out.update(
+                key=put.key,
+                sent=put.sent,
+                skipped=put.skipped,
+                resent=put.resent,
+                min_acks=put.min_acks,
+            )
         elif args.role == "get":
             got = await node.get_file(args.key, Path(args.file))
             out.update(fetched=got.fetched_bytes, resumed=got.resumed_bytes)
@@ -256,6 +262,9 @@ def measure(mib: int, nodes: int, directory: Path) -> dict[str, Any]:
             "reference_batch_retrieve": round(ref_get["peak_rss_mib"], 1),
         },
         "replicas_min": put["min_acks"],
+        # Values sent again in a later store round (a receiver refused at first, its write
+        # quota for instance); 0 when the pacer kept every batch under the receivers' quotas.
+        "put_resent": put["resent"],
     }
     result["put_ratio"] = round(result["put_mb_s"] / result["store_batch_mb_s"], 3)
     result["get_ratio"] = round(result["get_mb_s"] / result["batch_retrieve_mb_s"], 3)

@@ -48,6 +48,7 @@ def test_a_2_gib_file_through_node_processes_then_killed_transfers_resume(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
+    print(json.dumps(result, indent=1))  # the figures, with -s
     assert result["identical"] is True
     rss = result["peak_rss_mib"]
     assert rss["putting_node"] < 200 and rss["getting_node"] < 200, rss
