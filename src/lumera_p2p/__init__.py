@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from lumera_p2p.content import content_key
 from lumera_p2p.errors import (
+    ApiError,
     ChainError,
     ConfigError,
     CounterExhaustedError,
@@ -36,9 +37,11 @@ from lumera_p2p.errors import (
     NotFound,
     NotRunning,
     OverBudget,
+    PeerRejected,
     PoisonedValue,
     ProtobufDecodeError,
     ProtocolError,
+    RequestTooLarge,
     SignatureError,
     StorageFull,
     StoreError,
@@ -78,6 +81,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "P2P",
+    "ApiError",
     "BatchStoreReport",
     "ChainError",
     "Config",
@@ -101,9 +105,11 @@ __all__ = [
     "NotRunning",
     "OverBudget",
     "P2PStats",
+    "PeerRejected",
     "PoisonedValue",
     "ProtobufDecodeError",
     "ProtocolError",
+    "RequestTooLarge",
     "SignatureError",
     "StorageFull",
     "StoreError",

@@ -575,6 +575,65 @@ class LogConfig(_Section):
         return value
 
 
+#: The API's default port: the P2P port's neighbour (Go's own HTTP gateway is 8002).
+DEFAULT_API_PORT = 4446
+DEFAULT_API_LISTEN = f"127.0.0.1:{DEFAULT_API_PORT}"
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``host:port`` (an IPv6 host in brackets) → ``(host, port)``; port 0 picks a free one.
+
+    Raise ``ValueError`` naming what is wrong.
+    """
+    text = value.strip()
+    host, colon, port_text = text.rpartition(":")
+    if not colon or not host:
+        raise ValueError(f"{value!r} is not host:port (e.g. '127.0.0.1:{DEFAULT_API_PORT}')")
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise ValueError(f"{value!r}: an IPv6 host must be written in brackets")
+    if not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f"{value!r}: port {port_text!r} is not a number from 0 to 65535")
+    return _check_host(host), int(port_text)
+
+
+class ApiConfig(_Section):
+    """The node's local HTTP API, Prometheus metrics and status page (``run``, ``localnet``).
+
+    On a loopback address no token is asked of local clients; anything else needs the bearer
+    token kept in ``token_file`` (made on first start, readable by the owner only).
+    """
+
+    enabled: bool = True
+    #: ``host:port`` to serve on; port 0 picks a free one.
+    listen: str = DEFAULT_API_LISTEN
+    #: The bearer token's file; relative paths resolve against ``p2p.data_dir``.
+    token_file: Path = Path("api-token")
+    #: Ask for the token from loopback clients too (a shared machine).
+    require_token: bool = False
+    #: The largest value one store request may carry.
+    max_value_bytes: Bytes = 128 * MIB
+    #: The largest batch-store request body (JSON, values in base64).
+    max_batch_bytes: Bytes = 64 * MIB
+    #: Keys one batch-retrieve request may ask for.
+    max_batch_keys: AtLeastOne = 10_000
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, port = parse_listen(value)
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    @property
+    def host(self) -> str:
+        """The address part of ``listen`` (no brackets)."""
+        return parse_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        """The port part of ``listen``."""
+        return parse_listen(self.listen)[1]
+
+
 class Config(BaseModel):
     """The whole node configuration, validated and with paths resolved."""
 
@@ -592,6 +651,7 @@ class Config(BaseModel):
     files: FilesConfig = FilesConfig()
     symbols: SymbolsConfig = SymbolsConfig()
     log: LogConfig = LogConfig()
+    api: ApiConfig = ApiConfig()
 
     @field_validator("identity")
     @classmethod
@@ -745,6 +805,9 @@ def config_from_mapping(data: Mapping[Any, Any], base_dir: Path) -> Config:
     log = config.log
     if log.file is not None:
         log = log.model_copy(update={"file": _resolve(log.file, base_dir)})
+    api = config.api.model_copy(
+        update={"token_file": _resolve(config.api.token_file, p2p.data_dir)}
+    )
     symbols = config.symbols
     if symbols.db_path is not None:
         symbols = symbols.model_copy(update={"db_path": _resolve(symbols.db_path, base_dir)})
@@ -755,6 +818,7 @@ def config_from_mapping(data: Mapping[Any, Any], base_dir: Path) -> Config:
             "lumera": lumera,
             "symbols": symbols,
             "log": log,
+            "api": api,
         }
     )
 

@@ -115,6 +115,14 @@ class NotEnoughValues(NotFound):
         self.found = found
 
 
+class RequestTooLarge(LumeraP2PError):
+    """A request to the node's API is over one of its limits (``api.max_value_bytes``, ...)."""
+
+
+class ApiError(LumeraP2PError):
+    """A node's API could not be reached from the client commands, or answered an error."""
+
+
 class StoreFailed(LumeraP2PError):
     """A network store did not reach enough nodes (the value is committed locally)."""
 
@@ -149,6 +157,11 @@ class JWEUnwrapError(JWEError):
 
 class JWEAuthError(JWEError):
     """The content key unwrapped but AES-GCM authentication failed: the token was altered."""
+
+
+class PeerRejected(ProtocolError):
+    """The handshake is well formed but the peer may not connect (unknown to the registry, or
+    the registry could not be asked)."""
 
 
 class HandshakeTimeoutError(ProtocolError):

@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import dataclasses
 import logging
 import os
+import shutil
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +35,7 @@ from typing import Any, BinaryIO
 
 import base58
 
+from lumera_p2p import __version__
 from lumera_p2p.alone import AloneWarning
 from lumera_p2p.chain.grpc_registry import GrpcRegistry
 from lumera_p2p.chain.registry import Registry, Supernode, bootstrap_candidates
@@ -71,9 +75,10 @@ from lumera_p2p.kademlia import Contact, hash_id
 from lumera_p2p.net.limits import ServerLimits
 from lumera_p2p.net.resolve import resolve_hosts
 from lumera_p2p.net.tcp import ServerStats, TcpServer, TcpTransport
+from lumera_p2p.recent_ops import RecentOps, RetrievePoint, StorePoint
 from lumera_p2p.secure import PeerVerifier, StaticPeerVerifier
-from lumera_p2p.stats import P2PStats, PoolCounters
-from lumera_p2p.store import LocalStore
+from lumera_p2p.stats import DiskUsage, P2PStats, PoolCounters
+from lumera_p2p.store import LocalStore, StoredKey
 from lumera_p2p.store.rqstore import RQStore, SymbolDirStatus
 from lumera_p2p.symbols.registration import checked_registration
 from lumera_p2p.symbols.worker import SymbolWorker
@@ -164,6 +169,8 @@ class P2P:
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
         self._stopped = False
+        self._started_at: float | None = None  # time.monotonic() at start
+        self._recent = RecentOps()
 
     @classmethod
     async def create(
@@ -306,7 +313,14 @@ class P2P:
             self._node.move_to(self.me.ip, self._server.port)
         try:
             if bootstrap:
-                await self.sync_peers()
+                peers = await self.sync_peers()
+                if peers:
+                    log.info("bootstrapped with %d peers", peers)
+                else:
+                    log.warning(
+                        "bootstrapped with 0 peers (none answered), retrying every %g s",
+                        self._intervals.peer_sync_retry,
+                    )
         except LumeraP2PError as exc:
             # The registry may be briefly unreachable at start; the periodic peer sync
             # retries, and meanwhile the node serves whoever reaches it.
@@ -314,6 +328,7 @@ class P2P:
         if bootstrap:
             self._warn_if_alone()
         self._running = True
+        self._started_at = time.monotonic()
         every = self._intervals
         self._spawn(_every(every.allowlist_refresh, self.refresh_allowlist), "allowlist")
         self._spawn(self._peer_sync_loop(), "peer-sync")
@@ -328,6 +343,7 @@ class P2P:
             return
         self._stopped = True
         self._running = False
+        log.info("node %s stopping", self.address)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -340,6 +356,7 @@ class P2P:
         await self._db.close()
         if self._registry is not None:
             await self._registry.close()
+        log.info("node %s stopped", self.address)
 
     async def run(self) -> None:
         """Start and serve until cancelled; always stop cleanly."""
@@ -366,9 +383,13 @@ class P2P:
             alone = self._node.peer_count == 0
             await asyncio.sleep(every.peer_sync_retry if alone else every.peer_sync)
             try:
-                await self.sync_peers()
+                peers = await self.sync_peers()
             except LumeraP2PError as exc:
                 log.warning("peer sync failed, will retry: %s", exc)
+                self._warn_if_alone()
+                continue
+            if alone and peers:
+                log.info("bootstrapped with %d peers", peers)
             self._warn_if_alone()
 
     def _warn_if_alone(self) -> None:
@@ -477,6 +498,16 @@ class P2P:
         return its base58 key."""
         self._check_running()
         outcome = await self._node.store(bytes(data), datatype)
+        self._recent.add_store(
+            StorePoint(
+                time.time(),
+                "store",
+                keys=1,
+                requests=outcome.replicas + len(outcome.failed) + len(outcome.refused),
+                successful=outcome.replicas,
+                replicas=outcome.replicas,
+            )
+        )
         return key_from_bytes(outcome.key)
 
     async def retrieve(self, key: str, local_only: bool = False) -> bytes | None:
@@ -497,7 +528,17 @@ class P2P:
         some key has no eligible node or too few requests succeed (see ``dht.options``).
         """
         self._check_running()
-        return await self._node.store_batch([bytes(v) for v in values], datatype, task_id)
+        report = await self._node.store_batch([bytes(v) for v in values], datatype, task_id)
+        self._recent.add_store(
+            StorePoint(
+                time.time(),
+                "batch_store",
+                keys=len(report.keys),
+                requests=report.requests,
+                successful=report.succeeded,
+            )
+        )
+        return report
 
     async def batch_retrieve(
         self,
@@ -521,7 +562,11 @@ class P2P:
             found[key_from_bytes(key)] = value
             return True
 
+        started = time.monotonic()
         await self._node.batch_retrieve_stream(raw, need, tx_id, collect, local_only=local_only)
+        self._recent.add_retrieve(
+            RetrievePoint(time.time(), len(raw), need, len(found), time.monotonic() - started)
+        )
         if local_only and len(found) < need:
             raise NotEnoughValues(f"local-only: found {len(found)}, required {need}", found)
         return found
@@ -620,6 +665,21 @@ class P2P:
         """Base58 keys stored here with ``createdAt`` in (start, end)."""
         return [key_from_bytes(k) for k in await self._db.get_local_keys(start, end)]
 
+    async def local_keys_page(
+        self, limit: int = 100, after: tuple[str, str] | None = None
+    ) -> list[StoredKey]:
+        """Up to ``limit`` keys stored here, oldest first, with their size.
+
+        ``after`` is ``(created_at, base58 key)`` of the last key of the previous page (any
+        such pair is a position: the key need not be stored, nor decode to 32 bytes).
+        """
+        cursor = None if after is None else (after[0], base58.b58decode(after[1]).hex())
+        return await self._db.local_keys_page(limit, cursor)
+
+    def peers(self) -> list[Contact]:
+        """The routing table's contacts (no network call)."""
+        return self._node.contacts()
+
     def n_closest_nodes(self, n: int, key: str, ignores: Sequence[str] = ()) -> list[str]:
         """Addresses of the ``n`` routing-table nodes nearest ``key`` (no network call).
 
@@ -683,29 +743,53 @@ class P2P:
             registry_routing=self._node.routing_allowlist_size,
             store=await self._db.stats(),
             dht=self._node.snapshot_counters(),
-            server=dataclasses.replace(self._server.stats)
-            if self._server is not None
-            else ServerStats(),
-            transport=dataclasses.replace(self._transport.stats),
+            server=copy.deepcopy(self._server.stats) if self._server is not None else ServerStats(),
+            transport=copy.deepcopy(self._transport.stats),
             pool=PoolCounters(
                 **dataclasses.asdict(pool.stats),
                 open=pool.open,
                 idle=pool.idle,
                 capacity=pool.capacity,
             ),
+            version=__version__,
+            uptime=time.monotonic() - self._started_at if self._started_at is not None else 0.0,
+            disk=_disk_usage(self._config.p2p.data_dir),
+            recent_stores=self._recent.stores(),
+            recent_retrieves=self._recent.retrieves(),
         )
 
 
+def _disk_usage(path: Path) -> DiskUsage | None:
+    """The file system holding ``path`` (None if it cannot be asked)."""
+    try:
+        usage = shutil.disk_usage(path)
+    except OSError:
+        return None
+    return DiskUsage(usage.total, usage.used, usage.free)
+
+
 async def _every(interval: float, job: Callable[[], Awaitable[object]]) -> None:
-    """Run ``job`` every ``interval`` seconds; a failed round is logged and retried next time."""
+    """Run ``job`` every ``interval`` seconds; a failed round is logged and retried next time.
+
+    A failure is one line (an unreachable chain fails every round: a traceback each time would
+    bury everything else); the traceback comes with it only at DEBUG.
+    """
+    name = getattr(job, "__name__", str(job)).lstrip("_")
     while True:
         await asyncio.sleep(interval)
         try:
             await job()
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("background job %s failed", getattr(job, "__name__", job))
+        except Exception as exc:
+            log.warning(
+                "background job %s failed, retrying in %g s: %s: %s",
+                name,
+                interval,
+                type(exc).__name__,
+                " ".join(str(exc).split()) or "(no message)",
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
 
 
 async def run_until_signalled(p2p: P2P) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from lumera_p2p.dht.counters import DHTCounters
 from lumera_p2p.net.tcp import ServerStats, TransportStats
+from lumera_p2p.recent_ops import RetrievePoint, StorePoint
 from lumera_p2p.store.local import StoreStats
 
 
@@ -33,6 +34,15 @@ class PoolCounters:
 
 
 @dataclass(frozen=True)
+class DiskUsage:
+    """The file system holding ``data_dir``, in bytes (Go's ``DiskInfo``, there in MB)."""
+
+    total: int
+    used: int
+    free: int
+
+
+@dataclass(frozen=True)
 class P2PStats:
     """A snapshot of one node."""
 
@@ -49,6 +59,14 @@ class P2PStats:
     server: ServerStats
     transport: TransportStats
     pool: PoolCounters
+    #: This package's version, and seconds since ``start`` (0 before).
+    version: str = ""
+    uptime: float = 0.0
+    #: ``None`` when ``data_dir``'s file system cannot be asked.
+    disk: DiskUsage | None = None
+    #: The newest stores and batch retrieves, newest first (at most 48 each).
+    recent_stores: tuple[StorePoint, ...] = ()
+    recent_retrieves: tuple[RetrievePoint, ...] = ()
 
     @property
     def records(self) -> int:

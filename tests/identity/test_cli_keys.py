@@ -37,15 +37,21 @@ def test_recover_prints_vector_address_last(tmp_path: Path) -> None:
     assert Keyring(tmp_path, "test").get("validator").address == gofmt.VECTOR_ADDRESS
 
 
-def test_add_new_prints_mnemonic_then_address(tmp_path: Path) -> None:
+def test_add_new_prints_the_mnemonic_on_stderr_and_the_record_then_address_on_stdout(
+    tmp_path: Path,
+) -> None:
     result = run(["add", "fresh", "--keyring-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
     address = lines[-1]
     assert address.startswith("lumera1")
-    assert "**Important** write this mnemonic phrase in a safe place." in result.stdout
-    mnemonic = lines[-2]
+    assert lines[0] == "- name: fresh"
+    assert f"  address: {address}" in lines
+    assert "mnemonic" not in result.stdout  # the secret never reaches stdout
+    assert "**Important** write this mnemonic phrase in a safe place." in result.stderr
+    mnemonic = result.stderr.strip().splitlines()[-1]
     assert len(mnemonic.split()) == 24
+    assert mnemonic not in result.stdout
     assert PrivateKey.from_mnemonic(mnemonic).address == address
 
 

@@ -42,9 +42,10 @@ def test_localnet_prints_nodes_then_ready_and_stops_on_sigint(tmp_path: Path) ->
         nodes = lines[:-1]
         assert len(nodes) == 4
         for entry in nodes:
-            address, endpoint = entry.split()
+            address, endpoint, api = entry.split()
             assert address.startswith("lumera1")
             assert endpoint.startswith("127.0.0.1:")
+            assert api.startswith("http://127.0.0.1:")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
     finally:

@@ -14,11 +14,19 @@ The file::
 A bare list of entries is accepted as well. Every supernode address is also an existing account.
 Problems are reported as :class:`~lumera_p2p.errors.ConfigError` naming the entry
 (``supernodes[2].port``).
+
+A registry read with :meth:`StaticRegistry.from_file` follows its file: each
+``list_supernodes`` (the node's allowlist refresh and peer sync) compares the file's
+modification time and size with those it last read, and reads it again when they differ. A
+new file that does not validate is not used: the registry keeps what it had and logs one
+warning for that version of the file.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import logging
 import os
 import re
 import tempfile
@@ -34,6 +42,8 @@ from lumera_p2p.identity.keys import validate_address
 from lumera_p2p.safe_yaml import REGISTRY_LIMITS, read_yaml_file
 
 __all__ = ["StaticRegistry"]
+
+log = logging.getLogger(__name__)
 
 _ENTRY_KEYS = frozenset({"address", "host", "port", "state", "validator_address"})
 _TOP_KEYS = frozenset({"supernodes", "accounts"})
@@ -57,17 +67,78 @@ class StaticRegistry:
                 raise ValueError(f"supernode {node.address} is listed twice")
             self._supernodes[node.address] = node
         self._accounts = frozenset(accounts) | frozenset(self._supernodes)
+        self._extra = frozenset(accounts) - frozenset(self._supernodes)
+        # The file followed (from_file), and the (mtime_ns, size) of the version in use and
+        # of the last version seen (a bad one is warned about once).
+        self._source: Path | None = None
+        self._stamp: tuple[int, int] | None = None
+        self._seen: tuple[int, int] | None = None
 
     @classmethod
     def from_file(cls, path: str | Path) -> StaticRegistry:
-        """Read and validate a registry file; ConfigError naming the entry and field."""
+        """Read and validate a registry file, and follow it (see the module docstring);
+        ConfigError naming the entry and field."""
         file = Path(path).expanduser()
+        stamp = _stamp(file)
+        registry = cls._parse_file(file)
+        registry._source = file
+        registry._stamp = registry._seen = stamp
+        return registry
+
+    @classmethod
+    def _parse_file(cls, file: Path) -> StaticRegistry:
         # Parsed within limits (size, depth, aliases): nothing but a ConfigError comes out.
         data = read_yaml_file(file, REGISTRY_LIMITS, "registry file")
         try:
             return cls.from_data(data)
         except ConfigError as exc:
             raise ConfigError(exc.field, f"{exc.problem} (in {file})") from None
+
+    async def reload_if_changed(self) -> bool:
+        """Read the followed file again if its modification time or size changed; return
+        whether the entries were replaced (a bad new file keeps the old entries)."""
+        if self._source is None:
+            return False
+        stamp = _stamp(self._source)
+        if stamp is None or stamp == self._seen:
+            return False
+        self._seen = stamp
+        try:
+            fresh = await asyncio.to_thread(self._parse_file, self._source)
+        except ConfigError as exc:
+            log.warning(
+                "registry file %s changed but is not valid, keeping the %d supernodes read "
+                "before: %s",
+                self._source,
+                len(self._supernodes),
+                " ".join(exc.lines()),
+            )
+            return False
+        added = len(set(fresh._supernodes) - set(self._supernodes))
+        removed = len(set(self._supernodes) - set(fresh._supernodes))
+        self._supernodes, self._accounts, self._extra = (
+            fresh._supernodes,
+            fresh._accounts,
+            fresh._extra,
+        )
+        self._stamp = stamp
+        log.info(
+            "registry file %s reloaded: %d supernodes (%d new, %d gone)",
+            self._source,
+            len(self._supernodes),
+            added,
+            removed,
+        )
+        return True
+
+    def snapshot(self) -> list[Supernode]:
+        """The entries in use now, in file order."""
+        return list(self._supernodes.values())
+
+    @property
+    def extra_accounts(self) -> frozenset[str]:
+        """The ``accounts`` that are not supernodes."""
+        return self._extra
 
     @classmethod
     def from_data(cls, data: object) -> StaticRegistry:
@@ -114,7 +185,7 @@ class StaticRegistry:
                 entry["validator_address"] = node.validator_address
             entries.append(entry)
         data: dict[str, Any] = {"supernodes": entries}
-        extra = sorted(self._accounts - frozenset(self._supernodes))
+        extra = sorted(self._extra)
         if extra:
             data["accounts"] = extra
         return data
@@ -135,7 +206,8 @@ class StaticRegistry:
     # --- Registry ----------------------------------------------------------------------------
 
     async def list_supernodes(self) -> list[Supernode]:
-        """Every listed supernode, in file order."""
+        """Every listed supernode, in file order (the file read again if it changed)."""
+        await self.reload_if_changed()
         return list(self._supernodes.values())
 
     async def get_supernode(self, address: str) -> Supernode | None:
@@ -152,6 +224,15 @@ class StaticRegistry:
 
     async def close(self) -> None:
         """Nothing to release."""
+
+
+def _stamp(file: Path) -> tuple[int, int] | None:
+    """``(mtime_ns, size)`` of ``file``, or None if it cannot be read now."""
+    try:
+        info = file.stat()
+    except OSError:
+        return None
+    return info.st_mtime_ns, info.st_size
 
 
 def _check_address(field: str, value: object) -> str:

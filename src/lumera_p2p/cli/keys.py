@@ -166,7 +166,8 @@ def add_command(
     passphrase_file: PassFileOpt = None,
     passphrase_env: PassEnvOpt = None,
 ) -> None:
-    """Create a key (new 24-word mnemonic) or recover one; the last line is its address."""
+    """Create a key (its new 24-word mnemonic on stderr) or recover one; the last line of
+    stdout is its address."""
     with reported_errors():
         keyring = _open_keyring(keyring_dir, keyring_backend, passphrase_file, passphrase_env)
         if recover:
@@ -181,11 +182,14 @@ def add_command(
             key, mnemonic = PrivateKey.generate()
             info = keyring.add(name, key)
             typer.echo("\n".join(_describe(info)))
+            # The secret goes to the terminal, not to whatever reads stdout (a log, a pipe
+            # that parses the record and the address).
             typer.echo(
                 "\n**Important** write this mnemonic phrase in a safe place.\n"
-                "It is the only way to recover your account if you ever forget your password.\n"
+                "It is the only way to recover your account if you ever forget your password.\n",
+                err=True,
             )
-            typer.echo(mnemonic)
+            typer.echo(mnemonic, err=True)
         typer.echo(info.address)
 
 

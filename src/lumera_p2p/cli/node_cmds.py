@@ -1,7 +1,8 @@
 """``lumera-p2p run``, ``localnet`` and ``demo``: nodes on real sockets.
 
 The node machinery (gRPC, SQLite, the secure channel) is imported inside each command, so
-that ``lumera-p2p keys`` and ``config check`` start quickly and never depend on it.
+that ``lumera-p2p keys`` and ``config check`` start quickly and never depend on it; the API's
+web stack is imported only when a node's ``api.enabled``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -32,17 +34,67 @@ from lumera_p2p.config import LogConfig
 from lumera_p2p.content import content_key, digest
 from lumera_p2p.identity.keyring import os_backend_advice
 
+if TYPE_CHECKING:
+    from lumera_p2p.api.server import NodeApi
+    from lumera_p2p.service import P2P
+
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
+LogFormat = Annotated[
+    str | None,
+    typer.Option("--log-format", help="text or json (one object per line; default: log.format)."),
+]
 _LEVELS = ("debug", "info", "warning", "error", "critical")
+_FORMATS = ("text", "json")
 
 
-def _logging(level: str | None, log: LogConfig | None = None) -> None:
+def _logging(level: str | None, log: LogConfig | None = None, fmt: str | None = None) -> None:
     if level is not None and level.lower() not in _LEVELS:
         fail(f"--log-level: unknown level {level!r}", EXIT_USAGE)
+    if fmt is not None and fmt.lower() not in _FORMATS:
+        fail(f"--log-format: unknown format {fmt!r} (text or json)", EXIT_USAGE)
+    settings = log or LogConfig()
+    if fmt is not None:
+        settings = settings.model_copy(update={"format": fmt.lower()})
     try:
-        setup_logging(log or LogConfig(), level and level.lower())
+        setup_logging(settings, level and level.lower())
     except OSError as exc:
         fail(f"log.file: cannot open {exc.filename}: {exc.strerror or exc}", EXIT_FAILURE)
+
+
+async def start_apis(nodes: Sequence[P2P]) -> list[NodeApi]:
+    """Start the API of each node whose ``api.enabled`` (the web stack loads only then)."""
+    apis: list[NodeApi] = []
+    if not any(n.config.api.enabled for n in nodes):
+        return apis
+    from lumera_p2p.api.server import NodeApi
+
+    try:
+        for node in nodes:
+            if node.config.api.enabled:
+                api = NodeApi(node)
+                await api.start()
+                apis.append(api)
+    except BaseException:
+        await asyncio.gather(*(a.stop() for a in apis), return_exceptions=True)
+        raise
+    return apis
+
+
+async def serve_until_signalled(node: P2P) -> None:
+    """Start ``node`` and its API, serve until SIGINT or SIGTERM, then stop both cleanly."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    apis: list[NodeApi] = []
+    try:
+        await node.start()
+        apis = await start_apis([node])
+        await stop.wait()
+    finally:
+        await asyncio.gather(*(a.stop() for a in apis), return_exceptions=True)
+        await asyncio.shield(node.stop())
 
 
 def run(
@@ -51,13 +103,14 @@ def run(
         str | None,
         typer.Option("--log-level", help="debug, info, warning or error (default: log.level)."),
     ] = None,
+    log_format: LogFormat = None,
 ) -> None:
-    """Run one node until SIGINT or SIGTERM."""
+    """Run one node (and its API, unless api.enabled is false) until SIGINT or SIGTERM."""
     from lumera_p2p.identity.keyring import resolve_passphrase
-    from lumera_p2p.service import P2P, run_until_signalled
+    from lumera_p2p.service import P2P
 
     cfg = load_config_or_exit(config)
-    _logging(log_level, cfg.log)
+    _logging(log_level, cfg.log, log_format)
     ring = cfg.keyring
     if ring.backend == "os":
         fail(os_backend_advice(cfg.key_name, str(ring.dir)), EXIT_FAILURE)
@@ -68,13 +121,14 @@ def run(
             ring.passphrase_plain, ring.passphrase_env, ring.passphrase_file, os.environ
         )
         node = await P2P.create(cfg, passphrase=passphrase)
-        await run_until_signalled(node)
+        await serve_until_signalled(node)
 
     with reported_errors():
         asyncio.run(main())
 
 
 def localnet(
+    ctx: typer.Context,
     nodes: Annotated[
         int, typer.Option("--nodes", "-n", help="How many nodes.", min=1, max=200)
     ] = 6,
@@ -82,11 +136,18 @@ def localnet(
         Path, typer.Option("--dir", help="Where keys, registry and configs go.")
     ] = Path("localnet"),
     log_level: LogLevel = "warning",
+    log_format: LogFormat = None,
 ) -> None:
-    """Create (or reuse) a local network under DIR and run it until interrupted."""
+    """Create (or reuse, with its ports) a local network under DIR and run it until
+    interrupted; each node serves its API (its config's api.listen).
+
+    One line per node (address, P2P endpoint, API URL), then ``ready``.
+    """
+    if ctx.invoked_subcommand is not None:
+        return  # ``localnet add``: the group's own run is not wanted
     from lumera_p2p.localnet import create_localnet, load_configs, start_nodes
 
-    _logging(log_level)
+    _logging(log_level, fmt=log_format)
 
     async def main() -> None:
         # Signals only set an event, from the start: nodes are always stopped cleanly.
@@ -97,12 +158,17 @@ def localnet(
                 loop.add_signal_handler(sig, stop.set)
         local = create_localnet(directory, nodes)
         running = await start_nodes(load_configs(local))
-        for node in running:
-            typer.echo(f"{node.address} 127.0.0.1:{node.port}")
-        typer.echo("ready")
+        apis: list[NodeApi] = []
         try:
+            apis = await start_apis(running)
+            urls = {id(a.node): a.url for a in apis}
+            for node in running:
+                api = urls.get(id(node), "-")
+                typer.echo(f"{node.address} 127.0.0.1:{node.port} {api}")
+            typer.echo("ready")
             await stop.wait()
         finally:
+            await asyncio.gather(*(a.stop() for a in apis), return_exceptions=True)
             await asyncio.gather(*(n.stop() for n in running), return_exceptions=True)
 
     with reported_errors():

@@ -5,8 +5,60 @@ Names are stable (a later issue exports them as Prometheus metrics): add fields,
 
 from __future__ import annotations
 
+import bisect
 import copy
 from dataclasses import dataclass, field
+
+#: Upper bounds (seconds) of the latency buckets: a ping on loopback (~1 ms) to Go's longest
+#: RPC timeout (180 s). Fixed, so a histogram is a few integers and merges across nodes.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    75.0,
+    180.0,
+)
+
+
+@dataclass
+class LatencyHistogram:
+    """Durations counted into :data:`LATENCY_BUCKETS` (not cumulative; one more for +Inf)."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    count: int = 0
+    sum: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        """Count one duration."""
+        self.counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.count += 1
+        self.sum += seconds
+
+
+@dataclass
+class HandleCounters:
+    """How the requests of one type that peers sent us ended (Go's ``HandleCounters``).
+
+    ``success`` counts answers, Failed statuses included (as in Go); ``failure`` handlers that
+    raised (a protocol error or a bug); ``timeout`` handlers cut off (``server.handler_timeout``
+    or shutdown).
+    """
+
+    total: int = 0
+    success: int = 0
+    failure: int = 0
+    timeout: int = 0
 
 
 @dataclass
@@ -43,6 +95,27 @@ class DHTCounters:
     retrieves: int = 0
     batch_retrieves: int = 0
     lookups: int = 0
+    #: Remote nodes that acknowledged single stores (``/ stores``: replicas per store), and
+    #: a batch store's node requests and those that succeeded.
+    store_replicas: int = 0
+    batch_store_requests: int = 0
+    batch_store_requests_succeeded: int = 0
+    #: Seconds from sending a request to its answer or failure, by message name.
+    rpc_latency: dict[str, LatencyHistogram] = field(default_factory=dict)
+    #: Requests peers sent us, by message name: outcomes, and seconds spent answering.
+    handled_by_type: dict[str, HandleCounters] = field(default_factory=dict)
+    handle_latency: dict[str, LatencyHistogram] = field(default_factory=dict)
+
+    def observe_rpc(self, name: str, seconds: float) -> None:
+        """One request we sent ended (answered or failed) after ``seconds``."""
+        self.rpc_latency.setdefault(name, LatencyHistogram()).observe(seconds)
+
+    def observe_handled(self, name: str, outcome: str, seconds: float) -> None:
+        """One request a peer sent ended ``outcome`` (success, failure, timeout)."""
+        counts = self.handled_by_type.setdefault(name, HandleCounters())
+        counts.total += 1
+        setattr(counts, outcome, getattr(counts, outcome) + 1)
+        self.handle_latency.setdefault(name, LatencyHistogram()).observe(seconds)
 
     def snapshot(self) -> DHTCounters:
         """An independent copy (the dicts included)."""

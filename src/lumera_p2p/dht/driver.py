@@ -176,6 +176,8 @@ class Driver:
         )
         counters.rpc_sent += 1
         counters.rpc_sent_by_type[name] = counters.rpc_sent_by_type.get(name, 0) + 1
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             response = await self._transport.call(request.peer, message, timeout)
             if response.message_type != int(request.mtype):
@@ -186,5 +188,7 @@ class Driver:
         except TransportError:
             counters.rpc_failed += 1
             counters.rpc_failed_by_type[name] = counters.rpc_failed_by_type.get(name, 0) + 1
+            counters.observe_rpc(name, loop.time() - started)
             raise
+        counters.observe_rpc(name, loop.time() - started)
         return response

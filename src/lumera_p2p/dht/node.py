@@ -60,6 +60,7 @@ from lumera_p2p.dht.server import RequestHandler
 from lumera_p2p.dht.valuestore import ValueStore
 from lumera_p2p.errors import KeyDisabled, NotFound, StoreFailed
 from lumera_p2p.kademlia import BanList, Contact, RoutingTable, hash_id
+from lumera_p2p.kademlia.banlist import BanEntry
 from lumera_p2p.kademlia.version import version_too_old
 from lumera_p2p.wire.messages import Message, MessageData, MessageType
 from lumera_p2p.wire.messages import Node as WireNode
@@ -280,6 +281,10 @@ class Node:
         """Is this routing ID banned now?"""
         return self._bans.is_banned(hashed_id, self.now())
 
+    def bans(self) -> list[BanEntry]:
+        """Peers with failures on record now, most failures first (``is_banned`` says which are)."""
+        return self._bans.snapshot(self.now())
+
     def banned_count(self) -> int:
         """How many peers are banned now."""
         return len(self._bans.banned(self.now()))
@@ -377,6 +382,7 @@ class Node:
             store_eligible=lambda c: self._eligibility.store(c.hashed_id),
         )
         outcome = await self.run(plan)
+        self._counters.store_replicas += outcome.replicas
         if outcome.replicas < self._options.replicas and self.peer_count:
             log.info(
                 "stored %s on %d of %d replicas",
@@ -409,6 +415,8 @@ class Node:
             min_success=opts.min_batch_store_success,
         )
         report = await self.run(plan)
+        self._counters.batch_store_requests += report.requests
+        self._counters.batch_store_requests_succeeded += report.succeeded
         task = f" (task {task_id})" if task_id else ""
         log.info(
             "batch store%s: %d values, %d/%d requests succeeded, %d refused as not eligible",

@@ -159,7 +159,7 @@ class RequestHandler:
             raise ProtocolError(f"unknown message type {request.message_type}")
         peer = Contact(bytes(sender.id), sender.ip or "", int(sender.port or 0), sender.version)
         self._counters.requests_handled += 1
-        data = await handler(request, peer)
+        data = await self._timed(handler, request, peer)
         return Message(
             sender=wire_node(self._node.me),
             receiver=wire_node(peer),
@@ -167,6 +167,27 @@ class RequestHandler:
             data=data,
             correlation_id=request.correlation_id,
         )
+
+    async def _timed(
+        self,
+        handler: Callable[[Message, Contact], Awaitable[MessageData | None]],
+        request: Message,
+        peer: Contact,
+    ) -> MessageData | None:
+        """Run ``handler``, counting its outcome and duration under the message's name."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        outcome = "failure"
+        try:
+            data = await handler(request, peer)
+            outcome = "success"
+            return data
+        except asyncio.CancelledError:
+            outcome = "timeout"  # the server's handler budget, or shutdown
+            raise
+        finally:
+            name = MessageType(request.message_type).name
+            self._counters.observe_handled(name, outcome, loop.time() - started)
 
     def _learn(self, peer: Contact) -> None:
         """Add an authenticated requester to the routing table if its address is usable."""

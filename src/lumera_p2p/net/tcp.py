@@ -23,12 +23,19 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Final
 
-from lumera_p2p.errors import OverBudget, ProtocolError, TransportError
+from lumera_p2p.errors import (
+    HandshakeTimeoutError,
+    OverBudget,
+    PeerRejected,
+    ProtocolError,
+    TransportError,
+)
 from lumera_p2p.identity.keys import PrivateKey
 from lumera_p2p.kademlia import Contact
+from lumera_p2p.log_throttle import LogThrottle
 from lumera_p2p.net.admission import REFUSED_ADDRESS, HandshakeSlots, address_key
 from lumera_p2p.net.budget import MemoryBudget, Reservation, serving
 from lumera_p2p.net.frames import (
@@ -103,6 +110,9 @@ class TransportStats:
     #: Calls retried on a fresh connection because the pooled one was stale.
     retries: int = 0
     dial_failures: int = 0
+    #: Frame bytes written and read (length prefixes included, before encryption).
+    bytes_sent: int = 0
+    bytes_received: int = 0
 
 
 class _StaleConnection(Exception):
@@ -218,10 +228,12 @@ class TcpTransport:
             await conn.drain()
         except ConnectionError as exc:
             raise _StaleConnection from exc
+        self.stats.bytes_sent += len(frame)
         # Bounded by the caller's timeout; the length is checked before the body is read.
         body = await read_frame(conn, max_size=self.options.max_response_size)
         if body is None:
             raise _StaleConnection
+        self.stats.bytes_received += 4 + len(body)
         return await decode_frame_body(body, self._cache, self.options.off_loop_size)
 
     async def close(self) -> None:
@@ -261,6 +273,27 @@ class ServerStats:
     slow_closed: int = 0  # a frame or a response write missed its deadline
     over_budget: int = 0  # frames refused (connection closed): no room in the memory budget
     crashed: int = 0  # connection tasks ended by an unexpected exception (bugs): logged
+    #: Frame bytes read and written (length prefixes included, before encryption).
+    bytes_received: int = 0
+    bytes_sent: int = 0
+    #: ``handshake_failures`` by reason: ``rejected`` (the registry does not list the peer,
+    #: or could not be asked), ``timeout``, ``malformed``, ``connection`` (lost mid-way).
+    handshake_failures_by_reason: dict[str, int] = field(default_factory=dict)
+
+
+#: Seconds between two warnings about refused connections or failed handshakes.
+REFUSAL_WARNING_INTERVAL: Final = 60.0
+
+
+def handshake_failure_reason(exc: BaseException) -> str:
+    """The ``handshake_failures_by_reason`` key of a failed server handshake."""
+    if isinstance(exc, PeerRejected):
+        return "rejected"
+    if isinstance(exc, (HandshakeTimeoutError, TimeoutError)):
+        return "timeout"
+    if isinstance(exc, ProtocolError):
+        return "malformed"
+    return "connection"
 
 
 class TcpServer:
@@ -313,6 +346,8 @@ class TcpServer:
         self._task_of: dict[IncomingConnection, asyncio.Task[None]] = {}
         self._open = 0
         self._closing = False
+        # One warning a minute about refusals, however many peers cause them.
+        self._refusals = LogThrottle(log, REFUSAL_WARNING_INTERVAL, clock=clock)
 
     @property
     def port(self) -> int:
@@ -424,6 +459,7 @@ class TcpServer:
         ip = str(peername[0]) if peername else "?"
         if not self._admit(conn, ip):
             log.debug("refused a connection from %s", ip)
+            self._refusals.log("refusing connections (over the server's limits): last from %s", ip)
             conn.abort()
             return
         self._open += 1
@@ -475,8 +511,14 @@ class TcpServer:
                 return None
             return await conn.handshake()
         except (ProtocolError, OSError, asyncio.IncompleteReadError) as exc:
-            self.stats.handshake_failures += 1
+            stats = self.stats
+            stats.handshake_failures += 1
+            reason = handshake_failure_reason(exc)
+            by_reason = stats.handshake_failures_by_reason
+            by_reason[reason] = by_reason.get(reason, 0) + 1
             log.debug("handshake from %s failed: %s", ip, exc)
+            if reason != "connection":  # a peer hanging up early is no news
+                self._refusals.log("refused a handshake from %s (%s): %s", ip, reason, exc)
             return None
         finally:
             self._slots.release(conn)
@@ -545,6 +587,7 @@ class TcpServer:
             log.debug("%s sends a %d-byte frame too slowly", peer, length)
             stream.abort()
             return False
+        stats.bytes_received += 4 + length
         # Values of VIEW_MIN bytes or more stay views into the body: the reservation of the
         # body covers them until the handler is done with the request.
         request = await decode_frame_body(body, self._cache, views_from=VIEW_MIN)
@@ -565,6 +608,7 @@ class TcpServer:
             log.debug("%s does not read its %d-byte answer", peer, len(response))
             stream.abort()
             return False
+        stats.bytes_sent += len(response)
         return True
 
     async def _answer(self, owned: _Owned, peer: str, reservation: Reservation) -> bytes | None:

@@ -29,6 +29,7 @@ from lumera_p2p.errors import (
     HandshakeTimeoutError,  # noqa: F401  (its old import path)
     IdentityError,
     LumeraP2PError,
+    PeerRejected,
     ProtobufDecodeError,
     ProtocolError,
 )
@@ -289,11 +290,11 @@ async def verify_peer(
     except (LumeraP2PError, OSError) as exc:  # TimeoutError is an OSError
         # Go refuses the peer when the chain query fails or times out; so do we.
         reason = str(exc) or type(exc).__name__
-        raise ProtocolError(
+        raise PeerRejected(
             f"invalid remote peer: {go_reason}: could not verify peer {info.address}: {reason}"
         ) from exc
     if not known:
-        raise ProtocolError(f"invalid remote peer: {go_reason}: peer {info.address} is not {what}")
+        raise PeerRejected(f"invalid remote peer: {go_reason}: peer {info.address} is not {what}")
     if len(info.public_key) != _P256_POINT_SIZE or info.public_key[0] != 0x04:
         raise ProtocolError(
             "failed to parse remote public key: "

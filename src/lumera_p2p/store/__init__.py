@@ -7,6 +7,7 @@ from lumera_p2p.store.local import (
     LocalStore,
     ReplicationInfo,
     ReplicationKey,
+    StoredKey,
     StoreStats,
 )
 
@@ -18,4 +19,5 @@ __all__ = [
     "ReplicationKey",
     "StoreLimits",
     "StoreStats",
+    "StoredKey",
 ]

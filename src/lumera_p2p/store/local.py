@@ -103,6 +103,15 @@ class StoreStats:
     replication_keys_dropped: int = 0
 
 
+@dataclass(frozen=True)
+class StoredKey:
+    """One stored value: its key, ``createdAt`` as stored (the paging cursor), and its size."""
+
+    key: bytes
+    created_at: str
+    size: int
+
+
 def pair_with_keys(
     items: Sequence[bytes] | Sequence[tuple[bytes, bytes]], max_value_size: int
 ) -> list[tuple[bytes, bytes]]:
@@ -433,6 +442,33 @@ class LocalStore:
                     (format_time(start), end_text),
                 )
             return [bytes.fromhex(r[0]) for r in rows]
+
+        return await self._data_readers.run(read)
+
+    async def local_keys_page(
+        self, limit: int, after: tuple[str, str] | None = None
+    ) -> list[StoredKey]:
+        """Up to ``limit`` stored keys in (createdAt, key) order, after ``after``.
+
+        ``after`` is ``(created_at, hex key)`` of the last key of the previous page, or any
+        such pair as a position (text compared as stored), so a page costs one index range
+        scan however deep it is.
+        """
+
+        def read(conn: sqlite3.Connection) -> list[StoredKey]:
+            # LENGTH of a BLOB reads the record header, not the value.
+            if after is None:
+                rows = conn.execute(
+                    "SELECT key, createdAt, LENGTH(data) FROM data ORDER BY createdAt, key LIMIT ?",
+                    (limit,),
+                )
+            else:
+                rows = conn.execute(
+                    "SELECT key, createdAt, LENGTH(data) FROM data "
+                    "WHERE (createdAt, key) > (?, ?) ORDER BY createdAt, key LIMIT ?",
+                    (after[0], after[1].lower(), limit),
+                )
+            return [StoredKey(bytes.fromhex(k), str(c), int(n)) for k, c, n in rows]
 
         return await self._data_readers.run(read)
 
