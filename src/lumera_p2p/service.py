@@ -72,12 +72,13 @@ from lumera_p2p.files import (
 from lumera_p2p.identity.keyring import Keyring
 from lumera_p2p.identity.keys import PrivateKey
 from lumera_p2p.kademlia import Contact, hash_id
+from lumera_p2p.net.budget import MemoryBudget
 from lumera_p2p.net.limits import ServerLimits
 from lumera_p2p.net.resolve import resolve_hosts
 from lumera_p2p.net.tcp import ServerStats, TcpServer, TcpTransport
 from lumera_p2p.recent_ops import RecentOps, RetrievePoint, StorePoint
 from lumera_p2p.secure import PeerVerifier, StaticPeerVerifier
-from lumera_p2p.stats import DiskUsage, P2PStats, PoolCounters
+from lumera_p2p.stats import DiskUsage, MemoryBudgetCounters, P2PStats, PoolCounters
 from lumera_p2p.store import LocalStore, StoredKey
 from lumera_p2p.store.rqstore import RQStore, SymbolDirStatus
 from lumera_p2p.symbols.registration import checked_registration
@@ -756,7 +757,23 @@ class P2P:
             disk=_disk_usage(self._config.p2p.data_dir),
             recent_stores=self._recent.stores(),
             recent_retrieves=self._recent.retrieves(),
+            memory=_budget_counters(self._server.budget) if self._server is not None else None,
+            serving=self._node.serving_counters(),
         )
+
+
+def _budget_counters(budget: MemoryBudget) -> MemoryBudgetCounters:
+    b = budget.stats
+    return MemoryBudgetCounters(
+        capacity=budget.capacity,
+        per_peer=budget.per_peer,
+        used=budget.used,
+        peak=b.peak,
+        granted=b.granted,
+        waited=b.waited,
+        refused=b.refused,
+        waiting=budget.waiting,
+    )
 
 
 def _disk_usage(path: Path) -> DiskUsage | None:

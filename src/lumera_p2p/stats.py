@@ -2,15 +2,17 @@
 
 Each part is a snapshot taken from the component that keeps it: the DHT's counters
 (:class:`~lumera_p2p.dht.DHTCounters`), the TCP server's (``ServerStats``), the client
-transport's (``TransportStats``) and its pool's (:class:`PoolCounters`), and the store's sizes.
-Add fields; never rename one.
+transport's (``TransportStats``) and its pool's (:class:`PoolCounters`), the server's memory
+budget (:class:`MemoryBudgetCounters`), the handlers' quota and slot refusals
+(:class:`~lumera_p2p.dht.counters.ServingCounters`), and the store's sizes. Add fields; never
+rename one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from lumera_p2p.dht.counters import DHTCounters
+from lumera_p2p.dht.counters import DHTCounters, ServingCounters
 from lumera_p2p.net.tcp import ServerStats, TransportStats
 from lumera_p2p.recent_ops import RetrievePoint, StorePoint
 from lumera_p2p.store.local import StoreStats
@@ -31,6 +33,25 @@ class PoolCounters:
     open: int
     idle: int
     capacity: int
+
+
+@dataclass(frozen=True)
+class MemoryBudgetCounters:
+    """The server's memory budget (``server.memory_budget``): its size, use and refusals."""
+
+    #: Bytes the whole node, and one peer, may hold in flight.
+    capacity: int
+    per_peer: int
+    #: Bytes reserved now, and the most ever reserved at once.
+    used: int
+    peak: int
+    #: Reservations granted (``waited`` of them after waiting for room), and refused: too
+    #: large to ever fit, or not granted within ``server.memory_wait``.
+    granted: int
+    waited: int
+    refused: int
+    #: Requests waiting for room now.
+    waiting: int
 
 
 @dataclass(frozen=True)
@@ -67,6 +88,11 @@ class P2PStats:
     #: The newest stores and batch retrieves, newest first (at most 48 each).
     recent_stores: tuple[StorePoint, ...] = ()
     recent_retrieves: tuple[RetrievePoint, ...] = ()
+    #: The server's memory budget (``None`` before ``start``), and what the handlers' quotas
+    #: and request slots refused. Admission refusals (handshake slots, first-byte deadline,
+    #: unlisted addresses) are in ``server``.
+    memory: MemoryBudgetCounters | None = None
+    serving: ServingCounters = field(default_factory=ServingCounters)
 
     @property
     def records(self) -> int:

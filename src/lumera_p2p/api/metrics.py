@@ -13,7 +13,10 @@ The fields of the Go supernode's P2P stats (``StatsSnapshot``, served in its
 per message) → ``lumera_p2p_rpc_handled_total{type,outcome}``; ``DHTMetrics.StoreSuccessRecent``
 → ``lumera_p2p_recent_store_*``; ``BatchRetrieveRecent`` → ``lumera_p2p_recent_retrieve_*``;
 ``HotPathBanIncrements`` → ``lumera_p2p_bans_total``; ``Database`` → ``lumera_p2p_store_records``
-and ``lumera_p2p_store_db_file_bytes``; ``DiskInfo`` → ``lumera_p2p_disk_*_bytes``. Go's
+and ``lumera_p2p_store_db_file_bytes``; ``DiskInfo`` → ``lumera_p2p_disk_*_bytes``. The abuse
+limits (issue 13) have ``lumera_p2p_memory_budget_*``, ``lumera_p2p_quota_refusals_total``,
+``lumera_p2p_request_slots_*`` and the admission reasons of
+``lumera_p2p_server_connections_refused_total``. Go's
 ``HotPathBannedSkips`` (lookups skipping a banned peer) has no counter here yet.
 """
 
@@ -88,6 +91,7 @@ class StatsCollector:
         yield from self._store()
         yield from self._recent()
         yield from self._repair()
+        yield from self._limits()
 
     def _node(self) -> Iterator[Metric]:
         s = self._stats
@@ -209,7 +213,24 @@ class StatsCollector:
                 ("global_rate",): s.refused_global_rate,
                 ("max_connections",): s.refused_connections,
                 ("max_handshakes",): s.refused_handshakes,
+                ("max_handshakes_per_address",): s.refused_address_handshakes,
+                ("unlisted",): s.refused_unlisted,
             },
+        )
+        yield _counter(
+            "server_handshakes_evicted",
+            "Pending handshakes whose slot a newcomer took (admission's fair sharing).",
+            s.evicted_handshakes,
+        )
+        yield _counter(
+            "server_first_byte_timeouts",
+            "Connections that sent nothing within server.first_byte_timeout.",
+            s.first_byte_timeouts,
+        )
+        yield _counter(
+            "server_frames_over_budget",
+            "Frames refused (connection closed): no room in the memory budget.",
+            s.over_budget,
         )
         reasons: dict[tuple[str, ...], float] = {
             ("rejected",): 0.0,
@@ -352,6 +373,60 @@ class StatsCollector:
             "repair_keys_dropped",
             "Announced keys dropped at the per-peer or total cap.",
             st.replication_keys_dropped,
+        )
+
+    def _limits(self) -> Iterator[Metric]:
+        m, q = self._stats.memory, self._stats.serving
+        if m is not None:
+            yield _gauge(
+                "memory_budget_bytes",
+                "Bytes the node may hold in flight (server.memory_budget).",
+                m.capacity,
+            )
+            yield _gauge(
+                "memory_budget_per_peer_bytes", "Bytes one peer may hold in flight.", m.per_peer
+            )
+            yield _gauge("memory_budget_used_bytes", "Bytes reserved in the budget now.", m.used)
+            yield _gauge(
+                "memory_budget_peak_bytes", "The most bytes reserved at once since start.", m.peak
+            )
+            yield _labelled(
+                CounterMetricFamily,
+                "memory_budget_reservations",
+                "Memory budget reservations: granted, or refused (too large, or no room in time).",
+                ["outcome"],
+                {("granted",): m.granted, ("refused",): m.refused},
+            )
+            yield _counter(
+                "memory_budget_waits",
+                "Reservations granted only after waiting for room.",
+                m.waited,
+            )
+            yield _gauge("memory_budget_waiting", "Requests waiting for room now.", m.waiting)
+        yield _labelled(
+            CounterMetricFamily,
+            "quota_refusals",
+            "Stores and Replicate announcements over a peer's quota: answered Failed "
+            "(refused), or the connection closed (a peer that kept going).",
+            ["action"],
+            {("refused",): q.quota_refused, ("closed",): q.quota_closed},
+        )
+        yield _labelled(
+            CounterMetricFamily,
+            "request_slots_busy",
+            "Batch requests that got no request slot in time (answered Busy).",
+            ["type"],
+            {("BATCH_FIND_VALUES",): q.find_values_busy, ("BATCH_GET_VALUES",): q.get_values_busy},
+        )
+        yield _labelled(
+            GaugeMetricFamily,
+            "request_slots_in_use",
+            "Request slots of batch requests in use now.",
+            ["type"],
+            {
+                ("BATCH_FIND_VALUES",): q.find_values_in_flight,
+                ("BATCH_GET_VALUES",): q.get_values_in_flight,
+            },
         )
 
 

@@ -239,11 +239,14 @@ def peers(
         return
     table = Table(title=f"{result['count']} peers", title_justify="left")
     for column in ("address", "endpoint", "version", "state"):
-        table.add_column(column)
+        # Never cut: an address is what one copies from here.
+        table.add_column(column, no_wrap=True, overflow="ignore")
     for p in result["peers"]:
         state = "banned" if p["banned"] else "ok"
         table.add_row(p["address"], f"{p['ip']}:{p['port']}", p["version"] or "-", state)
-    Console().print(table)
+    console = Console()
+    # Piped output has no width to fit: lay the table out whole.
+    (console if console.is_terminal else Console(width=240)).print(table)
     for b in result["bans"]:
         typer.echo(f"ban list: {b['address']} {b['count']} failures, {b['age_seconds']:.0f} s")
 
@@ -290,8 +293,8 @@ def stats(
     if as_json:
         _print_json(result)
         return
-    for section in ("store", "server", "transport", "pool"):
-        values = result.get(section, {})
+    for section in ("store", "server", "transport", "pool", "memory", "serving"):
+        values = result.get(section) or {}
         flat = ", ".join(f"{k} {v}" for k, v in values.items() if not isinstance(v, dict))
         typer.echo(f"{section:<10}{flat}")
     dht = result["dht"]

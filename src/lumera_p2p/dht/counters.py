@@ -61,6 +61,22 @@ class HandleCounters:
     timeout: int = 0
 
 
+@dataclass(frozen=True)
+class ServingCounters:
+    """How the handlers' own limits refused peers since start (see ``P2PStats.serving``)."""
+
+    #: Stores and Replicate announcements over a peer's quota: answered Failed, and (a peer
+    #: that keeps going) its connection closed.
+    quota_refused: int = 0
+    quota_closed: int = 0
+    #: BatchFindValues and BatchGetValues that got no request slot in time (answered Busy).
+    find_values_busy: int = 0
+    get_values_busy: int = 0
+    #: Those slots in use now.
+    find_values_in_flight: int = 0
+    get_values_in_flight: int = 0
+
+
 @dataclass
 class DHTCounters:
     """Monotonic counters of one node since it was made."""

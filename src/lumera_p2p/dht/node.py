@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from lumera_p2p.content import key_from_bytes
 from lumera_p2p.dht.contacts import ContactReader, wire_node
-from lumera_p2p.dht.counters import DHTCounters
+from lumera_p2p.dht.counters import DHTCounters, ServingCounters
 from lumera_p2p.dht.driver import Consumer, Driver, Transport
 from lumera_p2p.dht.eligibility import Eligibility
 from lumera_p2p.dht.options import DHTOptions
@@ -302,6 +302,10 @@ class Node:
     def snapshot_counters(self) -> DHTCounters:
         """A copy of the node's counters."""
         return self._counters.snapshot()
+
+    def serving_counters(self) -> ServingCounters:
+        """What the request handlers' quotas and slots refused (and the slots in use)."""
+        return self._handler.serving_counters()
 
     # --- serving ---------------------------------------------------------------------------
 

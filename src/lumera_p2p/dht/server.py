@@ -33,7 +33,7 @@ import base58
 from lumera_p2p.content import digest, hex_to_bytes
 from lumera_p2p.dht.answer_budget import fit_values
 from lumera_p2p.dht.contacts import wire_node
-from lumera_p2p.dht.counters import DHTCounters
+from lumera_p2p.dht.counters import DHTCounters, ServingCounters
 from lumera_p2p.dht.find_values_payload import compress_values
 from lumera_p2p.dht.options import ServingLimits
 from lumera_p2p.dht.quotas import Decision, PeerQuotas, Verdict
@@ -133,6 +133,17 @@ class RequestHandler:
             MessageType.BATCH_FIND_NODE: self._batch_find_node,
             MessageType.BATCH_GET_VALUES: self._batch_get_values,
         }
+
+    def serving_counters(self) -> ServingCounters:
+        """The quota and slot refusals so far, and the slots in use now."""
+        return ServingCounters(
+            quota_refused=self._quotas.refused,
+            quota_closed=self._quotas.closed,
+            find_values_busy=self._find_values_slots.refused,
+            get_values_busy=self._get_values_slots.refused,
+            find_values_in_flight=self._find_values_slots.in_use,
+            get_values_in_flight=self._get_values_slots.in_use,
+        )
 
     async def handle(self, request: Message, peer_id: bytes) -> Message:
         """Answer ``request`` from the peer authenticated as ``peer_id``.
