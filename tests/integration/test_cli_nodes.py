@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -121,3 +122,68 @@ def test_demo_exits_zero(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "retrieve again" in proc.stdout
     assert "intact" in proc.stdout
+
+
+def _wait_for(proc: subprocess.Popen[str], wanted: str, seen: list[str], timeout: float) -> None:
+    """Read stderr lines into ``seen`` until one holds ``wanted`` (a hang guard, not a speed)."""
+    assert proc.stderr is not None
+    deadline = time.monotonic() + timeout
+    while not any(wanted in line for line in seen):
+        assert time.monotonic() < deadline, f"no {wanted!r} within {timeout} s: {seen}"
+        line = proc.stderr.readline()
+        assert line, f"stderr closed before {wanted!r}: {seen}"
+        seen.append(line)
+
+
+def test_run_logs_its_lifecycle_at_info_as_json_lines(tmp_path: Path) -> None:
+    first, second = create_localnet(tmp_path, 2)
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        for node in (first, second):
+            procs.append(
+                subprocess.Popen(
+                    _cli(
+                        "run",
+                        "--config",
+                        str(node.config_path),
+                        "--log-format",
+                        "json",
+                        "--log-level",
+                        "info",
+                    ),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+            if node is first:
+                seen_first: list[str] = []
+                _wait_for(procs[0], "listening on", seen_first, 60)
+        seen: list[str] = []
+        _wait_for(procs[1], "bootstrapped with 1 peers", seen, 90)
+        _wait_for(procs[1], "API listening on", seen, 60)
+        procs[1].send_signal(signal.SIGTERM)
+        assert procs[1].wait(timeout=60) == 0
+        assert procs[1].stderr is not None
+        seen += procs[1].stderr.readlines()
+        records = [json.loads(line) for line in seen]  # every line is one JSON object
+        assert all(set(r) >= {"time", "level", "logger", "message"} for r in records)
+        messages = [r["message"] for r in records if r["level"] == "info"]
+        for wanted in (
+            "listening on",
+            "bootstrapped with 1 peers",
+            "API listening on",
+            "stopping",
+            "stopped",
+        ):
+            assert any(wanted in m for m in messages), (wanted, messages)
+        assert messages[-1].endswith("stopped")
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=30)

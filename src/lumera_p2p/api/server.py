@@ -8,7 +8,7 @@ no logging configuration: its records go to the root logger like the node's own.
 Why FastAPI with uvicorn: it builds the OpenAPI 3 schema from the route signatures and the
 pydantic models the package already uses for its configuration, streams request and response
 bodies, and embeds in a running loop. Measured on this machine (``bench/api_cost.py``), the
-stack costs about 8 MiB of RSS and 0.3 s of import time, and only when ``api.enabled``: this
+stack costs about 13 MiB of RSS and 0.1-0.2 s of import time, only when ``api.enabled``: this
 module is imported by the commands that start an API, never by ``lumera_p2p.service``.
 """
 
