@@ -71,6 +71,19 @@ def _chunks(path: Path, size: int) -> Iterator[bytes]:
             yield data
 
 
+def _stall(at: int) -> Any:
+    """A progress callback that, past ``at`` bytes (0: never), blocks the process until it is
+    killed: a transfer to be SIGKILLed half-way cannot finish first, however fast it runs."""
+    if not at:
+        return None
+
+    def progress(done: int, total: int | None) -> None:
+        if done >= at:
+            time.sleep(3600)
+
+    return progress
+
+
 async def _role(args: argparse.Namespace) -> dict[str, Any]:
     node = await P2P.create(load_config(args.config))
     await node.start()
@@ -86,7 +99,7 @@ async def _role(args: argparse.Namespace) -> dict[str, Any]:
         out: dict[str, Any] = {"rss_at_start_mib": peak_rss_mib()}
         started = time.perf_counter()
         if args.role == "put":
-            put = await node.put_file(Path(args.file))
+            put = await node.put_file(Path(args.file), progress=_stall(args.stall_at))
             out.update(
                 key=put.key,
                 sent=put.sent,
@@ -95,7 +108,7 @@ async def _role(args: argparse.Namespace) -> dict[str, Any]:
                 min_acks=put.min_acks,
             )
         elif args.role == "get":
-            got = await node.get_file(args.key, Path(args.file))
+            got = await node.get_file(args.key, Path(args.file), progress=_stall(args.stall_at))
             out.update(fetched=got.fetched_bytes, resumed=got.resumed_bytes)
         elif args.role == "store-batch":
             keys: list[str] = []
@@ -183,7 +196,9 @@ def _store_nodes(local: list[LocalNode], log: Path) -> Iterator[list[subprocess.
         sink.close()
 
 
-def _role_command(role: str, config: Path, file: Path, key: str, peers: int) -> list[str]:
+def _role_command(
+    role: str, config: Path, file: Path, key: str, peers: int, stall_at: int = 0
+) -> list[str]:
     return [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -197,6 +212,8 @@ def _role_command(role: str, config: Path, file: Path, key: str, peers: int) -> 
         key,
         "--peers",
         str(peers),
+        "--stall-at",
+        str(stall_at),
     ]
 
 
@@ -322,9 +339,11 @@ def measure_resume(mib: int, nodes: int, directory: Path) -> dict[str, Any]:
     replicas = [n.config_path.parent / "data" / DATA_DB for n in store]
     chunk_size = load_config(putter.config_path).files.chunk_size
     chunks = -(-mib * MIB // chunk_size)
+    # The killed runs block at three quarters (the kill comes at half, once it is reached).
+    stall_at = mib * MIB * 3 // 4
     with _store_nodes(store, directory / "nodes-resume.log"):
         first = subprocess.Popen(
-            _role_command("put", putter.config_path, source, "", peers),
+            _role_command("put", putter.config_path, source, "", peers, stall_at),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -340,7 +359,7 @@ def measure_resume(mib: int, nodes: int, directory: Path) -> dict[str, Any]:
         held = [_count(db, "SELECT count(*) FROM data") for db in replicas]
         part, _ = partial_paths(copy)
         getting = subprocess.Popen(
-            _role_command("get", getter.config_path, copy, put["key"], peers),
+            _role_command("get", getter.config_path, copy, put["key"], peers, stall_at),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -383,6 +402,7 @@ def main() -> None:
     parser.add_argument("--file", help=argparse.SUPPRESS)
     parser.add_argument("--key", help=argparse.SUPPRESS)
     parser.add_argument("--peers", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--stall-at", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role:
         print(json.dumps(asyncio.run(_role(args))))
