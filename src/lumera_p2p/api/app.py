@@ -371,8 +371,9 @@ def build_app(p2p: P2P, settings: ApiSettings) -> FastAPI:
         summary="Store a file of any size (the request body, streamed into chunks)",
         tags=["values"],
         openapi_extra={
+            # Not required: no body is the empty file, as a file of no bytes is.
             "requestBody": {
-                "required": True,
+                "required": False,
                 "content": {
                     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
                 },
