@@ -123,6 +123,10 @@ class ApiError(LumeraP2PError):
     """A node's API could not be reached from the client commands, or answered an error."""
 
 
+class RangeRefused(ApiError):
+    """A download asked a node's API to resume past the end of what the key names (416)."""
+
+
 class StoreFailed(LumeraP2PError):
     """A network store did not reach enough nodes (the value is committed locally)."""
 

@@ -18,7 +18,7 @@ import httpx
 
 from lumera_p2p.api.auth import read_token
 from lumera_p2p.config import DEFAULT_API_LISTEN, ApiConfig
-from lumera_p2p.errors import ApiError
+from lumera_p2p.errors import ApiError, RangeRefused
 
 #: Seconds to connect; reads wait long: a store answers after its replicas do.
 CONNECT_TIMEOUT = 10.0
@@ -160,10 +160,6 @@ class ApiClient:
             if response.status_code == 416 and offset:
                 raise RangeRefused(f"{key}: offset {offset} is past the end")
             yield self._check(response)
-
-
-class RangeRefused(ApiError):
-    """A download asked to resume past the end of what the key names (HTTP 416)."""
 
 
 def resolve_node(api: str | None, config: Path | None, token_file: Path | None) -> NodeAddress:

@@ -33,7 +33,7 @@ from rich.progress import (
 from rich.table import Table
 
 from lumera_p2p.cli.common import EXIT_USAGE, fail, reported_errors
-from lumera_p2p.errors import ValueMismatch
+from lumera_p2p.errors import RangeRefused, ValueMismatch
 
 #: Bytes read from a file per chunk sent (and the size past which ``put`` sends a file).
 CHUNK = 1 << 20
@@ -268,7 +268,6 @@ def _get_to_stream(client: Any, key: str, local: bool, progress: bool | None) ->
 def _get_to_file(client: Any, key: str, output: Path, local: bool, progress: bool | None) -> _Got:
     import blake3
 
-    from lumera_p2p.cli.api_client import RangeRefused
     from lumera_p2p.files.partial import PartialFile
 
     part = PartialFile.open(output, key, 0)
