@@ -242,6 +242,15 @@ NOT_TUNABLES = (
     "lumera.chain_id",
     "lumera.registry_file",
     "symbols.db_path",
+    # The HTTP API's (``lumera_p2p.api.server.NodeApi``, started by ``run`` and ``localnet``;
+    # each is exercised in tests/api): not the P2P node's components.
+    "api.enabled",
+    "api.listen",
+    "api.token_file",
+    "api.require_token",
+    "api.max_value_bytes",
+    "api.max_batch_bytes",
+    "api.max_batch_keys",
     # How the CLI logs (``lumera-p2p run``; tests/test_cli_logging.py): not the node's.
     "log.level",
     "log.format",

@@ -142,6 +142,21 @@ async def test_batch_store_and_batch_retrieve(net: Net) -> None:
         assert too_many.status_code == 413
         extra = await c.post("/api/v1/batch/retrieve", json={"keys": [absent], "x": 1})
         assert extra.status_code == 400
+        # api.max_batch_bytes (4 × LIMIT here) bounds a batch store's body.
+        # Sent chunked, one byte over: the server reads up to its limit, then answers.
+        head, tail = b'{"values": ["', b'"]}'
+        filler = b"A" * (4 * LIMIT + 1 - len(head) - len(tail))
+
+        async def over_the_limit() -> AsyncIterator[bytes]:
+            for piece in (head, filler, tail):
+                yield piece
+
+        huge = await b.post(
+            "/api/v1/batch/store",
+            content=over_the_limit(),
+            headers={"Content-Type": "application/json"},
+        )
+        assert huge.status_code == 413 and "limit" in one_line_error(huge)
 
 
 async def test_local_keys_page_by_page(net: Net) -> None:

@@ -506,8 +506,10 @@ class TcpServer:
                 if first_byte_by <= conn.deadline:
                     self.stats.first_byte_timeouts += 1
                     log.debug("%s sent nothing within %s s", ip, self.limits.first_byte_timeout)
-                else:
-                    self.stats.handshake_failures += 1  # the whole handshake's time ran out
+                else:  # the whole handshake's time ran out
+                    self.stats.handshake_failures += 1
+                    by_reason = self.stats.handshake_failures_by_reason
+                    by_reason["timeout"] = by_reason.get("timeout", 0) + 1
                 return None
             return await conn.handshake()
         except (ProtocolError, OSError, asyncio.IncompleteReadError) as exc:
