@@ -255,15 +255,6 @@ NOT_TUNABLES = (
     "log.level",
     "log.format",
     "log.file",
-    # The local HTTP API's own settings, read by api/server.py when the node serves it (the
-    # ops branch's tests/api cover them), not a component's.
-    "api.enabled",
-    "api.listen",
-    "api.token_file",
-    "api.require_token",
-    "api.max_value_bytes",
-    "api.max_batch_bytes",
-    "api.max_batch_keys",
 )
 
 
