@@ -58,51 +58,40 @@ def test_a_file_past_one_chunk_goes_as_a_file_and_a_small_one_as_a_value(
         ok(lumera("put", "-", "--json", "--api", other.api, stdin=data[:MIB])).stdout
     )
     assert (small["kind"], small["key"]) == ("value", content_key(data[:MIB]))
-    forced = json.loads(
-        ok(lumera("put", "-", "--as", "file", "--json", "--api", other.api, stdin=b"x")).stdout
-    )
-    assert forced["kind"] == "file"
     bad = lumera("put", "-", "--as", "blob", "--api", other.api, stdin=b"x")
     assert bad.returncode == 2 and "--as" in bad.stderr.decode()
 
 
-def test_an_interrupted_get_resumes_from_its_partial_file(
+def test_an_interrupted_get_resumes_and_a_partial_file_that_does_not_match_is_discarded(
     localnet_proc: RunningNet, tmp_path: Path
 ) -> None:
     data = os.urandom(SIZE)
     key = put_file(localnet_proc, tmp_path, data)
+    node = localnet_proc.nodes[1]
     dest = tmp_path / "back.bin"
     kept = 2 * MIB + 5
     # What a get killed after 2 MiB leaves: the partial file and its sidecar naming the key.
     part = PartialFile.open(dest, key, SIZE)
     part.write(data[:kept])
     part.close()
-    node = localnet_proc.nodes[1]
     got = json.loads(ok(lumera("get", key, "-o", str(dest), "--json", "--api", node.api)).stdout)
     assert (got["size"], got["kind"], got["resumed_bytes"]) == (SIZE, "file", kept)
     assert dest.read_bytes() == data
     assert not any(p.exists() for p in partial_paths(dest))
-    text = ok(lumera("get", key, "-o", str(tmp_path / "again.bin"), "--api", node.api))
-    assert "BLAKE3 matches the key" in text.stderr.decode()
 
-
-def test_a_partial_file_that_does_not_match_is_discarded_not_trusted(
-    localnet_proc: RunningNet, tmp_path: Path
-) -> None:
-    data = os.urandom(SIZE)
-    key = put_file(localnet_proc, tmp_path, data)
-    dest = tmp_path / "back.bin"
-    part = PartialFile.open(dest, key, SIZE)
-    part.write(b"\0" * MIB)  # not the file's first MiB
+    # A partial file whose bytes are not the file's is hashed, found wrong, and removed.
+    wrong = tmp_path / "wrong.bin"
+    part = PartialFile.open(wrong, key, SIZE)
+    part.write(b"\0" * MIB)
     part.close()
-    node = localnet_proc.nodes[2]
-    failed = lumera("get", key, "-o", str(dest), "--api", node.api)
+    failed = lumera("get", key, "-o", str(wrong), "--api", node.api)
     assert failed.returncode == 1
     assert "hashes to" in failed.stderr.decode() and "discarded" in failed.stderr.decode()
-    assert not dest.exists() and not any(p.exists() for p in partial_paths(dest))
-    ok(lumera("get", key, "-o", str(dest), "--api", node.api))
-    assert dest.read_bytes() == data
+    assert not wrong.exists() and not any(p.exists() for p in partial_paths(wrong))
+    again = ok(lumera("get", key, "-o", str(wrong), "--api", node.api))
+    assert wrong.read_bytes() == data and "BLAKE3 matches the key" in again.stderr.decode()
     # A get of a key that names nothing leaves nothing behind.
-    missing = lumera("get", content_key(b"nothing here"), "-o", str(dest) + ".2", "--api", node.api)
+    nowhere = str(tmp_path / "none")
+    missing = lumera("get", content_key(b"nothing"), "-o", nowhere, "--api", node.api)
     assert missing.returncode == 1 and "404" in missing.stderr.decode()
-    assert not list(tmp_path.glob("back.bin.2*"))
+    assert not list(tmp_path.glob("none*"))
