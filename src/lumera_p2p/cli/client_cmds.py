@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -210,7 +211,12 @@ def get(
         key_to_bytes(key)  # a malformed key fails here, with the reason
         with _client(api, config, token_file) as client:
             if output is None:
-                got = _get_to_stream(client, key, local, progress)
+                got = _get_to_stream(client, key, local, progress, sys.stdout.buffer)
+            elif _is_special(output):
+                # A device or a pipe (/dev/null, a FIFO) is written as it is, never resumed:
+                # a partial file renamed over it would replace the device itself.
+                with open(output, "wb") as sink:
+                    got = _get_to_stream(client, key, local, progress, sink)
             else:
                 got = _get_to_file(client, key, output, local, progress)
     if as_json:
@@ -244,7 +250,18 @@ def _verify(key: str, kind: str, expected: str, hasher: Any, size: int | None, g
         raise ValueMismatch(f"{key}: received {got} of {size} bytes")
 
 
-def _get_to_stream(client: Any, key: str, local: bool, progress: bool | None) -> _Got:
+def _is_special(path: Path) -> bool:
+    """Whether ``path`` exists and is no regular file (a device, a FIFO, a socket)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def _get_to_stream(
+    client: Any, key: str, local: bool, progress: bool | None, sink: IO[bytes]
+) -> _Got:
     import blake3
 
     hasher = blake3.blake3()
@@ -254,7 +271,6 @@ def _get_to_stream(client: Any, key: str, local: bool, progress: bool | None) ->
         expected = response.headers.get("x-content-key", key)
         out.kind = response.headers.get("x-value-kind", "value")
         task = bar.add_task(f"get {key[:12]}…", total=size)
-        sink = sys.stdout.buffer
         for chunk in response.iter_bytes(CHUNK):
             hasher.update(chunk)
             sink.write(chunk)
