@@ -53,6 +53,15 @@ _OUR_KEYS = [
     "level",
     "format",
     "file",
+    "files",
+    "chunk_size",
+    "store_batch_chunks",
+    "readahead_chunks",
+    "min_replicas",
+    "resume_window",
+    "retrieve_attempts",
+    "store_rounds",
+    "store_retry_delay",
 ]
 KEYS = sorted({*_OUR_KEYS, *(n.rsplit(".", 1)[-1] for n in go_field_names()), "<<", "x", ""})
 SEEDS = [

@@ -15,6 +15,7 @@ from lumera_p2p.config import Config
 from lumera_p2p.dht import DHTOptions, ServingLimits
 from lumera_p2p.dht.quotas import QuotaLimits
 from lumera_p2p.dht.replication import ReplicationOptions
+from lumera_p2p.files.options import FileOptions
 from lumera_p2p.net.limits import ServerLimits
 from lumera_p2p.net.tcp import TransportOptions
 from lumera_p2p.store import MAX_VALUE_SIZE
@@ -138,6 +139,21 @@ def _is_ip(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def file_options(config: Config) -> FileOptions:
+    """How ``put_file``/``get_file`` chunk and stream (the ``files`` section)."""
+    f = config.files
+    return FileOptions(
+        chunk_size=f.chunk_size,
+        store_batch_chunks=f.store_batch_chunks,
+        readahead_chunks=f.readahead_chunks,
+        min_replicas=f.min_replicas,
+        resume_window=f.resume_window,
+        retrieve_attempts=f.retrieve_attempts,
+        store_rounds=f.store_rounds,
+        store_retry_delay=f.store_retry_delay,
+    )
 
 
 def rqstore_path(config: Config) -> Path:

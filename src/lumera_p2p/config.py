@@ -537,6 +537,39 @@ class ReplicationConfig(_Section):
         return parse_byte_size(value)
 
 
+def _chunk_size(value: object) -> int:
+    size = parse_byte_size(value)
+    if not 4096 <= size <= 64 * MIB:
+        raise ValueError(f"must be from 4 KiB to 64 MiB, got {size} bytes")
+    return size
+
+
+class FilesConfig(_Section):
+    """The ``files`` section: how ``put_file``/``get_file`` split and stream files."""
+
+    #: Bytes per chunk (each chunk is one value): bytes or a size such as ``"4MiB"``.
+    chunk_size: int = MIB
+    #: Chunks stored per ``store_batch``.
+    store_batch_chunks: Annotated[int, Field(ge=1, le=64, strict=True)] = 4
+    #: Chunks fetched per ``batch_retrieve`` on a get (the next group while one is written).
+    readahead_chunks: Annotated[int, Field(ge=1, le=64, strict=True)] = 4
+    #: Acknowledging replicas for a chunk to count as stored when a put runs again.
+    min_replicas: Annotated[int, Field(ge=1, le=256, strict=True)] | None = None
+    #: Seconds a stored chunk's record counts for a resumed put.
+    resume_window: Interval = 24 * 3600.0
+    #: Rounds of ``batch_retrieve`` for missing chunks before a get gives up.
+    retrieve_attempts: Annotated[int, Field(ge=1, le=100, strict=True)] = 3
+    #: Rounds of a put's batch store (later rounds only to replicas that did not acknowledge).
+    store_rounds: Annotated[int, Field(ge=1, le=20, strict=True)] = 4
+    #: Seconds before a batch's second round (doubling each further round).
+    store_retry_delay: Annotated[float, Field(ge=0.0, le=60.0)] = 0.5
+
+    @field_validator("chunk_size", mode="before")
+    @classmethod
+    def _size(cls, value: object) -> int:
+        return _chunk_size(value)
+
+
 class SymbolsConfig(_Section):
     """The ``symbols`` section: storing registered RaptorQ symbol directories (Go's
     ``rq_symbols`` worker)."""
@@ -666,6 +699,7 @@ class Config(BaseModel):
     transport: TransportConfig = TransportConfig()
     store: StoreConfig = StoreConfig()
     replication: ReplicationConfig = ReplicationConfig()
+    files: FilesConfig = FilesConfig()
     symbols: SymbolsConfig = SymbolsConfig()
     log: LogConfig = LogConfig()
     api: ApiConfig = ApiConfig()

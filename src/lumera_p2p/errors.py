@@ -140,6 +140,10 @@ class ApiError(LumeraP2PError):
     """A node's API could not be reached from the client commands, or answered an error."""
 
 
+class RangeRefused(ApiError):
+    """A download asked a node's API to resume past the end of what the key names (416)."""
+
+
 class StoreFailed(LumeraP2PError):
     """A network store did not reach enough nodes (the value is committed locally).
 
@@ -159,6 +163,10 @@ class NoStorePeers(StoreFailed):
 
 class TooFewReplicas(StoreFailed):
     """Fewer peers acknowledged than ``dht.min_replicas`` (they refused, failed or timed out)."""
+
+
+class ManifestError(LumeraP2PError, ValueError):
+    """Bytes that are not a valid file manifest, or a manifest tree that does not add up."""
 
 
 class PoisonedValue(TransportError):

@@ -13,6 +13,7 @@ the process environment.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -157,16 +158,73 @@ def _existing_ancestor(path: Path) -> Path:
     return Path(path.anchor or ".")
 
 
-def _free_space(path: Path) -> str:
+#: Free space under ``data_dir`` below which the node cannot be expected to work: SQLite needs
+#: room for its WAL and checkpoints (tens of MiB) and a single batch from a peer may be hundreds.
+MIN_FREE_BYTES = 1 << 30
+#: Below this a warning: a node stores what its neighbours send it, and a few of today's
+#: file transfers (each chunk on 6 replicas) fill a few gigabytes quickly.
+LOW_FREE_BYTES = 10 << 30
+
+
+def _free_bytes(path: Path) -> int | None:
     try:
-        free = shutil.disk_usage(path).free
+        return shutil.disk_usage(path).free
     except OSError:
-        return ""
-    return f", {free / 1e9:,.1f} GB free"
+        return None
 
 
-def check_data_dir(config: Config) -> Verdict:
-    """``p2p.data_dir`` is a directory this process can write, or can be created."""
+def _space_verdict(
+    config: Config, where: Path, detail: str, min_free: int, low_free: int
+) -> Verdict:
+    """``detail`` (the directory is fine) with the free space under ``where`` judged."""
+    name = "data_dir"
+    free = _free_bytes(where)
+    if free is None:
+        return _ok(name, detail)
+    text = f"{detail}, {free / 1e9:,.1f} GB free"
+    fix = (
+        "free space on that filesystem, move p2p.data_dir to a larger one, or set "
+        "store.max_storage_bytes below the free space"
+    )
+    if free < min_free:
+        return _fail(name, f"{text}: below {min_free / 1e9:,.1f} GB, writes will fail", fix)
+    cap = config.store.max_storage_bytes
+    if cap and free < cap:
+        return Verdict(
+            name,
+            Status.WARN,
+            f"{text}: less than store.max_storage_bytes ({cap / 1e9:,.1f} GB)",
+            fix,
+        )
+    if not cap and free < low_free:
+        return Verdict(name, Status.WARN, f"{text}: below {low_free / 1e9:,.1f} GB", fix)
+    return _ok(name, text)
+
+
+def _probe_create(path: Path, parent: Path) -> OSError | None:
+    """Create the missing directories from ``parent`` down to ``path``, then remove them:
+    what opening the store will do, leaving nothing behind. The error, if creating failed."""
+    made: list[Path] = []
+    missing = [p for p in (path, *path.parents) if p != parent and parent in p.parents]
+    try:
+        for directory in reversed(missing):
+            directory.mkdir()
+            made.append(directory)
+    except OSError as exc:
+        return exc
+    finally:
+        for directory in reversed(made):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+    return None
+
+
+def check_data_dir(
+    config: Config, *, min_free: int = MIN_FREE_BYTES, low_free: int = LOW_FREE_BYTES
+) -> Verdict:
+    """``p2p.data_dir`` is a directory this process can write, or can create, with free space
+    (fail below ``min_free`` bytes; warn below ``low_free``, or below
+    ``store.max_storage_bytes`` when that is set)."""
     name = "data_dir"
     path = config.p2p.data_dir
     fix = "choose another p2p.data_dir, or give this user write access to it"
@@ -179,13 +237,20 @@ def check_data_dir(config: Config) -> Verdict:
             return _fail(name, f"{path} is not writable: {exc.strerror or exc}", fix)
         os.close(fd)
         Path(probe).unlink(missing_ok=True)
-        return _ok(name, f"{path} is writable{_free_space(path)}")
+        return _space_verdict(config, path, f"{path} is writable", min_free, low_free)
     parent = _existing_ancestor(path)
     if not parent.is_dir():
         return _fail(name, f"{path} cannot be created: {parent} is not a directory", fix)
     if not os.access(parent, os.W_OK | os.X_OK):
         return _fail(name, f"{path} cannot be created: {parent} is not writable", fix)
-    return _ok(name, f"{path} does not exist yet and will be created{_free_space(parent)}")
+    refused = _probe_create(path, parent)
+    if refused is not None:
+        return _fail(
+            name, f"{path} cannot be created in {parent}: {refused.strerror or refused}", fix
+        )
+    return _space_verdict(
+        config, parent, f"{path} does not exist yet and will be created", min_free, low_free
+    )
 
 
 def check_log_file(config: Config) -> Verdict:

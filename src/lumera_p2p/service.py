@@ -29,19 +29,21 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import base58
 
 from lumera_p2p import __version__
+from lumera_p2p.alone import AloneWarning
 from lumera_p2p.chain.registry import Registry, Supernode, bootstrap_candidates
 from lumera_p2p.chain.static_registry import StaticRegistry
 from lumera_p2p.components import (
     Intervals,
     dht_options,
+    file_options,
     replication_options,
     rqstore_path,
     server_limits,
@@ -60,6 +62,16 @@ from lumera_p2p.errors import (
     NotRunning,
     ValueMismatch,
     ValueTooLarge,
+)
+from lumera_p2p.files import (
+    FileGet,
+    FileOptions,
+    FilePut,
+    FileReader,
+    Files,
+    GetProgress,
+    PutProgress,
+    Source,
 )
 from lumera_p2p.identity.keyring import Keyring
 from lumera_p2p.identity.keys import PrivateKey
@@ -166,6 +178,8 @@ class P2P:
             replication_options(config),
             free_bytes=lambda: shutil.disk_usage(data_dir).free,
         )
+        self._files = Files(self._node, p2p.data_dir, file_options(config))
+        self._alone = AloneWarning()
         self._symbols = SymbolWorker(rqstore, self.store_batch, symbol_worker_options(config))
         self._server: TcpServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -264,6 +278,11 @@ class P2P:
         return self._server_limits
 
     @property
+    def file_options(self) -> FileOptions:
+        """How ``put_file``/``get_file`` chunk and stream (the ``files`` section)."""
+        return self._files.options
+
+    @property
     def intervals(self) -> Intervals:
         """Periods of the background loops."""
         return self._intervals
@@ -328,6 +347,8 @@ class P2P:
             # The registry may be briefly unreachable at start; the periodic peer sync
             # retries, and meanwhile the node serves whoever reaches it.
             log.warning("initial peer sync failed, will retry: %s", exc)
+        if bootstrap:
+            self._warn_if_alone()
         self._running = True
         self._started_at = time.monotonic()
         every = self._intervals
@@ -354,6 +375,7 @@ class P2P:
             await self._server.close()
         await self._transport.close()
         await self._node.close()
+        await self._files.close()
         await self._rq.close()
         await self._db.close()
         if self._registry is not None:
@@ -395,9 +417,35 @@ class P2P:
                 peers = await self.sync_peers()
             except LumeraP2PError as exc:
                 log.warning("peer sync failed, will retry: %s", exc)
+                self._warn_if_alone()
                 continue
             if alone and peers:
                 log.info("bootstrapped with %d peers", peers)
+            self._warn_if_alone()
+
+    def _warn_if_alone(self) -> None:
+        """While the routing table is empty, say so and what to check (rate-limited)."""
+        if not self._alone.due(self._node.peer_count, asyncio.get_running_loop().time()):
+            return
+        config = self._config
+        if config.p2p.bootstrap_nodes:
+            source = f"the {len(config.p2p.bootstrap_nodes)} nodes of p2p.bootstrap_nodes answer"
+        elif config.lumera.registry_file is not None:
+            source = (
+                f"the nodes listed in {config.lumera.registry_file} run and list {self.address}"
+            )
+        else:
+            source = (
+                f"the chain at {config.lumera.grpc_addr} is reachable and lists {self.address} "
+                "as ACTIVE"
+            )
+        log.warning(
+            "no peers: this node stores and serves nothing for the network until it has some. "
+            "Check that %s, that peers accept this node's handshake, and that p2p.external_ip "
+            "and p2p.port are what the registry lists; 'lumera-p2p doctor --config FILE' "
+            "checks each",
+            source,
+        )
 
     async def _health(self) -> None:
         answered, failed = await self._node.check_peers()
@@ -601,6 +649,43 @@ class P2P:
         if local_only and count < required:
             raise NotEnoughValues(f"local-only: found {count}, required {required}", {})
         return count
+
+    async def put_file(self, source: Source, progress: PutProgress | None = None) -> FilePut:
+        """Store a file of any size; its key is ``result.key`` (see ``lumera_p2p.files``).
+
+        ``source`` is a path, a binary file object (``sys.stdin.buffer``) or an object with
+        ``async read(n)``. Read chunk by chunk (``files.chunk_size``), stored in batches, then
+        the manifest tree. Run again after an interruption, it sends only the chunks not
+        already stored on enough replicas. ``progress(done, total)`` is called per chunk.
+        """
+        self._check_running()
+        return await self._files.put(source, progress)
+
+    async def get_file(
+        self, key: str, dest: str | Path | BinaryIO, progress: GetProgress | None = None
+    ) -> FileGet:
+        """Fetch the file named ``key`` into ``dest``, every chunk and the whole verified.
+
+        A path is written through ``DEST.lumera-part`` (resumed when run again) and renamed
+        once complete; a binary stream is written as the bytes arrive.
+        """
+        self._check_running()
+        target = Path(dest) if isinstance(dest, (str, Path)) else dest
+        return await self._files.get(key, target, progress)
+
+    def read_file(
+        self, key: str, offset: int = 0, local_only: bool = False
+    ) -> AsyncIterator[bytes]:
+        """The verified bytes of file ``key`` from ``offset`` on, a chunk at a time (for
+        serving a file as a stream; from offset 0 the whole is checked at the end).
+        ``local_only``: from this node's own store only (``NotFound`` for a chunk not here)."""
+        self._check_running()
+        return self._files.read(key, offset, local_only)
+
+    async def open_file(self, key: str, local_only: bool = False) -> FileReader:
+        """The checked root manifest of file ``key`` (``size``, ``whole``) and its chunks."""
+        self._check_running()
+        return await self._files.open(key, local_only)
 
     async def delete(self, key: str) -> bool:
         """Delete the local copy of a key (nothing remote); return whether it was here."""

@@ -100,7 +100,7 @@ async def store_from_client(local: list[LocalNode], key: PrivateKey, values: lis
     me = Contact(key.address.encode(), HOST, free_ports(1)[0])
     client = Node(me, MemoryStore(), transport, options=DHTOptions(allow_private=True))
     try:
-        seeds = [Contact(n.address.encode(), HOST, n.port) for n in local]
+        seeds = [Contact(n.address.encode(), n.host, n.port) for n in local]
         await client.bootstrap(seeds)
         for first in range(0, len(values), 100):
             report = await client.store_batch(values[first : first + 100])
@@ -116,7 +116,10 @@ def test_sigkill_a_third_then_fresh_nodes(tmp_path: Path) -> None:
     # Every node is registered from the start (a new supernode registers, then starts);
     # the client is an account, so the nodes accept its connections.
     StaticRegistry(
-        [Supernode(n.address, SupernodeState.ACTIVE, HOST, n.port, state_height=1) for n in local],
+        [
+            Supernode(n.address, SupernodeState.ACTIVE, n.host, n.port, state_height=1)
+            for n in local
+        ],
         accounts=[client_key.address],
     ).write(tmp_path / "registry.yml")
     first, fresh = local[:FIRST], local[FIRST:]

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -51,7 +52,7 @@ from lumera_p2p.api.models import (
     StoreResult,
 )
 from lumera_p2p.api.recent_errors import RecentErrors
-from lumera_p2p.api.values import ValueService
+from lumera_p2p.api.values import RangeNotSatisfiable, ValueService
 from lumera_p2p.content import key_from_bytes, key_to_bytes
 from lumera_p2p.errors import (
     InvalidContentKey,
@@ -74,6 +75,10 @@ log = logging.getLogger(__name__)
 #: fits in well under this per key).
 _BYTES_PER_KEY = 64
 _SMALL_BODY = 64 * 1024
+#: The body limit of a file upload (none: it is stored a chunk at a time).
+_NO_LIMIT = 1 << 62
+#: The one form of HTTP range a download resumes with: from a byte offset to the end.
+_RANGE = re.compile(r"bytes=(\d{1,19})-")
 
 
 #: A key in a path: a base58 content key's shape (anything else is a 400 before the handler).
@@ -276,6 +281,8 @@ def build_app(p2p: P2P, settings: ApiSettings) -> FastAPI:
     def limit_for(method: str, path: str) -> int:
         if method in ("POST", "PUT") and path == "/api/v1/values":
             return settings.max_value_bytes
+        if method == "POST" and path == "/api/v1/files":
+            return _NO_LIMIT  # streamed into chunks: any size, bounded memory
         if path == "/api/v1/batch/store":
             return settings.max_batch_bytes
         return small
@@ -355,35 +362,89 @@ def build_app(p2p: P2P, settings: ApiSettings) -> FastAPI:
             raise HTTPException(400, "empty body: a value has at least one byte")
         return result
 
+    @app.post(
+        "/api/v1/files",
+        status_code=201,
+        response_model=StoreResult,
+        dependencies=guarded,
+        responses=_responses(400, 502, 503, 507),
+        summary="Store a file of any size (the request body, streamed into chunks)",
+        tags=["values"],
+        openapi_extra={
+            # Not required: no body is the empty file, as a file of no bytes is.
+            "requestBody": {
+                "required": False,
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                },
+            }
+        },
+    )
+    async def store_file(request: Request) -> StoreResult:
+        async def body() -> AsyncIterator[bytes]:
+            async for chunk in request.stream():
+                if chunk:
+                    yield chunk
+
+        return await values.put_file(body())
+
     @app.get(
         "/api/v1/values/{key}",
         dependencies=guarded,
         response_class=StreamingResponse,
         responses={
             200: {
-                "description": "The value (streamed); X-Content-Key is its base58 BLAKE3",
+                "description": "The value, or the file its key names (streamed); "
+                "X-Content-Key is the base58 BLAKE3 of the whole body, X-Value-Kind "
+                "value or file",
                 "content": {
                     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
                 },
             },
+            206: {
+                "description": "From the offset of a 'Range: bytes=N-' header on (resuming)",
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                },
+            },
+            416: {"description": "The range starts past the end", "model": ErrorBody},
             **_responses(400, 403, 404, 503),
         },
-        summary="Get a value (here, else from the network), streamed",
+        summary="Get a value or a file (here, else from the network), streamed",
         tags=["values"],
     )
     async def get_value(
         key: KeyPath,
         local: Annotated[bool, Query(description="Only this node's copy")] = False,
-    ) -> StreamingResponse:
-        found = await values.open(key, local_only=local)
+        range_header: Annotated[
+            str | None,
+            Header(
+                alias="Range",
+                description="bytes=N- to start at byte N (other forms are ignored)",
+            ),
+        ] = None,
+    ) -> Response:
+        wanted = _RANGE.fullmatch(range_header.strip()) if range_header else None
+        offset = int(wanted.group(1)) if wanted else 0
+        try:
+            found = await values.open(key, local_only=local, offset=offset)
+        except RangeNotSatisfiable as exc:
+            return _error(416, exc, {"Content-Range": f"bytes */{exc.size}"})
+        headers = {
+            "Content-Length": str(found.size - found.offset),
+            "X-Content-Key": found.content_key,
+            "X-Value-Kind": found.kind,
+            "Accept-Ranges": "bytes",
+        }
+        status = 200
+        if wanted is not None and found.size > 0:
+            status = 206
+            headers["Content-Range"] = f"bytes {found.offset}-{found.size - 1}/{found.size}"
         return StreamingResponse(
             found.chunks,
+            status_code=status,
             media_type="application/octet-stream",
-            headers={
-                "Content-Length": str(found.size),
-                "X-Content-Key": found.content_key,
-                "X-Value-Kind": found.kind,
-            },
+            headers=headers,
         )
 
     @app.delete(

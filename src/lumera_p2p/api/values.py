@@ -1,13 +1,13 @@
-"""What the value endpoints do, apart from HTTP: the seam where chunked files come in.
+"""What the value and file endpoints do, apart from HTTP.
 
-``PUT``/``POST /api/v1/values`` hands :meth:`ValueService.put` the request body as a stream of
-chunks (with its length when the client sent one), and ``GET /api/v1/values/{key}`` streams
-what :meth:`ValueService.open` returns. Today every value is one DHT value, so ``put`` gathers
-the stream (at most ``api.max_value_bytes``) and calls ``P2P.store``, and ``open`` serves one
-``P2P.retrieve``. Once ``P2P.put_file``/``get_file`` exist, ``put`` decides here, by size,
-between a single value and a chunked file (``StoreResult.kind == "file"``), and ``open``
-streams a file's chunks; the HTTP layer and the client commands stay as they are (the client
-already sends a stream and checks what it receives against ``Download.content_key``).
+``POST /api/v1/values`` hands :meth:`ValueService.put` the request body as a stream of chunks
+(with its length when the client sent one); it is gathered (at most ``api.max_value_bytes``)
+and stored as one DHT value. ``POST /api/v1/files`` hands :meth:`ValueService.put_file` the
+body, which goes to ``P2P.put_file`` a chunk at a time: any size, in bounded memory, the key
+naming the file's root manifest. ``GET /api/v1/values/{key}`` streams what
+:meth:`ValueService.open` returns: a plain value, or, when the key's value is a file's root
+manifest, the file itself (``kind == "file"``), its chunks verified as they are fetched; from
+an offset (an HTTP range) for a client resuming a download.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from lumera_p2p.api.models import StoreResult
-from lumera_p2p.content import content_key, key_to_bytes
+from lumera_p2p.content import content_key, key_from_bytes, key_to_bytes
 from lumera_p2p.errors import InvalidContentKey, NotFound, RequestTooLarge
+from lumera_p2p.files.manifest import root_manifest
 from lumera_p2p.service import P2P
 
 #: Bytes per chunk of a streamed answer.
@@ -26,19 +27,54 @@ CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class Download:
-    """What ``GET`` streams: ``size`` bytes whose base58 BLAKE3 is ``content_key``."""
+    """What ``GET`` streams: the bytes from ``offset`` of ``size`` in all, whose base58 BLAKE3
+    (of all ``size``, from offset 0) is ``content_key``."""
 
     key: str
     size: int
     content_key: str
     kind: str
     chunks: AsyncIterator[bytes]
+    offset: int = 0
 
 
-async def _slices(data: bytes) -> AsyncIterator[bytes]:
+class RangeNotSatisfiable(Exception):
+    """The requested offset is past the end (HTTP 416); ``size`` is the whole length."""
+
+    def __init__(self, offset: int, size: int) -> None:
+        super().__init__(f"offset {offset} is past the end ({size} bytes)")
+        self.size = size
+
+
+async def _slices(data: bytes, offset: int = 0) -> AsyncIterator[bytes]:
     view = memoryview(data)
-    for start in range(0, len(view), CHUNK):
+    for start in range(offset, len(view), CHUNK):
         yield bytes(view[start : start + CHUNK])
+
+
+class BodyReader:
+    """A request body (an async iterator of byte strings) as ``async read(n)``, the stream
+    ``P2P.put_file`` reads a chunk at a time; it holds at most one piece beyond what is read."""
+
+    def __init__(self, body: AsyncIterator[bytes]) -> None:
+        self._body = body
+        self._pending = b""
+        self._done = False
+        self.received = 0
+
+    async def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes (``b""`` at the end of the body)."""
+        while not self._pending and not self._done:
+            try:
+                self._pending = await anext(self._body)
+            except StopAsyncIteration:
+                self._done = True
+            self.received += len(self._pending)
+        if n < 0 or n >= len(self._pending):
+            out, self._pending = self._pending, b""
+        else:
+            out, self._pending = self._pending[:n], self._pending[n:]
+        return out
 
 
 class ValueService:
@@ -69,8 +105,20 @@ class ValueService:
         # into ``replicas`` here.
         return StoreResult(key=key, size=len(value), kind="value", replicas=None)
 
-    async def open(self, key: str, local_only: bool = False) -> Download:
-        """The value of ``key`` as a stream; ``NotFound`` when nowhere (or not a key)."""
+    async def put_file(self, body: AsyncIterator[bytes]) -> StoreResult:
+        """Store what ``body`` yields as a file (chunks and a manifest; any size).
+
+        A body sent again after an interrupted upload is hashed again, but the chunks this
+        node already stored on enough replicas are not sent to them again.
+        """
+        put = await self._p2p.put_file(BodyReader(body))
+        return StoreResult(key=put.key, size=put.size, kind="file", replicas=put.min_acks)
+
+    async def open(self, key: str, local_only: bool = False, offset: int = 0) -> Download:
+        """The value of ``key`` as a stream from byte ``offset``, or the file it names when
+        it is a file's root manifest; ``NotFound`` when nowhere (or not a key),
+        ``RangeNotSatisfiable`` for an offset past the end (an empty file or value has
+        only offset 0)."""
         try:
             key_to_bytes(key)
         except InvalidContentKey as exc:
@@ -78,4 +126,12 @@ class ValueService:
         value = await self._p2p.retrieve(key, local_only=local_only)
         if value is None:
             raise NotFound(f"no value has key {key} (here or on the nodes asked)")
-        return Download(key, len(value), content_key(value), "value", _slices(value))
+        root = root_manifest(value)
+        size = len(value) if root is None else root.total
+        if offset > size or (offset == size and size > 0):
+            raise RangeNotSatisfiable(offset, size)
+        if root is None:
+            return Download(key, size, content_key(value), "value", _slices(value, offset), offset)
+        assert root.whole is not None  # a root manifest always carries the whole's BLAKE3
+        chunks = self._p2p.read_file(key, offset, local_only=local_only)
+        return Download(key, size, key_from_bytes(root.whole), "file", chunks, offset)

@@ -18,7 +18,7 @@ import httpx
 
 from lumera_p2p.api.auth import read_token
 from lumera_p2p.config import DEFAULT_API_LISTEN, ApiConfig
-from lumera_p2p.errors import ApiError
+from lumera_p2p.errors import ApiError, RangeRefused
 
 #: Seconds to connect; reads wait long: a store answers after its replicas do.
 CONNECT_TIMEOUT = 10.0
@@ -128,17 +128,37 @@ class ApiClient:
             result: dict[str, Any] = self._check(response).json()
             return result
 
+    def put_file_stream(self, chunks: Iterable[bytes], length: int | None) -> dict[str, Any]:
+        """Store a file sent as a stream of ``chunks`` (``POST /api/v1/files``, any size)."""
+        headers = {"Content-Type": "application/octet-stream"}
+        if length is not None:
+            headers["Content-Length"] = str(length)
+        with self._errors():
+            response = self._http.post("/api/v1/files", content=chunks, headers=headers)
+            result: dict[str, Any] = self._check(response).json()
+            return result
+
     @contextlib.contextmanager
-    def get_stream(self, key: str, *, local: bool = False) -> Iterator[httpx.Response]:
-        """The streamed answer of ``GET /api/v1/values/{key}`` (checked for errors)."""
+    def get_stream(
+        self, key: str, *, local: bool = False, offset: int = 0
+    ) -> Iterator[httpx.Response]:
+        """The streamed answer of ``GET /api/v1/values/{key}`` (checked for errors), from byte
+        ``offset`` on when it is not 0 (a 206 answer; ``RangeRefused`` when it is past the
+        end)."""
+        headers = {"Range": f"bytes={offset}-"} if offset else None
         with (
             self._errors(),
             self._http.stream(
-                "GET", f"/api/v1/values/{key}", params={"local": "true"} if local else None
+                "GET",
+                f"/api/v1/values/{key}",
+                params={"local": "true"} if local else None,
+                headers=headers,
             ) as response,
         ):
             if response.status_code >= 400:
                 response.read()
+            if response.status_code == 416 and offset:
+                raise RangeRefused(f"{key}: offset {offset} is past the end")
             yield self._check(response)
 
 

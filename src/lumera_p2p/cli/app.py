@@ -9,6 +9,7 @@ import typer
 from lumera_p2p import __version__
 from lumera_p2p.cli import client_cmds
 from lumera_p2p.cli.config_cmd import config_app
+from lumera_p2p.cli.doctor_cmd import doctor
 from lumera_p2p.cli.keys import keys_app
 from lumera_p2p.cli.localnet_cmds import localnet_app
 from lumera_p2p.cli.node_cmds import demo, run
@@ -49,5 +50,6 @@ app.add_typer(symbols_app, name="symbols")
 app.command("sim")(sim)
 app.command("run")(run)
 app.command("demo")(demo)
+app.command("doctor")(doctor)
 for _command in ("put", "get", "status", "peers", "ls", "stats"):
     app.command(_command)(getattr(client_cmds, _command))

@@ -1,7 +1,9 @@
 """``lumera-p2p put/get/status/peers/ls/stats``: commands against a running node's API.
 
-``put`` sends a file (or stdin) as a stream and prints its key; ``get`` streams a value into a
-file (or stdout), checking its BLAKE3 hash against the key as it arrives. Both show a progress
+``put`` sends a file (or stdin) as a stream and prints its key: one value up to one chunk
+(1 MiB), a file of chunks and a manifest beyond (``POST /api/v1/files``). ``get`` streams a
+value or a file into a file (or stdout), checking its BLAKE3 hash as it arrives; into a file
+it resumes an interrupted get (an HTTP range from what the partial file holds). Both show a progress
 bar on stderr when it is a terminal (``--progress`` to force it). Every command takes
 ``--json`` for one JSON object on stdout, and ``--api URL`` or ``--config FILE`` to choose the
 node (see :mod:`lumera_p2p.cli.api_client`).
@@ -14,8 +16,8 @@ import json
 import os
 import stat
 import sys
-import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Annotated, Any
 
@@ -31,10 +33,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from lumera_p2p.cli.common import EXIT_FAILURE, fail, reported_errors
+from lumera_p2p.cli.common import EXIT_USAGE, fail, reported_errors
+from lumera_p2p.errors import RangeRefused, ValueMismatch
 
-#: Bytes read from a file per chunk sent.
+#: Bytes read from a file per chunk sent (and the size past which ``put`` sends a file).
 CHUNK = 1 << 20
+#: A resuming get's sidecar notes the bytes written about this often.
+_NOTE_EVERY = 16 * CHUNK
 
 ApiOpt = Annotated[
     str | None,
@@ -88,25 +93,39 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def _is_special(path: Path) -> bool:
-    """Whether ``path`` exists and is no regular file (a device, a FIFO, a socket)."""
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return False
-    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+KindOpt = Annotated[
+    str,
+    typer.Option(
+        "--as",
+        help="auto: a file when larger than one chunk (1 MiB), else a value; value: one DHT "
+        "value (at most the node's api.max_value_bytes); file: chunks and a manifest.",
+        case_sensitive=False,
+    ),
+]
 
 
 def put(
     file: Annotated[str, typer.Argument(help="The file to store, or - for stdin.")],
     datatype: Annotated[int, typer.Option("--datatype", min=0, help="The value's datatype.")] = 0,
+    kind: KindOpt = "auto",
     api: ApiOpt = None,
     config: ConfigOpt = None,
     token_file: TokenOpt = None,
     as_json: JsonOpt = False,
     progress: ProgressOpt = None,
 ) -> None:
-    """Store FILE (or stdin) through a running node; print its key."""
+    """Store FILE (or stdin) through a running node; print its key.
+
+    Anything larger than one chunk (1 MiB) goes as a file (``--as auto``): chunks and a
+    manifest, streamed in bounded memory, the key naming the file. Interrupted, the same
+    command run again re-sends the bytes to the node, which skips the chunks it already
+    stored on enough replicas.
+    """
+    kind = kind.lower()
+    if kind not in ("auto", "value", "file"):
+        fail(f"--as must be auto, value or file, not {kind!r}", EXIT_USAGE)
+    if kind == "file" and datatype:
+        fail("--datatype applies to a single value, not to a file (--as file)", EXIT_USAGE)
     with reported_errors():
         source: IO[bytes]
         if file == "-":
@@ -116,15 +135,30 @@ def put(
             source = open(path, "rb")  # noqa: SIM115  (closed below, also on errors)
             length, name = os.fstat(source.fileno()).st_size, path.name
         try:
+            # Of a stream of unknown length, read a chunk and a byte to tell which it is.
+            head = b""
+            if kind == "auto" and length is None:
+                head = _read_up_to(source, CHUNK + 1)
+                if len(head) <= CHUNK:
+                    length = len(head)
+            as_file = kind == "file" or (
+                kind == "auto" and datatype == 0 and (length is None or length > CHUNK)
+            )
             with _client(api, config, token_file) as client, _progress(progress) as bar:
                 task = bar.add_task(f"put {name}", total=length)
 
                 def chunks() -> Iterator[bytes]:
+                    if head:
+                        bar.advance(task, len(head))
+                        yield head
                     while chunk := source.read(CHUNK):
                         bar.advance(task, len(chunk))
                         yield chunk
 
-                result = client.put_stream(chunks(), length, datatype)
+                if as_file:
+                    result = client.put_file_stream(chunks(), length)
+                else:
+                    result = client.put_stream(chunks(), length, datatype)
         finally:
             if source is not sys.stdin.buffer:
                 source.close()
@@ -137,10 +171,25 @@ def put(
         typer.echo(result["key"])
 
 
+def _read_up_to(source: IO[bytes], n: int) -> bytes:
+    parts: list[bytes] = []
+    got = 0
+    while got < n and (piece := source.read(n - got)):
+        parts.append(piece)
+        got += len(piece)
+    return b"".join(parts)
+
+
 def get(
-    key: Annotated[str, typer.Argument(help="The base58 key of the value.")],
+    key: Annotated[str, typer.Argument(help="The base58 key of a value or a file.")],
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write here (default: stdout).")
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write here (default: stdout); an interrupted get into a file resumes when "
+            "run again (FILE.lumera-part).",
+        ),
     ] = None,
     local: Annotated[bool, typer.Option("--local", help="Only the node's own copy.")] = False,
     api: ApiOpt = None,
@@ -149,66 +198,161 @@ def get(
     as_json: JsonOpt = False,
     progress: ProgressOpt = None,
 ) -> None:
-    """Fetch KEY through a running node, checking its hash; write it to -o FILE or stdout."""
-    import blake3
+    """Fetch KEY (a value, or a file stored in chunks) through a running node, checking its
+    BLAKE3 hash; write it to -o FILE or stdout.
 
-    from lumera_p2p.content import key_from_bytes, key_to_bytes
+    Into a file, the bytes go to ``FILE.lumera-part`` (with a sidecar naming the key), renamed
+    to FILE once the whole matches; run again after an interruption, the get hashes what the
+    partial file holds and asks the node only for the rest.
+    """
+    from lumera_p2p.content import key_to_bytes
 
     with reported_errors():
         key_to_bytes(key)  # a malformed key fails here, with the reason
+        with _client(api, config, token_file) as client:
+            if output is None:
+                got = _get_to_stream(client, key, local, progress, sys.stdout.buffer)
+            elif _is_special(output):
+                # A device or a pipe (/dev/null, a FIFO) is written as it is, never resumed:
+                # a partial file renamed over it would replace the device itself.
+                with open(output, "wb") as sink:
+                    got = _get_to_stream(client, key, local, progress, sink)
+            else:
+                got = _get_to_file(client, key, output, local, progress)
+    if as_json:
+        result: dict[str, Any] = {"key": key, "size": got.size, "kind": got.kind}
+        result.update(verified=True, resumed_bytes=got.resumed)
+        if output is not None:
+            result["output"] = str(output)
+        _print_json(result)
+    elif output is not None:
+        resumed = f" ({_size(got.resumed)} kept from an earlier get)" if got.resumed else ""
+        typer.echo(f"wrote {output}: {_size(got.size)}, BLAKE3 matches the key{resumed}", err=True)
+
+
+@dataclass
+class _Got:
+    size: int = 0
+    kind: str = "value"
+    #: Bytes a resumed get kept from the partial file.
+    resumed: int = 0
+
+
+def _verify(key: str, kind: str, expected: str, hasher: Any, size: int | None, got: int) -> None:
+    from lumera_p2p.content import key_from_bytes
+
+    actual_key = key_from_bytes(hasher.digest())
+    if actual_key != expected or (kind == "value" and actual_key != key):
+        raise ValueMismatch(
+            f"{key}: the data received hashes to {actual_key}, not to its key: discarded"
+        )
+    if size is not None and got != size:
+        raise ValueMismatch(f"{key}: received {got} of {size} bytes")
+
+
+def _is_special(path: Path) -> bool:
+    """Whether ``path`` exists and is no regular file (a device, a FIFO, a socket)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def _get_to_stream(
+    client: Any, key: str, local: bool, progress: bool | None, sink: IO[bytes]
+) -> _Got:
+    import blake3
+
+    hasher = blake3.blake3()
+    out = _Got()
+    with client.get_stream(key, local=local) as response, _progress(progress) as bar:
+        size = _header_int(response, "content-length")
+        expected = response.headers.get("x-content-key", key)
+        out.kind = response.headers.get("x-value-kind", "value")
+        task = bar.add_task(f"get {key[:12]}…", total=size)
+        for chunk in response.iter_bytes(CHUNK):
+            hasher.update(chunk)
+            sink.write(chunk)
+            out.size += len(chunk)
+            bar.advance(task, len(chunk))
+        sink.flush()
+    _verify(key, out.kind, expected, hasher, size, out.size)
+    return out
+
+
+def _get_to_file(client: Any, key: str, output: Path, local: bool, progress: bool | None) -> _Got:
+    import blake3
+
+    from lumera_p2p.files.partial import PartialFile
+
+    part = PartialFile.open(output, key, 0)
+    finished = False
+    written = 0
+    try:
         hasher = blake3.blake3()
-        tmp: Path | None = None
-        written = 0
+        kept = 0
+        # What an earlier get left: hashed again (never trusted), then asked for the rest.
+        while kept < part.found and (piece := part.read(min(CHUNK, part.found - kept))):
+            hasher.update(piece)
+            kept += len(piece)
+        part.keep(kept)
         try:
-            with (
-                _client(api, config, token_file) as client,
-                client.get_stream(key, local=local) as response,
-            ):
-                size = int(response.headers.get("content-length", "0")) or None
-                expected = response.headers.get("x-content-key", key)
-                kind = response.headers.get("x-value-kind", "value")
-                sink: IO[bytes]
-                if output is not None and _is_special(output):
-                    # A device or a pipe (/dev/null, a FIFO) is written as it is: renaming a
-                    # temporary file over it would replace the device itself.
-                    sink = open(output, "wb")  # noqa: SIM115  (closed by the ExitStack below)
-                elif output is not None:
-                    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
-                    tmp = Path(tmp_name)
-                    sink = os.fdopen(fd, "wb")
-                else:
-                    sink = sys.stdout.buffer
-                with _progress(progress) as bar, contextlib.ExitStack() as closing:
-                    if output is not None:
-                        closing.enter_context(sink)
-                    task = bar.add_task(f"get {key[:12]}…", total=size)
-                    for chunk in response.iter_bytes(CHUNK):
-                        hasher.update(chunk)
-                        sink.write(chunk)
-                        written += len(chunk)
-                        bar.advance(task, len(chunk))
-                    sink.flush()
-            actual_key = key_from_bytes(hasher.digest())
-            if actual_key != expected or (kind == "value" and actual_key != key):
-                fail(
-                    f"{key}: the data received hashes to {actual_key}, not to its key: discarded",
-                    EXIT_FAILURE,
-                )
-            if size is not None and written != size:
-                fail(f"{key}: received {written} of {size} bytes", EXIT_FAILURE)
-            if tmp is not None and output is not None:
-                tmp.replace(output)
-                tmp = None
-        finally:
-            if tmp is not None:
-                tmp.unlink(missing_ok=True)
-        if as_json:
-            result = {"key": key, "size": written, "kind": kind, "verified": True}
-            if output is not None:
-                result["output"] = str(output)
-            _print_json(result)
-        elif output is not None:
-            typer.echo(f"wrote {output}: {_size(written)}, BLAKE3 matches the key", err=True)
+            stream = client.get_stream(key, local=local, offset=kept)
+            response = stream.__enter__()
+        except RangeRefused:
+            kept, hasher = 0, blake3.blake3()
+            part.keep(0)
+            stream = client.get_stream(key, local=local)
+            response = stream.__enter__()
+        with contextlib.ExitStack() as closing:
+            closing.push(stream)
+            if response.status_code != 206 and kept:
+                kept, hasher = 0, blake3.blake3()  # the node sent it all: start over
+                part.keep(0)
+            size = _content_size(response, kept)
+            expected = response.headers.get("x-content-key", key)
+            kind = response.headers.get("x-value-kind", "value")
+            part.size = size if size is not None else 0
+            with _progress(progress) as bar:
+                task = bar.add_task(f"get {key[:12]}…", total=size, completed=kept)
+                written = kept
+                for chunk in response.iter_bytes(CHUNK):
+                    hasher.update(chunk)
+                    part.write(chunk)
+                    written += len(chunk)
+                    if written % _NOTE_EVERY < len(chunk):
+                        part.note(written)
+                    bar.advance(task, len(chunk))
+        try:
+            _verify(key, kind, expected, hasher, size, written)
+        except ValueMismatch:
+            part.discard()
+            finished = True
+            raise
+        part.finish()
+        finished = True
+        return _Got(written, kind, kept)
+    finally:
+        if finished:
+            pass
+        elif written or part.found:
+            part.close()  # kept for a resume
+        else:
+            part.discard()  # nothing came (a 404, say): leave nothing behind
+
+
+def _header_int(response: Any, name: str) -> int | None:
+    text = response.headers.get(name, "")
+    return int(text) if text.isdigit() else None
+
+
+def _content_size(response: Any, offset: int) -> int | None:
+    """The whole length: from ``Content-Range`` (``bytes a-b/N``) on a 206, else the body's."""
+    if response.status_code == 206:
+        total = response.headers.get("content-range", "").rpartition("/")[2]
+        return int(total) if total.isdigit() else None
+    return _header_int(response, "content-length")
 
 
 def status(
