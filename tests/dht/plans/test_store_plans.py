@@ -351,3 +351,46 @@ def test_a_store_answer_without_a_body_counts_as_failed() -> None:
     drive(plan, world)
     assert near[0] in plan.result().failed
     assert plan.result().replicas == 6
+
+
+def test_chunks_may_fill_the_limit_exactly() -> None:
+    five = [b"a" * 5, b"b" * 5]
+    assert chunks_by_size(five, 10) == [five]
+    six_five_five = [b"c" * 6, b"d" * 5, b"e" * 5]
+    assert chunks_by_size(six_five_five, 10) == [six_five_five[:1], six_five_five[1:]]
+
+
+def test_batch_store_defaults_and_per_node_verdicts() -> None:
+    nodes = peers(2)
+    values = [b"x" * 40, b"y" * 40, b"z" * 40]
+    keys = [digest(v) for v in values]
+    # nodes[0] holds every value, in two chunks; nodes[1] only the last.
+    targets = [[nodes[0]], [nodes[0]], [nodes[0], nodes[1]]]
+    fail_first = iter([True, False])
+
+    def first_chunk_fails(peer: ScriptedPeer, request: Request) -> object:
+        return TransportError("reset") if next(fail_first) else peer.honest(request)
+
+    world = world_of(nodes)
+    world.peers[nodes[0].hashed_id].behaviour = first_chunk_fails  # type: ignore[assignment]
+    plan = BatchStorePlan(keys, values, targets, chunk_bytes=80, concurrency=1)
+    trace = drive(plan, world)
+    report = plan.result()
+    assert report.keys == keys and report.task_id == ""
+    assert all(
+        isinstance(r.data, BatchStoreDataRequest) and r.data.type == 0 for _, r in trace.sent
+    )
+    assert report.requests == 3 and report.succeeded == 2
+    # One of nodes[0]'s two requests failed, the later one succeeded: not all went through.
+    assert report.per_node == {nodes[0].address: False, nodes[1].address: True}
+
+
+def test_a_batch_store_answer_without_a_body_counts_as_failed() -> None:
+    nodes = peers(4)
+    world = world_of(nodes)
+    world.peers[nodes[0].hashed_id].behaviour = lambda peer, request: BODYLESS
+    plan = BatchStorePlan(*one_each(nodes))
+    drive(plan, world)
+    report = plan.result()
+    assert (report.requests, report.succeeded) == (4, 3)
+    assert report.per_node[nodes[0].address] is False
