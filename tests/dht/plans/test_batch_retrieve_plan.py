@@ -321,7 +321,7 @@ def test_a_lookup_that_times_out_in_poll_makes_room_for_the_next_at_once() -> No
 
 
 def test_no_keys_is_done_at_once() -> None:
-    plan = plan_for([], 0, {})
+    plan = plan_for([], 1, {})
     assert plan.done and plan.poll(0.0) == [] and plan.result().waves == 0
 
 
@@ -358,13 +358,16 @@ def test_one_wave_per_provider_then_the_fallback() -> None:
 
 
 def test_a_node_gets_its_next_chunk_in_the_same_wave() -> None:
-    world, keys, _values, nearest = setup(1300, n_nodes=12)
-    plan = plan_for(keys, len(keys), nearest, replicas=1, batch_get_keys=600)
+    world, keys, values, _nearest = setup(1300, n_nodes=12, holders_per_key=0)
+    holder = world.contacts()[0]
+    world.peers[holder.hashed_id].values.update(values)
+    plan = plan_for(keys, len(keys), {k: [holder] for k in keys}, batch_get_keys=600)
     trace = drive(plan, world)
     outcome = plan.result()
     assert outcome.delivered == 1300
     assert outcome.waves == 1 and outcome.fallback_lookups == 0
-    assert outcome.batch_requests == len(trace.sent)
+    assert outcome.batch_requests == len(trace.sent) == 3  # 600 + 600 + 100, in turn
+    assert trace.max_per_peer == 1
 
 
 def test_a_key_nobody_holds_does_not_stall_the_waves() -> None:

@@ -47,7 +47,8 @@ def reply(peer: Contact, mtype: MessageType, data: object = None) -> Message:
 
 class Sends(Plan[list[tuple[int, float, str]]]):
     """Sends ``n`` pings at its first poll; done after ``finish_after`` inputs. Records each
-    input as (token, now, what) and abandons the tokens in ``give_up`` on its first input."""
+    input as (token, now, what) and, on its first input, abandons its requests at the
+    positions ``give_up``."""
 
     def __init__(
         self, peers: list[Contact], finish_after: int = 1, give_up: tuple[int, ...] = ()
@@ -75,12 +76,12 @@ class Sends(Plan[list[tuple[int, float, str]]]):
     def on_response(self, token: int, message: Message, now: float) -> None:
         self.inputs.append((token, now, "answer"))
         if len(self.inputs) == 1:
-            self._abandon(self.give_up)
+            self._abandon(self.sent[i].token for i in self.give_up)
 
     def on_failure(self, token: int, error: TransportError, now: float) -> None:
         self.inputs.append((token, now, str(error)))
         if len(self.inputs) == 1:
-            self._abandon(self.give_up)
+            self._abandon(self.sent[i].token for i in self.give_up)
 
 
 class Owner(Plan[None]):
@@ -113,19 +114,20 @@ class Owner(Plan[None]):
 def test_routes_retoken_take_once_and_abandon_through_the_owner() -> None:
     peers = contacts(3)
     owner = Owner()
-    inner = Sends(peers, finish_after=3, give_up=(2,))
+    inner = Sends(peers, finish_after=3, give_up=(1,))
     outer = owner.routes.pump(inner, 0.0)
     assert [r.peer for r in outer] == peers
     assert len({r.token for r in outer}) == 3
     # An answer is routed to the inner plan's own token, once.
-    assert owner.routes.take(outer[0].token) == (inner, 1)
+    mine = [r.token for r in inner.sent]
+    assert owner.routes.take(outer[0].token) == (inner, mine[0])
     assert owner.routes.take(outer[0].token) is None
-    inner.on_response(1, reply(peers[0], MessageType.PING), 0.0)
+    inner.on_response(mine[0], reply(peers[0], MessageType.PING), 0.0)
     owner.routes.settle(inner)
-    # The inner plan gave up its request 2: the owner abandons the outer token of that one.
+    # The inner plan gave up its second request: the owner abandons that one's outer token.
     assert owner.abandoned() == [outer[1].token]
     assert owner.routes.take(outer[1].token) is None
-    # Dropping the inner plan abandons only what is still outstanding (request 3).
+    # Dropping the inner plan abandons only what is still outstanding (the third).
     owner.routes.drop(inner)
     assert owner.abandoned() == [outer[2].token]
     assert owner.routes.take(outer[2].token) is None
@@ -141,7 +143,7 @@ def test_routes_keep_two_inner_plans_apart() -> None:
     assert len({r.token for r in a + b}) == 4
     owner.routes.drop(first)
     assert sorted(owner.abandoned()) == sorted(r.token for r in a)
-    assert owner.routes.take(b[1].token) == (second, 2)
+    assert owner.routes.take(b[1].token) == (second, second.sent[1].token)
 
 
 def test_a_plan_that_streams_no_values_refuses_a_verdict() -> None:
@@ -154,17 +156,23 @@ def test_a_plan_that_streams_no_values_refuses_a_verdict() -> None:
 
 
 def test_all_of_passes_inputs_on_unchanged_and_abandons_a_finished_plans_requests() -> None:
-    peers = contacts(2)
-    inner = Sends(peers, finish_after=1)
-    plan: AllOf[list[tuple[int, float, str]]] = AllOf([inner])
+    peers = contacts(3)
+    inner, other = Sends(peers[:2], finish_after=1), Sends(peers[2:])
+    plan: AllOf[list[tuple[int, float, str]]] = AllOf([inner, other])
     sent = plan.poll(0.0)
     assert [r.peer for r in sent] == peers
     plan.on_failure(sent[0].token, TransportError("reset by peer"), 2.5)
-    assert inner.inputs == [(1, 2.5, "reset by peer")]
-    # The inner plan is done with one request still out: AllOf gives that one up.
-    assert plan.done
+    assert inner.inputs == [(inner.sent[0].token, 2.5, "reset by peer")]
+    # The first plan is done with one request still out: AllOf gives that one up, while
+    # the other plan runs on.
+    assert not plan.done
     assert plan.abandoned() == [sent[1].token]
-    assert plan.result() == [[(1, 2.5, "reset by peer")]]
+    plan.on_response(sent[2].token, reply(peers[2], MessageType.PING), 3.0)
+    assert plan.done
+    assert plan.result() == [
+        [(inner.sent[0].token, 2.5, "reset by peer")],
+        [(other.sent[0].token, 3.0, "answer")],
+    ]
 
 
 def test_all_of_passes_answers_on_with_their_time() -> None:
@@ -173,7 +181,7 @@ def test_all_of_passes_answers_on_with_their_time() -> None:
     plan: AllOf[list[tuple[int, float, str]]] = AllOf([inner])
     (request,) = plan.poll(0.0)
     plan.on_response(request.token, reply(peers[0], MessageType.PING), 7.25)
-    assert inner.inputs == [(1, 7.25, "answer")]
+    assert inner.inputs == [(inner.sent[0].token, 7.25, "answer")]
 
 
 def test_all_of_with_a_limit_of_one_runs_one_plan_at_a_time() -> None:
@@ -254,6 +262,6 @@ def test_bad_arguments_are_named() -> None:
     with pytest.raises(ValueError, match=r"^node_id is given exactly for a NODE_ID lookup$"):
         LookupPlan(LookupKind.NODE_ID, bytes(32), [], reader(), LookupParams())
     with pytest.raises(
-        ValueError, match=re.escape("a NODE_ID lookup's target is the node ID's hash")
+        ValueError, match="^" + re.escape("a NODE_ID lookup's target is the node ID's hash") + "$"
     ):
         LookupPlan(LookupKind.NODE_ID, bytes(32), [], reader(), LookupParams(), node_id=b"x")
