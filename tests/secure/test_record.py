@@ -510,3 +510,26 @@ def test_an_exhausted_counter_says_so() -> None:
         match=r"^record counter exhausted \(2\*\*64 frames in one direction\)$",
     ):
         counter.value()
+
+
+def test_a_fresh_reader_has_nothing_to_read() -> None:
+    reader = RecordReader(RecordCrypto(K56, Side.SERVER))
+    assert reader.plaintext_ready == 0 and reader.buffered == 0
+    assert reader.read(10) is None
+    assert reader.at_frame_boundary()
+
+
+def test_a_grown_buffer_does_not_grow_again_for_small_frames() -> None:
+    writer = RecordWriter(RecordCrypto(K56, Side.CLIENT))
+    reader = RecordReader(RecordCrypto(K56, Side.SERVER))
+    reader.feed(writer.seal_all(os.urandom(MAX_PAYLOAD)))
+    assert len(drain(reader)) == MAX_PAYLOAD
+    grown = reader.capacity
+    # Small frames arriving split across receives: each receive leaves part of a frame
+    # behind, so the data creeps to the end of the buffer, where compaction moves it to the
+    # front; the room is then ample and the buffer must not grow.
+    stream = b"".join(writer.seal_all(os.urandom(3000)) for _ in range(400))
+    for i in range(0, len(stream), 5000):
+        reader.feed(stream[i : i + 5000])
+        drain(reader)
+    assert reader.capacity <= grown
