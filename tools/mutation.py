@@ -42,6 +42,7 @@ KILLED_CODES = {
     255: "timeout",
     36: "timeout",
     -11: "crash",
+    -6: "crash",  # SIGABRT: libsodium aborts on an out-of-range pointer, as a segfault would
     -9: "crash",
     37: "type check",
 }
