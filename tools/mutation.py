@@ -7,13 +7,17 @@ its line, the change and the source around it.
 
     python tools/mutation.py run                      # every configured module
     python tools/mutation.py run kademlia.lookup content --max-children 2
+    python tools/mutation.py run --module dht/plans/store.py   # one file, by path
+    python tools/mutation.py run --survivors dht.plans   # only what survived (after new tests)
     python tools/mutation.py report [--json] [--min 90] [MODULE ...]
 
-A module is named relative to the package (``kademlia``, ``kademlia.lookup``, ``store.writer``)
-or in full (``lumera_p2p.content``). ``run`` re-tests only what changed since the last run
-(mutmut keeps its working copy in ``mutants/``; delete it to start over). Killed counts every
-mutant the tests noticed: a failing test, a timeout, a crash. With ``--min`` the exit status is
-1 when a module's rate is below it.
+A module is named relative to the package (``kademlia``, ``kademlia.lookup``, ``store.writer``,
+``dht.plans``), in full (``lumera_p2p.content``) or by path (``dht/plans/store.py``). mutmut
+keeps its working copy in ``mutants/`` (delete it to start over). ``run`` without modules tests
+only the mutants not yet checked (new, or of a function that changed); with modules it re-tests
+all of theirs; with ``--survivors`` only those that survived or were never checked. Killed
+counts every mutant the tests noticed: a failing test, a timeout, a crash. With ``--min`` the
+exit status is 1 when a module's rate is below it.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ KILLED_CODES = {
     255: "timeout",
     36: "timeout",
     -11: "crash",
+    -6: "crash",  # SIGABRT: libsodium aborts on an out-of-range pointer, as a segfault would
     -9: "crash",
     37: "type check",
 }
@@ -144,19 +149,6 @@ def module_file(root: Path, module: str, sources: list[str]) -> Path | None:
     return None
 
 
-def mutmut(root: Path, *args: str, capture: bool = False) -> subprocess.CompletedProcess[str]:
-    """Run mutmut in ``root`` with this interpreter."""
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-    return subprocess.run(
-        [sys.executable, "-m", "mutmut", *args],
-        cwd=root,
-        env=env,
-        text=True,
-        capture_output=capture,
-        check=False,
-    )
-
-
 def config(root: Path) -> dict[str, object]:
     """The ``[tool.mutmut]`` table of ``root/pyproject.toml``."""
     with (root / "pyproject.toml").open("rb") as f:
@@ -171,8 +163,18 @@ def package_of(root: Path) -> str:
 
 
 def full_name(root: Path, module: str) -> str:
-    """``kademlia.lookup`` → ``lumera_p2p.kademlia.lookup`` (full names pass unchanged)."""
+    """``kademlia.lookup`` → ``lumera_p2p.kademlia.lookup`` (full names pass unchanged).
+
+    A path works too: ``dht/plans/store.py``, ``src/lumera_p2p/dht/plans`` or ``dht/plans/``.
+    """
     package = package_of(root)
+    if "/" in module or module.endswith(".py"):
+        parts = [p for p in module.removesuffix(".py").split("/") if p]
+        if parts and parts[0] == "src":
+            parts = parts[1:]
+        if parts and parts[-1] == "__init__":
+            parts = parts[:-1]
+        module = ".".join(parts)
     return module if module.split(".", maxsplit=1)[0] == package else f"{package}.{module}"
 
 
@@ -185,6 +187,7 @@ def collect(root: Path, wanted: list[str], with_diffs: bool = True) -> list[Modu
     """Per-module results from mutmut's ``mutants/**/*.meta`` files."""
     sources = [str(s) for s in config(root).get("source_paths", ["src"])]  # type: ignore[attr-defined]
     results: dict[str, ModuleResult] = {}
+    located: dict[str, tuple[str, str, str]] = {}  # survivor -> (its source file, module, qualname)
     for meta in sorted((root / "mutants").glob("**/*.py.meta")):
         codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
         for key, code in sorted(codes.items(), key=lambda kv: _natural(kv[0])):
@@ -199,14 +202,58 @@ def collect(root: Path, wanted: list[str], with_diffs: bool = True) -> list[Modu
                 result.skipped += 1
             else:
                 status = SURVIVED_CODES.get(code, f"suspicious (exit {code})")
-                line, before, after = None, "", ""
-                if with_diffs:
-                    path = module_file(root, module, sources)
-                    start = function_start(path, qualname) if path else None
-                    diff = mutmut(root, "show", key, capture=True).stdout
-                    line, before, after = parse_diff(diff, start)
-                result.survivors.append(Survivor(key, status, line, before, after))
+                result.survivors.append(Survivor(key, status, None, "", ""))
+                source = str(meta.relative_to(root / "mutants")).removesuffix(".meta")
+                located[key] = (source, module, qualname)
+    if with_diffs and located:
+        diff_of = diffs(root, {key: where[0] for key, where in located.items()})
+        for result in results.values():
+            for s in result.survivors:
+                _, module, qualname = located[s.name]
+                path = module_file(root, module, sources)
+                start = function_start(path, qualname) if path else None
+                s.line, s.before, s.after = parse_diff(diff_of.get(s.name, ""), start)
     return [results[m] for m in sorted(results)]
+
+
+#: Run by :func:`diffs` in ``root``: mutmut's own diff of each mutant, in one process (``mutmut
+#: show`` per survivor costs a second each).
+_DIFFS = """
+import json, sys
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+wanted = json.load(sys.stdin)
+print(json.dumps({key: get_diff_for_mutant(key, path=path) for key, path in wanted.items()}))
+"""
+
+
+def diffs(root: Path, paths: dict[str, str]) -> dict[str, str]:
+    """``mutmut show``'s diff of each mutant in ``paths`` (mutant name → its source file)."""
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run(
+        [sys.executable, "-c", _DIFFS],
+        cwd=root,
+        env=env,
+        input=json.dumps(paths),
+        text=True,
+        capture_output=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        print(f"could not read the mutants' diffs: {proc.stderr[-500:]}", file=sys.stderr)
+        return {}
+    found: dict[str, str] = json.loads(proc.stdout)
+    return found
+
+
+def pending(root: Path, wanted: list[str]) -> list[str]:
+    """Names of the mutants of ``wanted`` that survived, or were never checked, last run."""
+    names: list[str] = []
+    for meta in sorted((root / "mutants").glob("**/*.py.meta")):
+        codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
+        for key, code in codes.items():
+            if matches(split_key(key)[0], wanted) and code not in KILLED_CODES:
+                names.append(key)
+    return sorted(names, key=_natural)
 
 
 def _natural(key: str) -> tuple[str, int]:
@@ -238,37 +285,48 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("run", "report"):
         cmd = sub.add_parser(name)
-        cmd.add_argument("modules", nargs="*", help="e.g. kademlia, store.writer, content")
+        cmd.add_argument(
+            "modules", nargs="*", help="e.g. kademlia, store.writer, dht/plans/store.py"
+        )
+        cmd.add_argument(
+            "--module",
+            "-m",
+            action="append",
+            default=[],
+            dest="more_modules",
+            metavar="MODULE",
+            help="one more module (repeatable), same forms as the positional ones",
+        )
         cmd.add_argument("--json", action="store_true", help="print one JSON object")
         cmd.add_argument("--min", type=float, default=None, help="fail below this rate (%%)")
         cmd.add_argument("--no-diffs", action="store_true", help="skip survivors' lines")
         if name == "run":
             cmd.add_argument("--max-children", type=int, default=2)
+            cmd.add_argument(
+                "--survivors",
+                action="store_true",
+                help="re-test only the last run's survivors and unchecked mutants (after adding"
+                " tests; a changed function's mutants are unchecked again)",
+            )
     args = parser.parse_args(argv)
     root: Path = args.root.resolve()
-    wanted = [full_name(root, m) for m in args.modules]
+    wanted = [full_name(root, m) for m in [*args.modules, *args.more_modules]]
     if args.command == "run":
         globs = [f"{m}.*" for m in wanted]
-        stream = subprocess.DEVNULL if args.json else None
-        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "mutmut",
-                "run",
-                "--max-children",
-                str(args.max_children),
-                *globs,
-            ],
-            cwd=root,
-            env=env,
-            stdout=stream,
-            check=False,
-        )
-        if proc.returncode != 0:
-            print(f"mutmut run failed (exit {proc.returncode})", file=sys.stderr)
-            return proc.returncode
+        if args.survivors:
+            globs = pending(root, wanted)
+        if globs or not args.survivors:
+            stream = subprocess.DEVNULL if args.json else None
+            env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+            command = ["-m", "mutmut", "run", "--max-children", str(args.max_children)]
+            proc = subprocess.run(
+                [sys.executable, *command, *globs], cwd=root, env=env, stdout=stream, check=False
+            )
+            if proc.returncode != 0:
+                print(f"mutmut run failed (exit {proc.returncode})", file=sys.stderr)
+                return proc.returncode
+        else:
+            print("no survivors to re-test", file=sys.stderr)
     results = collect(root, wanted, with_diffs=not args.no_diffs)
     if args.json:
         print(json.dumps({r.module: {**asdict(r), "rate": round(r.rate, 1)} for r in results}))

@@ -130,3 +130,13 @@ def test_a_soft_ban_is_not_hard() -> None:
     assert bans.is_banned(A, 1.0) and not bans.is_hard_banned(A, 1.0)
     bans.increment(B, 0.0)
     assert not bans.is_hard_banned(B, 0.0) and not bans.is_hard_banned(b"unknown", 0.0)
+
+
+def test_a_hard_ban_of_a_peer_with_no_failures_is_just_over_the_threshold() -> None:
+    bans = BanList(threshold=2, duration=100)
+    bans.ban(B, 10.0, "poisoner", hard=True)
+    assert bans.count(B, 10.0) == 3
+    assert bans.is_banned(B, 10.0) and bans.is_hard_banned(B, 10.0)
+    (entry,) = bans.snapshot(20.0)
+    assert entry.key == B
+    assert B in bans.banned(20.0)

@@ -43,6 +43,10 @@ GO_PARSE: list[tuple[str, tuple[int, int, int] | None]] = [
     ("\x1cv1.2", None),
     ("v1.2.3\u3000", (1, 2, 3)),
     ("\u0663.1", None),  # an Arabic-Indic digit is not an ASCII digit
+    # By the same rules as "1.2rc3.4" and "1.2.3.4": only "-" and "+" cut the string, and
+    # parts past the third are never read.
+    ("2.6X.1", (2, 6, 1)),
+    ("1.2.3.4.5", (1, 2, 3)),
 ]
 
 

@@ -543,3 +543,48 @@ def test_error_descriptions(text: str, hint: str) -> None:
     err = describe_sqlite_error(sqlite3.OperationalError(text), "/data/db")
     assert isinstance(err, StoreError)
     assert str(err) == f"/data/db: {hint} ({text})"
+
+
+class Heard:
+    """A transaction listener that writes down what it hears, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def committed(self) -> None:
+        self.events.append("committed")
+
+    def rolled_back(self) -> None:
+        self.events.append("rolled back")
+
+
+async def test_the_listener_hears_each_commit_and_each_undone_transaction(db: Path) -> None:
+    heard = Heard()
+    w = WriterThread(str(db), PRAGMAS, listener=heard)
+    w.start()
+    try:
+        assert await w.submit(insert("a")) == "a"
+        assert heard.events == ["committed"]
+
+        def sink_it(conn: sqlite3.Connection) -> None:
+            conn.execute("ROLLBACK")
+            raise sqlite3.OperationalError("database or disk is full")
+
+        with pytest.raises(StoreError, match="disk is full"):
+            await w.submit(sink_it)
+        assert heard.events == ["committed", "rolled back"]
+        # A transaction that cannot begin (another connection holds the lock) is undone too.
+        other = sqlite3.connect(db, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(StoreError, match="locked"):
+                await w.submit(insert("b"))
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert heard.events == ["committed", "rolled back", "rolled back"]
+        assert await w.submit(insert("c")) == "c"
+        assert heard.events[-1] == "committed" and len(heard.events) == 4
+    finally:
+        w.close()
+    assert rows(db) == {"a": 0, "c": 0}

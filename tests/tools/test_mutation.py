@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -96,3 +97,26 @@ def test_the_driver_reports_kills_and_survivors(tmp_path: Path) -> None:
     )
     assert low.returncode == 1
     assert "toy.calc" in low.stdout and "surviving" in low.stdout
+
+
+def test_modules_are_named_by_dotted_name_or_by_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = importlib.util.spec_from_file_location("mutation_tool", TOOL)
+    assert spec is not None and spec.loader is not None
+    tool = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "mutation_tool", tool)  # its dataclasses look it up
+    spec.loader.exec_module(tool)
+    (tmp_path / "src" / "toy" / "plans").mkdir(parents=True)
+    (tmp_path / "src" / "toy" / "__init__.py").write_text("")
+    for name, full in [
+        ("plans.store", "toy.plans.store"),
+        ("toy.plans", "toy.plans"),
+        ("plans/store.py", "toy.plans.store"),
+        ("src/toy/plans/store.py", "toy.plans.store"),
+        ("src/toy/plans/", "toy.plans"),
+        ("plans/__init__.py", "toy.plans"),
+    ]:
+        assert tool.full_name(tmp_path, name) == full, name
+    assert tool.matches("toy.plans.store", ["toy.plans"])
+    assert not tool.matches("toy.plansx", ["toy.plans"])

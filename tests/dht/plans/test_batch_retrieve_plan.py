@@ -15,15 +15,19 @@ from lumera_p2p.dht.plans import (
     LookupParams,
     LookupStarted,
     Poisoned,
+    Request,
+    Unanswered,
     ValueArrived,
     fnv1a64,
     provider_index,
 )
 from lumera_p2p.dht.statuses import ok
+from lumera_p2p.errors import TransportError
 from lumera_p2p.kademlia import Contact, RoutingTable
 from lumera_p2p.wire.messages import (
     BatchGetValuesRequest,
     BatchGetValuesResponse,
+    FindValueResponse,
     KeyValWithClosest,
     Message,
     MessageType,
@@ -314,3 +318,137 @@ def test_a_lookup_that_times_out_in_poll_makes_room_for_the_next_at_once() -> No
     assert plan.done and plan.result().delivered == 0
     assert plan.result().fallback_lookups == 3
     assert len(trace.of(LookupStarted)) == 3
+
+
+def test_no_keys_is_done_at_once() -> None:
+    plan = plan_for([], 1, {})
+    assert plan.done and plan.poll(0.0) == [] and plan.result().waves == 0
+
+
+def test_eight_fallback_lookups_at_once_by_default() -> None:
+    _world, keys, _values, nearest = setup(20, n_nodes=40, holders_per_key=0)
+    plan = plan_for(keys, len(keys), nearest, replicas=0)  # no providers: straight to lookups
+    started = []
+    while (event := plan.next_event()) is not None:
+        started.append(event)
+    assert len(started) == 8 and all(isinstance(e, LookupStarted) for e in started)
+    assert plan.result().fallback_lookups == 8
+    # While they run, the plan needs the clock (their stall timers).
+    assert plan.poll(0.0)
+    assert plan.next_deadline() == LookupParams().stall
+
+
+def test_one_wave_per_provider_then_the_fallback() -> None:
+    world, keys, _values, nearest = setup(1, n_nodes=30, holders_per_key=0)
+    plan = plan_for(keys, 1, nearest, tx_id="tx-w")
+    trace = drive(plan, world)
+    outcome = plan.result()
+    asks = [r for _, r in trace.sent if r.mtype is MessageType.BATCH_GET_VALUES]
+    assert outcome.waves == 6 == outcome.batch_requests == len(asks)
+    (key,) = keys
+    providers = nearest[key][:6]
+    assert [r.peer for r in asks] == [
+        providers[provider_index(key, "tx-w", w, 6)] for w in range(6)
+    ]
+    # A BatchGetValues names each key with an empty entry (what Go sends).
+    for request in asks:
+        assert isinstance(request.data, BatchGetValuesRequest)
+        assert list(request.data.data.values()) == [KeyValWithClosest(value=b"", closest=[])]
+    assert outcome.fallback_lookups == 1
+
+
+def test_a_node_gets_its_next_chunk_in_the_same_wave() -> None:
+    world, keys, values, _nearest = setup(1300, n_nodes=12, holders_per_key=0)
+    holder = world.contacts()[0]
+    world.peers[holder.hashed_id].values.update(values)
+    plan = plan_for(keys, len(keys), {k: [holder] for k in keys}, batch_get_keys=600)
+    trace = drive(plan, world)
+    outcome = plan.result()
+    assert outcome.delivered == 1300
+    assert outcome.waves == 1 and outcome.fallback_lookups == 0
+    assert outcome.batch_requests == len(trace.sent) == 3  # 600 + 600 + 100, in turn
+    assert trace.max_per_peer == 1
+
+
+def test_a_key_nobody_holds_does_not_stall_the_waves() -> None:
+    world, keys, _values, nearest = setup(1, n_nodes=12)
+    orphan = digest(b"orphan")
+    plan = plan_for([*keys, orphan], 2, {**nearest, orphan: []})
+    drive(plan, world)
+    assert plan.done
+    assert plan.result().delivered == 1
+
+
+def test_an_answer_is_read_past_missing_and_unasked_keys() -> None:
+    world, keys, values, nearest = setup(2, n_nodes=12, holders_per_key=0)
+    first, second = keys
+    holder = nearest[second][0]
+    nearest = {first: [holder], second: [holder]}
+    stray = digest(b"stray")
+
+    def answer(peer: ScriptedPeer, request: Request) -> object:
+        if isinstance(request.data, BatchGetValuesRequest):
+            asked = list(request.data.data)
+            data = {h: KeyValWithClosest(value=b"", closest=[]) for h in asked}
+            data[second.hex()] = KeyValWithClosest(value=values[second], closest=[])
+            data[stray.hex()] = KeyValWithClosest(value=b"stray", closest=[])  # never asked
+            return BatchGetValuesResponse(data=data, status=ok())
+        return peer.honest(request)
+
+    world.peers[holder.hashed_id].behaviour = answer  # type: ignore[assignment]
+    plan = plan_for([first, second], 2, nearest)
+    trace = drive(plan, world)
+    assert [e.key for e in trace.of(ValueArrived)] == [second]
+    assert trace.of(Poisoned) == []
+    assert plan.result().fallback_lookups == 1  # only the key nobody had
+
+
+def test_poisoners_of_waves_and_lookups_are_all_reported_and_never_asked_again() -> None:
+    world = World.random(4, 21)
+    p1, p2 = world.contacts()[:2]
+    k1, k2 = digest(b"one"), digest(b"two")
+
+    def poisons_batches(peer: ScriptedPeer, request: Request) -> object:
+        if isinstance(request.data, BatchGetValuesRequest):
+            data = {h: KeyValWithClosest(value=b"bad", closest=[]) for h in request.data.data}
+            return BatchGetValuesResponse(data=data, status=ok())
+        return peer.honest(request)
+
+    def poisons_lookups(peer: ScriptedPeer, request: Request) -> object:
+        if request.mtype is MessageType.FIND_VALUE:
+            return FindValueResponse(status=ok(), closest=[], value=b"bad")
+        return peer.honest(request)
+
+    world.peers[p1.hashed_id].behaviour = poisons_batches  # type: ignore[assignment]
+    world.peers[p2.hashed_id].behaviour = poisons_lookups  # type: ignore[assignment]
+    plan = plan_for([k1, k2], 2, {k1: [p1], k2: [p2, p1]}, replicas=1)
+    trace = drive(plan, world)
+    assert plan.result().poisoners == [p1, p2]
+    assert trace.of(Poisoned) == [Poisoned(p1, k1), Poisoned(p2, k2)]
+    assert not any(r.peer == p1 and r.mtype is MessageType.FIND_VALUE for _, r in trace.sent)
+
+
+def test_a_fallback_lookup_hears_of_refused_connections() -> None:
+    world, keys, _values, nearest = setup(1, n_nodes=20, holders_per_key=0)
+    (key,) = keys
+    refuser = nearest[key][0]
+    world.peers[refuser.hashed_id].behaviour = lambda peer, request: TransportError("refused")
+    plan = plan_for(keys, 1, nearest, replicas=0)
+    trace = drive(plan, world)
+    assert Unanswered(refuser) in trace.events
+    assert plan.done and plan.result().delivered == 0
+
+
+def test_every_refused_value_is_counted() -> None:
+    world, keys, _values, nearest = setup(2, n_nodes=12, holders_per_key=1)
+    plan = plan_for(keys, 2, nearest, replicas=1)
+    trace = drive(plan, world, consume=lambda key, value: False)
+    offers = trace.of(ValueArrived)
+    assert len(offers) >= 2
+    assert plan.result().refused == len(offers) and plan.result().delivered == 0
+
+
+def test_a_verdict_for_a_value_not_offered_is_named() -> None:
+    plan = plan_for([digest(b"v")], 1, {})
+    with pytest.raises(ValueError, match=r"^a verdict for a value that was not offered$"):
+        plan.on_verdict(digest(b"v"), True, 0.0)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import random
 
+import base58
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lumera_p2p.content import digest
+from lumera_p2p.dht.contacts import wire_node
+from lumera_p2p.dht.options import DHTOptions
 from lumera_p2p.dht.plans import (
     Answered,
     LookupKind,
@@ -24,7 +27,9 @@ from lumera_p2p.errors import TransportError
 from lumera_p2p.kademlia import hash_id
 from lumera_p2p.wire.messages import (
     BatchFindNodeRequest,
+    BatchFindNodeResponse,
     FindNodeRequest,
+    FindNodeResponse,
     FindValueRequest,
     FindValueResponse,
     Message,
@@ -282,3 +287,110 @@ def test_no_seeds_is_done_at_once() -> None:
     assert plan.done
     assert plan.poll(0.0) == []
     assert plan.result().closest == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "body"),
+    [
+        (LookupKind.NODES, "find_node"),
+        (LookupKind.NODES, "find_value"),
+        (LookupKind.NODE_ID, "batch_find_node"),
+        (LookupKind.NODE_ID, "find_value"),
+        (LookupKind.VALUE, "find_node"),
+        (LookupKind.VALUE, "batch_find_node"),
+    ],
+)
+def test_an_answer_of_another_lookup_kind_counts_as_no_answer(kind: LookupKind, body: str) -> None:
+    world = World.random(30, 16)
+    target = digest(b"kinds")
+    odd = world.peers[world.nearest(target, 1)[0].hashed_id]
+    near = [wire_node(c) for c in world.nearest(target, 5)]
+    bodies = {
+        "find_node": FindNodeResponse(status=ok(), closest=near),
+        "find_value": FindValueResponse(status=ok(), closest=near),
+        "batch_find_node": BatchFindNodeResponse(
+            status=ok(), closest_nodes={base58.b58encode(target).decode(): near}
+        ),
+    }
+    odd.behaviour = lambda peer, request: bodies[body]
+    node_id = b"lumera-kinds"
+    if kind is LookupKind.NODE_ID:
+        target = hash_id(node_id)
+        seeds = world.nearest(target, 3, alive_only=False)
+        odd = world.peers[seeds[0].hashed_id]
+        odd.behaviour = lambda peer, request: bodies[body]
+        plan = LookupPlan.for_node_id(
+            node_id, seeds, reader(), LookupParams(retries=0), exclude={ME.hashed_id}
+        )
+    else:
+        plan = plan_for(world, target, kind, params=LookupParams(retries=0))
+    trace = drive(plan, world)
+    assert Unanswered(odd.contact) in trace.events
+    assert Answered(odd.contact) not in trace.events
+
+
+def test_an_answer_for_another_target_brings_no_contacts() -> None:
+    world = World.random(30, 17)
+    target = digest(b"elsewhere")
+    (seed,) = world.nearest(target, 1)
+    others = [wire_node(c) for c in world.nearest(target, 5)]
+    world.peers[seed.hashed_id].behaviour = lambda peer, request: BatchFindNodeResponse(
+        status=ok(), closest_nodes={base58.b58encode(bytes(32)).decode(): others}
+    )
+    plan = LookupPlan(LookupKind.NODES, target, [seed], reader(), PARAMS, exclude={ME.hashed_id})
+    trace = drive(plan, world)
+    assert trace.of(Answered) == [Answered(seed)]
+    assert plan.result().closest == [seed]
+    assert len(trace.sent) == 1
+
+
+def test_the_params_reach_the_lookup() -> None:
+    world = World.random(60, 18)
+    target = digest(b"params")
+    seeds = world.nearest(target, 10)
+    plan = LookupPlan(
+        LookupKind.NODES, target, seeds, reader(), LookupParams(k=3, alpha=2), exclude=set()
+    )
+    assert len(plan.poll(0.0)) == 2  # alpha
+    plan = LookupPlan(LookupKind.NODES, target, seeds, reader(), LookupParams(k=3, alpha=2))
+    drive(plan, world)
+    outcome = plan.result()
+    assert outcome.closest == world.nearest(target, 3)  # k
+    assert outcome.rounds >= 1 and outcome.messages >= 2
+
+
+def test_stall_and_timeout_come_from_the_params() -> None:
+    (silent,) = World.random(1, 19).contacts()
+    params = LookupParams(stall=0.5, timeout=2.5, retries=0)
+    plan = LookupPlan(LookupKind.NODES, digest(b"t"), [silent], reader(), params)
+    assert [r.peer for r in plan.poll(0.0)] == [silent]
+    assert plan.next_deadline() == 0.5
+    assert plan.poll(0.5) == []
+    assert plan.next_deadline() == 2.5
+    assert not plan.done
+    plan.poll(2.5)
+    assert plan.done
+    assert plan.result().failures == 1
+
+
+def test_excluded_peers_are_never_asked() -> None:
+    world = World.random(40, 20)
+    target = digest(b"exclude")
+    seeds = world.nearest(target, 6)
+    barred = {seeds[0].hashed_id, seeds[3].hashed_id}
+    plan = LookupPlan(LookupKind.NODES, target, seeds, reader(), PARAMS, exclude=barred)
+    trace = drive(plan, world)
+    assert trace.sent and all(r.peer.hashed_id not in barred for _, r in trace.sent)
+    node_id = b"lumera-excluded"
+    seeds = world.nearest(hash_id(node_id), 6)
+    barred = {seeds[1].hashed_id}
+    plan = LookupPlan.for_node_id(node_id, seeds, reader(), PARAMS, exclude=barred)
+    trace = drive(plan, world)
+    assert trace.sent and all(r.peer.hashed_id not in barred for _, r in trace.sent)
+
+
+def test_params_from_the_node_options() -> None:
+    options = DHTOptions(k=7, alpha=2, lookup_timeout=3.5, lookup_stall=0.75, lookup_retries=4)
+    assert LookupParams.from_options(options) == LookupParams(
+        k=7, alpha=2, timeout=3.5, stall=0.75, retries=4
+    )

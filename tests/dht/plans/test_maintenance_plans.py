@@ -89,6 +89,7 @@ def test_health_check_pings_32_at_once_and_counts_misses_toward_eviction() -> No
     assert len(plan.result().answered) == 97
     assert {e.peer for e in trace.of(Unanswered)} == {nodes[i] for i in dead}
     assert {e.peer for e in trace.of(Struck)} == {nodes[i] for i in dead}
+    assert set(plan.result().failed) == {nodes[i] for i in dead}
 
 
 def test_probe_keeps_a_head_that_answers_and_evicts_one_that_does_not() -> None:

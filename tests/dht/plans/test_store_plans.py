@@ -20,6 +20,7 @@ from lumera_p2p.dht.plans import (
     Request,
     StorePlan,
     Struck,
+    Unanswered,
     chunks_by_size,
 )
 from lumera_p2p.dht.statuses import BATCH_NOT_STORE_ELIGIBLE, NOT_STORE_ELIGIBLE, failed
@@ -32,7 +33,7 @@ from lumera_p2p.wire.messages import (
     StoreDataResponse,
 )
 
-from .world import ME, ScriptedPeer, World, drive, reader
+from .world import BODYLESS, ME, ScriptedPeer, World, drive, reader
 
 # --- single store ---------------------------------------------------------------------------
 
@@ -359,3 +360,111 @@ def test_answers_to_unknown_tokens_are_ignored() -> None:
     plan.on_failure(999, TransportError("?"), 0.0)
     assert plan.result().requests == 0 and not plan.done
     assert len(sent) == 2
+
+
+def store_data_fails(peer: ScriptedPeer, request: Request) -> object:
+    if request.mtype is MessageType.STORE_DATA:
+        return TransportError("reset")
+    return peer.honest(request)
+
+
+def test_one_failure_is_replaced_and_each_wave_takes_the_next_unasked() -> None:
+    world = World.random(50, 5)
+    key = digest(b"three waves")
+    near = world.nearest(key, 12)
+    # near[2] fails in the first wave; its replacement near[6] fails too; near[7] stores.
+    for index in (2, 6):
+        world.peers[near[index].hashed_id].behaviour = store_data_fails  # type: ignore[assignment]
+    plan = store_plan(world, b"three waves")
+    trace = drive(plan, world)
+    outcome = plan.result()
+    assert outcome.key == key
+    assert outcome.waves == 3
+    assert set(outcome.stored_on) == {near[i] for i in (0, 1, 3, 4, 5, 7)}
+    assert outcome.failed == [near[2], near[6]]
+    stores = [r for _, r in trace.sent if r.mtype is MessageType.STORE_DATA]
+    assert [r.peer for r in stores[6:]] == [near[6], near[7]]
+    assert len({r.peer for r in stores}) == len(stores)  # nobody is sent the value twice
+    assert all(
+        isinstance(r.data, StoreDataRequest) and bytes(r.data.data) == b"three waves"
+        for r in stores
+    )
+
+
+def test_no_extra_wave_once_the_candidates_are_used_up() -> None:
+    world = World.random(5, 4)
+    plan = store_plan(world, b"few")
+    drive(plan, world)
+    assert plan.result().replicas == 5
+    assert plan.result().waves == 1
+
+
+def test_the_lookup_phase_needs_the_clock_and_hears_of_failures() -> None:
+    world = World.random(30, 6)
+    key = digest(b"clock")
+    seeds = world.nearest(key, 4, alive_only=False)
+    refusing = seeds[0]
+    world.peers[refusing.hashed_id].behaviour = lambda peer, request: TransportError("refused")
+    first = store_plan(world, b"clock")
+    assert first.poll(0.0)
+    assert first.next_deadline() == LookupParams().stall  # the stall timer of its requests
+    plan = store_plan(world, b"clock")
+    trace = drive(plan, world)
+    assert Unanswered(refusing) in trace.events
+    assert refusing not in plan.result().stored_on
+
+
+def test_a_store_answer_without_a_body_counts_as_failed() -> None:
+    world = World.random(20, 7)
+    key = digest(b"bodyless")
+    near = world.nearest(key, 6)
+    world.peers[near[0].hashed_id].behaviour = lambda peer, request: (
+        BODYLESS if request.mtype is MessageType.STORE_DATA else peer.honest(request)
+    )
+    plan = store_plan(world, b"bodyless")
+    drive(plan, world)
+    assert near[0] in plan.result().failed
+    assert plan.result().replicas == 6
+
+
+def test_chunks_may_fill_the_limit_exactly() -> None:
+    five = [b"a" * 5, b"b" * 5]
+    assert chunks_by_size(five, 10) == [five]
+    six_five_five = [b"c" * 6, b"d" * 5, b"e" * 5]
+    assert chunks_by_size(six_five_five, 10) == [six_five_five[:1], six_five_five[1:]]
+
+
+def test_batch_store_defaults_and_per_node_verdicts() -> None:
+    nodes = peers(2)
+    values = [b"x" * 40, b"y" * 40, b"z" * 40]
+    keys = [digest(v) for v in values]
+    # nodes[0] holds every value, in two chunks; nodes[1] only the last.
+    targets = [[nodes[0]], [nodes[0]], [nodes[0], nodes[1]]]
+    fail_first = iter([True, False])
+
+    def first_chunk_fails(peer: ScriptedPeer, request: Request) -> object:
+        return TransportError("reset") if next(fail_first) else peer.honest(request)
+
+    world = world_of(nodes)
+    world.peers[nodes[0].hashed_id].behaviour = first_chunk_fails  # type: ignore[assignment]
+    plan = BatchStorePlan(keys, values, targets, chunk_bytes=80, concurrency=1)
+    trace = drive(plan, world)
+    report = plan.result()
+    assert report.keys == keys and report.task_id == ""
+    assert all(
+        isinstance(r.data, BatchStoreDataRequest) and r.data.type == 0 for _, r in trace.sent
+    )
+    assert report.requests == 3 and report.succeeded == 2
+    # One of nodes[0]'s two requests failed, the later one succeeded: not all went through.
+    assert report.per_node == {nodes[0].address: False, nodes[1].address: True}
+
+
+def test_a_batch_store_answer_without_a_body_counts_as_failed() -> None:
+    nodes = peers(4)
+    world = world_of(nodes)
+    world.peers[nodes[0].hashed_id].behaviour = lambda peer, request: BODYLESS
+    plan = BatchStorePlan(*one_each(nodes))
+    drive(plan, world)
+    report = plan.result()
+    assert (report.requests, report.succeeded) == (4, 3)
+    assert report.per_node[nodes[0].address] is False

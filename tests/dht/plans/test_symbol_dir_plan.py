@@ -244,3 +244,61 @@ def test_every_file_is_loaded_once_within_bounds_and_stored_only_if_verified(
         assert loaded == expected
     assert len(set(stored)) == len(stored) and set(stored) <= set(loaded)
     assert plan.outcome.stored == len(stored)
+
+
+def test_misuse_names_what_went_wrong() -> None:
+    plan = SymbolDirPlan("tx", "/x/tx", listing(6), batch_size=5)
+    with pytest.raises(
+        RuntimeError, match=r"^a Store result was reported, but nothing is awaited$"
+    ):
+        plan.stored()
+    action = plan.next_action()
+    assert isinstance(action, Load)
+    with pytest.raises(RuntimeError, match=r"^Load has not been reported yet$"):
+        plan.next_action()
+    with pytest.raises(RuntimeError, match=r"^a Delete result was reported, but Load is awaited$"):
+        plan.deleted()
+    outside = ["block_0/x1", "block_0/x2", "block_0/x3", "block_0/x4"]
+    with pytest.raises(
+        ValueError,
+        match=r"^names outside the batch were reported: \['block_0/x1', 'block_0/x2', "
+        r"'block_0/x3'\]$",
+    ):
+        plan.loaded(action.names, refused=outside)
+    again = SymbolDirPlan("tx", "/x/tx", listing(6), batch_size=5)
+    action = again.next_action()
+    assert isinstance(action, Load)
+    with pytest.raises(ValueError, match="names outside the batch"):
+        again.loaded(action.names, missing=["block_0/elsewhere"])
+    for bad in ({"batch_size": 0}, {"max_batch_bytes": 0}):
+        with pytest.raises(
+            ValueError, match=r"^batch_size and max_batch_bytes must be at least 1$"
+        ):
+            SymbolDirPlan("tx", "/x/tx", [], **bad)  # type: ignore[arg-type]
+
+
+def test_a_batch_may_fill_the_byte_bound_exactly() -> None:
+    files = [SymbolFile(f"b/{i}", 10) for i in range(7)]
+    plan = SymbolDirPlan("tx", "/x/tx", files, max_batch_bytes=30)
+    loads = [a for a in run_clean(plan) if isinstance(a, Load)]
+    assert [len(a.names) for a in loads] == [3, 3, 1]
+
+
+def test_two_refused_files_are_counted_in_the_reason_kept() -> None:
+    files = listing(4)
+    plan = SymbolDirPlan("tx", "/x/tx", files, refused=[files[0].name, files[1].name])
+    assert run_clean(plan)[-1] == Complete(False, "2 refused files left in it")
+
+
+def test_undeletable_files_of_a_batch_are_counted() -> None:
+    plan = SymbolDirPlan("tx", "/x/tx", listing(4), batch_size=2)
+    for undeletable in (["block_0/00000"], ["block_0/00002", "block_0/00003"]):
+        load = plan.next_action()
+        assert isinstance(load, Load)
+        plan.loaded(load.names)
+        assert plan.next_action() == Store(load.names)
+        plan.stored()
+        assert plan.next_action() == Delete(load.names)
+        plan.deleted(undeletable)
+    assert plan.next_action() == Complete(True)
+    assert plan.outcome.undeletable == 3 and plan.outcome.stored == 4
