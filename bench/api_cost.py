@@ -138,7 +138,7 @@ def main() -> int:
 
     base_import, api_import = import_pair()
     with tempfile.TemporaryDirectory() as tmp:
-        (local,) = create_localnet(Path(tmp), 1)
+        (local,) = create_localnet(Path(tmp), 1, one_host=True)  # on 127.0.0.1, as probed
         data = yaml.safe_load(local.config_path.read_text())
         api_url = f"http://127.0.0.1:{local.api_port}"
         data.setdefault("api", {})["enabled"] = False

@@ -1,7 +1,7 @@
 """put_file / get_file MB/s and peak RSS through a network of node processes, beside plain
 store_batch / batch_retrieve of the same bytes measured in the same run.
 
-A local network of ``--nodes`` processes on 127.0.0.1 (``lumera-p2p run`` each, the store
+A local network of ``--nodes`` processes on loopback addresses (``lumera-p2p run`` each, the store
 nodes), plus the putting and the getting node, each a process of its own. The getting node is
 listed as POSTPONED (routing-eligible, not store-eligible), so it holds no replica and every
 byte it gets comes over the network. A file of ``--mib`` random MiB is put through one node and
@@ -51,7 +51,6 @@ from lumera_p2p.store.timefmt import format_time, utcnow
 
 HERE = Path(__file__).resolve().parent
 MIB = 1024 * 1024
-HOST = "127.0.0.1"
 
 
 # --- inside a node process (``--role``) ---------------------------------------------------------
@@ -136,9 +135,9 @@ async def _role(args: argparse.Namespace) -> dict[str, Any]:
 # --- the orchestrator ---------------------------------------------------------------------------
 
 
-def _listening(port: int) -> bool:
+def _listening(host: str, port: int) -> bool:
     try:
-        socket.create_connection((HOST, port), 0.2).close()
+        socket.create_connection((host, port), 0.2).close()
     except OSError:
         return False
     return True
@@ -152,7 +151,7 @@ def _network(directory: Path, nodes: int) -> list[LocalNode]:
             Supernode(
                 n.address,
                 SupernodeState.POSTPONED if i == nodes - 1 else SupernodeState.ACTIVE,
-                HOST,
+                n.host,
                 n.port,
                 state_height=1,
             )
@@ -179,7 +178,7 @@ def _store_nodes(local: list[LocalNode], log: Path) -> Iterator[list[subprocess.
     ]
     try:
         deadline = time.monotonic() + 60
-        while not all(_listening(n.port) for n in local):
+        while not all(_listening(n.host, n.port) for n in local):
             if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
                 raise RuntimeError("the store nodes did not start")
             time.sleep(0.1)

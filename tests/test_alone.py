@@ -38,7 +38,7 @@ async def test_a_node_alone_warns_with_what_to_check(
     me = StaticRegistry.from_file(registry).to_data()["supernodes"][0]["address"]
     StaticRegistry(
         [
-            Supernode(me, SupernodeState.ACTIVE, "127.0.0.1", local.port, 1),
+            Supernode(me, SupernodeState.ACTIVE, local.host, local.port, 1),
             Supernode(
                 PrivateKey.generate()[0].address, SupernodeState.ACTIVE, "127.0.0.1", dead, 1
             ),
