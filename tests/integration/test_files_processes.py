@@ -59,6 +59,8 @@ def test_a_2_gib_file_through_node_processes_then_killed_transfers_resume(
     check_resumed(result["resume"], RESUME_MIB)
 
 
+@pytest.mark.slow  # 8-60 s of node processes; the interrupted put and get stay in the default
+# suite (tests/files/test_files_network.py, in one process)
 @pytest.mark.timeout(600)  # a hang guard: four node processes on a busy machine
 def test_a_put_and_a_get_killed_half_way_resume_without_resending(tmp_path: Path) -> None:
     done = subprocess.run(
