@@ -10,9 +10,9 @@ is a method that says what it does (:meth:`Node.learn`, :meth:`Node.record_failu
 Operations (store, batch store, retrieve, batch retrieve, lookups, pings, the health check and
 bucket refresh) are sans-I/O plans (:mod:`lumera_p2p.dht.plans`) that the one driver
 (:mod:`lumera_p2p.dht.driver`) runs over the node's transport. Local reads and writes happen here,
-before or after a plan: a store commits locally and then plans the network part; a retrieve
-reads what it holds and plans for the rest. Keys are raw 32-byte digests at this level; the
-public API with base58 keys is :class:`lumera_p2p.P2P`.
+beside a plan: a store commits locally while its plan runs the network part (both must
+succeed); a retrieve reads what it holds and plans for the rest. Keys are raw 32-byte digests
+at this level; the public API with base58 keys is :class:`lumera_p2p.P2P`.
 """
 
 from __future__ import annotations
