@@ -529,7 +529,7 @@ class P2P:
             raise NotRunning("p2p service is not running")
 
     async def store(self, data: bytes, datatype: int = 0) -> str:
-        """Store ``data`` here (committed before the network part) and on the nearest nodes;
+        """Store ``data`` here (committed while the network part runs) and on the nearest nodes;
         return its base58 key (the Go API). :meth:`store_with_report` says who holds it.
 
         Raises ``StoreFailed`` (``NoStorePeers``, ``TooFewReplicas``) when fewer than

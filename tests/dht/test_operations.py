@@ -6,6 +6,7 @@ These run the real plans and driver on the virtual-time loop; the public base58 
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import pytest
@@ -234,3 +235,24 @@ def test_large_batch_is_split_into_several_requests() -> None:
 
     small = DHTOptions(allow_private=True, batch_store_bytes=5000)
     in_network(nodes=25, node_options={0: small})(body)
+
+
+def test_store_commits_locally_while_the_replicas_store_and_fails_with_the_commit() -> None:
+    async def body(sim: SimulatedNetwork) -> None:
+        origin, store = sim.nodes[2], sim.stores[2]
+        held_when_committed: list[int] = []
+        key = digest(b"slow disk")
+
+        async def slow_commit(items: object, **_: object) -> list[bytes]:
+            await asyncio.sleep(30.0)  # virtual: far longer than the lookup and the wave
+            held_when_committed.append(len(holders(sim, key)))
+            raise OSError("disk full")
+
+        store.store_batch = slow_commit  # type: ignore[method-assign]
+        with pytest.raises(OSError, match="disk full"):
+            await origin.store(b"slow disk")
+        # The replicas stored it while the commit ran, and the failed commit was not hidden.
+        assert held_when_committed == [6]
+        assert key not in store.values
+
+    in_network(nodes=20, seed=11)(body)

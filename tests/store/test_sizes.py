@@ -25,3 +25,23 @@ async def test_value_sizes(tmp_path: Path) -> None:
     assert await memory.value_sizes(keys + absent) == dict(
         zip(keys, [len(v) for v in values[:4]], strict=True)
     )
+
+
+async def test_few_key_probes_on_the_loop_see_every_commit(tmp_path: Path) -> None:
+    # A probe of a few keys runs on the loop's own connection: it must never pin a snapshot
+    # that hides a later commit (a FindValue would then miss a value just stored).
+    async with await LocalStore.open(tmp_path) as store:
+        seen: list[bytes] = []
+        for i in range(5):
+            value = b"fresh %d" % i
+            (key,) = await store.store_batch([value])
+            seen.append(key)
+            assert await store.value_sizes([key]) == {key: len(value)}
+            assert await store.missing([key, os.urandom(32)]) != [key]
+            assert await store.missing(seen) == []
+        absent = [os.urandom(32) for _ in range(40)]
+        # More keys than a probe on the loop takes: the reader thread answers the same.
+        assert await store.missing(absent + seen) == absent
+        assert await store.value_sizes(absent[:3] + seen) == {
+            k: len(b"fresh %d" % i) for i, k in enumerate(seen)
+        }

@@ -10,9 +10,9 @@ is a method that says what it does (:meth:`Node.learn`, :meth:`Node.record_failu
 Operations (store, batch store, retrieve, batch retrieve, lookups, pings, the health check and
 bucket refresh) are sans-I/O plans (:mod:`lumera_p2p.dht.plans`) that the one driver
 (:mod:`lumera_p2p.dht.driver`) runs over the node's transport. Local reads and writes happen here,
-before or after a plan: a store commits locally and then plans the network part; a retrieve
-reads what it holds and plans for the rest. Keys are raw 32-byte digests at this level; the
-public API with base58 keys is :class:`lumera_p2p.P2P`.
+beside a plan: a store commits locally while its plan runs the network part (both must
+succeed); a retrieve reads what it holds and plans for the rest. Keys are raw 32-byte digests
+at this level; the public API with base58 keys is :class:`lumera_p2p.P2P`.
 """
 
 from __future__ import annotations
@@ -439,7 +439,13 @@ class Node:
         return await self.run(self._lookup(LookupKind.VALUE, key))
 
     async def store(self, value: bytes, datatype: int = 0) -> StoreOutcome:
-        """Commit ``value`` locally, then store it on the nearest store-eligible nodes.
+        """Commit ``value`` locally while storing it on the nearest store-eligible nodes.
+
+        The key is computed (and the size checked: ``ValueTooLarge`` before anything is
+        stored or sent) first; the local commit (an fsync under ``synchronous: full``) then
+        overlaps the lookup and the StoreData wave, as in :meth:`store_batch`. The call
+        returns once both are done; a failed local commit raises its own error, before any
+        shortfall of the network part.
 
         The lookup stops once the ``replicas`` nearest store-eligible nodes have answered;
         nodes that fail are replaced by the next nearest until ``replicas`` have it or the
@@ -449,7 +455,20 @@ class Node:
         warning naming its cause.
         """
         self._counters.stores += 1
-        (key,) = await self._values.store_batch([value], datatype=datatype, is_original=True)
+        (key,) = await _keys_of([value])
+        local = asyncio.ensure_future(
+            self._values.store_batch([(key, value)], datatype=datatype, is_original=True)
+        )
+        local.add_done_callback(_retrieved)
+        try:
+            outcome = await self._store_remote(key, value, datatype)
+        finally:
+            # The commit is in the writer's hands: wait for it whatever happened out there.
+            await asyncio.wait([local])
+        local.result()  # a failed commit raises first (the network part is logged)
+        return self._judge_store(key, outcome)
+
+    async def _store_remote(self, key: bytes, value: bytes, datatype: int) -> StoreOutcome:
         opts = self._options
 
         def eligible(contact: Contact) -> bool:
@@ -463,7 +482,11 @@ class Node:
             replicas=opts.replicas,
             store_eligible=eligible,
         )
-        outcome = await self.run(plan)
+        return await self.run(plan)
+
+    def _judge_store(self, key: bytes, outcome: StoreOutcome) -> StoreOutcome:
+        """Count ``outcome``'s replicas; log and raise (``min_replicas``) a shortfall."""
+        opts = self._options
         self._counters.store_replicas += outcome.replicas
         outcome.cause = shortfall_cause(outcome, opts.replicas, self.peer_count)
         if not outcome.cause:

@@ -98,8 +98,12 @@ class RoutingTable:
     ) -> list[Contact]:
         """The ``n`` contacts nearest ``target`` by XOR, nearest first, minus ``exclude``."""
         t = int.from_bytes(target, "big")
-        candidates = (c for c in self._by_hash.values() if c.hashed_id not in exclude)
-        return heapq.nsmallest(n, candidates, key=lambda c: c.int_id ^ t)
+        candidates = [c for c in self._by_hash.values() if c.hashed_id not in exclude]
+        if len(candidates) > 4 * n:
+            return heapq.nsmallest(n, candidates, key=lambda c: c.int_id ^ t)
+        # A table of a few buckets: one C sort beats the heap's Python-level bookkeeping.
+        candidates.sort(key=lambda c: c.int_id ^ t)
+        return candidates[:n]
 
     # --- updates -------------------------------------------------------------------------
 
@@ -118,8 +122,11 @@ class RoutingTable:
         known = self._by_hash.get(contact.hashed_id)
         if known is not None:
             self._seen[contact.hashed_id] = now
-            bucket.remove(known)
-            bucket.append(contact)  # most recently seen; the address may have changed
+            if bucket[-1] is known:  # seen last already (a peer asked twice in a row)
+                bucket[-1] = contact
+            else:
+                bucket.remove(known)
+                bucket.append(contact)  # most recently seen; the address may have changed
             self._by_hash[contact.hashed_id] = contact
             if self._pinging.get(index) == contact.hashed_id:
                 del self._pinging[index]  # it answered: it stays

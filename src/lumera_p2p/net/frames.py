@@ -60,6 +60,8 @@ VIEW_MIN: Final = 64 * 1024
 _READ_CHUNK: Final = 1024 * 1024
 #: Frames are handed to the stream this many bytes at a time (see :func:`write_frame`).
 WRITE_CHUNK: Final = 4 * 1024 * 1024
+#: A frame up to this size is joined into one buffer before it is written.
+JOIN_BELOW: Final = 64 * 1024
 #: Rough wire size of one hex key in a key list (64 characters and gob's length byte).
 _KEY_SIZE: Final = 66
 #: The largest answer to a request that brings back no values (Ping, StoreData, FindNode,
@@ -389,6 +391,12 @@ async def write_frame(
     reader makes us hold. Small parts are gathered by the stream into one record.
     """
     parts = frame.parts if isinstance(frame, Frame) else (frame,)
+    if len(parts) > 1 and len(frame) <= JOIN_BELOW:
+        # A small frame's many small parts (header, gob fields) as one write: the stream
+        # would gather them anyway, at a call and a buffer append each.
+        eager = [p for p in parts if not isinstance(p, LazyBytes)]
+        if len(eager) == len(parts):
+            parts = (b"".join(eager),)
     async with asyncio.timeout(timeout):
         drained = False
         for part in parts:

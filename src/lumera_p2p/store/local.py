@@ -45,7 +45,7 @@ from lumera_p2p.errors import NotFound, StorageFull, StoreError, ValueMismatch, 
 from lumera_p2p.store import limits, schema
 from lumera_p2p.store.limits import StoreLimits
 from lumera_p2p.store.lock import DataDirLock
-from lumera_p2p.store.readers import Readers
+from lumera_p2p.store.readers import INLINE_PROBE_KEYS, Readers
 from lumera_p2p.store.tally import Tally
 from lumera_p2p.store.timefmt import format_time, parse_time, utcnow
 from lumera_p2p.store.writer import WriterThread, describe_sqlite_error
@@ -455,6 +455,8 @@ class LocalStore:
                 )
             return [bytes.fromhex(h) for h in hex_keys if h not in present]
 
+        if len(hex_keys) <= INLINE_PROBE_KEYS:
+            return self._data_readers.run_inline(read)
         return await self._data_readers.run(read)
 
     async def delete(self, key: bytes) -> bool:
