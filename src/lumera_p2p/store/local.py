@@ -144,6 +144,16 @@ def _chunks(items: Sequence[T], size: int = schema.MAX_SQL_VARS) -> Iterable[Seq
         yield items[start : start + size]
 
 
+def _delete_keys(conn: sqlite3.Connection, table: str, hex_keys: Sequence[str]) -> int:
+    """Delete the rows of ``table`` (one of ours, never input) under these keys, in chunks
+    SQLite accepts; return how many went."""
+    removed = 0
+    for chunk in _chunks(hex_keys):
+        marks = ",".join("?" * len(chunk))
+        removed += conn.execute(f"DELETE FROM {table} WHERE key IN ({marks})", chunk).rowcount
+    return removed
+
+
 def _opt_time(value: object) -> datetime | None:
     return parse_time(value) if isinstance(value, str) and value else None
 
@@ -467,10 +477,7 @@ class LocalStore:
 
         def job(conn: sqlite3.Connection) -> int:
             freed = limits.stored_bytes(conn, hex_keys) if self.limits.counts_bytes else 0
-            removed = 0
-            for chunk in _chunks(hex_keys):
-                marks = ",".join("?" * len(chunk))
-                removed += conn.execute(f"DELETE FROM data WHERE key IN ({marks})", chunk).rowcount
+            removed = _delete_keys(conn, "data", hex_keys)
             self._tally.add(limits.DATA_BYTES, -freed)
             return removed
 
@@ -803,12 +810,7 @@ class LocalStore:
 
         def job(conn: sqlite3.Connection) -> int:
             changes = limits.forget_replication_keys(conn, hex_keys)
-            removed = 0
-            for chunk in _chunks(hex_keys):
-                marks = ",".join("?" * len(chunk))
-                removed += conn.execute(
-                    f"DELETE FROM replication_keys WHERE key IN ({marks})", chunk
-                ).rowcount
+            removed = _delete_keys(conn, "replication_keys", hex_keys)
             limits.apply(self._tally, changes)
             return removed
 
@@ -843,9 +845,7 @@ class LocalStore:
                 )
             ]
             changes = limits.forget_replication_keys(conn, hex_keys)
-            for chunk in _chunks(hex_keys):
-                marks = ",".join("?" * len(chunk))
-                conn.execute(f"DELETE FROM replication_keys WHERE key IN ({marks})", chunk)
+            _delete_keys(conn, "replication_keys", hex_keys)
             limits.apply(self._tally, changes)
             return len(hex_keys)
 
@@ -878,13 +878,7 @@ class LocalStore:
         hex_keys = list(dict.fromkeys(_hex(k) for k in keys))
 
         def job(conn: sqlite3.Connection) -> int:
-            removed = 0
-            for chunk in _chunks(hex_keys):
-                marks = ",".join("?" * len(chunk))
-                removed += conn.execute(
-                    f"DELETE FROM del_keys WHERE key IN ({marks})", chunk
-                ).rowcount
-            return removed
+            return _delete_keys(conn, "del_keys", hex_keys)
 
         return await self._meta_writer.submit(job)
 
