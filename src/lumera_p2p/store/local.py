@@ -34,7 +34,7 @@ import contextlib
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -139,16 +139,11 @@ def _hex(key: bytes) -> str:
     return key.hex()
 
 
-def _chunks(items: Sequence[T], size: int = schema.MAX_SQL_VARS) -> Iterable[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def _delete_keys(conn: sqlite3.Connection, table: str, hex_keys: Sequence[str]) -> int:
     """Delete the rows of ``table`` (one of ours, never input) under these keys, in chunks
     SQLite accepts; return how many went."""
     removed = 0
-    for chunk in _chunks(hex_keys):
+    for chunk in schema.chunks(hex_keys):
         marks = ",".join("?" * len(chunk))
         removed += conn.execute(f"DELETE FROM {table} WHERE key IN ({marks})", chunk).rowcount
     return removed
@@ -457,7 +452,7 @@ class LocalStore:
 
         def read(conn: sqlite3.Connection) -> list[bytes]:
             present: set[str] = set()
-            for chunk in _chunks(hex_keys):
+            for chunk in schema.chunks(hex_keys):
                 marks = ",".join("?" * len(chunk))
                 present.update(
                     row[0]
@@ -822,7 +817,7 @@ class LocalStore:
         now = format_time(utcnow())
 
         def job(conn: sqlite3.Connection) -> None:
-            for chunk in _chunks(hex_keys, schema.MAX_SQL_VARS - 1):
+            for chunk in schema.chunks(hex_keys, schema.MAX_SQL_VARS - 1):
                 marks = ",".join("?" * len(chunk))
                 conn.execute(
                     "UPDATE replication_keys SET attempts=attempts+1, updatedAt=? "
