@@ -544,7 +544,7 @@ class Replicator:
         async with self._fetch_lock:
             await self._expire()
             rows = await self.store.replication_keys(0, 1, self.options.fetch_rows)
-            return await self._fetch([(row, _source(row)) for row in rows])
+            return await self._fetch([(row, _contact(row)) for row in rows])
 
     async def fetch_failed(self) -> FetchReport:
         """Fetch keys that failed twice from the nodes nearest them, one alternate per
@@ -808,11 +808,8 @@ class Replicator:
         return None
 
 
-def _contact(row: ReplicationInfo) -> Contact:
-    return Contact(row.id.encode(), row.ip, row.port)
-
-
-def _source(row: ReplicationKey) -> Contact:
+def _contact(row: ReplicationInfo | ReplicationKey) -> Contact:
+    """The peer a row names (a replication peer, or the node that announced a key)."""
     return Contact(row.id.encode(), row.ip, row.port)
 
 
