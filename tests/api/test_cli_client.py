@@ -6,8 +6,9 @@ print (``status``, ``peers``, ``ls``, ``stats``) and the failures run in this pr
 typer's runner (the same command line and HTTP, without an interpreter start per call).
 
 A file put through one node comes back byte for byte through another, with the progress bar
-shown (forced with ``--progress``: stderr is a pipe here). The default suite moves 8 MiB (eight chunks);
-``-m slow`` moves the issue's 100 MB (about 1 GiB of peak memory for the three nodes).
+shown (forced with ``--progress``: stderr is a pipe here). The default suite moves 8 MiB
+(eight chunks); ``-m slow`` moves the issue's 100 MB (about 1 GiB of peak memory for the three
+nodes).
 """
 
 from __future__ import annotations
