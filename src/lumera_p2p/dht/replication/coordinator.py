@@ -358,7 +358,7 @@ class Replicator:
         deadline = timedelta(seconds=opts.offline_deadline)
         known = {r.id.encode() for r in rows}
         active = {r.id.encode(): r for r in rows if r.is_active}
-        gone = {r.id.encode() for r in rows if not r.is_active and _gone(r, now, deadline)}
+        gone = {r.id.encode() for r in rows if _gone(r, now, deadline)}
         to_adjust = [r for r in rows if r.id.encode() in gone and r.last_seen and not r.is_adjusted]
         ranking = self._ranking(gone)
         cursors: dict[bytes, datetime | None] = {
@@ -779,11 +779,7 @@ class Replicator:
     async def _gone_ids(self) -> set[bytes]:
         now = self._clock()
         deadline = timedelta(seconds=self.options.offline_deadline)
-        return {
-            r.id.encode()
-            for r in await self._peer_rows()
-            if not r.is_active and _gone(r, now, deadline)
-        }
+        return {r.id.encode() for r in await self._peer_rows() if _gone(r, now, deadline)}
 
     async def _every(
         self, interval: float, first: float, job: Callable[[], Awaitable[object]]
@@ -815,4 +811,4 @@ def _contact(row: ReplicationInfo | ReplicationKey) -> Contact:
 
 def _gone(row: ReplicationInfo, now: datetime, deadline: timedelta) -> bool:
     """An inactive peer never seen, or not seen for longer than the offline deadline."""
-    return row.last_seen is None or now - row.last_seen > deadline
+    return not row.is_active and (row.last_seen is None or now - row.last_seen > deadline)
