@@ -6,7 +6,11 @@ import asyncio
 import inspect
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lumera_p2p.service import P2P
 
 
 async def peer_closed(reader: asyncio.StreamReader, timeout: float = 5.0) -> bool:
@@ -38,6 +42,16 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} did not hold within {timeout} s")
         await asyncio.sleep(0.02)  # polling, not waiting for a guess at a duration
+
+
+async def full_tables(nodes: Sequence[P2P], timeout: float = 120.0) -> None:
+    """Wait until every node's routing table holds every other node (a deadline for a hang,
+    not a speed: under load bootstrap is slow)."""
+    await eventually(
+        lambda: all(n.node.peer_count == len(nodes) - 1 for n in nodes),
+        timeout=timeout,
+        what=f"every routing table holding {len(nodes) - 1} peers",
+    )
 
 
 async def settle(rounds: int = 10) -> None:

@@ -21,13 +21,11 @@ the stores, so every acknowledged write is committed before the process exits.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import dataclasses
 import logging
 import os
 import shutil
-import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime
@@ -857,23 +855,3 @@ async def _every(interval: float, job: Callable[[], Awaitable[object]]) -> None:
                 " ".join(str(exc).split()) or "(no message)",
                 exc_info=log.isEnabledFor(logging.DEBUG),
             )
-
-
-async def run_until_signalled(p2p: P2P, started: Callable[[], object] | None = None) -> None:
-    """Run ``p2p`` until SIGINT or SIGTERM, then stop it cleanly; ``started`` is called
-    once it has started (the signals are handled from before)."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        try:
-            await p2p.start()
-            if started is not None:
-                started()
-        except BaseException:
-            await asyncio.shield(p2p.stop())
-            raise
-        await p2p.run()

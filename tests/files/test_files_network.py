@@ -27,7 +27,7 @@ from lumera_p2p.files import FileGet, Manifest, PartialFile, partial_paths
 from lumera_p2p.files.manifest import fanout
 from lumera_p2p.localnet import create_localnet, load_configs, start_nodes
 from lumera_p2p.service import P2P
-from tests.support import eventually
+from tests.support import full_tables
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.asyncio(loop_scope="module")]
 
@@ -59,11 +59,7 @@ async def net(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[list[P2
     configs = [c.model_copy(update={"files": FILES}) for c in load_configs(local)]
     nodes = await start_nodes(configs)
     try:
-        await eventually(
-            lambda: all(n.node.peer_count == 4 for n in nodes),
-            timeout=120.0,
-            what="every routing table holding 4 peers",
-        )
+        await full_tables(nodes)
         yield nodes
     finally:
         await asyncio.gather(*(n.stop() for n in nodes), return_exceptions=True)

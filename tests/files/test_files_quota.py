@@ -20,7 +20,7 @@ import pytest_asyncio
 from lumera_p2p.config import FilesConfig
 from lumera_p2p.localnet import create_localnet, load_configs, start_nodes
 from lumera_p2p.service import P2P
-from tests.support import eventually
+from tests.support import full_tables
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.asyncio(loop_scope="module")]
 
@@ -40,11 +40,7 @@ async def net(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[list[P2
         configs.append(config.model_copy(update={"files": FILES, "server": server}))
     nodes = await start_nodes(configs)
     try:
-        await eventually(
-            lambda: all(n.node.peer_count == 3 for n in nodes),
-            timeout=120.0,
-            what="every routing table holding 3 peers",
-        )
+        await full_tables(nodes)
         yield nodes
     finally:
         await asyncio.gather(*(n.stop() for n in nodes), return_exceptions=True)

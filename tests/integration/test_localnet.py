@@ -24,7 +24,7 @@ from lumera_p2p.net.tcp import TcpTransport
 from lumera_p2p.secure import StaticPeerVerifier
 from lumera_p2p.service import P2P
 from lumera_p2p.wire.messages import Node as WireNode
-from tests.support import eventually, peer_closed
+from tests.support import eventually, full_tables, peer_closed
 
 # One event loop for the module, so the sixteen-node network is started once and shared.
 pytestmark = [pytest.mark.timeout(300), pytest.mark.asyncio(loop_scope="module")]
@@ -37,24 +37,15 @@ async def sixteen(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[lis
     local = create_localnet(tmp_path_factory.mktemp("sixteen"), 16)
     nodes = await start_nodes(load_configs(local))
     try:
-        await full_tables(nodes)
+        await full_tables(nodes, timeout=180.0)
         yield nodes
     finally:
         await asyncio.gather(*(n.stop() for n in nodes), return_exceptions=True)
 
 
-async def full_tables(nodes: list[P2P]) -> None:
-    """Wait until every node knows every other (bootstrap under load takes a while)."""
-    await eventually(
-        lambda: all(n.node.peer_count == len(nodes) - 1 for n in nodes),
-        timeout=180.0,  # a deadline for a hang, not a speed: under load bootstrap is slow
-        what=f"every routing table holding {len(nodes) - 1} peers",
-    )
-
-
 async def test_sixteen_nodes_fill_their_tables_and_share_values(sixteen: list[P2P]) -> None:
     nodes = sixteen
-    await full_tables(nodes)
+    await full_tables(nodes, timeout=180.0)
     for node in nodes:
         assert node.node.peer_count == 15, node.address
         assert node.me not in node.node.contacts()
@@ -119,7 +110,7 @@ async def test_sixteen_nodes_fill_their_tables_and_share_values(sixteen: list[P2
 
 async def test_local_only_semantics(sixteen: list[P2P]) -> None:
     nodes = sixteen
-    await full_tables(nodes)
+    await full_tables(nodes, timeout=180.0)
     key = await nodes[0].store(b"replicated to six")
     holders = [n for n in nodes if await n.db.retrieve(key_to_bytes(key))]
     assert nodes[0] in holders

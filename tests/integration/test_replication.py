@@ -24,7 +24,7 @@ from lumera_p2p.content import digest
 from lumera_p2p.dht.plans import Announcement, AnnouncePlan
 from lumera_p2p.localnet import create_localnet, start_nodes
 from lumera_p2p.service import P2P
-from tests.support import eventually
+from tests.support import eventually, full_tables
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.asyncio]
 
@@ -55,11 +55,7 @@ def _configs(directory: Path, count: int, **replication: Any) -> list[Config]:
 
 async def _network(configs: list[Config]) -> list[P2P]:
     nodes = await start_nodes(configs)
-    await eventually(
-        lambda: all(n.node.peer_count == len(nodes) - 1 for n in nodes),
-        timeout=120.0,  # a hang guard under load, not a speed
-        what="full routing tables",
-    )
+    await full_tables(nodes)
     return nodes
 
 

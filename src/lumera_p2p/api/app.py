@@ -52,7 +52,7 @@ from lumera_p2p.api.models import (
     StoreResult,
 )
 from lumera_p2p.api.recent_errors import RecentErrors
-from lumera_p2p.api.values import RangeNotSatisfiable, ValueService
+from lumera_p2p.api.values import RangeNotSatisfiable, ValueService, check_key
 from lumera_p2p.content import key_from_bytes, key_to_bytes
 from lumera_p2p.errors import (
     InvalidContentKey,
@@ -314,13 +314,6 @@ def build_app(p2p: P2P, settings: ApiSettings) -> FastAPI:
     app.openapi = _openapi(app, settings.token_required)  # type: ignore[method-assign]
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, limit_for=limit_for)
-
-    def check_key(key: str) -> None:
-        """A key of the right shape that is no 32-byte digest names nothing: 404."""
-        try:
-            key_to_bytes(key)
-        except InvalidContentKey as exc:
-            raise NotFound(f"no value has key {key}: {exc}") from None
 
     # --- values ------------------------------------------------------------------------
 

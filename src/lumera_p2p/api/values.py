@@ -46,6 +46,14 @@ class RangeNotSatisfiable(Exception):
         self.size = size
 
 
+def check_key(key: str) -> None:
+    """A key of the right shape that is no 32-byte digest names nothing: ``NotFound`` (404)."""
+    try:
+        key_to_bytes(key)
+    except InvalidContentKey as exc:
+        raise NotFound(f"no value has key {key}: {exc}") from None
+
+
 async def _slices(data: bytes, offset: int = 0) -> AsyncIterator[bytes]:
     view = memoryview(data)
     for start in range(offset, len(view), CHUNK):
@@ -119,10 +127,7 @@ class ValueService:
         it is a file's root manifest; ``NotFound`` when nowhere (or not a key),
         ``RangeNotSatisfiable`` for an offset past the end (an empty file or value has
         only offset 0)."""
-        try:
-            key_to_bytes(key)
-        except InvalidContentKey as exc:
-            raise NotFound(f"no value has key {key}: {exc}") from None
+        check_key(key)
         value = await self._p2p.retrieve(key, local_only=local_only)
         if value is None:
             raise NotFound(f"no value has key {key} (here or on the nodes asked)")

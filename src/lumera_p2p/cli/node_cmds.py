@@ -80,14 +80,21 @@ async def start_apis(nodes: Sequence[P2P]) -> list[NodeApi]:
     return apis
 
 
-async def serve_until_signalled(node: P2P, started: Callable[[], object] | None = None) -> None:
-    """Start ``node`` and its API, serve until SIGINT or SIGTERM, then stop both cleanly;
-    ``started`` is called once both are up (the signals are handled from before)."""
+def _stop_on_signals() -> asyncio.Event:
+    """An event SIGINT and SIGTERM set (where the loop can handle signals): they only ask
+    for a stop, so whoever waits on it stops the nodes cleanly."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def serve_until_signalled(node: P2P, started: Callable[[], object] | None = None) -> None:
+    """Start ``node`` and its API, serve until SIGINT or SIGTERM, then stop both cleanly;
+    ``started`` is called once both are up (the signals are handled from before)."""
+    stop = _stop_on_signals()
     apis: list[NodeApi] = []
     try:
         await node.start()
@@ -173,11 +180,7 @@ def localnet(
 
     async def main() -> None:
         # Signals only set an event, from the start: nodes are always stopped cleanly.
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
+        stop = _stop_on_signals()
         local = create_localnet(directory, nodes, seeds=join_through)
         if processes:
             children = await spawn_nodes(local)

@@ -8,7 +8,7 @@ indexed lookup of the keys being written, never a ``SUM`` or ``COUNT`` over the 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lumera_p2p.errors import StorageFull
@@ -56,11 +56,6 @@ def peer_counter(peer_id: str) -> str:
     return _PEER_PREFIX + peer_id
 
 
-def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
-    for start in range(0, len(items), schema.MAX_SQL_VARS):
-        yield items[start : start + schema.MAX_SQL_VARS]
-
-
 def _marks(chunk: Sequence[str]) -> str:
     return ",".join("?" * len(chunk))
 
@@ -92,7 +87,7 @@ def admit_values(
         return 0
     keys = list(sizes)
     held: dict[str, int] = {}
-    for chunk in _chunks(keys):
+    for chunk in schema.chunks(keys):
         held.update(
             conn.execute(
                 f"SELECT key, length(data) FROM data WHERE key IN ({_marks(chunk)})", chunk
@@ -111,7 +106,7 @@ def admit_values(
 def stored_bytes(conn: sqlite3.Connection, hex_keys: Sequence[str]) -> int:
     """The value bytes stored under ``hex_keys`` (what deleting them frees)."""
     total = 0
-    for chunk in _chunks(hex_keys):
+    for chunk in schema.chunks(hex_keys):
         row = conn.execute(
             f"SELECT COALESCE(SUM(length(data)), 0) FROM data WHERE key IN ({_marks(chunk)})",
             chunk,
@@ -132,7 +127,7 @@ def admit_replication_keys(
     """
     holders: dict[str, str] = {}
     keys = [row[0] for row in rows]
-    for chunk in _chunks(keys):
+    for chunk in schema.chunks(keys):
         holders.update(
             conn.execute(
                 f"SELECT key, id FROM replication_keys WHERE key IN ({_marks(chunk)})", chunk
@@ -167,7 +162,7 @@ def admit_replication_keys(
 def forget_replication_keys(conn: sqlite3.Connection, hex_keys: Sequence[str]) -> dict[str, int]:
     """The change to each counter if the ``replication_keys`` rows of ``hex_keys`` go."""
     changes: dict[str, int] = {}
-    for chunk in _chunks(hex_keys):
+    for chunk in schema.chunks(hex_keys):
         for peer_id, count in conn.execute(
             f"SELECT id, COUNT(*) FROM replication_keys WHERE key IN ({_marks(chunk)}) GROUP BY id",
             chunk,

@@ -34,7 +34,7 @@ import contextlib
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -139,9 +139,14 @@ def _hex(key: bytes) -> str:
     return key.hex()
 
 
-def _chunks(items: Sequence[T], size: int = schema.MAX_SQL_VARS) -> Iterable[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _delete_keys(conn: sqlite3.Connection, table: str, hex_keys: Sequence[str]) -> int:
+    """Delete the rows of ``table`` (one of ours, never input) under these keys, in chunks
+    SQLite accepts; return how many went."""
+    removed = 0
+    for chunk in schema.chunks(hex_keys):
+        marks = ",".join("?" * len(chunk))
+        removed += conn.execute(f"DELETE FROM {table} WHERE key IN ({marks})", chunk).rowcount
+    return removed
 
 
 def _opt_time(value: object) -> datetime | None:
@@ -447,7 +452,7 @@ class LocalStore:
 
         def read(conn: sqlite3.Connection) -> list[bytes]:
             present: set[str] = set()
-            for chunk in _chunks(hex_keys):
+            for chunk in schema.chunks(hex_keys):
                 marks = ",".join("?" * len(chunk))
                 present.update(
                     row[0]
@@ -469,10 +474,7 @@ class LocalStore:
 
         def job(conn: sqlite3.Connection) -> int:
             freed = limits.stored_bytes(conn, hex_keys) if self.limits.counts_bytes else 0
-            removed = 0
-            for chunk in _chunks(hex_keys):
-                marks = ",".join("?" * len(chunk))
-                removed += conn.execute(f"DELETE FROM data WHERE key IN ({marks})", chunk).rowcount
+            removed = _delete_keys(conn, "data", hex_keys)
             self._tally.add(limits.DATA_BYTES, -freed)
             return removed
 
@@ -805,12 +807,7 @@ class LocalStore:
 
         def job(conn: sqlite3.Connection) -> int:
             changes = limits.forget_replication_keys(conn, hex_keys)
-            removed = 0
-            for chunk in _chunks(hex_keys):
-                marks = ",".join("?" * len(chunk))
-                removed += conn.execute(
-                    f"DELETE FROM replication_keys WHERE key IN ({marks})", chunk
-                ).rowcount
+            removed = _delete_keys(conn, "replication_keys", hex_keys)
             limits.apply(self._tally, changes)
             return removed
 
@@ -822,7 +819,7 @@ class LocalStore:
         now = format_time(utcnow())
 
         def job(conn: sqlite3.Connection) -> None:
-            for chunk in _chunks(hex_keys, schema.MAX_SQL_VARS - 1):
+            for chunk in schema.chunks(hex_keys, schema.MAX_SQL_VARS - 1):
                 marks = ",".join("?" * len(chunk))
                 conn.execute(
                     "UPDATE replication_keys SET attempts=attempts+1, updatedAt=? "
@@ -845,9 +842,7 @@ class LocalStore:
                 )
             ]
             changes = limits.forget_replication_keys(conn, hex_keys)
-            for chunk in _chunks(hex_keys):
-                marks = ",".join("?" * len(chunk))
-                conn.execute(f"DELETE FROM replication_keys WHERE key IN ({marks})", chunk)
+            _delete_keys(conn, "replication_keys", hex_keys)
             limits.apply(self._tally, changes)
             return len(hex_keys)
 
@@ -880,13 +875,7 @@ class LocalStore:
         hex_keys = list(dict.fromkeys(_hex(k) for k in keys))
 
         def job(conn: sqlite3.Connection) -> int:
-            removed = 0
-            for chunk in _chunks(hex_keys):
-                marks = ",".join("?" * len(chunk))
-                removed += conn.execute(
-                    f"DELETE FROM del_keys WHERE key IN ({marks})", chunk
-                ).rowcount
-            return removed
+            return _delete_keys(conn, "del_keys", hex_keys)
 
         return await self._meta_writer.submit(job)
 

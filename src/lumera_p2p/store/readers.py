@@ -89,8 +89,7 @@ def _read_slice(hex_key: str, offset: int, length: int, conn: sqlite3.Connection
 
 def _read_values(hex_keys: Sequence[str], conn: sqlite3.Connection) -> dict[bytes, bytes]:
     found: dict[bytes, bytes] = {}
-    for start in range(0, len(hex_keys), schema.MAX_SQL_VARS):
-        chunk = hex_keys[start : start + schema.MAX_SQL_VARS]
+    for chunk in schema.chunks(hex_keys):
         marks = ",".join("?" * len(chunk))
         for hex_key, data in conn.execute(
             f"SELECT key, data FROM data WHERE key IN ({marks})", chunk
@@ -102,8 +101,7 @@ def _read_values(hex_keys: Sequence[str], conn: sqlite3.Connection) -> dict[byte
 def _read_sizes(hex_keys: Sequence[str], conn: sqlite3.Connection) -> dict[bytes, int]:
     # length() of a BLOB reads its size from the record header, not the blob's pages.
     sizes: dict[bytes, int] = {}
-    for start in range(0, len(hex_keys), schema.MAX_SQL_VARS):
-        chunk = hex_keys[start : start + schema.MAX_SQL_VARS]
+    for chunk in schema.chunks(hex_keys):
         marks = ",".join("?" * len(chunk))
         for hex_key, length in conn.execute(
             f"SELECT key, length(data) FROM data WHERE key IN ({marks})", chunk

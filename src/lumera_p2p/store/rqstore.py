@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,11 +123,6 @@ def _status(row: _StatusRow) -> SymbolDirStatus:
     return SymbolDirStatus(
         txid, directory, bool(first), bool(completed), str(created), stored, refused, error
     )
-
-
-def _chunks(items: Sequence[str], size: int = schema.MAX_SQL_VARS) -> Iterable[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 class RQStore:
@@ -287,7 +282,7 @@ class RQStore:
         unique = list(dict.fromkeys(names))
 
         def job(conn: sqlite3.Connection) -> None:
-            for chunk in _chunks(unique):
+            for chunk in schema.chunks(unique):
                 marks = ",".join("?" * len(chunk))
                 conn.execute(
                     f"DELETE FROM rq_symbols_dir_acked WHERE txid=? AND name IN ({marks})",

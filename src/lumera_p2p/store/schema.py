@@ -7,7 +7,8 @@ timestamp format (:mod:`lumera_p2p.store.timefmt`).
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterator, Sequence
+from typing import Literal, TypeVar
 
 DATA_DB = "data001.sqlite3"
 META_DB = "data001-meta.sqlite3"
@@ -102,3 +103,11 @@ READER_PRAGMAS = (
 
 #: SQLite's default limit on bound variables was 999 before 3.32; Go chunks at 900.
 MAX_SQL_VARS = 900
+
+T = TypeVar("T")
+
+
+def chunks(items: Sequence[T], size: int = MAX_SQL_VARS) -> Iterator[Sequence[T]]:
+    """``items`` in runs of at most ``size``, one statement's bound variables each."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -489,19 +489,8 @@ def encode_message(msg: Message, *, types: TypeTable | None = None, fast: bool =
     the general encoder (the reference, for tests and benchmarks), which also writes every
     frame the generated one does not.
     """
-    if types is None and fast:
-        encoded = FAST_CODEC.encode(msg)
-        if encoded is not None:
-            chunks, size = encoded
-            _check_size(size)
-            return b"".join((frame_header(size), *chunks))
-    if types is None:
-        fresh = _FRESH.get(type(msg.data) if msg.data is not None else None)
-        types = fresh.copy() if fresh is not None else TypeTable()
-    parts = GobEncoder(types, REGISTRY).encode_parts(msg, _MESSAGE_PTR)
-    length = sum(len(p) for p in parts)
-    _check_size(length)
-    return b"".join([frame_header(length), *parts])
+    parts, _ = encode_message_parts(msg, types=types, fast=fast)
+    return b"".join(parts)
 
 
 def decode_body(

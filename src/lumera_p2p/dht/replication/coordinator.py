@@ -358,7 +358,7 @@ class Replicator:
         deadline = timedelta(seconds=opts.offline_deadline)
         known = {r.id.encode() for r in rows}
         active = {r.id.encode(): r for r in rows if r.is_active}
-        gone = {r.id.encode() for r in rows if not r.is_active and _gone(r, now, deadline)}
+        gone = {r.id.encode() for r in rows if _gone(r, now, deadline)}
         to_adjust = [r for r in rows if r.id.encode() in gone and r.last_seen and not r.is_adjusted]
         ranking = self._ranking(gone)
         cursors: dict[bytes, datetime | None] = {
@@ -544,7 +544,7 @@ class Replicator:
         async with self._fetch_lock:
             await self._expire()
             rows = await self.store.replication_keys(0, 1, self.options.fetch_rows)
-            return await self._fetch([(row, _source(row)) for row in rows])
+            return await self._fetch([(row, _contact(row)) for row in rows])
 
     async def fetch_failed(self) -> FetchReport:
         """Fetch keys that failed twice from the nodes nearest them, one alternate per
@@ -779,11 +779,7 @@ class Replicator:
     async def _gone_ids(self) -> set[bytes]:
         now = self._clock()
         deadline = timedelta(seconds=self.options.offline_deadline)
-        return {
-            r.id.encode()
-            for r in await self._peer_rows()
-            if not r.is_active and _gone(r, now, deadline)
-        }
+        return {r.id.encode() for r in await self._peer_rows() if _gone(r, now, deadline)}
 
     async def _every(
         self, interval: float, first: float, job: Callable[[], Awaitable[object]]
@@ -808,14 +804,11 @@ class Replicator:
         return None
 
 
-def _contact(row: ReplicationInfo) -> Contact:
-    return Contact(row.id.encode(), row.ip, row.port)
-
-
-def _source(row: ReplicationKey) -> Contact:
+def _contact(row: ReplicationInfo | ReplicationKey) -> Contact:
+    """The peer a row names (a replication peer, or the node that announced a key)."""
     return Contact(row.id.encode(), row.ip, row.port)
 
 
 def _gone(row: ReplicationInfo, now: datetime, deadline: timedelta) -> bool:
     """An inactive peer never seen, or not seen for longer than the offline deadline."""
-    return row.last_seen is None or now - row.last_seen > deadline
+    return not row.is_active and (row.last_seen is None or now - row.last_seen > deadline)
