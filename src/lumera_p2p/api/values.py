@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from lumera_p2p.api.models import StoreResult
-from lumera_p2p.content import content_key, key_from_bytes, key_to_bytes
+from lumera_p2p.content import key_from_bytes, key_to_bytes
 from lumera_p2p.errors import InvalidContentKey, NotFound, RequestTooLarge
 from lumera_p2p.files.manifest import root_manifest
 from lumera_p2p.service import P2P
@@ -136,7 +136,9 @@ class ValueService:
         if offset > size or (offset == size and size > 0):
             raise RangeNotSatisfiable(offset, size)
         if root is None:
-            return Download(key, size, content_key(value), "value", _slices(value, offset), offset)
+            # ``retrieve`` hands out only values that hash to their key (checked when they
+            # entered this node, and again when they come from a peer): no second hash here.
+            return Download(key, size, key, "value", _slices(value, offset), offset)
         assert root.whole is not None  # a root manifest always carries the whole's BLAKE3
         chunks = self._p2p.read_file(key, offset, local_only=local_only)
         return Download(key, size, key_from_bytes(root.whole), "file", chunks, offset)
