@@ -46,15 +46,19 @@ def test_the_edges_of_the_allowed_settings_are_allowed(fields: dict[str, float])
     Backoff(**fields)
 
 
+INTERVAL = r"^a backoff needs a positive interval and a multiplier of at least 1$"
+SHARE = r"^randomization is a share below 1 and max_elapsed is not negative$"
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"initial": 0.0}, "positive interval"),
-        ({"multiplier": 0.999}, "multiplier of at least 1"),
-        ({"max_interval": 0.0}, "positive interval"),
-        ({"randomization": -0.001}, "randomization is a share below 1"),
-        ({"randomization": 1.0}, "randomization is a share below 1"),
-        ({"max_elapsed": -0.001}, "max_elapsed is not negative"),
+        ({"initial": 0.0}, INTERVAL),
+        ({"multiplier": 0.999}, INTERVAL),
+        ({"max_interval": 0.0}, INTERVAL),
+        ({"randomization": -0.001}, SHARE),
+        ({"randomization": 1.0}, SHARE),
+        ({"max_elapsed": -0.001}, SHARE),
     ],
 )
 def test_settings_out_of_range_are_refused_by_name(fields: dict[str, float], message: str) -> None:

@@ -430,3 +430,25 @@ def test_without_progress_the_same_request_stalls_and_the_lookup_widens() -> Non
     plan = LookupPlan(LookupKind.VALUE, key, near, reader(), params, exclude={ME.hashed_id})
     assert [r.peer for r in plan.poll(0.0)] == [near[0]]
     assert [r.peer for r in plan.poll(2.0)][:1] == [near[1]]
+
+
+def test_a_lookup_stopped_early_reports_whom_it_never_asked_nearest_first() -> None:
+    world = World.random(60, 22)
+    target = digest(b"enough")
+    seeds = world.nearest(target, 20)
+    plan = LookupPlan(
+        LookupKind.NODES,
+        target,
+        seeds,
+        reader(),
+        PARAMS,
+        exclude={ME.hashed_id},
+        enough=(3, lambda c: True),
+    )
+    trace = drive(plan, world)
+    outcome = plan.result()
+    asked = {r.peer for _, r in trace.sent}
+    assert outcome.unasked and not asked & set(outcome.unasked)
+    t = int.from_bytes(target, "big")
+    distances = [int.from_bytes(c.hashed_id, "big") ^ t for c in outcome.unasked]
+    assert distances == sorted(distances)
