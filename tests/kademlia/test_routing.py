@@ -243,3 +243,18 @@ def test_repeated_failures_evict_and_success_resets() -> None:
     assert a.hashed_id not in table
     assert table.bucket(255) == [b, c]  # the replacement took its place
     assert not table.failed(hash_id(b"stranger"))
+
+
+def test_a_head_that_answered_its_ping_is_not_pinged_again_within_probe_after() -> None:
+    table = RoutingTable(SELF, k=1, probe_after=10.0)
+    a, b, c, d = [
+        x for x in (contact(i) for i in range(40)) if bucket_index(SELF, x.hashed_id) == 255
+    ][:4]
+    assert table.add(a, 0.0).status is AddStatus.ADDED
+    assert table.add(b, 5.0).ping is None  # a was seen 5 s ago: alive, b waits
+    pending = table.add(c, 20.0)
+    assert pending.status is AddStatus.PENDING and pending.ping == a
+    table.ping_succeeded(a, 20.0)
+    later = table.add(d, 25.0)  # a answered 5 s ago
+    assert later.status is AddStatus.PENDING and later.ping is None
+    assert table.add(d, 31.0).ping == a
