@@ -258,3 +258,15 @@ def test_a_head_that_answered_its_ping_is_not_pinged_again_within_probe_after() 
     later = table.add(d, 25.0)  # a answered 5 s ago
     assert later.status is AddStatus.PENDING and later.ping is None
     assert table.add(d, 31.0).ping == a
+
+
+def test_a_promoted_replacement_counts_as_seen_when_it_was_cached() -> None:
+    table = RoutingTable(SELF, k=1, probe_after=10.0)
+    a, b, c = [
+        x for x in (contact(i) for i in range(40)) if bucket_index(SELF, x.hashed_id) == 255
+    ][:3]
+    table.add(a, 0.0)
+    assert table.add(b, 50.0).ping == a  # b waits in the cache, seen at 50
+    assert table.remove(a.hashed_id) == b  # a failed its ping: b takes its place
+    assert table.add(c, 55.0).ping is None  # b was seen 5 s ago
+    assert table.add(c, 60.0).ping == b
