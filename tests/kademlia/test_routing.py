@@ -270,3 +270,15 @@ def test_a_promoted_replacement_counts_as_seen_when_it_was_cached() -> None:
     assert table.remove(a.hashed_id) == b  # a failed its ping: b takes its place
     assert table.add(c, 55.0).ping is None  # b was seen 5 s ago
     assert table.add(c, 60.0).ping == b
+
+
+def test_a_newcomer_that_replaced_a_banned_head_counts_as_just_seen() -> None:
+    table = RoutingTable(SELF, k=1, probe_after=10.0)
+    a, b, c = [
+        x for x in (contact(i) for i in range(40)) if bucket_index(SELF, x.hashed_id) == 255
+    ][:3]
+    table.add(a, 100.0)
+    banned = table.add(b, 101.0, is_banned=lambda h: h == a.hashed_id)
+    assert banned.status is AddStatus.ADDED and table.get(b.hashed_id) == b
+    assert table.add(c, 105.0).ping is None  # b was seen 4 s ago
+    assert table.add(c, 111.0).ping == b
