@@ -236,3 +236,22 @@ def test_an_answer_on_its_way_neither_stalls_nor_times_out_before_its_size_allow
     assert plain.state_of(first) is not PeerState.IN_FLIGHT
     # A report for a peer not in flight changes nothing.
     plain.on_progress(seeds[7], 6.0, 100.0)
+
+
+def test_progress_for_a_peer_the_lookup_never_heard_of_is_ignored() -> None:
+    seeds = [Contact(b"p%d" % i, "10.0.0.1", 1) for i in range(3)]
+    lookup = Lookup(hash_id(b"x"), seeds, timeout=5.0, stall_timeout=1.0, find_value=True)
+    asked = lookup.poll(0.0)
+    lookup.on_progress(Contact(b"stranger", "10.0.0.9", 1), 0.5, 100.0)
+    assert all(lookup.state_of(c) is PeerState.IN_FLIGHT for c in asked)
+    assert lookup.next_deadline() == pytest.approx(1.0)  # the stall, unchanged
+
+
+def test_enough_needs_at_least_one_node() -> None:
+    seeds = [Contact(b"p%d" % i, "10.0.0.1", 1) for i in range(3)]
+    with pytest.raises(
+        ValueError, match=r"^a lookup needs at least one node of the kind it looks for$"
+    ):
+        Lookup(hash_id(b"x"), seeds, enough=(0, lambda c: True))
+    one = Lookup(hash_id(b"x"), seeds, enough=(1, lambda c: True))
+    assert len(one.poll(0.0)) == 1  # the nearest alone is enough to ask first

@@ -243,3 +243,42 @@ def test_repeated_failures_evict_and_success_resets() -> None:
     assert a.hashed_id not in table
     assert table.bucket(255) == [b, c]  # the replacement took its place
     assert not table.failed(hash_id(b"stranger"))
+
+
+def test_a_head_that_answered_its_ping_is_not_pinged_again_within_probe_after() -> None:
+    table = RoutingTable(SELF, k=1, probe_after=10.0)
+    a, b, c, d = [
+        x for x in (contact(i) for i in range(40)) if bucket_index(SELF, x.hashed_id) == 255
+    ][:4]
+    assert table.add(a, 0.0).status is AddStatus.ADDED
+    assert table.add(b, 5.0).ping is None  # a was seen 5 s ago: alive, b waits
+    pending = table.add(c, 20.0)
+    assert pending.status is AddStatus.PENDING and pending.ping == a
+    table.ping_succeeded(a, 20.0)
+    later = table.add(d, 25.0)  # a answered 5 s ago
+    assert later.status is AddStatus.PENDING and later.ping is None
+    assert table.add(d, 31.0).ping == a
+
+
+def test_a_promoted_replacement_counts_as_seen_when_it_was_cached() -> None:
+    table = RoutingTable(SELF, k=1, probe_after=10.0)
+    a, b, c = [
+        x for x in (contact(i) for i in range(40)) if bucket_index(SELF, x.hashed_id) == 255
+    ][:3]
+    table.add(a, 0.0)
+    assert table.add(b, 50.0).ping == a  # b waits in the cache, seen at 50
+    assert table.remove(a.hashed_id) == b  # a failed its ping: b takes its place
+    assert table.add(c, 55.0).ping is None  # b was seen 5 s ago
+    assert table.add(c, 60.0).ping == b
+
+
+def test_a_newcomer_that_replaced_a_banned_head_counts_as_just_seen() -> None:
+    table = RoutingTable(SELF, k=1, probe_after=10.0)
+    a, b, c = [
+        x for x in (contact(i) for i in range(40)) if bucket_index(SELF, x.hashed_id) == 255
+    ][:3]
+    table.add(a, 100.0)
+    banned = table.add(b, 101.0, is_banned=lambda h: h == a.hashed_id)
+    assert banned.status is AddStatus.ADDED and table.get(b.hashed_id) == b
+    assert table.add(c, 105.0).ping is None  # b was seen 4 s ago
+    assert table.add(c, 111.0).ping == b

@@ -390,7 +390,65 @@ def test_excluded_peers_are_never_asked() -> None:
 
 
 def test_params_from_the_node_options() -> None:
-    options = DHTOptions(k=7, alpha=2, lookup_timeout=3.5, lookup_stall=0.75, lookup_retries=4)
-    assert LookupParams.from_options(options) == LookupParams(
-        k=7, alpha=2, timeout=3.5, stall=0.75, retries=4
+    options = DHTOptions(
+        k=7,
+        alpha=2,
+        lookup_timeout=3.5,
+        lookup_stall=0.75,
+        lookup_retries=4,
+        find_value_alpha=3,
     )
+    assert LookupParams.from_options(options) == LookupParams(
+        k=7, alpha=2, timeout=3.5, stall=0.75, retries=4, value_alpha=3
+    )
+
+
+def test_a_value_known_to_be_arriving_neither_stalls_nor_times_out_before_its_time() -> None:
+    world = World.random(6, 21)
+    value = b"a large value"
+    key = digest(value)
+    near = world.nearest(key, 3)
+    params = LookupParams(stall=1.0, timeout=5.0, retries=0)
+    plan = LookupPlan(LookupKind.VALUE, key, near, reader(), params, exclude={ME.hashed_id})
+    [first] = plan.poll(0.0)
+    assert first.peer == near[0] and first.watch
+    plan.on_progress(first.token + 100, 60.0, 0.5)  # not one of its tokens: ignored
+    plan.on_progress(first.token, 60.0, 0.5)  # its header came: 60 s more
+    assert plan.poll(2.0) == []  # past the stall: nobody else is asked
+    assert plan.poll(6.0) == [] and not plan.done  # past the timeout: still waiting
+    assert plan.next_deadline() == pytest.approx(65.5)
+    answer = Message(sender=wire_node(near[0]), data=FindValueResponse(status=ok(), value=value))
+    plan.on_response(first.token, answer, 40.0)
+    assert plan.done and plan.result().value == value
+
+
+def test_without_progress_the_same_request_stalls_and_the_lookup_widens() -> None:
+    world = World.random(6, 21)
+    key = digest(b"a large value")
+    near = world.nearest(key, 3)
+    params = LookupParams(stall=1.0, timeout=5.0, retries=0)
+    plan = LookupPlan(LookupKind.VALUE, key, near, reader(), params, exclude={ME.hashed_id})
+    assert [r.peer for r in plan.poll(0.0)] == [near[0]]
+    assert [r.peer for r in plan.poll(2.0)][:1] == [near[1]]
+
+
+def test_a_lookup_stopped_early_reports_whom_it_never_asked_nearest_first() -> None:
+    world = World.random(60, 22)
+    target = digest(b"enough")
+    seeds = world.nearest(target, 20)
+    plan = LookupPlan(
+        LookupKind.NODES,
+        target,
+        seeds,
+        reader(),
+        PARAMS,
+        exclude={ME.hashed_id},
+        enough=(3, lambda c: True),
+    )
+    trace = drive(plan, world)
+    outcome = plan.result()
+    asked = {r.peer for _, r in trace.sent}
+    assert outcome.unasked and not asked & set(outcome.unasked)
+    t = int.from_bytes(target, "big")
+    distances = [int.from_bytes(c.hashed_id, "big") ^ t for c in outcome.unasked]
+    assert distances == sorted(distances)

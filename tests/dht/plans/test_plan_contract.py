@@ -135,6 +135,18 @@ def test_routes_retoken_take_once_and_abandon_through_the_owner() -> None:
     assert owner.abandoned() == []
 
 
+def test_routes_ignore_an_inner_plan_giving_up_a_request_already_answered() -> None:
+    peers = contacts(2)
+    owner = Owner()
+    inner = Sends(peers)
+    outer = owner.routes.pump(inner, 0.0)
+    assert owner.routes.take(outer[0].token) == (inner, inner.sent[0].token)
+    owner.routes.abandon(inner, [inner.sent[0].token, inner.sent[1].token])
+    assert owner.abandoned() == [outer[1].token]
+    owner.routes.abandon(inner, [inner.sent[1].token])  # already given up
+    assert owner.abandoned() == []
+
+
 def test_routes_keep_two_inner_plans_apart() -> None:
     owner = Owner()
     first, second = Sends(contacts(2)), Sends(contacts(2))

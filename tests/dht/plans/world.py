@@ -57,6 +57,17 @@ Reply = MessageData | _Bodyless | TransportError | None
 Behaviour = Callable[["ScriptedPeer", Request], Reply]
 
 
+class Fixed(random.Random):
+    """A random source whose every draw is ``value``: a backoff's jitter, pinned."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__(0)
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
 def reader(self_hash: bytes = ME.hashed_id) -> ContactReader:
     """A contact reader for plans, on private addresses (the world's)."""
     return ContactReader(self_hash, Eligibility(), allow_private=True)
