@@ -50,6 +50,7 @@ pytest_add_cli_args = ["-p", "no:cacheprovider"]
 """
 
 
+@pytest.mark.slow  # runs mutmut end to end on a toy project (seconds of CPU)
 def test_the_driver_reports_kills_and_survivors(tmp_path: Path) -> None:
     (tmp_path / "src" / "toy").mkdir(parents=True)
     (tmp_path / "src" / "toy" / "__init__.py").write_text("")

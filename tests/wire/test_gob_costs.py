@@ -157,7 +157,17 @@ def test_amplifying_frames_are_refused_at_once(shape: str) -> None:
             assert python_calls(run) < 2000, name
 
 
-@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize(
+    "shape",
+    # Each shape decodes about the 2 MiB floor three times under tracemalloc: the node list
+    # (the issue's shape) and the nested map run by default, the rest under -m slow.
+    [
+        s
+        if s in ("empty *Node list", "map of structs with node lists")
+        else pytest.param(s, marks=pytest.mark.slow)
+        for s in SHAPES
+    ],
+)
 def test_the_most_a_shape_can_take_is_its_allowance(shape: str) -> None:
     """Just under the allowance a crafted frame is accepted, and what it decodes to stays
     within the allowance plus the frame's size; just over, it is refused."""
