@@ -69,6 +69,19 @@ def _print_json(data: object) -> None:
     typer.echo(json.dumps(data, indent=2, sort_keys=False))
 
 
+def _fetch(
+    path: str, api: str | None, config: Path | None, token_file: Path | None, as_json: bool
+) -> Any:
+    """``GET path`` from the node; with ``--json`` the answer is printed as it is and None
+    returned (the caller has nothing left to do), else the answer for the caller to show."""
+    with reported_errors(), _client(api, config, token_file) as client:
+        result = client.get_json(path)
+    if as_json:
+        _print_json(result)
+        return None
+    return result
+
+
 def _progress(show: bool | None) -> Progress:
     console = Console(stderr=True)
     enabled = console.is_terminal if show is None else show
@@ -362,10 +375,8 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """The node at a glance: peers, storage, repair backlog, recent errors."""
-    with reported_errors(), _client(api, config, token_file) as client:
-        s = client.get_json("/api/v1/status")
-    if as_json:
-        _print_json(s)
+    s = _fetch("/api/v1/status", api, config, token_file, as_json)
+    if s is None:
         return
     st, repair = s["storage"], s["repair"]
     ready = "ready" if s["ready"] else "not ready"
@@ -391,10 +402,8 @@ def peers(
     as_json: JsonOpt = False,
 ) -> None:
     """The node's routing table (and its ban list)."""
-    with reported_errors(), _client(api, config, token_file) as client:
-        result = client.get_json("/api/v1/peers")
-    if as_json:
-        _print_json(result)
+    result = _fetch("/api/v1/peers", api, config, token_file, as_json)
+    if result is None:
         return
     table = Table(title=f"{result['count']} peers", title_justify="left")
     for column in ("address", "endpoint", "version", "state"):
@@ -447,10 +456,8 @@ def stats(
     as_json: JsonOpt = False,
 ) -> None:
     """Every counter of the node (what P2P.stats() returns)."""
-    with reported_errors(), _client(api, config, token_file) as client:
-        result = client.get_json("/api/v1/stats")
-    if as_json:
-        _print_json(result)
+    result = _fetch("/api/v1/stats", api, config, token_file, as_json)
+    if result is None:
         return
     for section in ("store", "server", "transport", "pool", "memory", "serving"):
         values = result.get(section) or {}
