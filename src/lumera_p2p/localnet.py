@@ -117,7 +117,7 @@ def create_localnet(
     directory.mkdir(parents=True, exist_ok=True)
     ring = Keyring(directory / "keys", "test")
     known = {info.name: info for info in ring.list()}
-    listed = _registry_ports(directory)
+    listed = {a: n.port for a, n in _registry_nodes(directory).items()}
     names = [f"node-{i:02d}" for i in range(nodes)]
     used = {name: _config_ports(directory / name / "config.yml") for name in names}
     hosts = [HOST if one_host else host_of(i) for i in range(nodes)]
@@ -182,10 +182,11 @@ def add_member(
         known[name].address if name in known else ring.add(name, PrivateKey.generate()[0]).address
     )
     old_p2p, old_api = _config_ports(directory / name / "config.yml")
-    listed = _registry_ports(directory)
+    listed = _registry_nodes(directory)
+    entry = listed.get(address)
     # A member new to the registry takes the next node's address; one listed keeps its own.
-    host = _registry_hosts(directory).get(address) or host_of(len(listed))
-    p2p_port = old_p2p or listed.get(address) or free_ports(1, host)[0]
+    host = (entry.host if entry else None) or host_of(len(listed))
+    p2p_port = old_p2p or (entry.port if entry else None) or free_ports(1, host)[0]
     member = _write_config(
         directory, name, address, p2p_port, old_api or free_ports(1)[0], fast_intervals, host=host
     )
@@ -252,22 +253,13 @@ def _write_registry(
     StaticRegistry(nodes.values(), accounts).write(path)
 
 
-def _registry_ports(directory: Path) -> dict[str, int]:
-    """Address → port of the existing ``registry.yml`` (empty if there is none)."""
+def _registry_nodes(directory: Path) -> dict[str, Supernode]:
+    """Address → entry of the existing ``registry.yml`` (empty if there is none)."""
     try:
         registry = StaticRegistry.from_file(directory / REGISTRY)
     except ConfigError:
         return {}
-    return {n.address: n.port for n in registry.snapshot()}
-
-
-def _registry_hosts(directory: Path) -> dict[str, str]:
-    """Address → host of the existing ``registry.yml`` (empty if there is none)."""
-    try:
-        registry = StaticRegistry.from_file(directory / REGISTRY)
-    except ConfigError:
-        return {}
-    return {n.address: n.host for n in registry.snapshot() if n.host}
+    return {n.address: n for n in registry.snapshot()}
 
 
 def _config_ports(path: Path) -> tuple[int | None, int | None]:
