@@ -17,7 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lumera_p2p.config import load_config
+from lumera_p2p.config_plain import dump_plain
 from lumera_p2p.localnet import LocalNode
+
+#: The file next to a node's ``config.yml`` that its process reads: the validated
+#: configuration in plain form (``config_plain``), so the child never imports pydantic.
+PLAIN_CONFIG = "config.plain.json"
 
 #: Spawns in flight at once: enough to keep two cores busy with interpreter start-up.
 SPAWN_PARALLEL = 4
@@ -80,6 +86,14 @@ class NodeProcess:
             raise ChildFailed(f"{self.local.name}: {reply}")
         return bytes.fromhex(rest)
 
+    async def modules(self) -> set[str]:
+        """The top-level packages the node process has imported."""
+        reply = await self.command("modules")
+        verb, _, rest = reply.partition(" ")
+        if verb != "modules":
+            raise ChildFailed(f"{self.local.name}: {reply}")
+        return set(rest.split())
+
     def memory(self) -> dict[str, int]:
         """``Rss``, ``Pss`` and ``Private_Dirty`` in KiB (``/proc/<pid>/smaps_rollup``)."""
         out: dict[str, int] = {}
@@ -105,12 +119,16 @@ class NodeProcess:
 
 
 async def spawn_node(local: LocalNode, env: dict[str, str] | None = None) -> NodeProcess:
-    """Start the node process of ``local`` and wait until it listens."""
+    """Start the node process of ``local`` and wait until it listens.
+
+    Its ``config.yml`` is validated here (a bad one is a ``ConfigError`` before anything
+    starts) and handed to the child in plain form."""
+    plain = write_plain_config(local.config_path)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "lumera_p2p.localnet_child",
-        str(local.config_path),
+        str(plain),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},
@@ -126,6 +144,13 @@ async def spawn_node(local: LocalNode, env: dict[str, str] | None = None) -> Nod
         await child.stop(5.0)
         raise
     return child
+
+
+def write_plain_config(config_path: Path) -> Path:
+    """Validate ``config_path`` and write it in plain form beside it; return the new file."""
+    plain = config_path.with_name(PLAIN_CONFIG)
+    plain.write_text(dump_plain(load_config(config_path)), encoding="utf-8")
+    return plain
 
 
 async def spawn_nodes(

@@ -20,6 +20,29 @@ from tests.support import eventually
 
 pytestmark = pytest.mark.timeout(300)
 
+#: Packages a node process must not import (issue 12: a node process stays <= 40 MiB RSS).
+#: Each was measured at 1-8 MiB of RSS per process: the config loader's pydantic (the parent
+#: validates and hands over a plain config), OpenSSL through cryptography (the handshake
+#: uses pycryptodome; the record layer loads it only for frames of 16 KiB and more), and
+#: the CLI, API and chain-client stacks a localnet node does not run.
+HEAVY_FOR_A_NODE = {
+    "pydantic",
+    "pydantic_core",
+    "cryptography",
+    "typer",
+    "rich",
+    "click",
+    "fastapi",
+    "starlette",
+    "aiohttp",
+    "prometheus_client",
+    "grpc",
+    "google",
+    "mnemonic",
+    "email",
+    "zoneinfo",
+}
+
 
 async def _store_and_read_through_random_nodes(nodes: list[P2P], count: int, seed: int) -> None:
     rng = random.Random(seed)
@@ -52,6 +75,9 @@ async def test_node_processes_join_through_seeds_and_serve(tmp_path: Path) -> No
         for child in children:
             memory = child.memory()
             assert memory["Rss"] > 0 and memory["Pss"] > 0
+        loaded = await children[2].modules()
+        assert {"lumera_p2p", "asyncio", "sqlite3"} <= loaded  # the reply lists real imports
+        assert not loaded & HEAVY_FOR_A_NODE, loaded & HEAVY_FOR_A_NODE
     finally:
         await stop_nodes(children)
     assert all(c.proc.returncode == 0 for c in children)  # each stopped cleanly on "quit"
