@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from lumera_p2p.config_plain import load_plain
 from lumera_p2p.errors import LumeraP2PError
-from lumera_p2p.eventloop import freeze_long_lived, run_event_loop
+from lumera_p2p.eventloop import LoopName, freeze_long_lived, run_event_loop
 from lumera_p2p.service import P2P
 
 if TYPE_CHECKING:
@@ -100,14 +100,20 @@ def say(line: str) -> None:
     sys.stdout.flush()
 
 
+#: What the optional second argument may name: the event loop (``eventloop.LoopName``).
+LOOPS: dict[str, LoopName] = {"auto": "auto", "uvloop": "uvloop", "asyncio": "asyncio"}
+
+
 def main(argv: list[str]) -> int:
-    """``python -m lumera_p2p.localnet_child CONFIG``."""
-    if len(argv) != 1:
-        sys.stderr.write("usage: python -m lumera_p2p.localnet_child CONFIG\n")
+    """``python -m lumera_p2p.localnet_child CONFIG [auto|uvloop|asyncio]``."""
+    if len(argv) not in (1, 2) or (len(argv) == 2 and argv[1] not in LOOPS):
+        sys.stderr.write(
+            "usage: python -m lumera_p2p.localnet_child CONFIG [auto|uvloop|asyncio]\n"
+        )
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        run_event_loop(serve(Path(argv[0])))
+        run_event_loop(serve(Path(argv[0])), LOOPS[argv[1] if len(argv) == 2 else "auto"])
     except LumeraP2PError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1

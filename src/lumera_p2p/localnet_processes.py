@@ -19,6 +19,7 @@ from pathlib import Path
 
 from lumera_p2p.config import load_config
 from lumera_p2p.config_plain import dump_plain
+from lumera_p2p.eventloop import LoopName
 from lumera_p2p.localnet import LocalNode
 
 #: The file next to a node's ``config.yml`` that its process reads: the validated
@@ -35,6 +36,11 @@ START_TIMEOUT = 120.0
 #: The package's asserts only narrow types after a check that raises on its own, so nothing
 #: a node verifies depends on them (the tests run without -OO and would show otherwise).
 CHILD_FLAGS = ("-OO",)
+#: The event loop of a node process. asyncio's own, not uvloop: uvloop's library adds about
+#: 2.4 MiB of RSS to every process (measured, 8 nodes), and a machine running hundreds of
+#: node processes is short of memory before it is short of loop speed (uvloop is some 16 %
+#: faster per RPC). ``spawn_nodes(loop="uvloop")`` and ``bench/scale.py --loop`` pick it.
+CHILD_LOOP: LoopName = "asyncio"
 #: glibc malloc arenas per child. By default each thread that allocates (the SQLite writers
 #: and readers, libuv's workers) gets its own, up to 8 per core; two are plenty for one node
 #: whose work is on its event loop, and each arena left out is its high-water mark of RSS.
@@ -145,7 +151,9 @@ def child_environment(local: LocalNode, env: dict[str, str] | None = None) -> di
     return out
 
 
-async def spawn_node(local: LocalNode, env: dict[str, str] | None = None) -> NodeProcess:
+async def spawn_node(
+    local: LocalNode, env: dict[str, str] | None = None, loop: LoopName = CHILD_LOOP
+) -> NodeProcess:
     """Start the node process of ``local`` and wait until it listens.
 
     Its ``config.yml`` is validated here (a bad one is a ``ConfigError`` before anything
@@ -157,6 +165,7 @@ async def spawn_node(local: LocalNode, env: dict[str, str] | None = None) -> Nod
         "-m",
         "lumera_p2p.localnet_child",
         str(plain),
+        loop,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         env=child_environment(local, env),
@@ -199,6 +208,7 @@ async def spawn_nodes(
     *,
     parallel: int = SPAWN_PARALLEL,
     env: dict[str, str] | None = None,
+    loop: LoopName = CHILD_LOOP,
 ) -> list[NodeProcess]:
     """Start one process per node, ``parallel`` spawns at a time, and wait until all are
     ``ready`` (their routing tables hold a peer). On failure every started child is stopped."""
@@ -212,7 +222,7 @@ async def spawn_nodes(
         for seed in node.seeds:  # its seeds listen before it dials them
             await listening[seed].wait()
         async with gate:
-            child = await spawn_node(node, env)
+            child = await spawn_node(node, env, loop)
             started.append(child)
             listening[i].set()
         line = await child.read_line()
