@@ -34,7 +34,6 @@ from enum import IntEnum
 from typing import Any, Final
 
 from nacl._sodium import ffi, lib
-from nacl.bindings import sodium_init
 
 from lumera_p2p.errors import CounterExhaustedError, ProtocolError
 
@@ -65,8 +64,10 @@ GO_PAYLOAD: Final = 4096 - FRAME_OVERHEAD
 MIN_FRAME_LEN: Final = TYPE_FIELD_SIZE + TAG_SIZE
 
 # libsodium picks its SIMD ChaCha20/Poly1305 code in sodium_init(); without it the portable
-# reference code runs at half the speed. ``nacl.bindings`` calls it on import, but say so.
-sodium_init()
+# reference code runs at half the speed. Called on the C library itself: ``nacl.bindings``
+# would do it too, but loads every PyNaCl wrapper module (about 1 MiB in a node process).
+if lib.sodium_init() == -1:  # pragma: no cover - only when libsodium cannot initialise
+    raise ImportError("libsodium failed to initialise")
 
 _HEADER = struct.Struct("<II")
 _LEN = struct.Struct("<I")
