@@ -88,7 +88,8 @@ async def answer(node: P2P, line: str) -> str:
         if verb == "peers":
             return f"peers {node.node.peer_count}"
         if verb == "modules":  # what the process holds; tests keep heavy imports out
-            return "modules " + " ".join(sorted({m.partition(".")[0] for m in sys.modules}))
+            loaded = {name.partition(".")[0] for name, mod in sys.modules.items() if mod}
+            return "modules " + " ".join(sorted(loaded))  # (None: an import blocked)
     except (LumeraP2PError, ValueError) as exc:
         return f"error {type(exc).__name__}: {exc}".replace("\n", " ")
     return f"error unknown command {verb!r}"

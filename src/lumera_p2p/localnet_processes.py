@@ -41,6 +41,13 @@ CHILD_FLAGS = ("-OO",)
 #: node processes is short of memory before it is short of loop speed (uvloop is some 16 %
 #: faster per RPC). ``spawn_nodes(loop="uvloop")`` and ``bench/scale.py --loop`` pick it.
 CHILD_LOOP: LoopName = "asyncio"
+#: Modules a node process on asyncio's loop starts without: ``sys.modules[name] = None``
+#: before anything is imported, so importing one raises ``ImportError``. They are Python's
+#: OpenSSL bindings, whose libcrypto and libssl add about 4 MiB of RSS to a process. A node
+#: never uses them: its channel is its own (pycryptodome and libsodium), asyncio runs
+#: without ``ssl`` (as on builds without OpenSSL), and hashlib then serves SHA-2 from
+#: Python's built-in modules. uvloop imports ``ssl``, so a uvloop child keeps them.
+NO_OPENSSL: tuple[str, ...] = ("ssl", "_ssl", "_hashlib")
 #: glibc malloc arenas per child. By default each thread that allocates (the SQLite writers
 #: and readers, libuv's workers) gets its own, up to 8 per core; two are plenty for one node
 #: whose work is on its event loop, and each arena left out is its high-water mark of RSS.
@@ -162,8 +169,8 @@ async def spawn_node(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         *CHILD_FLAGS,
-        "-m",
-        "lumera_p2p.localnet_child",
+        "-c",
+        child_bootstrap(NO_OPENSSL if loop == "asyncio" else ()),
         str(plain),
         loop,
         stdin=asyncio.subprocess.PIPE,
@@ -181,6 +188,17 @@ async def spawn_node(
         await child.stop(5.0)
         raise
     return child
+
+
+def child_bootstrap(blocked: Sequence[str]) -> str:
+    """``python -c`` code that blocks ``blocked`` modules, then runs the node process (as
+    ``python -m lumera_p2p.localnet_child`` would, but that imports the package first)."""
+    return (
+        "import sys\n"
+        f"sys.modules.update(dict.fromkeys({tuple(blocked)!r}))\n"
+        "from lumera_p2p.localnet_child import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
 
 
 def write_plain_config(config_path: Path) -> Path:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,10 @@ HEAVY_FOR_A_NODE = {
     "mnemonic",
     "email",
     "zoneinfo",
+    "uvloop",  # asyncio's loop by default (localnet_processes.CHILD_LOOP)
+    "ssl",  # and no OpenSSL (localnet_processes.NO_OPENSSL)
+    "_ssl",
+    "_hashlib",
 }
 
 
@@ -118,3 +124,29 @@ def test_a_network_on_uvloop_stores_and_reads(tmp_path: Path) -> None:
             await asyncio.gather(*(n.stop() for n in nodes), return_exceptions=True)
 
     run_event_loop(scenario(), "uvloop")
+
+
+@pytest.mark.slow
+async def test_node_processes_on_uvloop_keep_openssl_and_serve(tmp_path: Path) -> None:
+    local = create_localnet(tmp_path, 3, seeds=1)
+    children = await spawn_nodes(local, loop="uvloop")
+    try:
+        key, replicas = await children[0].store(b"on uvloop")
+        assert replicas >= 1
+        assert await children[2].retrieve(key) == b"on uvloop"
+        assert {"uvloop", "ssl"} <= await children[1].modules()
+    finally:
+        await stop_nodes(children)
+    assert all(c.proc.returncode == 0 for c in children)
+
+
+def test_node_process_refuses_a_bad_loop_name(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "lumera_p2p.localnet_child", str(tmp_path / "c.json"), "tokio"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "usage" in out.stderr and "asyncio" in out.stderr

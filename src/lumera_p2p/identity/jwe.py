@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import math
 import os
@@ -27,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from Crypto.Cipher import AES
+from Crypto.Hash import SHA256
+from Crypto.Protocol.KDF import PBKDF2
 
 from lumera_p2p.errors import JWEAuthError, JWEError, JWEUnwrapError
 
@@ -170,7 +171,11 @@ def parse(token: str | bytes) -> ParsedToken:
 def derive_kek(password: str, p2s: bytes, p2c: int) -> bytes:
     """PBKDF2-HMAC-SHA256 over ``alg ‖ 0x00 ‖ p2s`` (RFC 7518 §4.8.1.1), 16 bytes."""
     salt = ALG.encode("ascii") + b"\x00" + p2s
-    return hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, p2c, _KEK_BYTES)
+    # pycryptodome's, not hashlib's: that one needs OpenSSL, which node processes leave out.
+    kek: bytes = PBKDF2(
+        password.encode("utf-8"), salt, _KEK_BYTES, count=p2c, hmac_hash_module=SHA256
+    )
+    return kek
 
 
 def decrypt(token: str | bytes, password: str) -> bytes:
