@@ -28,6 +28,7 @@ the DHT's traffic) does not need.
 
 from __future__ import annotations
 
+import mmap
 import struct
 from collections.abc import Iterator
 from enum import IntEnum
@@ -396,6 +397,16 @@ _SHRINK_AFTER: Final = 64
 _GATHER_LIMIT: Final = 64 * 1024
 
 
+def _fresh_buffer(size: int) -> mmap.mmap:
+    """A zeroed receive buffer whose pages cost memory only once bytes land in them.
+
+    An anonymous mapping, not a ``bytearray``: that one is zero-filled on creation, so every
+    connection held its whole ``INITIAL_BUFFER`` resident even when only small frames ever
+    arrived at its start (a node process of a 32-node network: 46 connections, 2.9 MiB).
+    """
+    return mmap.mmap(-1, size)
+
+
 class RecordReader:
     """Receive side: ciphertext goes into one buffer, frames are opened in place, plaintext out.
 
@@ -411,7 +422,7 @@ class RecordReader:
 
     def __init__(self, crypto: RecordCrypto | None = None) -> None:
         self._crypto = crypto
-        self._set_buffer(bytearray(INITIAL_BUFFER))
+        self._set_buffer(_fresh_buffer(INITIAL_BUFFER))
         self._pt_pos = 0
         self._pt_end = 0
         self._chunk = b""
@@ -421,7 +432,7 @@ class RecordReader:
         self._small_run = 0
         self._error: ProtocolError | None = None
 
-    def _set_buffer(self, buf: bytearray) -> None:
+    def _set_buffer(self, buf: mmap.mmap) -> None:
         # The view and the C pointer are made once per buffer: both pin it (no resize), which
         # is fine because we only ever replace a buffer, never resize it.
         self._buf = buf
@@ -515,7 +526,7 @@ class RecordReader:
 
     def _grow(self, size: int) -> None:
         # A new buffer rather than a resize: the live view and cffi pointer pin the old one.
-        new = bytearray(size)
+        new = _fresh_buffer(size)
         new[0 : self._rend] = self._view[0 : self._rend]
         self._set_buffer(new)
         self._small_run = 0
@@ -523,7 +534,7 @@ class RecordReader:
     def _maybe_shrink(self) -> None:
         # Give memory back once a connection that moved big frames goes quiet.
         if len(self._buf) > INITIAL_BUFFER and self._small_run >= _SHRINK_AFTER:
-            self._set_buffer(bytearray(INITIAL_BUFFER))
+            self._set_buffer(_fresh_buffer(INITIAL_BUFFER))
             self._small_run = 0
 
     # --- output --------------------------------------------------------------------------
