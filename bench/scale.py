@@ -15,7 +15,10 @@ References from the same run: a bare interpreter that imports asyncio (``rss_vs_
 = its RSS ÷ a node's, higher is better) and the issue's 40 MiB per node (``rss_vs_40mib_ratio``
 = 40 ÷ a node's median RSS; ≥ 1 meets it).
 
-    python bench/scale.py [--nodes 256] [--ops 64] [--seeds 3] [--json]
+Node processes run asyncio's loop unless ``--loop uvloop`` (``localnet_processes.CHILD_LOOP``:
+uvloop costs each process about 2.4 MiB).
+
+    python bench/scale.py [--nodes 256] [--ops 64] [--seeds 3] [--loop asyncio] [--json]
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lumera_p2p.eventloop import LoopName
 from lumera_p2p.localnet import create_localnet
-from lumera_p2p.localnet_processes import spawn_nodes, stop_nodes
+from lumera_p2p.localnet_processes import CHILD_LOOP, spawn_nodes, stop_nodes
 
 MIB = 1024
 
@@ -53,14 +57,16 @@ def bare_rss_kib() -> int:
     )
 
 
-async def measure(nodes: int, ops: int, seeds: int, seed: int) -> dict[str, Any]:
+async def measure(
+    nodes: int, ops: int, seeds: int, seed: int, loop: LoopName = CHILD_LOOP
+) -> dict[str, Any]:
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         local = create_localnet(Path(tmp), nodes, fast_intervals=False, seeds=seeds)
         created = time.perf_counter() - started
         started = time.perf_counter()
-        children = await spawn_nodes(local)
+        children = await spawn_nodes(local, loop=loop)
         joined = time.perf_counter() - started
         try:
             started = time.perf_counter()
@@ -86,6 +92,7 @@ async def measure(nodes: int, ops: int, seeds: int, seed: int) -> dict[str, Any]
     return {
         "nodes": nodes,
         "seeds": seeds,
+        "loop": loop,
         "create_s": round(created, 2),
         "join_s": round(joined, 2),
         "serving_s": round(served, 2),
@@ -99,7 +106,9 @@ async def measure(nodes: int, ops: int, seeds: int, seed: int) -> dict[str, Any]
         "rss_mib_median": round(statistics.median(rss), 1),
         "rss_mib_max": round(max(rss), 1),
         "pss_mib_median": round(statistics.median(pss), 1),
+        "pss_mib_max": round(max(pss), 1),
         "private_mib_median": round(statistics.median(private), 1),
+        "private_mib_max": round(max(private), 1),
         "bare_rss_mib": round(bare, 1),
         "rss_vs_bare_ratio": round(bare / statistics.median(rss), 3),
         "rss_vs_40mib_ratio": round(40 / statistics.median(rss), 3),
@@ -114,9 +123,10 @@ def main() -> None:
     parser.add_argument("--ops", type=int, default=64)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--loop", choices=["asyncio", "uvloop", "auto"], default=CHILD_LOOP)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = asyncio.run(measure(args.nodes, args.ops, args.seeds, args.seed))
+    result = asyncio.run(measure(args.nodes, args.ops, args.seeds, args.seed, args.loop))
     if args.json:
         print(json.dumps(result))
         return
@@ -129,7 +139,9 @@ def main() -> None:
     print(
         f"  RSS per node: median {result['rss_mib_median']} MiB, max {result['rss_mib_max']}"
         f" MiB (bare interpreter {result['bare_rss_mib']} MiB); PSS median "
-        f"{result['pss_mib_median']} MiB; private {result['private_mib_median']} MiB"
+        f"{result['pss_mib_median']} MiB, max {result['pss_mib_max']} MiB; private median "
+        f"{result['private_mib_median']} MiB, max {result['private_mib_max']} MiB "
+        f"({result['loop']} loop)"
     )
     for name, value in result.items():
         if name.endswith("_ratio"):

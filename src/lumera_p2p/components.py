@@ -10,8 +10,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lumera_p2p.config import Config
 from lumera_p2p.dht import DHTOptions, ServingLimits
 from lumera_p2p.dht.quotas import QuotaLimits
 from lumera_p2p.dht.replication import ReplicationOptions
@@ -22,6 +22,11 @@ from lumera_p2p.store import MAX_VALUE_SIZE
 from lumera_p2p.store.rqstore import RQSTORE_DB
 from lumera_p2p.symbols.worker import SymbolWorkerOptions
 from lumera_p2p.wire.messages import MessageType
+
+if TYPE_CHECKING:
+    # Only a type: a node process may be handed a plain configuration (config_plain), and
+    # these functions read attributes only, so that pydantic is not imported to run a node.
+    from lumera_p2p.config import Config, StoreOpenOptions
 
 
 def dht_options(config: Config) -> DHTOptions:
@@ -86,7 +91,21 @@ def dht_options(config: Config) -> DHTOptions:
 
 def replication_options(config: Config) -> ReplicationOptions:
     """Replication and repair (the ``replication`` section), field for field."""
-    return ReplicationOptions(**config.replication.model_dump())
+    section = config.replication
+    # A pydantic section lists its fields on its class; a plain one (config_plain) holds them.
+    names = getattr(type(section), "model_fields", None) or vars(section)
+    return ReplicationOptions(**{name: getattr(section, name) for name in names})
+
+
+def store_open_options(config: Config) -> StoreOpenOptions:
+    """The ``store`` section as keyword arguments of ``LocalStore.open``."""
+    s = config.store
+    return {
+        "synchronous": s.synchronous,
+        "max_storage_bytes": s.max_storage_bytes,
+        "max_replication_keys_per_peer": s.max_replication_keys_per_peer,
+        "max_replication_keys": s.max_replication_keys,
+    }
 
 
 def server_limits(config: Config) -> ServerLimits:

@@ -20,7 +20,6 @@ import ipaddress
 import itertools
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypedDict
 
@@ -34,12 +33,12 @@ from pydantic import (
 )
 
 from lumera_p2p import config_go
+from lumera_p2p.config_plain import DEFAULT_P2P_PORT, BootstrapNode
 from lumera_p2p.errors import ConfigError, IdentityError
 from lumera_p2p.identity.keys import validate_address
 from lumera_p2p.kademlia.version import parse_semver
 from lumera_p2p.safe_yaml import CONFIG_LIMITS, read_yaml_file
 
-DEFAULT_P2P_PORT = 4445
 DEFAULT_LISTEN_ADDRESS = "0.0.0.0"
 #: The supernode release whose P2P protocol this node implements, advertised in every
 #: ``Node.Version`` we send (Go nodes with a minimum version drop peers without one).
@@ -100,19 +99,6 @@ def _check_version(value: str) -> str:
     if parse_semver(text) is None:
         raise ValueError(f"{value!r} is not a version such as 'v2.6.2' (major.minor.patch)")
     return text
-
-
-@dataclass(frozen=True)
-class BootstrapNode:
-    """One ``identity@host:port`` entry of ``p2p.bootstrap_nodes``."""
-
-    identity: str
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.identity}@{host}:{self.port}"
 
 
 def parse_bootstrap_node(entry: str) -> BootstrapNode:

@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lumera_p2p.chain.registry import Supernode, bootstrap_candidates
-from lumera_p2p.config import BootstrapNode, Config
+from lumera_p2p.config import Config
+from lumera_p2p.config_plain import BootstrapNode
 from lumera_p2p.errors import (
     ChainError,
     ConfigError,

@@ -17,12 +17,41 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lumera_p2p.config import load_config
+from lumera_p2p.config_plain import dump_plain
+from lumera_p2p.eventloop import LoopName
 from lumera_p2p.localnet import LocalNode
+
+#: The file next to a node's ``config.yml`` that its process reads: the validated
+#: configuration in plain form (``config_plain``), so the child never imports pydantic.
+PLAIN_CONFIG = "config.plain.json"
 
 #: Spawns in flight at once: enough to keep two cores busy with interpreter start-up.
 SPAWN_PARALLEL = 4
 #: The longest a child may take to listen, and then to join.
 START_TIMEOUT = 120.0
+#: Interpreter flags of a node process. ``-OO`` drops docstrings and ``assert`` statements:
+#: about 2.2 MiB of RSS per process (docstrings of every imported module, and pycryptodome
+#: then binds its C code through ctypes instead of parsing C declarations with pycparser).
+#: The package's asserts only narrow types after a check that raises on its own, so nothing
+#: a node verifies depends on them (the tests run without -OO and would show otherwise).
+CHILD_FLAGS = ("-OO",)
+#: The event loop of a node process. asyncio's own, not uvloop: uvloop's library adds about
+#: 2.4 MiB of RSS to every process (measured, 8 nodes), and a machine running hundreds of
+#: node processes is short of memory before it is short of loop speed (uvloop is some 16 %
+#: faster per RPC). ``spawn_nodes(loop="uvloop")`` and ``bench/scale.py --loop`` pick it.
+CHILD_LOOP: LoopName = "asyncio"
+#: Modules a node process on asyncio's loop starts without: ``sys.modules[name] = None``
+#: before anything is imported, so importing one raises ``ImportError``. They are Python's
+#: OpenSSL bindings, whose libcrypto and libssl add about 4 MiB of RSS to a process. A node
+#: never uses them: its channel is its own (pycryptodome and libsodium), asyncio runs
+#: without ``ssl`` (as on builds without OpenSSL), and hashlib then serves SHA-2 from
+#: Python's built-in modules. uvloop imports ``ssl``, so a uvloop child keeps them.
+NO_OPENSSL: tuple[str, ...] = ("ssl", "_ssl", "_hashlib")
+#: glibc malloc arenas per child. By default each thread that allocates (the SQLite writers
+#: and readers, libuv's workers) gets its own, up to 8 per core; two are plenty for one node
+#: whose work is on its event loop, and each arena left out is its high-water mark of RSS.
+MALLOC_ARENAS = "2"
 
 
 class ChildFailed(RuntimeError):
@@ -80,6 +109,14 @@ class NodeProcess:
             raise ChildFailed(f"{self.local.name}: {reply}")
         return bytes.fromhex(rest)
 
+    async def modules(self) -> set[str]:
+        """The top-level packages the node process has imported."""
+        reply = await self.command("modules")
+        verb, _, rest = reply.partition(" ")
+        if verb != "modules":
+            raise ChildFailed(f"{self.local.name}: {reply}")
+        return set(rest.split())
+
     def memory(self) -> dict[str, int]:
         """``Rss``, ``Pss`` and ``Private_Dirty`` in KiB (``/proc/<pid>/smaps_rollup``)."""
         out: dict[str, int] = {}
@@ -104,16 +141,41 @@ class NodeProcess:
             return await self.proc.wait()
 
 
-async def spawn_node(local: LocalNode, env: dict[str, str] | None = None) -> NodeProcess:
-    """Start the node process of ``local`` and wait until it listens."""
+def child_environment(local: LocalNode, env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a node process: ours, ``env`` over it, and two memory settings.
+
+    ``MALLOC_ARENA_MAX`` (:data:`MALLOC_ARENAS`) unless already set. And when bytecode
+    writing is off (``PYTHONDONTWRITEBYTECODE``), every child would compile the package from
+    source again, which costs each one about 1.3 MiB of RSS that compiling leaves behind and
+    0.1 s of CPU: instead the children share a bytecode cache in the network's own directory
+    (``PYTHONPYCACHEPREFIX``), so nothing is written beside the sources.
+    """
+    out = {**os.environ, **(env or {})}
+    out.setdefault("MALLOC_ARENA_MAX", MALLOC_ARENAS)
+    if out.get("PYTHONDONTWRITEBYTECODE") and "PYTHONPYCACHEPREFIX" not in out:
+        del out["PYTHONDONTWRITEBYTECODE"]
+        out["PYTHONPYCACHEPREFIX"] = str(local.config_path.parent.parent / ".pycache")
+    return out
+
+
+async def spawn_node(
+    local: LocalNode, env: dict[str, str] | None = None, loop: LoopName = CHILD_LOOP
+) -> NodeProcess:
+    """Start the node process of ``local`` and wait until it listens.
+
+    Its ``config.yml`` is validated here (a bad one is a ``ConfigError`` before anything
+    starts) and handed to the child in plain form."""
+    plain = write_plain_config(local.config_path)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "lumera_p2p.localnet_child",
-        str(local.config_path),
+        *CHILD_FLAGS,
+        "-c",
+        child_bootstrap(NO_OPENSSL if loop == "asyncio" else ()),
+        str(plain),
+        loop,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, **(env or {})},
+        env=child_environment(local, env),
     )
     child = NodeProcess(local, proc)
     try:
@@ -128,14 +190,48 @@ async def spawn_node(local: LocalNode, env: dict[str, str] | None = None) -> Nod
     return child
 
 
+def child_bootstrap(blocked: Sequence[str]) -> str:
+    """``python -c`` code that blocks ``blocked`` modules, then runs the node process (as
+    ``python -m lumera_p2p.localnet_child`` would, but that imports the package first)."""
+    return (
+        "import sys\n"
+        f"sys.modules.update(dict.fromkeys({tuple(blocked)!r}))\n"
+        "from lumera_p2p.localnet_child import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+
+
+def write_plain_config(config_path: Path) -> Path:
+    """Validate ``config_path`` and write it in plain form beside it; return the new file."""
+    plain = config_path.with_name(PLAIN_CONFIG)
+    plain.write_text(dump_plain(load_config(config_path)), encoding="utf-8")
+    return plain
+
+
+async def warm_bytecode(local: LocalNode, env: dict[str, str] | None = None) -> None:
+    """Compile what a node process imports once, before the first ones start together (each
+    would compile it, and keep the RSS compiling leaves). Nothing when bytecode is off."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *CHILD_FLAGS,
+        "-c",
+        "import lumera_p2p.localnet_child",
+        env=child_environment(local, env),
+    )
+    await asyncio.wait_for(proc.wait(), START_TIMEOUT)
+
+
 async def spawn_nodes(
     local: Sequence[LocalNode],
     *,
     parallel: int = SPAWN_PARALLEL,
     env: dict[str, str] | None = None,
+    loop: LoopName = CHILD_LOOP,
 ) -> list[NodeProcess]:
     """Start one process per node, ``parallel`` spawns at a time, and wait until all are
     ``ready`` (their routing tables hold a peer). On failure every started child is stopped."""
+    if local:
+        await warm_bytecode(local[0], env)
     gate = asyncio.Semaphore(parallel)
     started: list[NodeProcess] = []
     listening = [asyncio.Event() for _ in local]
@@ -144,7 +240,7 @@ async def spawn_nodes(
         for seed in node.seeds:  # its seeds listen before it dials them
             await listening[seed].wait()
         async with gate:
-            child = await spawn_node(node, env)
+            child = await spawn_node(node, env, loop)
             started.append(child)
             listening[i].set()
         line = await child.read_line()

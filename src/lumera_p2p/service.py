@@ -30,7 +30,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import base58
 
@@ -45,10 +45,10 @@ from lumera_p2p.components import (
     replication_options,
     rqstore_path,
     server_limits,
+    store_open_options,
     symbol_worker_options,
     transport_options,
 )
-from lumera_p2p.config import Config
 from lumera_p2p.content import digest, key_from_bytes, key_to_bytes
 from lumera_p2p.dht import BatchStoreReport, Node
 from lumera_p2p.dht.replication import Replicator
@@ -86,6 +86,11 @@ from lumera_p2p.store.rqstore import RQStore, SymbolDirStatus
 from lumera_p2p.symbols.registration import checked_registration
 from lumera_p2p.symbols.worker import SymbolWorker
 from lumera_p2p.wire.envelope import MAX_VALUE_SIZE
+
+if TYPE_CHECKING:
+    # A type only: a node process may run on a plain configuration (config_plain) and
+    # never import pydantic.
+    from lumera_p2p.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +225,7 @@ class P2P:
                 "lumera",
                 "no peers: set p2p.bootstrap_nodes, lumera.registry_file or lumera.grpc_addr",
             )
-        store = await LocalStore.open(config.p2p.data_dir, **config.store.open_options())
+        store = await LocalStore.open(config.p2p.data_dir, **store_open_options(config))
         try:
             rqstore = await RQStore.open(rqstore_path(config))
         except BaseException:

@@ -31,7 +31,7 @@ from lumera_p2p.identity import (
     protowire,
     routing_id,
 )
-from lumera_p2p.identity.keys import SECP256K1_N, derive_bip32
+from lumera_p2p.identity.keys import SECP256K1_N, der_signature, derive_bip32
 
 # chain-and-keys.md §2.2 [V]
 MNEMONIC = (
@@ -291,3 +291,8 @@ def test_openssl_rejects_what_we_reject() -> None:
         ossl.verify(
             encode_dss_signature(1, 1), keccak256(b"x"), ec.ECDSA(Prehashed(hashes.SHA256()))
         )
+
+
+@given(st.integers(1, SECP256K1_N - 1), st.integers(1, SECP256K1_N - 1))
+def test_der_signature_matches_openssl(r: int, s: int) -> None:
+    assert der_signature(r, s) == encode_dss_signature(r, s)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,33 @@ from lumera_p2p.service import P2P
 from tests.support import eventually
 
 pytestmark = pytest.mark.timeout(300)
+
+#: Packages a node process must not import (issue 12: a node process stays <= 40 MiB RSS).
+#: Each was measured at 1-8 MiB of RSS per process: the config loader's pydantic (the parent
+#: validates and hands over a plain config), OpenSSL through cryptography (the handshake
+#: uses pycryptodome; the record layer loads it only for frames of 16 KiB and more), and
+#: the CLI, API and chain-client stacks a localnet node does not run.
+HEAVY_FOR_A_NODE = {
+    "pydantic",
+    "pydantic_core",
+    "cryptography",
+    "typer",
+    "rich",
+    "click",
+    "fastapi",
+    "starlette",
+    "aiohttp",
+    "prometheus_client",
+    "grpc",
+    "google",
+    "mnemonic",
+    "email",
+    "zoneinfo",
+    "uvloop",  # asyncio's loop by default (localnet_processes.CHILD_LOOP)
+    "ssl",  # and no OpenSSL (localnet_processes.NO_OPENSSL)
+    "_ssl",
+    "_hashlib",
+}
 
 
 async def _store_and_read_through_random_nodes(nodes: list[P2P], count: int, seed: int) -> None:
@@ -52,6 +81,9 @@ async def test_node_processes_join_through_seeds_and_serve(tmp_path: Path) -> No
         for child in children:
             memory = child.memory()
             assert memory["Rss"] > 0 and memory["Pss"] > 0
+        loaded = await children[2].modules()
+        assert {"lumera_p2p", "asyncio", "sqlite3"} <= loaded  # the reply lists real imports
+        assert not loaded & HEAVY_FOR_A_NODE, loaded & HEAVY_FOR_A_NODE
     finally:
         await stop_nodes(children)
     assert all(c.proc.returncode == 0 for c in children)  # each stopped cleanly on "quit"
@@ -92,3 +124,29 @@ def test_a_network_on_uvloop_stores_and_reads(tmp_path: Path) -> None:
             await asyncio.gather(*(n.stop() for n in nodes), return_exceptions=True)
 
     run_event_loop(scenario(), "uvloop")
+
+
+@pytest.mark.slow
+async def test_node_processes_on_uvloop_keep_openssl_and_serve(tmp_path: Path) -> None:
+    local = create_localnet(tmp_path, 3, seeds=1)
+    children = await spawn_nodes(local, loop="uvloop")
+    try:
+        key, replicas = await children[0].store(b"on uvloop")
+        assert replicas >= 1
+        assert await children[2].retrieve(key) == b"on uvloop"
+        assert {"uvloop", "ssl"} <= await children[1].modules()
+    finally:
+        await stop_nodes(children)
+    assert all(c.proc.returncode == 0 for c in children)
+
+
+def test_node_process_refuses_a_bad_loop_name(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "lumera_p2p.localnet_child", str(tmp_path / "c.json"), "tokio"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "usage" in out.stderr and "asyncio" in out.stderr

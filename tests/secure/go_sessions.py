@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from lumera_p2p.identity.keys import PrivateKey
 from lumera_p2p.secure.handshake import StaticPeerVerifier
+from lumera_p2p.secure.p256 import EphemeralKey
 from lumera_p2p.secure.record import GO_PAYLOAD, RecordCrypto
 from lumera_p2p.wire.gob import GoBytes, GoPtr, GoSlice, GoStruct, GoType
 from lumera_p2p.wire.messages import REGISTRY
@@ -74,10 +74,9 @@ class Party:
         return int(self.raw["peer_type_configured_in_go"])
 
     @cached_property
-    def ephemeral(self) -> ec.EllipticCurvePrivateKey:
+    def ephemeral(self) -> EphemeralKey:
         """The injected P-256 ephemeral key."""
-        scalar = int(self.raw["ephemeral_private_key_hex"], 16)
-        return ec.derive_private_key(scalar, ec.SECP256R1())
+        return EphemeralKey.from_scalar(int(self.raw["ephemeral_private_key_hex"], 16))
 
     @property
     def ephemeral_derivation_input(self) -> bytes:

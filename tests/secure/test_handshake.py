@@ -7,9 +7,7 @@ import hashlib
 
 import coincurve
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from lumera_p2p.errors import ProtocolError
 from lumera_p2p.identity import protowire
@@ -31,14 +29,15 @@ from lumera_p2p.secure.handshake import (
     shared_secret,
     verify_peer,
 )
+from lumera_p2p.secure.p256 import EphemeralKey, PeerPublicKey
 from lumera_p2p.secure.record import RecordCrypto, Side
 
 from .conftest import make_key
 
 TEST_ADDRESS_1 = "lumera1zvnc27832srgxa207y5hu2agy83wazfzurufyp"
 TEST_ADDRESS_2 = "lumera1evlkjnp072q8u0yftk65ualx49j6mdz66p2073"
-CLIENT_EPH = ec.derive_private_key(int("00" + "11" * 31, 16), ec.SECP256R1())
-SERVER_EPH = ec.derive_private_key(int("00" + "22" * 31, 16), ec.SECP256R1())
+CLIENT_EPH = EphemeralKey.from_scalar(int("00" + "11" * 31, 16))
+SERVER_EPH = EphemeralKey.from_scalar(int("00" + "22" * 31, 16))
 ONE = PrivateKey((1).to_bytes(32, "big"))  # secp256k1 G: a well-known address
 
 INFO_TYPE0 = bytes.fromhex(
@@ -60,8 +59,8 @@ def feed(data: bytes) -> asyncio.StreamReader:
 
 def message_for(
     key: PrivateKey, peer_type: PeerType = PeerType.SUPERNODE
-) -> tuple[bytes, bytes, ec.EllipticCurvePrivateKey]:
-    eph = ec.generate_private_key(ec.SECP256R1())
+) -> tuple[bytes, bytes, EphemeralKey]:
+    eph = EphemeralKey.generate()
     info, sig = create_request(key, peer_type, eph)
     return info, sig, eph
 
@@ -256,8 +255,8 @@ async def test_verify_accepts_a_good_message() -> None:
     assert ephemeral_public_point(peer.ephemeral_public) == ephemeral_public_bytes(eph)
 
 
-def ephemeral_public_point(key: ec.EllipticCurvePublicKey) -> bytes:
-    return key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+def ephemeral_public_point(key: PeerPublicKey) -> bytes:
+    return key.encoded()
 
 
 async def test_peer_type_selects_the_chain_check() -> None:
@@ -389,7 +388,8 @@ async def test_bad_ephemeral_key(public_key: bytes, match: str) -> None:
 
 async def test_compressed_ephemeral_of_a_real_point_refused() -> None:
     key = make_key("peer")
-    compressed = CLIENT_EPH.public_key().public_bytes(Encoding.X962, PublicFormat.CompressedPoint)
+    point = ephemeral_public_bytes(CLIENT_EPH)
+    compressed = bytes([2 + (point[-1] & 1)]) + point[1:33]
     raw = HandshakeInfo(
         key.address, PeerType.SUPERNODE, compressed, key.public_key.to_any()
     ).encode()

@@ -33,7 +33,7 @@ from enum import IntEnum
 from functools import cached_property
 from typing import TYPE_CHECKING, Protocol
 
-from lumera_p2p.config import DEFAULT_P2P_PORT
+from lumera_p2p.config_plain import DEFAULT_P2P_PORT
 from lumera_p2p.errors import IdentityError
 from lumera_p2p.identity.keys import routing_id as _routing_id
 from lumera_p2p.identity.keys import validate_address

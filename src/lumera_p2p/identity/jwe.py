@@ -25,11 +25,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
-from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
+from Crypto.Cipher import AES
+from Crypto.Hash import SHA256
+from Crypto.Protocol.KDF import PBKDF2
 
 from lumera_p2p.errors import JWEAuthError, JWEError, JWEUnwrapError
 
@@ -173,8 +171,11 @@ def parse(token: str | bytes) -> ParsedToken:
 def derive_kek(password: str, p2s: bytes, p2c: int) -> bytes:
     """PBKDF2-HMAC-SHA256 over ``alg ‖ 0x00 ‖ p2s`` (RFC 7518 §4.8.1.1), 16 bytes."""
     salt = ALG.encode("ascii") + b"\x00" + p2s
-    kdf = PBKDF2HMAC(algorithm=hashes.SHA256(), length=_KEK_BYTES, salt=salt, iterations=p2c)
-    return kdf.derive(password.encode("utf-8"))
+    # pycryptodome's, not hashlib's: that one needs OpenSSL, which node processes leave out.
+    kek: bytes = PBKDF2(
+        password.encode("utf-8"), salt, _KEK_BYTES, count=p2c, hmac_hash_module=SHA256
+    )
+    return kek
 
 
 def decrypt(token: str | bytes, password: str) -> bytes:
@@ -191,12 +192,14 @@ def decrypt_parsed(parsed: ParsedToken, password: str) -> bytes:
     """Decrypt a token already checked by :func:`parse`."""
     kek = derive_kek(password, parsed.p2s, parsed.p2c)
     try:
-        cek = aes_key_unwrap(kek, parsed.encrypted_key)
-    except InvalidUnwrap as exc:
+        cek = AES.new(kek, AES.MODE_KW).unseal(parsed.encrypted_key)
+    except ValueError as exc:  # RFC 3394's integrity check failed
         raise JWEUnwrapError("the password does not unwrap the JWE content key") from exc
+    gcm = AES.new(cek, AES.MODE_GCM, nonce=parsed.iv, mac_len=_TAG_BYTES)
+    gcm.update(parsed.header_segment)
     try:
-        return AESGCM(cek).decrypt(parsed.iv, parsed.ciphertext + parsed.tag, parsed.header_segment)
-    except InvalidTag as exc:
+        return gcm.decrypt_and_verify(parsed.ciphertext, parsed.tag)
+    except ValueError as exc:  # the tag does not match
         raise JWEAuthError("JWE authentication failed: the token was modified") from exc
 
 
@@ -226,9 +229,10 @@ def encrypt(
     h64 = b64url_encode(
         json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     )
-    encrypted_key = aes_key_wrap(derive_kek(password, p2s, p2c), cek)
-    sealed = AESGCM(cek).encrypt(iv, payload, h64.encode("ascii"))
-    ciphertext, tag = sealed[:-_TAG_BYTES], sealed[-_TAG_BYTES:]
+    encrypted_key = AES.new(derive_kek(password, p2s, p2c), AES.MODE_KW).seal(cek)
+    gcm = AES.new(cek, AES.MODE_GCM, nonce=iv, mac_len=_TAG_BYTES)
+    gcm.update(h64.encode("ascii"))
+    ciphertext, tag = gcm.encrypt_and_digest(payload)
     return ".".join(
         [
             h64,

@@ -46,7 +46,7 @@ from lumera_p2p.errors import (
     ProtobufDecodeError,
     WrongPassphrase,
 )
-from lumera_p2p.identity import armor, jwe, protowire
+from lumera_p2p.identity import jwe, protowire
 from lumera_p2p.identity.keys import (
     DEFAULT_HD_PATH,
     KeyType,
@@ -521,6 +521,8 @@ class Keyring:
         # Check the name before paying for the armor's KDF, as Go's ImportPrivKey does.
         if (self.path / filename_escape(name + INFO_SUFFIX)).exists():
             raise KeyringError(f"a key named {name!r} already exists in {self.path}")
+        from lumera_p2p.identity import armor  # noqa: PLC0415 (PyNaCl's wrappers, on import only)
+
         return self.add(name, armor.import_armored_key(armored_text, passphrase))
 
     # --- internals ---------------------------------------------------------------------------

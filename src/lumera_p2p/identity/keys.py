@@ -22,7 +22,6 @@ import bech32
 import blake3
 import coincurve
 from Crypto.Hash import RIPEMD160, keccak
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from lumera_p2p.errors import IdentityError, ProtobufDecodeError, SignatureError
 from lumera_p2p.identity import protowire
@@ -179,7 +178,7 @@ class PublicKey:
             raise SignatureError("signature r or s out of range")
         if s > _HALF_N:
             raise SignatureError("signature has a high S value (not canonical)")
-        der = encode_dss_signature(r, s)
+        der = der_signature(r, s)
         if not self._point.verify(der, digest, hasher=None):
             raise SignatureError("signature does not match the key and message")
 
@@ -304,3 +303,16 @@ def derive_bip32(seed: bytes, path: str) -> bytes:
             raise IdentityError(f"HD derivation hit an invalid key at index {index}")
         key, chain = child.to_bytes(32, "big"), digest[32:]
     return key
+
+
+def der_signature(r: int, s: int) -> bytes:
+    """ASN.1 DER ``SEQUENCE { INTEGER r, INTEGER s }`` for ``0 < r, s < n`` (what coincurve's
+    ``verify`` reads), written here so that verifying does not load a second crypto library."""
+    body = _der_integer(r) + _der_integer(s)
+    return b"\x30" + bytes([len(body)]) + body  # at most 70 bytes: short-form lengths
+
+
+def _der_integer(value: int) -> bytes:
+    # Minimal big-endian two's complement of a positive int: a leading 00 when the top bit is set.
+    raw = value.to_bytes(value.bit_length() // 8 + 1, "big")
+    return b"\x02" + bytes([len(raw)]) + raw

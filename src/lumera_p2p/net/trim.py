@@ -35,13 +35,18 @@ def _malloc_trim() -> Callable[[int], int] | None:
     return trim
 
 
-def give_back_freed_memory(size: int) -> bool:
-    """After ``size`` bytes were freed: if that is large, return the heap's free pages to the
-    kernel. True if a trim ran."""
-    if size < TRIM_AFTER:
-        return False
+def trim_heap() -> bool:
+    """Return the heap's free pages to the kernel now (True if glibc did it)."""
     trim = _malloc_trim()
     if trim is None:
         return False
     trim(0)
     return True
+
+
+def give_back_freed_memory(size: int) -> bool:
+    """After ``size`` bytes were freed: if that is large, return the heap's free pages to the
+    kernel. True if a trim ran."""
+    if size < TRIM_AFTER:
+        return False
+    return trim_heap()

@@ -30,8 +30,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, cast
 
-from cryptography.hazmat.primitives.asymmetric import ec
-
 from lumera_p2p.errors import HandshakeTimeoutError, ProtocolError
 from lumera_p2p.identity.keys import PrivateKey
 from lumera_p2p.secure.handshake import (
@@ -42,6 +40,7 @@ from lumera_p2p.secure.handshake import (
     client_handshake,
     server_handshake,
 )
+from lumera_p2p.secure.p256 import EphemeralKey
 from lumera_p2p.secure.record import (
     FRAME_OVERHEAD,
     MAX_PAYLOAD,
@@ -546,7 +545,7 @@ async def secure_connect(
     *,
     timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
     peer_type: PeerType = PeerType.SUPERNODE,
-    ephemeral: ec.EllipticCurvePrivateKey | None = None,
+    ephemeral: EphemeralKey | None = None,
     local_addr: tuple[str, int] | None = None,
 ) -> SecureStream:
     """Dial ``host:port`` and complete the handshake as client with ``expected_peer``.
@@ -620,9 +619,7 @@ class IncomingConnection:
         """
         return await self._proto.wait_raw(1)
 
-    async def handshake(
-        self, *, ephemeral: ec.EllipticCurvePrivateKey | None = None
-    ) -> SecureStream:
+    async def handshake(self, *, ephemeral: EphemeralKey | None = None) -> SecureStream:
         """Run the server handshake (Go ``ServerHandshake``) and return the secure stream.
 
         Raises ``ProtocolError`` (``HandshakeTimeoutError`` past the deadline) with the

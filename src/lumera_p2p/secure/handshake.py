@@ -20,11 +20,6 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Final, Protocol
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
 from lumera_p2p.errors import (
     HandshakeTimeoutError,  # noqa: F401  (its old import path)
     IdentityError,
@@ -35,6 +30,7 @@ from lumera_p2p.errors import (
 )
 from lumera_p2p.identity import protowire
 from lumera_p2p.identity.keys import PrivateKey, PublicKey
+from lumera_p2p.secure.p256 import EphemeralKey, PeerPublicKey, hkdf_sha256
 from lumera_p2p.secure.record import KEY_MATERIAL_SIZE, RECORD_PROTOCOL, Side
 
 #: The only curve any Go path uses; the receiver ignores the field and assumes it.
@@ -171,18 +167,18 @@ def _as_bytes(value: int | bytes | None) -> bytes:
 # --- one side's message ---------------------------------------------------------------------
 
 
-def generate_ephemeral() -> ec.EllipticCurvePrivateKey:
+def generate_ephemeral() -> EphemeralKey:
     """A fresh P-256 key for one handshake."""
-    return ec.generate_private_key(ec.SECP256R1())
+    return EphemeralKey.generate()
 
 
-def ephemeral_public_bytes(key: ec.EllipticCurvePrivateKey) -> bytes:
+def ephemeral_public_bytes(key: EphemeralKey) -> bytes:
     """SEC1 uncompressed ``04 ‖ X ‖ Y`` (Go ``ecdh.PublicKey.Bytes()``)."""
-    return key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    return key.public_bytes()
 
 
 def create_request(
-    local_key: PrivateKey, peer_type: PeerType, ephemeral: ec.EllipticCurvePrivateKey
+    local_key: PrivateKey, peer_type: PeerType, ephemeral: EphemeralKey
 ) -> tuple[bytes, bytes]:
     """Our HandshakeInfo bytes and their signature (Go ``CreateRequest``)."""
     info = HandshakeInfo(
@@ -238,7 +234,7 @@ class VerifiedPeer:
     address: str
     peer_type: PeerType
     account_key: PublicKey
-    ephemeral_public: ec.EllipticCurvePublicKey
+    ephemeral_public: PeerPublicKey
 
 
 async def verify_peer(
@@ -301,9 +297,7 @@ async def verify_peer(
             "ephemeral key is not an uncompressed P-256 point (65 bytes, 04…)"
         )
     try:
-        ephemeral_public = ec.EllipticCurvePublicKey.from_encoded_point(
-            ec.SECP256R1(), info.public_key
-        )
+        ephemeral_public = PeerPublicKey.from_encoded_point(info.public_key)
     except ValueError as exc:
         raise ProtocolError(
             "failed to parse remote public key: ephemeral key is not a point on P-256"
@@ -311,11 +305,9 @@ async def verify_peer(
     return VerifiedPeer(info.address, peer_type, account_key, ephemeral_public)
 
 
-def shared_secret(
-    ephemeral: ec.EllipticCurvePrivateKey, peer_public: ec.EllipticCurvePublicKey
-) -> bytes:
+def shared_secret(ephemeral: EphemeralKey, peer_public: PeerPublicKey) -> bytes:
     """ECDH on P-256: the 32-byte big-endian x-coordinate (Go ``ecdh.PrivateKey.ECDH``)."""
-    return ephemeral.exchange(ec.ECDH(), peer_public)
+    return ephemeral.exchange(peer_public)
 
 
 def hkdf_info(client_address: str, server_address: str) -> bytes:
@@ -331,8 +323,7 @@ def expand_key(secret: bytes, info: bytes) -> bytes:
     """
     if len(secret) >= KEY_MATERIAL_SIZE:
         return secret[:KEY_MATERIAL_SIZE]
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=KEY_MATERIAL_SIZE, salt=None, info=info)
-    return hkdf.derive(secret)
+    return hkdf_sha256(secret, info, KEY_MATERIAL_SIZE)
 
 
 # --- the two drivers ------------------------------------------------------------------------
@@ -358,7 +349,7 @@ async def client_handshake(
     verifier: PeerVerifier,
     *,
     peer_type: PeerType = PeerType.SUPERNODE,
-    ephemeral: ec.EllipticCurvePrivateKey | None = None,
+    ephemeral: EphemeralKey | None = None,
 ) -> HandshakeResult:
     """Go ``ClientHandshake``: send ours, read theirs, check it is who we dialled, verify."""
     eph = ephemeral or generate_ephemeral()
@@ -386,7 +377,7 @@ async def server_handshake(
     verifier: PeerVerifier,
     *,
     peer_type: PeerType = PeerType.SUPERNODE,
-    ephemeral: ec.EllipticCurvePrivateKey | None = None,
+    ephemeral: EphemeralKey | None = None,
 ) -> HandshakeResult:
     """Go ``ServerHandshake``: read and parse theirs, answer with ours, then verify theirs."""
     raw, peer_sig = await read_message(reader)

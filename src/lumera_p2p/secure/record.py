@@ -21,20 +21,20 @@ times libsodium's speed here): XChaCha20-Poly1305 is ChaCha20-Poly1305 under the
 suite is always 12 zero bytes. HChaCha20 is read off one ChaCha20 block (keystream minus the
 input state, words 0-3 and 12-15), a few microseconds, so small frames (Go sends 4 KiB ones)
 stay on libsodium. Both paths produce the same bytes; the tests check one against the other.
+``cryptography`` is imported on the first large frame, not before: its statically linked
+OpenSSL maps about 7 MiB into the process, which a node that only sends small frames (most of
+the DHT's traffic) does not need.
 """
 
 from __future__ import annotations
 
+import mmap
 import struct
 from collections.abc import Iterator
 from enum import IntEnum
 from typing import Any, Final
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from nacl._sodium import ffi, lib
-from nacl.bindings import sodium_init
 
 from lumera_p2p.errors import CounterExhaustedError, ProtocolError
 
@@ -65,8 +65,10 @@ GO_PAYLOAD: Final = 4096 - FRAME_OVERHEAD
 MIN_FRAME_LEN: Final = TYPE_FIELD_SIZE + TAG_SIZE
 
 # libsodium picks its SIMD ChaCha20/Poly1305 code in sodium_init(); without it the portable
-# reference code runs at half the speed. ``nacl.bindings`` calls it on import, but say so.
-sodium_init()
+# reference code runs at half the speed. Called on the C library itself: ``nacl.bindings``
+# would do it too, but loads every PyNaCl wrapper module (about 1 MiB in a node process).
+if lib.sodium_init() == -1:  # pragma: no cover - only when libsodium cannot initialise
+    raise ImportError("libsodium failed to initialise")
 
 _HEADER = struct.Struct("<II")
 _LEN = struct.Struct("<I")
@@ -77,9 +79,9 @@ _ZERO_BLOCK: Final = bytes(64)
 #: Frames with at least this much plaintext use OpenSSL; below it libsodium's lower fixed
 #: cost per call wins (crossover measured near 14 KiB).
 FAST_PATH_MIN: Final = 16 * 1024
-#: ``encrypt_into``/``decrypt_into`` arrived in a recent ``cryptography``; without them every
-#: frame goes through libsodium.
-_HAVE_INTO: Final = hasattr(ChaCha20Poly1305, "encrypt_into")
+#: Whether large frames may use OpenSSL (tests turn it off to force libsodium). They do only
+#: when this ``cryptography`` has ``encrypt_into``/``decrypt_into`` (a recent addition).
+_HAVE_INTO = True
 _ZERO12: Final = bytes(12)
 _aead_encrypt = lib.crypto_aead_xchacha20poly1305_ietf_encrypt
 _aead_decrypt = lib.crypto_aead_xchacha20poly1305_ietf_decrypt
@@ -173,6 +175,8 @@ def hchacha20(key: bytes, nonce16: bytes) -> bytes:
     A ChaCha20 block is ``rounds(state) + state``; HChaCha20 is ``rounds(state)`` at words
     0-3 and 12-15, whose input words (the constant and the 16-byte nonce) are known.
     """
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms  # noqa: PLC0415
+
     block = Cipher(algorithms.ChaCha20(key, nonce16), None).encryptor().update(_ZERO_BLOCK)
     w = _WORDS16.unpack(block)
     n = _WORDS4.unpack(nonce16)
@@ -220,8 +224,13 @@ class RecordCrypto:
         """The 12 meaningful nonce bytes: ``counter XOR mask[0:12]``."""
         return (counter.as_int() ^ self._mask).to_bytes(COUNTER_SIZE, "little")
 
-    def _aead(self, nonce12: bytes) -> ChaCha20Poly1305:
-        """The OpenSSL AEAD equivalent to XChaCha under ``nonce12 ‖ 00 × 12``."""
+    def _aead(self, nonce12: bytes) -> Any:
+        """The OpenSSL AEAD equivalent to XChaCha under ``nonce12 ‖ 00 × 12``, or None when
+        this ``cryptography`` cannot encrypt in place (then libsodium does every frame)."""
+        from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305  # noqa: PLC0415
+
+        if not hasattr(ChaCha20Poly1305, "encrypt_into"):
+            return None
         return ChaCha20Poly1305(hchacha20(self._key, nonce12 + _ZERO12[:4]))
 
     def seal_into(self, out: Any, offset: int, plaintext: Any, length: int) -> int:
@@ -235,9 +244,10 @@ class RecordCrypto:
         nonce12 = self._nonce12(self.out_counter)
         _HEADER.pack_into(out, offset, length + MIN_FRAME_LEN, MSG_TYPE)
         start = offset + HEADER_SIZE
-        if _HAVE_INTO and length >= FAST_PATH_MIN:
+        aead = self._aead(nonce12) if _HAVE_INTO and length >= FAST_PATH_MIN else None
+        if aead is not None:
             with memoryview(out) as dst, memoryview(plaintext) as src:
-                self._aead(nonce12).encrypt_into(
+                aead.encrypt_into(
                     _ZERO12, src[:length], None, dst[start : start + length + TAG_SIZE]
                 )
         else:
@@ -272,11 +282,12 @@ class RecordCrypto:
         reader can hand to the application without another copy.
         """
         nonce12 = self._nonce12(self.in_counter)
-        if _HAVE_INTO and length - TAG_SIZE >= FAST_PATH_MIN:
+        aead = self._aead(nonce12) if _HAVE_INTO and length - TAG_SIZE >= FAST_PATH_MIN else None
+        if aead is not None:
+            from cryptography.exceptions import InvalidTag  # noqa: PLC0415
+
             try:
-                plain: bytes | None = self._aead(nonce12).decrypt(
-                    _ZERO12, view[start : start + length], None
-                )
+                plain: bytes | None = aead.decrypt(_ZERO12, view[start : start + length], None)
             except InvalidTag:
                 raise _auth_error() from None
         else:
@@ -386,6 +397,16 @@ _SHRINK_AFTER: Final = 64
 _GATHER_LIMIT: Final = 64 * 1024
 
 
+def _fresh_buffer(size: int) -> mmap.mmap:
+    """A zeroed receive buffer whose pages cost memory only once bytes land in them.
+
+    An anonymous mapping, not a ``bytearray``: that one is zero-filled on creation, so every
+    connection held its whole ``INITIAL_BUFFER`` resident even when only small frames ever
+    arrived at its start (a node process of a 32-node network: 46 connections, 2.9 MiB).
+    """
+    return mmap.mmap(-1, size)
+
+
 class RecordReader:
     """Receive side: ciphertext goes into one buffer, frames are opened in place, plaintext out.
 
@@ -401,7 +422,7 @@ class RecordReader:
 
     def __init__(self, crypto: RecordCrypto | None = None) -> None:
         self._crypto = crypto
-        self._set_buffer(bytearray(INITIAL_BUFFER))
+        self._set_buffer(_fresh_buffer(INITIAL_BUFFER))
         self._pt_pos = 0
         self._pt_end = 0
         self._chunk = b""
@@ -411,7 +432,7 @@ class RecordReader:
         self._small_run = 0
         self._error: ProtocolError | None = None
 
-    def _set_buffer(self, buf: bytearray) -> None:
+    def _set_buffer(self, buf: mmap.mmap) -> None:
         # The view and the C pointer are made once per buffer: both pin it (no resize), which
         # is fine because we only ever replace a buffer, never resize it.
         self._buf = buf
@@ -505,7 +526,7 @@ class RecordReader:
 
     def _grow(self, size: int) -> None:
         # A new buffer rather than a resize: the live view and cffi pointer pin the old one.
-        new = bytearray(size)
+        new = _fresh_buffer(size)
         new[0 : self._rend] = self._view[0 : self._rend]
         self._set_buffer(new)
         self._small_run = 0
@@ -513,7 +534,7 @@ class RecordReader:
     def _maybe_shrink(self) -> None:
         # Give memory back once a connection that moved big frames goes quiet.
         if len(self._buf) > INITIAL_BUFFER and self._small_run >= _SHRINK_AFTER:
-            self._set_buffer(bytearray(INITIAL_BUFFER))
+            self._set_buffer(_fresh_buffer(INITIAL_BUFFER))
             self._small_run = 0
 
     # --- output --------------------------------------------------------------------------

@@ -8,12 +8,15 @@ lock on ``p2p.data_dir`` that a running node holds, so the two never write ``rqs
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from lumera_p2p.components import rqstore_path
-from lumera_p2p.config import Config
 from lumera_p2p.errors import DataDirLocked, StoreError, SymbolDirError
 from lumera_p2p.store.lock import DataDirLock
 from lumera_p2p.store.rqstore import RQStore, SymbolDirStatus
+
+if TYPE_CHECKING:
+    from lumera_p2p.config import Config
 
 #: The longest txid accepted (Lumera action IDs and task IDs are far shorter).
 MAX_TXID_LENGTH = 256
