@@ -2,9 +2,10 @@
 channel's raw MB/s measured in the same run.
 
 The network is ``lumera-p2p localnet``'s (with Go's replication intervals): real nodes on
-127.0.0.1 in one process, each with its SQLite store, talking over the secure channel. A batch of 2,000 values of 64 KiB is stored
-through one node (committed locally, then sent to each value's 6 nearest nodes) and read back
-in full through another node (its own replicas, if it holds any, are read locally).
+127.0.0.1 in one process, each with its SQLite store, talking over the secure channel. A batch
+of 2,000 values of 64 KiB is stored through one node (committed locally, then sent to each
+value's 6 nearest nodes) and read back in full through another node (its own replicas, if it
+holds any, are read locally).
 The first reference is ``bench/secure_channel.py`` run in the same invocation (one stream
 between two processes); a batch store moves every byte to 6 replicas and commits it 7 times, so
 that ratio is bounded far below 1 by design. The second is the disk: plain ``sqlite3`` ingest
