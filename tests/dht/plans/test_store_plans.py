@@ -273,6 +273,11 @@ def test_requests_are_spread_over_the_nodes() -> None:
     assert trace.max_per_peer == 2
     assert run.result().requests == len(trace.sent) == 18
     assert run.result().failure is None
+    # On a tie the node with the most left to send goes first: here the third, then the
+    # second (its 2 chunks against the first's 1).
+    shares = [[nodes[0]]] * 3 + [[nodes[1]]] * 6 + [[nodes[2]]] * 9
+    uneven = BatchStorePlan(keys, values, shares, chunk_bytes=3000, concurrency=3)
+    assert [r.peer for r in uneven.poll(0.0)] == [nodes[2], nodes[1], nodes[0]]
 
 
 def test_a_nodes_first_requests_ramp_up_to_the_chunk_size() -> None:

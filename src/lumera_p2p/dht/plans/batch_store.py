@@ -4,11 +4,11 @@ Each key goes to its ``replicas`` nearest store-eligible nodes in the routing ta
 the node before the plan starts); each node gets its share in BatchStoreData requests of at
 most ``chunk_bytes`` (Go sends one message per node, which fails past the 400 MB frame limit),
 at most ``concurrency`` at once, spread over the nodes: the next request goes to the node with
-the fewest in flight, so every receiver (its connection, its decoder, its disk writer) has
-work while the others commit, rather than one node taking a run of requests while the rest
-wait. The batch succeeds when at least ``min_success`` of the
-requests do; requests a node refused as "not store-eligible" are left out of that count, as in
-Go, and the node is sent nothing more until the next allowlist.
+the fewest in flight (of those, the one with the most left to send), so every receiver (its
+connection, its decoder, its disk writer) has work while the others commit, rather than one
+node taking a run of requests while the rest wait. The batch succeeds when at least
+``min_success`` of the requests do; requests a node refused as "not store-eligible" are left
+out of that count, as in Go, and the node is sent nothing more until the next allowlist.
 """
 
 from __future__ import annotations
@@ -164,8 +164,9 @@ class BatchStorePlan(Plan[BatchStoreReport]):
         out: list[Request] = []
         queues = self._queues
         while queues and len(self._in_flight) < self._concurrency:
-            # The least busy node with work left (the first such, in target order, on a tie).
-            hashed = min(queues, key=self._busy.__getitem__)
+            # The least busy node with work left; on a tie the one with the most left, so
+            # the nodes with the larger shares do not finish alone at the end.
+            hashed = min(queues, key=lambda h: (self._busy[h], -len(queues[h])))
             pending = queues[hashed]
             chunk = pending.popleft()
             if not pending:
