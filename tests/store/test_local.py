@@ -86,6 +86,16 @@ async def test_store_with_key_is_checked(store: LocalStore) -> None:
     # The failing batch stored nothing, not even its good first value.
     assert await store.retrieve(h(b"a")) is None
     assert await store.count() == 1
+    # A batch too large to key on the loop is keyed (and checked) in the writer: the same.
+    big = [bytes([i]) * 100_000 for i in range(4)]
+    pairs = [(h(v), v) for v in big]
+    with pytest.raises(ValueMismatch):
+        await store.store_batch([*pairs[:3], (pairs[3][0], b"forged" * 20_000)])
+    assert await store.retrieve(pairs[0][0]) is None
+    assert await store.store_batch(big) == [k for k, _ in pairs]
+    assert await store.store_batch(pairs, datatype=1) == [k for k, _ in pairs]
+    assert await store.retrieve(pairs[3][0]) == big[3]
+    assert await store.count() == 5
 
 
 async def test_oversized_value_refused(tmp_path: Path) -> None:

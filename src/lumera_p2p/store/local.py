@@ -113,16 +113,25 @@ class StoredKey:
     size: int
 
 
+def check_sizes(items: Sequence[bytes] | Sequence[tuple[bytes, bytes]], max_value_size: int) -> int:
+    """Raise ``ValueTooLarge`` for an item whose value is over ``max_value_size``; return
+    the values' total size."""
+    total = 0
+    for item in items:
+        size = len(item[1]) if isinstance(item, tuple) else len(item)
+        if size > max_value_size:
+            raise ValueTooLarge(size, max_value_size)
+        total += size
+    return total
+
+
 def pair_with_keys(
     items: Sequence[bytes] | Sequence[tuple[bytes, bytes]], max_value_size: int
 ) -> list[tuple[bytes, bytes]]:
     """``(key, value)`` for each item: a bare value gets its BLAKE3 key, a given pair is
     checked against it. Raises ``ValueTooLarge`` for a value over ``max_value_size`` (before
     hashing anything) and ``ValueMismatch`` for a value that does not hash to its key."""
-    for item in items:
-        size = len(item[1]) if isinstance(item, tuple) else len(item)
-        if size > max_value_size:
-            raise ValueTooLarge(size, max_value_size)
+    check_sizes(items, max_value_size)
     out: list[tuple[bytes, bytes]] = []
     for item in items:
         key, value = item if isinstance(item, tuple) else (None, item)
@@ -357,19 +366,6 @@ class LocalStore:
 
     # --- values --------------------------------------------------------------------------
 
-    async def _keyed(
-        self, items: Sequence[bytes] | Sequence[tuple[bytes, bytes]]
-    ) -> list[tuple[bytes, bytes]]:
-        """Pair values with their keys (computing or checking BLAKE3) off the writer thread."""
-
-        def work() -> list[tuple[bytes, bytes]]:
-            return pair_with_keys(items, self.max_value_size)
-
-        total = sum(len(i[1]) if isinstance(i, tuple) else len(i) for i in items)
-        if total <= _INLINE_HASH_BYTES:
-            return work()
-        return await asyncio.to_thread(work)
-
     async def store(
         self, key: bytes, value: bytes, *, datatype: int = 0, is_original: bool = False
     ) -> None:
@@ -397,17 +393,23 @@ class LocalStore:
         """
         if not items:
             return []
-        pairs = await self._keyed(items)
+        total = check_sizes(items, self.max_value_size)
+        # A small batch is keyed here: cheaper than a hop. A large one is keyed (BLAKE3
+        # releases the GIL) in the writer thread just before its insert: one handoff, not
+        # two (to a hashing thread and back to the loop, then to the writer), and the
+        # writer starts on it without waiting for the loop to come round.
+        keyed = pair_with_keys(items, self.max_value_size) if total <= _INLINE_HASH_BYTES else None
         now = format_time(utcnow())
-        # A value is bound as it is (bytes, or a view into the frame it came in): no copy
-        # of ours; SQLite makes two while it inserts it (see ``_large_write``).
-        rows = [(key.hex(), value, datatype, is_original, now, now) for key, value in pairs]
-        sizes = {row[0]: len(row[1]) for row in rows} if self.limits.counts_bytes else {}
-        large = max((len(value) for _, value in pairs), default=0) >= LARGE_WRITE
+        counts_bytes = self.limits.counts_bytes
 
-        def job(conn: sqlite3.Connection) -> None:
+        def job(conn: sqlite3.Connection) -> list[bytes]:
+            pairs = keyed if keyed is not None else pair_with_keys(items, self.max_value_size)
+            # A value is bound as it is (bytes, or a view into the frame it came in): no
+            # copy of ours; SQLite makes two while it inserts it (see ``_large_write``).
+            rows = [(key.hex(), value, datatype, is_original, now, now) for key, value in pairs]
+            sizes = {row[0]: len(row[1]) for row in rows} if counts_bytes else {}
             growth = limits.admit_values(conn, self._tally, self.limits, sizes)
-            if large:
+            if max(len(value) for _, value in pairs) >= LARGE_WRITE:
                 with _large_write(conn):
                     conn.executemany(_UPSERT_LARGE, [(*row, True) for row in rows])
                     # The statement stays cached with its last parameters bound, SQLite's
@@ -416,13 +418,13 @@ class LocalStore:
             else:
                 conn.executemany(_UPSERT_VALUE, rows)
             self._tally.add(limits.DATA_BYTES, growth)
+            return [key for key, _ in pairs]
 
         try:
-            await self._data_writer.submit(job)
+            return await self._data_writer.submit(job)
         except StorageFull:
             self.storage_full_refusals += 1
             raise
-        return [key for key, _ in pairs]
 
     async def retrieve(self, key: bytes) -> bytes | None:
         """The value stored under ``key``, or ``None``."""

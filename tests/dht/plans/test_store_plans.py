@@ -256,6 +256,45 @@ def test_shares_are_split_by_size_and_sent_at_most_sixteen_at_once() -> None:
     assert plan.result().requests > len(plan.result().per_node)
 
 
+def test_requests_are_spread_over_the_nodes() -> None:
+    # Three nodes with six chunks each, four requests at once: never three to one node
+    # while another has none (the least busy node gets the next request).
+    nodes = peers(3)
+    values = [random.Random(i).randbytes(1000) for i in range(18)]
+    keys = [digest(v) for v in values]
+
+    def plan() -> BatchStorePlan:
+        return BatchStorePlan(keys, values, [nodes] * 18, chunk_bytes=3000, concurrency=4)
+
+    first = plan().poll(0.0)
+    assert [r.peer for r in first] == [nodes[0], nodes[1], nodes[2], nodes[0]]
+    run = plan()
+    trace = drive(run, world_of(nodes))
+    assert trace.max_per_peer == 2
+    assert run.result().requests == len(trace.sent) == 18
+    assert run.result().failure is None
+    # On a tie the node with the most left to send goes first: here the third, then the
+    # second (its 2 chunks against the first's 1).
+    shares = [[nodes[0]]] * 3 + [[nodes[1]]] * 6 + [[nodes[2]]] * 9
+    uneven = BatchStorePlan(keys, values, shares, chunk_bytes=3000, concurrency=3)
+    assert [r.peer for r in uneven.poll(0.0)] == [nodes[2], nodes[1], nodes[0]]
+
+
+def test_a_nodes_first_requests_ramp_up_to_the_chunk_size() -> None:
+    [a] = peers(1)
+    mib = 1024 * 1024
+    values = [bytes([i]) * (mib // 4) for i in range(64)]  # 16 MiB for one node
+    plan = BatchStorePlan([digest(v) for v in values], values, [[a]] * 64, chunk_bytes=8 * mib)
+    trace = drive(plan, world_of([a]))
+    sizes = [sum(map(len, r.data.data)) // (mib // 4) for _, r in trace.sent]  # type: ignore[union-attr]
+    assert sizes == [4, 8, 16, 32, 4]  # 1, 2, 4, 8 MiB, then the rest
+    assert plan.result().replicas == [1] * 64
+    # A first chunk is never below RAMP_MIN_BYTES, or the whole limit when that is less.
+    plan = BatchStorePlan([digest(v) for v in values], values, [[a]] * 64, chunk_bytes=2 * mib)
+    trace = drive(plan, world_of([a]))
+    assert [sum(map(len, r.data.data)) // (mib // 4) for _, r in trace.sent] == [4] + [8] * 7 + [4]  # type: ignore[union-attr]
+
+
 def outcome_world(nodes: list[Contact], outcomes: dict[int, object]) -> World:
     """Node i fails (TransportError), refuses, errs, or is silent per ``outcomes[i]``."""
     world = world_of(nodes)

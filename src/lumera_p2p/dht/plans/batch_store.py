@@ -3,9 +3,12 @@
 Each key goes to its ``replicas`` nearest store-eligible nodes in the routing table (chosen by
 the node before the plan starts); each node gets its share in BatchStoreData requests of at
 most ``chunk_bytes`` (Go sends one message per node, which fails past the 400 MB frame limit),
-at most ``concurrency`` at once. The batch succeeds when at least ``min_success`` of the
-requests do; requests a node refused as "not store-eligible" are left out of that count, as in
-Go, and the node is sent nothing more until the next allowlist.
+at most ``concurrency`` at once, spread over the nodes: the next request goes to the node with
+the fewest in flight (of those, the one with the most left to send), so every receiver (its
+connection, its decoder, its disk writer) has work while the others commit, rather than one
+node taking a run of requests while the rest wait. The batch succeeds when at least
+``min_success`` of the requests do; requests a node refused as "not store-eligible" are left
+out of that count, as in Go, and the node is sent nothing more until the next allowlist.
 """
 
 from __future__ import annotations
@@ -25,6 +28,11 @@ from lumera_p2p.wire.messages import (
     MessageType,
     StoreDataResponse,
 )
+
+#: A node's first request carries at most 1/RAMP_START of ``chunk_bytes``, and no less than
+#: RAMP_MIN_BYTES (or ``chunk_bytes`` if smaller): see :func:`_index_chunks`.
+RAMP_START = 8
+RAMP_MIN_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -72,14 +80,24 @@ def chunks_by_size(values: Sequence[bytes], limit: int) -> list[list[bytes]]:
 
 
 def _index_chunks(indices: list[int], values: Sequence[bytes], limit: int) -> list[list[int]]:
-    """``indices`` split as :func:`chunks_by_size` splits their values."""
+    """``indices`` split as :func:`chunks_by_size` splits their values, except that a node's
+    first chunks are smaller: 1/:data:`RAMP_START` of ``limit`` (but at least
+    :data:`RAMP_MIN_BYTES`), doubling up to ``limit``.
+
+    Requests sent together finish their transfers together (the loop serves their streams
+    in turn); a small first request reaches its node's disk writer early, so the writers
+    commit while the larger requests are still on the wire instead of all waiting for
+    the first full-size wave.
+    """
     chunks: list[list[int]] = []
     current: list[int] = []
     size = 0
+    cap = max(min(limit, RAMP_MIN_BYTES), limit // RAMP_START)
     for i in indices:
-        if current and size + len(values[i]) > limit:
+        if current and size + len(values[i]) > cap:
             chunks.append(current)
             current, size = [], 0
+            cap = min(limit, cap * 2)
         current.append(i)
         size += len(values[i])
     if current:
@@ -113,7 +131,10 @@ class BatchStorePlan(Plan[BatchStoreReport]):
         self._min_success = min_success
         self._report = BatchStoreReport(keys=list(keys), task_id=task_id, replicas=[0] * len(keys))
         self._values = values
-        self._queue: deque[tuple[Contact, list[int]]] = deque()
+        #: Per node (by hashed id): its chunks not sent yet, and its requests in flight.
+        self._queues: dict[bytes, deque[list[int]]] = {}
+        self._busy: dict[bytes, int] = {}
+        self._contacts: dict[bytes, Contact] = {}
         self._in_flight: dict[int, tuple[Contact, list[int]]] = {}
         self._finished = False
         by_node: dict[bytes, list[int]] = {}
@@ -133,15 +154,25 @@ class BatchStorePlan(Plan[BatchStoreReport]):
             self._fail(f"no eligible store peers for {orphans}/{len(keys)} keys")
         else:
             for hashed, indices in by_node.items():
-                for chunk in _index_chunks(indices, values, chunk_bytes):
-                    self._queue.append((nodes[hashed], chunk))
+                self._queues[hashed] = deque(_index_chunks(indices, values, chunk_bytes))
+                self._busy[hashed] = 0
+            self._contacts = nodes
 
     # --- Plan -------------------------------------------------------------------------
 
     def poll(self, now: float) -> list[Request]:
         out: list[Request] = []
-        while self._queue and len(self._in_flight) < self._concurrency:
-            peer, chunk = self._queue.popleft()
+        queues = self._queues
+        while queues and len(self._in_flight) < self._concurrency:
+            # The least busy node with work left; on a tie the one with the most left, so
+            # the nodes with the larger shares do not finish alone at the end.
+            hashed = min(queues, key=lambda h: (self._busy[h], -len(queues[h])))
+            pending = queues[hashed]
+            chunk = pending.popleft()
+            if not pending:
+                del queues[hashed]
+            self._busy[hashed] += 1
+            peer = self._contacts[hashed]
             token = self._token()
             self._in_flight[token] = (peer, chunk)
             values = [self._values[i] for i in chunk]
@@ -161,6 +192,7 @@ class BatchStorePlan(Plan[BatchStoreReport]):
         if sent is None:
             return
         peer, chunk = sent
+        self._busy[peer.hashed_id] -= 1
         body = message.data
         status = body.status if isinstance(body, StoreDataResponse) else None
         ok = is_ok(status)
@@ -177,6 +209,7 @@ class BatchStorePlan(Plan[BatchStoreReport]):
         if sent is None:
             return
         peer, _ = sent
+        self._busy[peer.hashed_id] -= 1
         self._report.timeouts += isinstance(error, RpcTimeout)
         self._emit(Struck(peer))  # Go counts a failed BatchStoreData on the ban list
         self._count(peer, False, False)
@@ -189,7 +222,7 @@ class BatchStorePlan(Plan[BatchStoreReport]):
         report.succeeded += ok
         report.refused_not_eligible += refused
         report.per_node[peer.address] = report.per_node.get(peer.address, True) and ok
-        if self._queue or self._in_flight:
+        if self._queues or self._in_flight:
             return
         self._finished = True
         if report.requests == report.refused_not_eligible:
