@@ -447,8 +447,13 @@ def parse_header(header: bytes) -> int:
     return length
 
 
-FAST_CODEC: Final = FastCodec(GO_MESSAGE, REGISTRY)
-"""Generated encoders and decoders for ``*Message`` frames of every registered Data type."""
+FAST_CODEC: Final = FastCodec(GO_MESSAGE, REGISTRY, memo=(GO_NODE,))
+"""Generated encoders and decoders for ``*Message`` frames of every registered Data type.
+
+Nodes are memoised (``wire.gob.codegen``): every message carries two, a lookup answer twenty
+per target, and they name the same peers again and again. The codec keeps the encoding of
+the last few thousand distinct nodes it wrote; a decoder's :class:`GobDecodeCache` the nodes
+it read."""
 
 
 def _check_size(length: int) -> None:

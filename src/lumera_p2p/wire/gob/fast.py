@@ -22,12 +22,12 @@ accepts can hold, so that it never accepts what the general decoder refuses.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final
 
-from lumera_p2p.wire.gob.cache import GobDecodeCache
+from lumera_p2p.wire.gob.cache import BoundedTable, GobDecodeCache
 from lumera_p2p.wire.gob.codegen import (
     DecoderSource,
     EncoderSource,
@@ -157,6 +157,7 @@ class FastCodec:
         "_fixed",
         "_head",
         "_iface_attr",
+        "_memo",
         "_outer",
         "_outer_wire",
         "_root",
@@ -165,7 +166,13 @@ class FastCodec:
     )
 
     def __init__(
-        self, root: GoStruct, registry: InterfaceRegistry, first_id: int = FIRST_USER_ID
+        self,
+        root: GoStruct,
+        registry: InterfaceRegistry,
+        first_id: int = FIRST_USER_ID,
+        *,
+        memo: Iterable[GoStruct] = (),
+        memo_entries: int = 4096,
     ) -> None:
         ifaces = [i for i, f in enumerate(root.fields) if isinstance(f.type, GoInterface)]
         if len(ifaces) != 1:
@@ -185,16 +192,24 @@ class FastCodec:
                 outer_wire[tid] = wire
         self._outer_wire: Mapping[int, WireType] = MappingProxyType(outer_wire)
 
-        head = _head_encoder(root, k, root_tid)
+        memo = tuple(memo)
+        structs = StructDecoders(memo)  # checks that each can be memoised
+        #: Encoded values of the memoised struct types, by their field values (bounded).
+        tables: Mapping[GoStruct, BoundedTable[Any, bytes]] = MappingProxyType(
+            {s: BoundedTable(memo_entries) for s in memo}
+        )
+        self._memo = tables
+        head = _head_encoder(root, k, root_tid, tables)
         by_class: dict[type, Encoder] = {
-            type(None): _root_encoder(root, k, None, self._outer, head)
+            type(None): _root_encoder(root, k, None, self._outer, head, tables)
         }
         by_name: dict[bytes, _Concrete] = {}
-        structs = StructDecoders()
         depths = [1]  # an interface holding nothing registered still counts as nested
         for entry in registry.entries():
             try:
-                concrete = _concrete(root, k, entry, registry, first_id, self._outer, head, structs)
+                concrete = _concrete(
+                    root, k, entry, registry, first_id, self._outer, head, structs, tables
+                )
                 depths.append(static_depth(entry.type))
             except Unsupported:
                 continue
@@ -294,7 +309,8 @@ class FastCodec:
         left -= concrete.cost
         if left < 0:
             raise Fallback
-        value, pos, left = concrete.decode(data, pos, end, left)
+        memo = cache.elements if cache is not None else None
+        value, pos, left = concrete.decode(data, pos, end, left, memo)
         return value, pos, end, left
 
     def _learnt(
@@ -407,6 +423,7 @@ def _concrete(
     outer: bytes,
     head: Callable[[Any], tuple[bytearray, int]],
     structs: StructDecoders,
+    memo: Mapping[GoStruct, BoundedTable[Any, bytes]],
 ) -> _Concrete:
     """The fixed bytes and generated functions for one registered type."""
     table = TypeTable(first_id)
@@ -422,21 +439,21 @@ def _concrete(
         type_id=_int_bytes(table.type_id(entry.type)),
     )
     named = uint_bytes(len(entry.name)) + entry.name
-    encode = _root_encoder(root, k, (entry.struct, named + fresh.first, fresh), outer, head)
+    encode = _root_encoder(root, k, (entry.struct, named + fresh.first, fresh), outer, head, memo)
     decode = structs.get(entry.struct)
     cost = value_cost(entry.type)
     return _Concrete(entry, fresh, fresh.first + fresh.middle, encode, decode, cost, len(inner))
 
 
 def _head_encoder(
-    root: GoStruct, k: int, root_tid: bytes
+    root: GoStruct, k: int, root_tid: bytes, memo: Mapping[GoStruct, BoundedTable[Any, bytes]]
 ) -> Callable[[Any], tuple[bytearray, int]]:
     """Starts the root value's message: its type id and the fields before the interface;
     returns the buffer and the number of the last field written."""
     src = Source()
     src.line(f"h = bytearray({src.const(root_tid, 'T')})")
     src.line("last = -1")
-    EncoderSource(src).fields(root, "v", "h", None, "last", range(k))
+    EncoderSource(src, memo).fields(root, "v", "h", None, "last", range(k))
     src.line("return h, last")
     return src.function("encode_head", "v")
 
@@ -447,6 +464,7 @@ def _root_encoder(
     concrete: tuple[GoStruct, bytes, Shape] | None,
     outer: bytes,
     head: Callable[[Any], tuple[bytearray, int]],
+    memo: Mapping[GoStruct, BoundedTable[Any, bytes]],
 ) -> Encoder:
     """The encoder of root values whose interface holds ``concrete`` (``None``: holds nil).
 
@@ -455,7 +473,7 @@ def _root_encoder(
     its id and byte count) and the rest of the root in a last message.
     """
     src = Source()
-    enc = EncoderSource(src)
+    enc = EncoderSource(src, memo)
     ns = src.const
     src.line(f"h, last = {ns(head, 'H')}(v)")
     src.line(f"x = v.{root.fields[k].attr}")
@@ -506,6 +524,7 @@ def _head_decoder(
     """The decoder of the root value's message (from after the root's definitions)."""
     src = Source()
     dec = DecoderSource(src, structs)
+    src.line("memo = cache.elements if cache is not None else None")
     src.line("end = stop")
     length = src.var("length")
     dec.uint(length)
