@@ -237,6 +237,10 @@ class FastCodec:
 
     # ---- encoding ----------------------------------------------------------------------
 
+    def memoised(self) -> int:
+        """How many encoded values of the memoised struct types this codec holds now."""
+        return sum(len(table) for table in self._memo.values())
+
     def encode(self, value: Any) -> tuple[Parts, int] | None:
         """The gob stream a fresh encoder writes for ``value`` (a root struct value), as chunks
         to join and their total length; ``None`` if the general encoder must do it (including
