@@ -16,7 +16,17 @@ ME = Contact(b"lumera1me", "127.0.0.1", 4445)
 IDS = st.sampled_from([b"", b"lumera1a", b"lumera1b", ME.id, b"x" * MAX_NODE_ID, b"y" * 300])
 LONG_HOST = "h." * (MAX_HOST // 2 + 1)
 HOSTS = st.sampled_from(
-    ["", "127.0.0.1", "10.1.2.3", "203.0.113.7", "0.0.0.0", "ff02::1", "node.example", LONG_HOST]
+    [
+        "",
+        "127.0.0.1",
+        "10.1.2.3",
+        "203.0.113.7",
+        "0.0.0.0",
+        "ff02::1",
+        "node.example",
+        "word",
+        LONG_HOST,
+    ]
 )
 VERSIONS = st.sampled_from(["", "v2.4.0", "v" * MAX_VERSION, "v" * (MAX_VERSION + 1)])
 WIRE_NODES = st.builds(
