@@ -31,6 +31,7 @@ from lumera_p2p.wire import (
 from lumera_p2p.wire.gob import DecodeLimit
 from lumera_p2p.wire.gob.codegen import MEMO_MAX_BYTES, Unsupported, uint_bytes
 from lumera_p2p.wire.gob.fast import FastCodec
+from lumera_p2p.wire.gob.writers import Buffer
 from lumera_p2p.wire.messages import FAST_CODEC, GO_MESSAGE, GO_NODE, GO_RESPONSE_STATUS
 
 from .strategies import DATA, NODES, messages_with
@@ -267,3 +268,10 @@ def test_batch_answers_through_the_memo() -> None:
     cache = GobDecodeCache()
     for _ in range(3):
         assert decode_message(frame, cache=cache) == msg
+
+
+@given(st.one_of(st.integers(0, 0x20000), st.integers(0, (1 << 64) - 1)))
+def test_uint_short_cuts_are_the_general_writer(u: int) -> None:
+    general = Buffer()
+    general.uint(u)
+    assert uint_bytes(u) == bytes(general.cur)

@@ -114,41 +114,44 @@ class ContactReader:
 
     def contact(self, node: WireNode | None) -> Contact | None:
         """A routable contact from a peer-supplied ``Node``, or None if it is unusable."""
-        # Lengths first, so that what the memo keeps is small.
-        if node is None or not node.id or len(node.id) > MAX_NODE_ID:
+        if node is None:
             return None
-        if len(node.version or "") > MAX_VERSION or len(node.ip or "") > MAX_HOST:
-            return None
-        key = (node.id, node.ip, node.port, node.version)
-        memo = self._memo
         try:
-            found = memo.get(key, _UNSEEN)
+            found = self._memo.get((node.id, node.ip, node.port, node.version), _UNSEEN)
         except TypeError:  # an unhashable field (a bytearray ID): judged afresh
-            found = self._fields(node)
-        else:
-            if found is _UNSEEN:
-                found = self._fields(node)
-                if len(memo) >= self._memo_entries:
-                    memo.clear()
-                memo[key] = found
+            found = self._judge(node, remember=False)
+        if found is _UNSEEN:
+            found = self._judge(node, remember=True)
         if not isinstance(found, Contact) or not self._eligibility.routing(found.hashed_id):
             return None
         return found
 
-    def _fields(self, node: WireNode) -> Contact | None:
-        """The contact ``node``'s fields make, or None: all but the lengths and the allowlist."""
-        if not self.acceptable_endpoint(node.ip, node.port):
+    def _judge(self, node: WireNode, *, remember: bool) -> Contact | None:
+        """The contact ``node``'s fields make, or None: everything but the allowlist. Only
+        nodes whose fields are within the lengths are remembered (the memo stays small; only
+        a remembered node is ever found there, so a hit needs no length check)."""
+        if not node.id or len(node.id) > MAX_NODE_ID:
             return None
-        contact = _contact(bytes(node.id), node.ip, int(node.port), node.version or "")
-        if contact.hashed_id == self._self_hash:
+        if len(node.version or "") > MAX_VERSION or len(node.ip or "") > MAX_HOST:
             return None
+        contact: Contact | None = None
+        if self.acceptable_endpoint(node.ip, node.port):
+            contact = _contact(bytes(node.id), node.ip, int(node.port), node.version or "")
+            if contact.hashed_id == self._self_hash:
+                contact = None
+        if remember:
+            memo = self._memo
+            if len(memo) >= self._memo_entries:
+                memo.clear()
+            memo[(node.id, node.ip, node.port, node.version)] = contact
         return contact
 
     def contacts(self, nodes: Iterable[WireNode | None] | None) -> list[Contact]:
         """Usable contacts among peer-supplied nodes (duplicates dropped, order kept)."""
         out: dict[bytes, Contact] = {}
+        contact = self.contact
         for node in nodes or ():
-            contact = self.contact(node)
-            if contact is not None:
-                out.setdefault(contact.hashed_id, contact)
+            found = contact(node)
+            if found is not None:
+                out.setdefault(found.hashed_id, found)
         return list(out.values())

@@ -65,12 +65,18 @@ class Unsupported(Exception):
 
 
 _SMALL_UINTS: Final = tuple(bytes((i,)) for i in range(0x80))
+_BYTE_UINTS: Final = tuple(bytes((0xFF, i)) for i in range(0x100))
 
 
 def uint_bytes(u: int) -> bytes:
     """gob's encoding of the unsigned integer ``u`` (below 2**64)."""
+    # Message lengths, ports and counts: one byte, or a length byte and one or two bytes.
     if u < 0x80:
         return _SMALL_UINTS[u]
+    if u < 0x100:
+        return _BYTE_UINTS[u]
+    if u < 0x10000:
+        return (0xFE0000 | u).to_bytes(3, "big")
     n = (u.bit_length() + 7) >> 3
     return bytes((256 - n,)) + u.to_bytes(n, "big")
 
