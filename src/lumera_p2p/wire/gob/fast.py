@@ -18,6 +18,15 @@ The generated decoder charges what it builds exactly as the general decoder does
 charges it does not make are for the type definitions it recognises by their bytes (the general
 decoder decodes them); it sets aside :attr:`FastCodec.margin` for those, more than any frame it
 accepts can hold, so that it never accepts what the general decoder refuses.
+
+Struct types named in ``memo`` (the Kademlia ``Node``: two in every message, twenty per target
+in a lookup answer, naming the same peers again and again) are memoised: the codec keeps the
+encoding of each distinct value it wrote (keyed by its field values, of the exact types the
+generated code was given), and a decoder's cache each distinct encoding it read (keyed by its
+bytes, with the value's fields and what decoding it charged). A hit writes or reads exactly
+what the generic code would, and is charged the same; both tables are bounded, and only values
+of at most ``MEMO_MAX_BYTES`` encoded, and decoded ones that ended with their terminating 0, are
+remembered (``codegen``).
 """
 
 from __future__ import annotations
