@@ -84,4 +84,4 @@ class GobDecodeCache:
         self.elements: BoundedTable[bytes, Any] = BoundedTable(max_entries)
 
     def __len__(self) -> int:
-        return len(self.defs) + len(self.engines) + len(self.shapes)
+        return len(self.defs) + len(self.engines) + len(self.shapes) + len(self.elements)
