@@ -275,3 +275,30 @@ def test_uint_short_cuts_are_the_general_writer(u: int) -> None:
     general = Buffer()
     general.uint(u)
     assert uint_bytes(u) == bytes(general.cur)
+
+
+def test_values_equal_to_bytes_encode_as_bytes() -> None:
+    """A hashable memoryview equal to a remembered ID is written as the ID is."""
+    codec = FastCodec(GO_MESSAGE, REGISTRY, memo=(GO_NODE,))
+    good = _node(2)
+    assert _encoded(codec, Message(good)) == _body(Message(good))
+    for view in (memoryview(good.id), memoryview(good.id).cast("b")):
+        viewed = Message(Node(view, good.ip, good.port, good.version, good.hashed_id))  # type: ignore[arg-type]
+        assert _encoded(codec, viewed) == _encoded(PLAIN, viewed) == _body(Message(good))
+
+
+class _LoudStr(str):
+    """A string whose encode differs from its value's (the generic code calls encode)."""
+
+    __slots__ = ()
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return super().encode(encoding, errors).upper()
+
+
+def test_a_string_subclass_is_not_taken_for_the_remembered_string() -> None:
+    codec = FastCodec(GO_MESSAGE, REGISTRY, memo=(GO_NODE,))
+    good = _node(3, "v2.4.0-rc")
+    assert _encoded(codec, Message(good)) == _body(Message(good))
+    loud = Message(Node(good.id, good.ip, good.port, _LoudStr(good.version), good.hashed_id))
+    assert _encoded(codec, loud) == _encoded(PLAIN, loud) != _body(Message(good))

@@ -342,9 +342,12 @@ class EncoderSource:
         """Write the struct in local ``v``: its non-zero fields, then the terminating 0.
 
         A struct type in :attr:`memo` (scalar fields only: :func:`memo_fields`) is looked up
-        there by its field values first; a miss is encoded and remembered. Equal values of other
-        types (``1.0 == 1``, a ``str`` subclass) are not the same input, so a hit also requires
-        every field to be of the exact type the generic code was given when it remembered.
+        there by its field values first; a miss is encoded and remembered. Some equal values of
+        other types are not the same input (``1.0 == 1``, but a float is not written; a ``str``
+        subclass may encode differently), so a hit also requires int and string fields to be of
+        the exact type the generic code was given when it remembered; a value equal to a
+        ``bytes`` (a hashable memoryview, a subclass) is written as it is, and a bool by its
+        truth, which equal values share.
         """
         if s in stack:
             raise Unsupported(f"recursive struct {s.go_string()}")
@@ -363,7 +366,12 @@ class EncoderSource:
         with src.block("except TypeError:"):  # an unhashable field (a bytearray)
             src.line(f"{enc} = {key} = None")
         exact = " and ".join(
-            f"type({a}) is {src.const(k, 'TY')}" for a, k in zip(attrs, kinds, strict=True)
+            [
+                f"type({a}) is {src.const(k, 'TY')}"
+                for a, k in zip(attrs, kinds, strict=True)
+                if k is int or k is str
+            ]
+            or ["True"]
         )
         with src.block(f"if {enc} is not None and {exact}:"):
             src.line(f"{buf} += {enc}")
