@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lumera_p2p.errors import ProtocolError
 from lumera_p2p.wire import (
@@ -80,6 +81,42 @@ def test_go_field_names_and_order() -> None:
 def test_frame_header(length: int, header: str) -> None:
     assert frame_header(length).hex() == header
     assert parse_header(bytes.fromhex(header)) == length
+
+
+def _uvarint_header(length: int) -> bytes:
+    """binary.PutUvarint, padded: the reference for the header's short cuts."""
+    out = bytearray()
+    while length >= 0x80:
+        out.append((length & 0x7F) | 0x80)
+        length >>= 7
+    out.append(length)
+    return bytes(out.ljust(8, b"\0"))
+
+
+@given(st.one_of(st.integers(0, 0x210000), st.integers(0, MAX_MESSAGE_SIZE + 10)))
+def test_header_short_cuts_agree_with_the_uvarint(length: int) -> None:
+    assert frame_header(length) == _uvarint_header(length)
+    if length <= MAX_PAYLOAD_SIZE:
+        assert parse_header(_uvarint_header(length)) == length
+
+
+@given(st.binary(min_size=8, max_size=8))
+def test_any_header_is_read_as_the_uvarint_loop_reads_it(header: bytes) -> None:
+    length, shift = 0, 0
+    for b in header:
+        length |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            break
+    else:
+        with pytest.raises(ProtocolError, match="unexpected EOF"):
+            parse_header(header)
+        return
+    if length > MAX_PAYLOAD_SIZE:
+        with pytest.raises(ProtocolError):
+            parse_header(header)
+    else:
+        assert parse_header(header) == length
 
 
 def test_header_limits() -> None:

@@ -12,6 +12,7 @@ import ipaddress
 from collections.abc import Iterable
 from enum import Enum
 from functools import lru_cache
+from typing import Final
 
 from lumera_p2p.dht.eligibility import Eligibility
 from lumera_p2p.kademlia import Contact
@@ -60,13 +61,9 @@ def _contact(node_id: bytes, ip: str, port: int, version: str) -> Contact:
 
 def wire_node(contact: Contact) -> WireNode:
     """A wire ``Node`` for ``contact``, always carrying its 32-byte HashedID (Go needs it)."""
-    return WireNode(
-        id=contact.id,
-        ip=contact.ip,
-        port=contact.port,
-        version=contact.version,
-        hashed_id=contact.hashed_id,
-    )
+    # Positional: a dataclass call with keywords costs twice as much, and every message
+    # carries two of these, a lookup answer twenty more per target.
+    return WireNode(contact.id, contact.ip, contact.port, contact.version, contact.hashed_id)
 
 
 def answered_as(peer: Contact, response: Message) -> Contact:
@@ -80,13 +77,33 @@ def answered_as(peer: Contact, response: Message) -> Contact:
     return Contact(peer.id, peer.ip, peer.port, sender.version or "")
 
 
-class ContactReader:
-    """Turns peer-supplied nodes into routable contacts for one node (see the module doc)."""
+#: How many distinct nodes a reader remembers its verdict on (it forgets them all when full).
+READER_MEMO_ENTRIES: Final = 4096
+_UNSEEN: Final = object()  # not a verdict: the reader has not seen this node yet
 
-    def __init__(self, self_hash: bytes, eligibility: Eligibility, *, allow_private: bool) -> None:
+
+class ContactReader:
+    """Turns peer-supplied nodes into routable contacts for one node (see the module doc).
+
+    The verdict on a node's fields (lengths, endpoint, not ourselves) and the contact they
+    make never change, so they are remembered per distinct (ID, IP, port, version), for at most
+    :data:`READER_MEMO_ENTRIES` nodes; the allowlist, which a chain refresh changes, is asked
+    every time.
+    """
+
+    def __init__(
+        self,
+        self_hash: bytes,
+        eligibility: Eligibility,
+        *,
+        allow_private: bool,
+        memo_entries: int = READER_MEMO_ENTRIES,
+    ) -> None:
         self._self_hash = self_hash
         self._eligibility = eligibility
         self._allow_private = allow_private
+        self._memo_entries = memo_entries
+        self._memo: dict[tuple[object, ...], object] = {}
 
     def acceptable_endpoint(self, ip: str, port: int) -> bool:
         """Is this an address we would dial?"""
@@ -97,24 +114,44 @@ class ContactReader:
 
     def contact(self, node: WireNode | None) -> Contact | None:
         """A routable contact from a peer-supplied ``Node``, or None if it is unusable."""
-        if node is None or not node.id or len(node.id) > MAX_NODE_ID:
+        if node is None:
             return None
-        if len(node.version or "") > MAX_VERSION:
+        try:
+            found = self._memo.get((node.id, node.ip, node.port, node.version), _UNSEEN)
+        except TypeError:  # an unhashable field (a bytearray ID): judged afresh
+            found = self._judge(node, remember=False)
+        if found is _UNSEEN:
+            found = self._judge(node, remember=True)
+        if not isinstance(found, Contact) or not self._eligibility.routing(found.hashed_id):
             return None
-        if not self.acceptable_endpoint(node.ip, node.port):
+        return found
+
+    def _judge(self, node: WireNode, *, remember: bool) -> Contact | None:
+        """The contact ``node``'s fields make, or None: everything but the allowlist. Only
+        nodes whose fields are within the lengths are remembered (the memo stays small; only
+        a remembered node is ever found there, so a hit needs no length check)."""
+        if not node.id or len(node.id) > MAX_NODE_ID:
             return None
-        contact = _contact(bytes(node.id), node.ip, int(node.port), node.version or "")
-        if contact.hashed_id == self._self_hash:
+        if len(node.version or "") > MAX_VERSION or len(node.ip or "") > MAX_HOST:
             return None
-        if not self._eligibility.routing(contact.hashed_id):
-            return None
+        contact: Contact | None = None
+        if self.acceptable_endpoint(node.ip, node.port):
+            contact = _contact(bytes(node.id), node.ip, int(node.port), node.version or "")
+            if contact.hashed_id == self._self_hash:
+                contact = None
+        if remember:
+            memo = self._memo
+            if len(memo) >= self._memo_entries:
+                memo.clear()
+            memo[(node.id, node.ip, node.port, node.version)] = contact
         return contact
 
     def contacts(self, nodes: Iterable[WireNode | None] | None) -> list[Contact]:
         """Usable contacts among peer-supplied nodes (duplicates dropped, order kept)."""
         out: dict[bytes, Contact] = {}
+        contact = self.contact
         for node in nodes or ():
-            contact = self.contact(node)
-            if contact is not None:
-                out.setdefault(contact.hashed_id, contact)
+            found = contact(node)
+            if found is not None:
+                out.setdefault(found.hashed_id, found)
         return list(out.values())

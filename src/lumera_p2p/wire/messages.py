@@ -415,6 +415,15 @@ _FRESH: Final = _fresh_tables()
 
 def frame_header(length: int) -> bytes:
     """``binary.PutUvarint(length)`` in an 8-byte, zero-padded array."""
+    # Every frame has a header: bodies below 2 MiB (one to three uvarint bytes) are one
+    # integer conversion instead of a loop.
+    if 0 <= length < 0x80:
+        return length.to_bytes(HEADER_SIZE, "little")
+    if 0 <= length < 0x4000:
+        return (0x80 | (length & 0x7F) | (length >> 7) << 8).to_bytes(HEADER_SIZE, "little")
+    if 0 <= length < 0x200000:
+        low = 0x8080 | (length & 0x7F) | ((length >> 7) & 0x7F) << 8
+        return (low | (length >> 14) << 16).to_bytes(HEADER_SIZE, "little")
     out = bytearray()
     while length >= 0x80:
         out.append((length & 0x7F) | 0x80)
@@ -432,6 +441,11 @@ def parse_header(header: bytes) -> int:
     """
     if len(header) < HEADER_SIZE:
         raise ProtocolError("EOF" if not header else "unexpected EOF")
+    first = header[0]
+    if first < 0x80:  # a body below 128 bytes
+        return first
+    if header[1] < 0x80:  # below 16 KiB: the limits are far
+        return (first & 0x7F) | header[1] << 7
     length = 0
     for i in range(HEADER_SIZE):
         b = header[i]
@@ -447,8 +461,13 @@ def parse_header(header: bytes) -> int:
     return length
 
 
-FAST_CODEC: Final = FastCodec(GO_MESSAGE, REGISTRY)
-"""Generated encoders and decoders for ``*Message`` frames of every registered Data type."""
+FAST_CODEC: Final = FastCodec(GO_MESSAGE, REGISTRY, memo=(GO_NODE,))
+"""Generated encoders and decoders for ``*Message`` frames of every registered Data type.
+
+Nodes are memoised (``wire.gob.codegen``): every message carries two, a lookup answer twenty
+per target, and they name the same peers again and again. The codec keeps the encoding of
+the last few thousand distinct nodes it wrote; a decoder's :class:`GobDecodeCache` the nodes
+it read."""
 
 
 def _check_size(length: int) -> None:

@@ -8,6 +8,7 @@ to each decode; nothing is cached behind the caller's back.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
@@ -24,11 +25,14 @@ class BoundedTable(Generic[K, V]):
     """A dict that empties itself when it reaches ``max_entries`` (cheap, and enough: the
     working set of a healthy network is a few dozen entries; only a hostile peer fills it)."""
 
-    __slots__ = ("_entries", "max_entries")
+    __slots__ = ("_entries", "lookup", "max_entries")
 
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
         self._entries: dict[K, V] = {}
+        #: The entry for a key, or ``None``: the dict's own ``get`` (generated code calls it
+        #: per element; emptying keeps the same dict).
+        self.lookup: Callable[[K], V | None] = self._entries.get
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -54,13 +58,15 @@ class GobDecodeCache:
     which no Go peer sends, and decoded values stay capped either way.
 
     A fast codec (``wire.gob.fast``) also keeps here the definition sequences it has learnt from
-    peers whose type ids differ from a fresh process's.
+    peers whose type ids differ from a fresh process's, and the structs it memoises (a lookup
+    answer's nodes): their exact bytes and the value they decoded to, so that the same bytes
+    are decoded once (``wire.gob.codegen.StructDecoders``).
 
     Bounded: each table is emptied when it reaches ``max_entries``. Not for sharing between
     threads.
     """
 
-    __slots__ = ("defs", "engines", "max_entries", "shapes")
+    __slots__ = ("defs", "elements", "engines", "max_entries", "shapes")
 
     def __init__(self, max_entries: int = 1024) -> None:
         self.max_entries = max_entries
@@ -73,6 +79,9 @@ class GobDecodeCache:
         self.engines: BoundedTable[tuple[Any, ...], EngineRef] = BoundedTable(max_entries)
         #: Fast codec: (interface name, first definition bytes) -> a learnt definition sequence.
         self.shapes: BoundedTable[tuple[bytes, bytes], Any] = BoundedTable(max_entries)
+        #: Fast codec: a memoised struct's first bytes -> (its bytes, its field values, what
+        #: decoding it charged, its class).
+        self.elements: BoundedTable[bytes, Any] = BoundedTable(max_entries)
 
     def __len__(self) -> int:
-        return len(self.defs) + len(self.engines) + len(self.shapes)
+        return len(self.defs) + len(self.engines) + len(self.shapes) + len(self.elements)

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from typing import Any, Final
 
+from lumera_p2p.wire.gob.cache import BoundedTable
 from lumera_p2p.wire.gob.costs import element_cost, entry_cost
 from lumera_p2p.wire.gob.types import (
     GoBool,
@@ -40,6 +41,8 @@ from lumera_p2p.wire.gob.types import (
 from lumera_p2p.wire.gob.writers import BIG_CHUNK, INT64_SIGN, ZK_FALSY, ZK_NONE, zero_kind
 
 __all__ = [
+    "MEMO_KEY_BYTES",
+    "MEMO_MAX_BYTES",
     "DecoderSource",
     "EncoderSource",
     "Fallback",
@@ -47,6 +50,7 @@ __all__ = [
     "StructDecoder",
     "StructDecoders",
     "Unsupported",
+    "memo_fields",
     "static_depth",
     "uint_bytes",
 ]
@@ -61,14 +65,45 @@ class Unsupported(Exception):
 
 
 _SMALL_UINTS: Final = tuple(bytes((i,)) for i in range(0x80))
+_BYTE_UINTS: Final = tuple(bytes((0xFF, i)) for i in range(0x100))
 
 
 def uint_bytes(u: int) -> bytes:
     """gob's encoding of the unsigned integer ``u`` (below 2**64)."""
+    # Message lengths, ports and counts: one byte, or a length byte and one or two bytes.
     if u < 0x80:
         return _SMALL_UINTS[u]
+    if u < 0x100:
+        return _BYTE_UINTS[u]
+    if u < 0x10000:
+        return (0xFE0000 | u).to_bytes(3, "big")
     n = (u.bit_length() + 7) >> 3
     return bytes((256 - n,)) + u.to_bytes(n, "big")
+
+
+#: A memoised struct is looked up by this many of its first bytes (a node's ID and host).
+MEMO_KEY_BYTES: Final = 64
+#: Memoised structs longer than this, encoded, are not remembered (a table entry stays small).
+MEMO_MAX_BYTES: Final = 512
+
+
+def memo_fields(s: GoStruct) -> list[type]:
+    """The exact Python type of each field of a struct that may be memoised (its encoding is
+    then a function of its field values alone); ``Unsupported`` if it has other fields."""
+    kinds: list[type] = []
+    for f in s.fields:
+        t = f.type
+        if isinstance(t, GoBool):
+            kinds.append(bool)
+        elif isinstance(t, GoInt | GoUint):
+            kinds.append(int)
+        elif isinstance(t, GoString):
+            kinds.append(str)
+        elif isinstance(t, GoBytes):
+            kinds.append(bytes)
+        else:
+            raise Unsupported(f"{s.go_string()}.{f.name}: only scalar structs are memoised")
+    return kinds
 
 
 class _Missing:
@@ -182,10 +217,16 @@ class EncoderSource:
     With ``chunked``, a large ``[]byte`` is not copied: the current buffer and the value are
     appended by reference to the local list named by ``parts`` and a new buffer starts, so a
     frame of big values is copied once, when it is joined.
+
+    Values of the struct types in ``memo`` are looked up in its tables by their field values,
+    and their encoding remembered there (:meth:`struct`).
     """
 
-    def __init__(self, src: Source) -> None:
+    def __init__(
+        self, src: Source, memo: Mapping[GoStruct, BoundedTable[Any, bytes]] | None = None
+    ) -> None:
         self.src = src
+        self.memo: Mapping[GoStruct, BoundedTable[Any, bytes]] = memo or {}
 
     def uint(self, buf: str, u: str) -> None:
         """Append the unsigned integer held in local ``u``."""
@@ -298,9 +339,52 @@ class EncoderSource:
     def struct(
         self, s: GoStruct, v: str, buf: str, parts: str | None, stack: tuple[GoStruct, ...] = ()
     ) -> None:
-        """Write the struct in local ``v``: its non-zero fields, then the terminating 0."""
+        """Write the struct in local ``v``: its non-zero fields, then the terminating 0.
+
+        A struct type in :attr:`memo` (scalar fields only: :func:`memo_fields`) is looked up
+        there by its field values first; a miss is encoded and remembered. Some equal values of
+        other types are not the same input (``1.0 == 1``, but a float is not written; a ``str``
+        subclass may encode differently), so a hit also requires int and string fields to be of
+        the exact type the generic code was given when it remembered; a value equal to a
+        ``bytes`` (a hashable memoryview, a subclass) is written as it is, and a bool by its
+        truth, which equal values share.
+        """
         if s in stack:
             raise Unsupported(f"recursive struct {s.go_string()}")
+        table = self.memo.get(s)
+        if table is None:
+            self._struct(s, v, buf, parts, stack)
+            return
+        src = self.src
+        kinds = memo_fields(s)
+        key, enc, nb = src.var("key"), src.var("enc"), src.var("nb")
+        table_name = src.const(table, "ET")
+        attrs = [f"{v}.{f.attr}" for f in s.fields]
+        src.line(f"{key} = ({', '.join(attrs)},)")
+        with src.block("try:"):
+            src.line(f"{enc} = {table_name}.lookup({key})")
+        with src.block("except TypeError:"):  # an unhashable field (a bytearray)
+            src.line(f"{enc} = {key} = None")
+        exact = " and ".join(
+            [
+                f"type({a}) is {src.const(k, 'TY')}"
+                for a, k in zip(attrs, kinds, strict=True)
+                if k is int or k is str
+            ]
+            or ["True"]
+        )
+        with src.block(f"if {enc} is not None and {exact}:"):
+            src.line(f"{buf} += {enc}")
+        with src.block("else:"):
+            src.line(f"{nb} = bytearray()")
+            self._struct(s, v, nb, None, stack)
+            with src.block(f"if {key} is not None and {exact} and len({nb}) <= {MEMO_MAX_BYTES}:"):
+                src.line(f"{table_name}.put({key}, bytes({nb}))")
+            src.line(f"{buf} += {nb}")
+
+    def _struct(
+        self, s: GoStruct, v: str, buf: str, parts: str | None, stack: tuple[GoStruct, ...]
+    ) -> None:
         last = self.src.var("last")
         self.src.line(f"{last} = -1")
         self.fields(s, v, buf, parts, last, range(len(s.fields)), (*stack, s))
@@ -328,6 +412,7 @@ class DecoderSource:
     def __init__(self, src: Source, structs: StructDecoders | None = None) -> None:
         self.src = src
         self.structs = structs
+        self.memo: frozenset[GoStruct] = structs.memo if structs is not None else frozenset()
 
     def uint(self, target: str, skip: int = 0) -> None:
         """Read an unsigned integer into local ``target``."""
@@ -437,7 +522,7 @@ class DecoderSource:
                 self.struct(t, target, stack, interface)
             else:  # a nested struct: one shared function per type keeps the code small
                 fn = src.const(self.structs.get(t, stack), "S")
-                src.line(f"{target}, pos, left = {fn}(data, pos, end, left)")
+                src.line(f"{target}, pos, left = {fn}(data, pos, end, left, memo)")
         elif interface is not None:
             if skip:
                 src.line(f"pos += {skip}")
@@ -461,6 +546,52 @@ class DecoderSource:
         """
         if s in stack:
             raise Unsupported(f"recursive struct {s.go_string()}")
+        if s not in self.memo or interface is not None:
+            self._struct(s, target, stack, interface)
+            return
+        # A memoised struct (see StructDecoders): looked up by its first MEMO_KEY_BYTES bytes in
+        # the local ``memo`` table (or None), which holds (the struct's exact bytes, its field
+        # values, what decoding them charged, the class). A hit needs those exact bytes here,
+        # inside this message; a struct is remembered only if it ended with its 0 before the
+        # message's end, so that the same bytes anywhere decode to the same value.
+        src = self.src
+        cls, dc_fields = _struct_class(s)
+        memo_fields(s)
+        key, hit, at, was = src.var("key"), src.var("hit"), src.var("at"), src.var("was")
+        klass = src.const(cls, "C")
+        src.line(f"{hit} = None")
+        with src.block("if memo is not None:"):
+            src.line(f"{key} = data[pos : pos + {MEMO_KEY_BYTES}]")
+            src.line(f"{hit} = memo.lookup({key})")
+            with src.block(
+                f"if {hit} is not None and ({hit}[3] is not {klass} "
+                f"or not data.startswith({hit}[0], pos, end)):"
+            ):
+                src.line(f"{hit} = None")
+        with src.block(f"if {hit} is not None:"):
+            src.line(f"pos += len({hit}[0])")
+            with src.block(f"if {hit}[2]:"):
+                src.line(f"left -= {hit}[2]")
+                src.line("if left < 0: raise FB")
+            src.line(f"{target} = NEW({klass})")
+            src.line(f"{', '.join(f'{target}.{f.name}' for f in dc_fields)}, = {hit}[1]")
+        with src.block("else:"):
+            src.line(f"{at} = pos")
+            src.line(f"{was} = left")
+            self._struct(s, target, stack, interface)
+            with src.block(
+                f"if memo is not None and pos < end and pos - {at} <= {MEMO_MAX_BYTES}:"
+            ):
+                values = ", ".join(f"{target}.{f.name}" for f in dc_fields)
+                src.line(f"memo.put({key}, (data[{at}:pos], ({values},), {was} - left, {klass}))")
+
+    def _struct(
+        self,
+        s: GoStruct,
+        target: str,
+        stack: tuple[GoStruct, ...],
+        interface: Callable[[str], None] | None,
+    ) -> None:
         src = self.src
         cls, dc_fields = _struct_class(s)
         inner = (*stack, s)
@@ -531,17 +662,31 @@ class DecoderSource:
         self.value(f.type, target, stack, hook, skip)
 
 
-StructDecoder = Callable[[bytes, int, int, int], tuple[Any, int, int]]
-"""``(data, pos, end, left) -> (value, pos, left)``: one struct value, and what is left of the
-allowance after it (below 0: the caller raises ``Fallback``)."""
+StructDecoder = Callable[
+    [bytes, int, int, int, "BoundedTable[bytes, Any] | None"], tuple[Any, int, int]
+]
+"""``(data, pos, end, left, memo) -> (value, pos, left)``: one struct value, and what is left
+of the allowance after it (below 0: the caller raises ``Fallback``); ``memo`` is the table of
+memoised structs (:class:`StructDecoders`), or ``None``."""
 
 
 class StructDecoders:
     """One generated :data:`StructDecoder` per struct type, shared by every decoder that nests
-    the type (a FindNode answer's nodes, a message's sender and receiver)."""
+    the type (a FindNode answer's nodes, a message's sender and receiver).
 
-    def __init__(self) -> None:
+    Values of the struct types in ``memo`` (scalar fields only, plain dataclasses) are looked
+    up by their bytes in the ``memo`` table the caller passes, and remembered there: decoding a
+    node list is then mostly comparing bytes (a lookup answer names the same peers again)."""
+
+    def __init__(self, memo: Iterable[GoStruct] = ()) -> None:
         self._functions: dict[GoStruct, StructDecoder] = {}
+        self.memo = frozenset(memo)
+        for s in self.memo:
+            memo_fields(s)
+            cls, _ = _struct_class(s)
+            params = getattr(cls, "__dataclass_params__", None)
+            if params is None or params.frozen or hasattr(cls, "__post_init__"):
+                raise Unsupported(f"{s.go_string()}: only plain dataclasses are memoised")
 
     def get(self, s: GoStruct, stack: tuple[GoStruct, ...] = ()) -> StructDecoder:
         """The function decoding ``s`` (generated on first request)."""
@@ -550,6 +695,6 @@ class StructDecoders:
             src = Source()
             DecoderSource(src, self).struct(s, "value", stack)
             src.line("return value, pos, left")
-            fn = src.function("decode_" + s.name, "data, pos, end, left")
+            fn = src.function("decode_" + s.name, "data, pos, end, left, memo")
             self._functions[s] = fn
         return fn

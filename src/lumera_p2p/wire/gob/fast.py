@@ -18,16 +18,25 @@ The generated decoder charges what it builds exactly as the general decoder does
 charges it does not make are for the type definitions it recognises by their bytes (the general
 decoder decodes them); it sets aside :attr:`FastCodec.margin` for those, more than any frame it
 accepts can hold, so that it never accepts what the general decoder refuses.
+
+Struct types named in ``memo`` (the Kademlia ``Node``: two in every message, twenty per target
+in a lookup answer, naming the same peers again and again) are memoised: the codec keeps the
+encoding of each distinct value it wrote (keyed by its field values, of the exact types the
+generated code was given), and a decoder's cache each distinct encoding it read (keyed by its
+bytes, with the value's fields and what decoding it charged). A hit writes or reads exactly
+what the generic code would, and is charged the same; both tables are bounded, and only values
+of at most ``MEMO_MAX_BYTES`` encoded, and decoded ones that ended with their terminating 0, are
+remembered (``codegen``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final
 
-from lumera_p2p.wire.gob.cache import GobDecodeCache
+from lumera_p2p.wire.gob.cache import BoundedTable, GobDecodeCache
 from lumera_p2p.wire.gob.codegen import (
     DecoderSource,
     EncoderSource,
@@ -157,6 +166,7 @@ class FastCodec:
         "_fixed",
         "_head",
         "_iface_attr",
+        "_memo",
         "_outer",
         "_outer_wire",
         "_root",
@@ -165,7 +175,13 @@ class FastCodec:
     )
 
     def __init__(
-        self, root: GoStruct, registry: InterfaceRegistry, first_id: int = FIRST_USER_ID
+        self,
+        root: GoStruct,
+        registry: InterfaceRegistry,
+        first_id: int = FIRST_USER_ID,
+        *,
+        memo: Iterable[GoStruct] = (),
+        memo_entries: int = 4096,
     ) -> None:
         ifaces = [i for i, f in enumerate(root.fields) if isinstance(f.type, GoInterface)]
         if len(ifaces) != 1:
@@ -185,16 +201,24 @@ class FastCodec:
                 outer_wire[tid] = wire
         self._outer_wire: Mapping[int, WireType] = MappingProxyType(outer_wire)
 
-        head = _head_encoder(root, k, root_tid)
+        memo = tuple(memo)
+        structs = StructDecoders(memo)  # checks that each can be memoised
+        #: Encoded values of the memoised struct types, by their field values (bounded).
+        tables: Mapping[GoStruct, BoundedTable[Any, bytes]] = MappingProxyType(
+            {s: BoundedTable(memo_entries) for s in memo}
+        )
+        self._memo = tables
+        head = _head_encoder(root, k, root_tid, tables)
         by_class: dict[type, Encoder] = {
-            type(None): _root_encoder(root, k, None, self._outer, head)
+            type(None): _root_encoder(root, k, None, self._outer, head, tables)
         }
         by_name: dict[bytes, _Concrete] = {}
-        structs = StructDecoders()
         depths = [1]  # an interface holding nothing registered still counts as nested
         for entry in registry.entries():
             try:
-                concrete = _concrete(root, k, entry, registry, first_id, self._outer, head, structs)
+                concrete = _concrete(
+                    root, k, entry, registry, first_id, self._outer, head, structs, tables
+                )
                 depths.append(static_depth(entry.type))
             except Unsupported:
                 continue
@@ -221,6 +245,10 @@ class FastCodec:
         self._fixed = self.margin + value_cost(root)  # the root is charged as it starts
 
     # ---- encoding ----------------------------------------------------------------------
+
+    def memoised(self) -> int:
+        """How many encoded values of the memoised struct types this codec holds now."""
+        return sum(len(table) for table in self._memo.values())
 
     def encode(self, value: Any) -> tuple[Parts, int] | None:
         """The gob stream a fresh encoder writes for ``value`` (a root struct value), as chunks
@@ -294,7 +322,8 @@ class FastCodec:
         left -= concrete.cost
         if left < 0:
             raise Fallback
-        value, pos, left = concrete.decode(data, pos, end, left)
+        memo = cache.elements if cache is not None else None
+        value, pos, left = concrete.decode(data, pos, end, left, memo)
         return value, pos, end, left
 
     def _learnt(
@@ -407,6 +436,7 @@ def _concrete(
     outer: bytes,
     head: Callable[[Any], tuple[bytearray, int]],
     structs: StructDecoders,
+    memo: Mapping[GoStruct, BoundedTable[Any, bytes]],
 ) -> _Concrete:
     """The fixed bytes and generated functions for one registered type."""
     table = TypeTable(first_id)
@@ -422,21 +452,21 @@ def _concrete(
         type_id=_int_bytes(table.type_id(entry.type)),
     )
     named = uint_bytes(len(entry.name)) + entry.name
-    encode = _root_encoder(root, k, (entry.struct, named + fresh.first, fresh), outer, head)
+    encode = _root_encoder(root, k, (entry.struct, named + fresh.first, fresh), outer, head, memo)
     decode = structs.get(entry.struct)
     cost = value_cost(entry.type)
     return _Concrete(entry, fresh, fresh.first + fresh.middle, encode, decode, cost, len(inner))
 
 
 def _head_encoder(
-    root: GoStruct, k: int, root_tid: bytes
+    root: GoStruct, k: int, root_tid: bytes, memo: Mapping[GoStruct, BoundedTable[Any, bytes]]
 ) -> Callable[[Any], tuple[bytearray, int]]:
     """Starts the root value's message: its type id and the fields before the interface;
     returns the buffer and the number of the last field written."""
     src = Source()
     src.line(f"h = bytearray({src.const(root_tid, 'T')})")
     src.line("last = -1")
-    EncoderSource(src).fields(root, "v", "h", None, "last", range(k))
+    EncoderSource(src, memo).fields(root, "v", "h", None, "last", range(k))
     src.line("return h, last")
     return src.function("encode_head", "v")
 
@@ -447,6 +477,7 @@ def _root_encoder(
     concrete: tuple[GoStruct, bytes, Shape] | None,
     outer: bytes,
     head: Callable[[Any], tuple[bytearray, int]],
+    memo: Mapping[GoStruct, BoundedTable[Any, bytes]],
 ) -> Encoder:
     """The encoder of root values whose interface holds ``concrete`` (``None``: holds nil).
 
@@ -455,7 +486,7 @@ def _root_encoder(
     its id and byte count) and the rest of the root in a last message.
     """
     src = Source()
-    enc = EncoderSource(src)
+    enc = EncoderSource(src, memo)
     ns = src.const
     src.line(f"h, last = {ns(head, 'H')}(v)")
     src.line(f"x = v.{root.fields[k].attr}")
@@ -506,6 +537,7 @@ def _head_decoder(
     """The decoder of the root value's message (from after the root's definitions)."""
     src = Source()
     dec = DecoderSource(src, structs)
+    src.line("memo = cache.elements if cache is not None else None")
     src.line("end = stop")
     length = src.var("length")
     dec.uint(length)
