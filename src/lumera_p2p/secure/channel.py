@@ -65,6 +65,12 @@ _SCRATCH_MIN: Final = 64 * 1024
 #: A scratch buffer unused this long is dropped: pooled idle connections hold no megabyte.
 _SCRATCH_IDLE: Final = 1.0
 
+#: ``framer(plaintext)``: the size of the whole message at the start of ``plaintext`` if
+#: the fast path may take it, else -1 (too large, incomplete, not a message: read it slowly).
+Framer = Callable[[memoryview], int]
+#: ``_find_frame``: nothing is here yet.
+_WAIT: Final = object()
+
 log = logging.getLogger(__name__)
 
 
@@ -105,6 +111,13 @@ class _SecureProtocol(asyncio.BufferedProtocol):
         self._in_flight: bytearray | None = None  # scratch still referenced by the transport
         self._scratch_used = 0.0
         self._scratch_timer: asyncio.TimerHandle | None = None
+        # A whole-message wait (``frame_future``): the future, what finds a message in the
+        # plaintext, and the one timer that bounds it (kept across waits; see _arm_timer).
+        self._frame_waiter: asyncio.Future[bytes | None] | None = None
+        self._framer: Framer | None = None
+        self._frame_deadline = 0.0
+        self._frame_timer: asyncio.TimerHandle | None = None
+        self._frame_timer_at = 0.0
 
     # --- asyncio.BufferedProtocol -------------------------------------------------------
 
@@ -126,11 +139,14 @@ class _SecureProtocol(asyncio.BufferedProtocol):
         if self.reader.should_pause and not self._read_paused and self.transport is not None:
             self._read_paused = True
             self.transport.pause_reading()
-        if self._read_waiter is not None and self._can_progress():
+        if self._frame_waiter is not None:
+            self._poll_frame()
+        elif self._read_waiter is not None and self._can_progress():
             self._wake_reader()
 
     def eof_received(self) -> bool:
         self._eof = True
+        self._end_frame_wait(None)
         self._wake_reader()
         return True  # keep the write side open; the owner closes
 
@@ -140,7 +156,11 @@ class _SecureProtocol(asyncio.BufferedProtocol):
         if self._scratch_timer is not None:
             self._scratch_timer.cancel()
             self._scratch_timer = None
+        if self._frame_timer is not None:
+            self._frame_timer.cancel()
+            self._frame_timer = None
         self._scratch = self._in_flight = None
+        self._end_frame_wait(None)
         self._wake_reader()
         while self._drain_waiters:
             waiter = self._drain_waiters.popleft()
@@ -148,6 +168,10 @@ class _SecureProtocol(asyncio.BufferedProtocol):
                 waiter.set_result(None)
         if not self._closed.done():
             self._closed.set_result(None)
+
+    @property
+    def write_paused(self) -> bool:
+        return self._write_paused
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -177,7 +201,7 @@ class _SecureProtocol(asyncio.BufferedProtocol):
                 waiter.set_result(None)
 
     async def _wait_readable(self) -> None:
-        if self._read_waiter is not None:
+        if self._read_waiter is not None or self._frame_waiter is not None:
             raise RuntimeError("another coroutine is already reading from this stream")
         if self._read_paused:
             self._resume_reading()
@@ -263,6 +287,103 @@ class _SecureProtocol(asyncio.BufferedProtocol):
         self.reader.start_records(crypto)
         self.writer = RecordWriter(crypto)
 
+    # --- record phase: whole small messages ---------------------------------------------
+
+    def frame_future(self, framer: Framer, deadline: float) -> asyncio.Future[bytes | None]:
+        """A future for the next whole message that ``framer`` finds at the start of the
+        plaintext (its bytes, consumed), or None as soon as that cannot be: the message is
+        larger or split across record frames, the stream ended or failed. The caller then
+        reads with :meth:`read`, which starts exactly where this stopped. ``TimeoutError``
+        once ``deadline`` (loop time) passes with nothing; already done if a message or a
+        reason to stop is here now.
+
+        This is the small-message fast path: no coroutine per read and no timeout object;
+        one timer per connection, moved only when it fires early (_on_frame_timer).
+        """
+        if self._frame_waiter is not None or self._read_waiter is not None:
+            raise RuntimeError("another coroutine is already reading from this stream")
+        waiter: asyncio.Future[bytes | None] = self._loop.create_future()
+        found = self._find_frame(framer)
+        if found is not _WAIT:
+            waiter.set_result(cast("bytes | None", found))
+            return waiter
+        self._frame_waiter = waiter
+        self._framer = framer
+        self._frame_deadline = deadline
+        if self._frame_timer is None or self._frame_timer_at > deadline:
+            self._arm_timer(deadline)
+        if self._read_paused:
+            self._resume_reading()
+        return waiter
+
+    def _find_frame(self, framer: Framer) -> bytes | object | None:
+        """A whole message at the start of the plaintext (consumed), None if the slow path
+        must take over, ``_WAIT`` if nothing is here yet."""
+        if self._pushback or self._error is not None or self.writer is None:
+            return None
+        reader = self.reader
+        try:
+            view = reader.peek()
+        except ProtocolError:
+            return None  # remembered by the reader; read() raises it and drops the connection
+        if view is None:
+            return None if self._eof else _WAIT
+        size = framer(view)
+        if size < 0:
+            return None
+        data = bytes(view[:size])
+        del view
+        reader.skip(size)
+        if self._read_paused:
+            self._resume_reading()
+        return data
+
+    def _poll_frame(self) -> None:
+        waiter = self._frame_waiter
+        assert waiter is not None and self._framer is not None
+        if waiter.done():  # cancelled: whoever waited is gone and reads nothing more
+            self._frame_waiter = self._framer = None
+            return
+        found = self._find_frame(self._framer)
+        if found is not _WAIT:
+            self._frame_waiter = self._framer = None
+            waiter.set_result(cast("bytes | None", found))
+
+    def _end_frame_wait(self, result: None) -> None:
+        waiter = self._frame_waiter
+        if waiter is not None:
+            self._frame_waiter = self._framer = None
+            if not waiter.done():
+                waiter.set_result(result)
+
+    def _arm_timer(self, when: float) -> None:
+        if self._frame_timer is not None:
+            self._frame_timer.cancel()
+        self._frame_timer = self._loop.call_at(when, self._on_frame_timer)
+        self._frame_timer_at = when
+
+    def _on_frame_timer(self) -> None:
+        # The timer stays armed across waits and is moved only here: a wait whose deadline
+        # is later than the timer (the usual case: one RPC after another) re-arms it when it
+        # fires, instead of every wait scheduling and cancelling one of its own.
+        self._frame_timer = None
+        waiter = self._frame_waiter
+        if waiter is None:
+            return
+        if waiter.done():
+            self._frame_waiter = self._framer = None
+            return
+        if self._loop.time() < self._frame_deadline:
+            self._arm_timer(self._frame_deadline)
+            return
+        self._frame_waiter = self._framer = None
+        waiter.set_exception(TimeoutError())
+
+    def cancel_frame_wait(self, waiter: asyncio.Future[bytes | None]) -> None:
+        """Forget ``waiter`` (its awaiting task was cancelled); nothing is consumed after."""
+        if self._frame_waiter is waiter:
+            self._frame_waiter = self._framer = None
+
     # --- record phase -------------------------------------------------------------------
 
     async def read(self, n: int) -> bytes:
@@ -290,6 +411,16 @@ class _SecureProtocol(asyncio.BufferedProtocol):
                     raise ConnectionResetError(str(lost)) from lost
                 return b""  # FIN, or a reset / broken pipe at a frame boundary: EOF
             await self._wait_readable()
+
+    def write_small(self, data: bytes | bytearray | memoryview) -> None:
+        """Seal ``data`` (at most one frame's payload, under the scratch size) into one
+        frame and hand it to the transport: the fast path of :meth:`write_frames`."""
+        transport, writer = self.transport, self.writer
+        assert writer is not None and transport is not None
+        size = len(data)
+        buf = bytearray(size + FRAME_OVERHEAD)
+        writer.seal_into(buf, data, size)
+        transport.write(buf)
 
     def write_frames(self, data: Any) -> None:
         """Seal ``data`` into frames and hand each to the transport in one ``write``.
@@ -458,6 +589,38 @@ class SecureStream:
         elif not self._flush_scheduled:
             self._flush_scheduled = True
             self._proto.call_soon(self._flush)
+
+    def send_now(self, data: bytes | bytearray | memoryview) -> None:
+        """Seal and hand ``data`` to the transport now (whatever was written before first),
+        as one record frame if it fits one: for a whole message, which gains nothing from
+        waiting to be coalesced. ``ConnectionResetError`` if the connection is closed or
+        going. Call :meth:`drain` only if :attr:`write_paused`.
+        """
+        proto = self._proto
+        if proto.error is not None:
+            raise proto.error
+        if self._closing or proto.transport_closing():
+            raise ConnectionResetError("secure stream is closed")
+        if self._pending:
+            self._flush()
+        size = len(data)
+        if 0 < size < _SCRATCH_MIN:
+            proto.write_small(data)
+        elif size:
+            proto.write_frames(data)
+
+    @property
+    def write_paused(self) -> bool:
+        """True while the transport's write buffer is over its high-water mark."""
+        return self._proto.write_paused
+
+    def frame_future(self, framer: Framer, deadline: float) -> asyncio.Future[bytes | None]:
+        """The next whole small message, found by ``framer`` (see ``_SecureProtocol``)."""
+        return self._proto.frame_future(framer, deadline)
+
+    def cancel_frame_wait(self, waiter: asyncio.Future[bytes | None]) -> None:
+        """Forget a :meth:`frame_future` whose awaiting task was cancelled."""
+        self._proto.cancel_frame_wait(waiter)
 
     def writelines(self, data: list[bytes]) -> None:
         """Write each buffer in turn (small ones coalesce into one frame)."""

@@ -615,6 +615,36 @@ class RecordReader:
         self._pt_pos = end
         return data
 
+    def peek(self) -> memoryview | None:
+        """The unread plaintext of the frame opened last, opening the next complete frame if
+        it is all read; None if no plaintext is ready. Nothing is consumed (see :meth:`skip`).
+
+        For a caller that takes whole messages when they lie within one frame (the transport's
+        fast path for small messages) and otherwise reads with :meth:`read`, which starts
+        exactly where this leaves off. The view is only valid until the next call on the
+        reader. A bad frame raises ``ProtocolError`` as :meth:`read` does.
+        """
+        if self._error is not None:
+            raise self._error
+        if self._chunk_pos < len(self._chunk):
+            return memoryview(self._chunk)[self._chunk_pos :]
+        if self._pt_pos == self._pt_end and not self._open_next():
+            return None
+        if self._chunk:
+            return memoryview(self._chunk)
+        return self._view[self._pt_pos : self._pt_end]
+
+    def skip(self, n: int) -> None:
+        """Consume ``n`` bytes of what :meth:`peek` returned (at most all of it)."""
+        if self._chunk_pos < len(self._chunk):
+            end = self._chunk_pos + n
+            if end >= len(self._chunk):
+                self._chunk, self._chunk_pos = b"", 0
+            else:
+                self._chunk_pos = end
+        else:
+            self._pt_pos = min(self._pt_pos + n, self._pt_end)
+
     def at_frame_boundary(self) -> bool:
         """True if nothing partial is buffered: an EOF here is a clean end of stream."""
         return self.buffered == 0 and self.plaintext_ready == 0
