@@ -37,16 +37,22 @@ from lumera_p2p.wire.messages import (
     HEADER_SIZE,
     MAX_PAYLOAD_SIZE,
     BatchFindNodeRequest,
+    BatchFindNodeResponse,
     BatchFindValuesRequest,
     BatchFindValuesResponse,
     BatchGetValuesRequest,
     BatchGetValuesResponse,
     BatchStoreDataRequest,
+    FindNodeRequest,
+    FindNodeResponse,
+    FindValueRequest,
     FindValueResponse,
     Message,
     MessageType,
     ReplicateDataRequest,
+    ReplicateDataResponse,
     StoreDataRequest,
+    StoreDataResponse,
     decode_body,
     encode_message_parts,
     parse_header,
@@ -72,6 +78,19 @@ _TARGET_RESPONSE: Final = 64 * 1024
 #: Request types whose answers carry values, up to the protocol's limit.
 _VALUE_ANSWERS: Final = frozenset(
     {MessageType.FIND_VALUE, MessageType.BATCH_FIND_VALUES, MessageType.BATCH_GET_VALUES}
+)
+
+#: Message bodies that never carry bulk data (``payload_hint`` 0).
+_NO_BULK: Final = frozenset(
+    {
+        FindNodeRequest,
+        FindNodeResponse,
+        FindValueRequest,
+        StoreDataResponse,
+        ReplicateDataResponse,
+        BatchFindNodeRequest,
+        BatchFindNodeResponse,
+    }
 )
 
 log = logging.getLogger(__name__)
@@ -100,6 +119,8 @@ class FrameStream(FrameSource, Protocol):
 def payload_hint(msg: Message) -> int:
     """Bytes of bulk data ``msg`` carries (values, keys), without encoding it; 0 if small."""
     data = msg.data
+    if data is None or type(data) in _NO_BULK:  # most messages: one look-up
+        return 0
     if isinstance(data, StoreDataRequest):
         return len(data.data)
     if isinstance(data, FindValueResponse):

@@ -43,6 +43,7 @@ from lumera_p2p.secure.handshake import (
     server_handshake,
 )
 from lumera_p2p.secure.record import (
+    FAST_PATH_MIN,
     FRAME_OVERHEAD,
     MAX_PAYLOAD,
     RecordCrypto,
@@ -135,8 +136,8 @@ class _SecureProtocol(asyncio.BufferedProtocol):
         return self.reader.get_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.reader.buffer_updated(nbytes)
-        if self.reader.should_pause and not self._read_paused and self.transport is not None:
+        paused = self.reader.buffer_updated(nbytes)
+        if paused and not self._read_paused and self.transport is not None:
             self._read_paused = True
             self.transport.pause_reading()
         if self._frame_waiter is not None:
@@ -413,14 +414,11 @@ class _SecureProtocol(asyncio.BufferedProtocol):
             await self._wait_readable()
 
     def write_small(self, data: bytes | bytearray | memoryview) -> None:
-        """Seal ``data`` (at most one frame's payload, under the scratch size) into one
-        frame and hand it to the transport: the fast path of :meth:`write_frames`."""
+        """Seal ``data`` (under ``record.FAST_PATH_MIN`` bytes) into one frame and hand it
+        to the transport: the fast path of :meth:`write_frames`."""
         transport, writer = self.transport, self.writer
         assert writer is not None and transport is not None
-        size = len(data)
-        buf = bytearray(size + FRAME_OVERHEAD)
-        writer.seal_into(buf, data, size)
-        transport.write(buf)
+        transport.write(writer.seal_small(data))
 
     def write_frames(self, data: Any) -> None:
         """Seal ``data`` into frames and hand each to the transport in one ``write``.
@@ -604,7 +602,7 @@ class SecureStream:
         if self._pending:
             self._flush()
         size = len(data)
-        if 0 < size < _SCRATCH_MIN:
+        if 0 < size < FAST_PATH_MIN:
             proto.write_small(data)
         elif size:
             proto.write_frames(data)

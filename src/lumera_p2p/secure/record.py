@@ -220,6 +220,24 @@ class RecordCrypto:
         """The 12 meaningful nonce bytes: ``counter XOR mask[0:12]``."""
         return (counter.as_int() ^ self._mask).to_bytes(COUNTER_SIZE, "little")
 
+    def seal_small(self, plaintext: bytes | bytearray | memoryview) -> bytearray:
+        """One whole frame for ``plaintext`` (under :data:`FAST_PATH_MIN` bytes) in a new
+        buffer: :meth:`seal_into` for the many small messages, with less in the way."""
+        length = len(plaintext)
+        if length >= FAST_PATH_MIN:
+            raise ValueError(f"seal_small takes under {FAST_PATH_MIN} bytes")
+        out = bytearray(length + FRAME_OVERHEAD)
+        _HEADER.pack_into(out, 0, length + MIN_FRAME_LEN, MSG_TYPE)
+        nonce = (self.out_counter.as_int() ^ self._mask).to_bytes(COUNTER_SIZE, "little")
+        src = plaintext if type(plaintext) is bytes else _ptr(plaintext)
+        rc = _aead_encrypt(
+            _ptr(out) + HEADER_SIZE, _NULL, src, length, _NULL, 0, _NULL, nonce + _ZERO12, self._key
+        )
+        if rc != 0:  # pragma: no cover - libsodium only fails on oversized input
+            raise ProtocolError("XChaCha20-Poly1305 encryption failed")
+        self.out_counter.inc()
+        return out
+
     def _aead(self, nonce12: bytes) -> ChaCha20Poly1305:
         """The OpenSSL AEAD equivalent to XChaCha under ``nonce12 ‖ 00 × 12``."""
         return ChaCha20Poly1305(hchacha20(self._key, nonce12 + _ZERO12[:4]))
@@ -271,7 +289,7 @@ class RecordCrypto:
         ``view[start:start+length-16]``. Large ones come back as a new ``bytes``, which the
         reader can hand to the application without another copy.
         """
-        nonce12 = self._nonce12(self.in_counter)
+        nonce12 = (self.in_counter.as_int() ^ self._mask).to_bytes(COUNTER_SIZE, "little")
         if _HAVE_INTO and length - TAG_SIZE >= FAST_PATH_MIN:
             try:
                 plain: bytes | None = self._aead(nonce12).decrypt(
@@ -354,6 +372,10 @@ class RecordWriter:
     def seal_into(self, out: Any, plaintext: Any, length: int) -> int:
         """Seal one frame for ``plaintext[:length]`` at the start of ``out``; return its size."""
         return self._crypto.seal_into(out, 0, plaintext, length)
+
+    def seal_small(self, plaintext: bytes | bytearray | memoryview) -> bytearray:
+        """One frame for a small ``plaintext`` in a new buffer (``RecordCrypto.seal_small``)."""
+        return self._crypto.seal_small(plaintext)
 
     def frames(self, data: Any) -> Iterator[bytearray]:
         """Yield the frames that carry ``data`` (any contiguous bytes-like object)."""
@@ -459,7 +481,9 @@ class RecordReader:
         keep = self._pt_pos if self._pt_pos < self._pt_end else self._rpos
         if keep == self._rend:
             self._pt_pos = self._pt_end = self._rpos = self._rend = keep = 0
-            self._maybe_shrink()
+            if self._small_run >= _SHRINK_AFTER:
+                self._maybe_shrink()
+            return self._view  # everything was read: the whole buffer (>= MIN_READ) is free
         want = max(MIN_READ, self._frame_remaining())
         if len(self._buf) - self._rend < want:
             if keep:
@@ -470,9 +494,11 @@ class RecordReader:
             raise RuntimeError("receive buffer full: the reader ignored should_pause")
         return self._view[self._rend :]
 
-    def buffer_updated(self, nbytes: int) -> None:
-        """``nbytes`` were written into the view :meth:`get_buffer` returned."""
+    def buffer_updated(self, nbytes: int) -> bool:
+        """``nbytes`` were written into the view :meth:`get_buffer` returned; returns
+        :attr:`should_pause`."""
         self._rend += nbytes
+        return self._rend - self._rpos >= HIGH_WATER
 
     def feed(self, data: bytes) -> None:
         """Copy ``data`` in (for tests, fuzzing and leftovers handed over from another reader)."""
@@ -541,16 +567,28 @@ class RecordReader:
         return self.buffered >= LEN_FIELD_SIZE + length
 
     def _open_next(self) -> bool:
-        """Open the next complete frame; False if none is complete yet."""
-        if not self.frame_ready():
+        """Open the next complete frame; False if none is complete yet.
+
+        :meth:`frame_ready` and :func:`_check_header` inlined: this runs for every frame.
+        """
+        if self._error is not None:
+            raise self._error
+        start = self._rpos
+        buffered = self._rend - start
+        if buffered < LEN_FIELD_SIZE:
+            return False
+        length: int = _LEN.unpack_from(self._buf, start)[0]
+        if not MIN_FRAME_LEN <= length <= MAX_FRAME_LEN:
+            return self.frame_ready()  # raises (and remembers) the length's error
+        if buffered < LEN_FIELD_SIZE + length:
             return False
         crypto = self._crypto
         if crypto is None:
             raise RuntimeError("record layer not started")
-        start = self._rpos
-        length, msg_type = _HEADER.unpack_from(self._buf, start)
         try:
-            _check_header(length, msg_type)
+            msg_type: int = _LEN.unpack_from(self._buf, start + LEN_FIELD_SIZE)[0]
+            if msg_type & 0xFF != MSG_TYPE:
+                _check_header(length, msg_type)
             plain = crypto.open_at(
                 self._view, self._cptr, start + HEADER_SIZE, length - TYPE_FIELD_SIZE
             )
