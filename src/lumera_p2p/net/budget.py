@@ -265,8 +265,7 @@ class MemoryBudget:
             by_peer[peer] = held
         else:
             by_peer.pop(peer, None)
-        if used > self.stats.peak:
-            self.stats.peak = used
+        self.stats.peak = max(self.stats.peak, used)
 
     async def _wait(self, waiter: _Waiter, timeout: float) -> None:
         """Queue ``waiter`` and wait at most ``timeout`` s for :meth:`_wake` to grant it."""

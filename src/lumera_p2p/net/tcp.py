@@ -48,7 +48,6 @@ from lumera_p2p.net.frames import (
     decode_frame_body,
     decode_frame_now,
     detach_views,
-    encode_frame,
     joined,
     payload_hint,
     read_body_view,
@@ -707,12 +706,37 @@ class TcpServer:
     # --- serving --------------------------------------------------------------------------
 
     async def _serve(self, stream: SecureStream) -> None:
-        """Answer requests until the peer leaves or breaks a rule; every exit closes."""
+        """Answer requests until the peer leaves or breaks a rule; every exit closes.
+
+        A small request that arrives whole (the usual case) is taken straight from the
+        record layer, bounded by the connection's timer; any other is read by the ordinary
+        readers from the same byte on, under the same idle deadline (:meth:`_serve_slowly`).
+        """
         self.stats.sessions += 1
         peer = stream.peer_address
+        loop = asyncio.get_running_loop()
+        idle = self.limits.idle_timeout
+        small = self._small_request
         try:
-            while await self._serve_one(stream, peer):
-                pass
+            while True:
+                idle_by = loop.time() + idle
+                waiter = stream.frame_future(small, idle_by)
+                if waiter.done():
+                    whole = waiter.result()
+                else:
+                    try:
+                        whole = await waiter
+                    except TimeoutError:
+                        self._idle(stream)
+                        return
+                    except asyncio.CancelledError:
+                        stream.cancel_frame_wait(waiter)
+                        raise
+                if whole is None:
+                    if not await self._serve_slowly(stream, peer, idle_by):
+                        return
+                elif not await self._serve_small(stream, peer, whole):
+                    return
         except ProtocolError as exc:
             self.stats.protocol_errors += 1
             log.debug("closing connection from %s: %s", peer, exc)
@@ -721,37 +745,19 @@ class TcpServer:
             log.debug("connection from %s lost: %s", peer, exc)
             stream.abort()
 
-    async def _serve_one(self, stream: SecureStream, peer: str) -> bool:
-        """Read one request, answer it; ``False`` when the connection is to be closed.
-
-        A small request that arrives whole (the usual case) is taken straight from the
-        record layer, bounded by the connection's timer; any other is read by the ordinary
-        readers from the same byte on, under the same idle deadline.
-        """
-        idle_by = asyncio.get_running_loop().time() + self.limits.idle_timeout
-        waiter = stream.frame_future(self._small_request, idle_by)
-        if waiter.done():
-            whole = waiter.result()
-        else:
-            try:
-                whole = await waiter
-            except TimeoutError:
-                return self._idle(stream)
-            except asyncio.CancelledError:
-                stream.cancel_frame_wait(waiter)
-                raise
-        if whole is None:
-            return await self._serve_slowly(stream, peer, idle_by)
+    async def _serve_small(self, stream: SecureStream, peer: str, whole: bytes) -> bool:
+        """Answer the request in ``whole`` (header and body); ``False``: close."""
         length = len(whole) - HEADER_SIZE
         # Within the budget's small size, so granted at once (counted, never waiting).
         reservation = self.budget.try_reserve(length, peer)
         if reservation is None:  # pragma: no cover - the framer's limit rules it out
             raise RuntimeError("a small request was not granted its memory")
         try:
-            self.stats.bytes_received += len(whole)
+            stats = self.stats
+            stats.bytes_received += len(whole)
             request = decode_frame_now(whole, self._cache, start=HEADER_SIZE)
             del whole
-            self.stats.requests += 1
+            stats.requests += 1
             return await self._respond(stream, peer, request, reservation)
         finally:
             held = reservation.size
@@ -885,8 +891,13 @@ class TcpServer:
                         async with budget:
                             response = await _Resumed(coro, yielded)
             # The answer's values exist now; the frame references them (no second copy).
-            reservation.resize(max(reservation.size, payload_hint(response)))
-            frame = await encode_frame(response)
+            hint = payload_hint(response)
+            if hint > reservation.size:
+                reservation.resize(hint)
+            if hint > OFF_LOOP_SIZE:
+                frame = await asyncio.to_thread(Frame.of, response)
+            else:
+                frame = Frame.of(response)
             del response
             reservation.resize(len(frame))
             return frame
