@@ -68,7 +68,7 @@ class PoolStats:
     discarded: int = 0
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Idle(Generic[C]):
     key: str
     conn: C
@@ -243,7 +243,7 @@ class ConnectionPool(Generic[C]):
         if self._closed or conn.is_closing():
             conn.abort()
             return
-        if self.open >= self.capacity:
+        if len(self._lru) + len(self._in_use) >= self.capacity:
             # Over capacity because everything was busy when it was dialled.
             self.stats.evictions += 1
             conn.abort()

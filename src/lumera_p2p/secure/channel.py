@@ -322,22 +322,14 @@ class _SecureProtocol(asyncio.BufferedProtocol):
         must take over, ``_WAIT`` if nothing is here yet."""
         if self._pushback or self._error is not None or self.writer is None:
             return None
-        reader = self.reader
-        try:
-            view = reader.peek()
-        except ProtocolError:
-            return None  # remembered by the reader; read() raises it and drops the connection
-        if view is None:
+        found = self.reader.take_whole(framer)
+        if found is True:
             return None if self._eof else _WAIT
-        size = framer(view)
-        if size < 0:
+        if found is False:
             return None
-        data = bytes(view[:size])
-        del view
-        reader.skip(size)
         if self._read_paused:
             self._resume_reading()
-        return data
+        return found
 
     def _poll_frame(self) -> None:
         waiter = self._frame_waiter

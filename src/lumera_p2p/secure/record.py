@@ -26,7 +26,7 @@ stay on libsodium. Both paths produce the same bytes; the tests check one agains
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import IntEnum
 from typing import Any, Final
 
@@ -652,6 +652,43 @@ class RecordReader:
         data = bytes(self._view[self._pt_pos : end])
         self._pt_pos = end
         return data
+
+    def take_whole(self, framer: Callable[[memoryview], int]) -> bytes | bool:
+        """The whole message that ``framer`` finds at the start of the plaintext (opening the
+        next complete frame if all is read), consumed; ``True`` if no plaintext is here yet,
+        ``False`` if there is some that ``framer`` does not take (or the stream is broken):
+        :meth:`read` it then, from the same byte.
+
+        ``framer(plaintext)`` returns the size of the message at its start, or -1. This is
+        :meth:`peek`, the framer and :meth:`skip` in one step, for the many small messages.
+        """
+        if self._error is not None:
+            return False
+        pos = self._pt_pos
+        if pos == self._pt_end and self._chunk_pos == len(self._chunk):
+            try:
+                if not self._open_next():
+                    return True
+            except ProtocolError:
+                return False  # remembered: read() raises it
+            pos = self._pt_pos
+        if self._chunk:  # a large frame's plaintext: the general way
+            view = self.peek()
+            if view is None:  # pragma: no cover - there is a chunk
+                return True
+            size = framer(view)
+            if size < 0:
+                return False
+            data = bytes(view[:size])
+            del view
+            self.skip(size)
+            return data
+        view = self._view[pos : self._pt_end]
+        size = framer(view)
+        if size < 0:
+            return False
+        self._pt_pos = pos + size
+        return bytes(view[:size])
 
     def peek(self) -> memoryview | None:
         """The unread plaintext of the frame opened last, opening the next complete frame if
