@@ -17,6 +17,13 @@ read(n)`` that returns ``b""`` at the end works: a ``SecureStream`` or an
 Encoding or decoding a multi-megabyte message takes tens of milliseconds of pure Python; above
 :data:`OFF_LOOP_SIZE` it runs in a worker thread so the event loop keeps serving other peers.
 
+Small frames have a fast path beside these readers: :func:`small_frames` makes the framer
+with which ``SecureStream.frame_future`` takes a whole small frame straight from the record
+layer when it arrived in one record (no coroutine per read, no timeout object per read), and
+:func:`decode_frame_now` decodes it without an ``await``. Whatever it does not take (a larger
+frame, one split across records, a header that is not one) is read by the readers here from
+the same byte on, with every check they make.
+
 A value is not copied on its way through here: an encoded frame (:class:`Frame`) holds its
 large byte fields by reference and :func:`write_frame` hands them to the stream in slices; a
 large body is read into one buffer of its declared size and decoded with its values as views

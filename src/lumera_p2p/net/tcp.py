@@ -15,6 +15,12 @@ known defects (p2p-behaviour.md §11.2 items 13 and 14):
   handler closes only its own connection;
 * every large frame read, and every answer built and sent, holds a reservation in one
   node-wide memory budget (``net/budget.py``), released however the request ends.
+
+Most RPCs are small: a request or answer that arrives whole in one record is taken straight
+from the secure channel (``SecureStream.frame_future``, one future, the connection's timer),
+decoded and answered without a coroutine or a timeout per read, and a handler that finishes
+without suspending runs without a timeout object. Anything else takes the general path, which
+applies every deadline, limit and budget wait as before, from the same byte on.
 """
 
 from __future__ import annotations

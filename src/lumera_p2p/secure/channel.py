@@ -6,6 +6,11 @@ handshake's exact reads from it, and after the handshake opens frames in place. 
 sealed straight into one buffer per frame and handed to the transport in one call; small
 writes made in the same loop iteration are coalesced into one frame.
 
+A whole small message that lies in the plaintext of one record can be taken at once
+(:meth:`SecureStream.frame_future`): the protocol resolves one future when it is decrypted,
+bounded by one timer per connection, and ``send_now`` seals a whole message into one record
+and hands it over at once; everything else goes through ``read`` and ``write``.
+
 Two entry points: :func:`secure_connect` (client) returns a :class:`SecureStream`;
 :func:`start_secure_server` (server, the one path production and tests share) hands each
 accepted connection to its owner as an :class:`IncomingConnection`, whose ``handshake`` returns
@@ -405,13 +410,6 @@ class _SecureProtocol(asyncio.BufferedProtocol):
                 return b""  # FIN, or a reset / broken pipe at a frame boundary: EOF
             await self._wait_readable()
 
-    def write_small(self, data: bytes | bytearray | memoryview) -> None:
-        """Seal ``data`` (under ``record.FAST_PATH_MIN`` bytes) into one frame and hand it
-        to the transport: the fast path of :meth:`write_frames`."""
-        transport, writer = self.transport, self.writer
-        assert writer is not None and transport is not None
-        transport.write(writer.seal_small(data))
-
     def write_frames(self, data: Any) -> None:
         """Seal ``data`` into frames and hand each to the transport in one ``write``.
 
@@ -595,7 +593,9 @@ class SecureStream:
             self._flush()
         size = len(data)
         if 0 < size < FAST_PATH_MIN:
-            proto.write_small(data)
+            transport, writer = proto.transport, proto.writer
+            assert transport is not None and writer is not None
+            transport.write(writer.seal_small(data))
         elif size:
             proto.write_frames(data)
 
