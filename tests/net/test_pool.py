@@ -208,3 +208,47 @@ def test_invalid_parameters() -> None:
         ConnectionPool(capacity=0)
     with pytest.raises(ValueError):
         ConnectionPool(idle_timeout=0)
+
+
+def test_slots_without_a_context_manager() -> None:
+    run_virtual(slots_without_a_context_manager())
+
+
+async def slots_without_a_context_manager() -> None:
+    pool, _ = make_pool(per_peer=1)
+    assert pool.try_slot("a")
+    assert not pool.try_slot("a")  # taken
+    assert pool.try_slot("b")  # another peer's
+    order: list[str] = []
+
+    async def waiter(name: str) -> None:
+        await pool.wait_slot("a")
+        order.append(name)
+        await asyncio.sleep(1)
+        pool.free_slot("a")
+
+    first = asyncio.create_task(waiter("first"))
+    second = asyncio.create_task(waiter("second"))
+    await asyncio.sleep(0)
+    assert not pool.try_slot("a")  # a waiter is in line: no jumping the queue
+    pool.free_slot("a")  # handed to the first in line
+    await asyncio.gather(first, second)
+    assert order == ["first", "second"]
+    pool.free_slot("b")
+
+    # A waiter handed the slot as it is cancelled passes it on.
+    assert pool.try_slot("a")
+    late = asyncio.create_task(pool.wait_slot("a"))
+    after = asyncio.create_task(pool.wait_slot("a"))
+    await asyncio.sleep(0)
+    pool.free_slot("a")  # hands it to ``late`` ...
+    late.cancel()  # ... which is cancelled before it runs
+    with pytest.raises(asyncio.CancelledError):
+        await late
+    await after  # so ``after`` got it
+    pool.free_slot("a")
+    assert pool.try_slot("a")
+    pool.free_slot("a")
+    await pool.close()
+    with pytest.raises(TransportError):
+        pool.try_slot("a")

@@ -98,6 +98,10 @@ ANSWER_COPIES = 2
 #: ... and a FindValue or BatchGetValues answer: the values, which the frame references
 #: (``net.frames.Frame``) instead of copying.
 FRAME_COPIES = 1
+#: Requesters remembered by ``RequestHandler._requester`` (then it starts again).
+_REQUESTERS_KEPT = 4096
+#: Message type names, for the handling counters.
+_TYPE_NAMES: dict[int, str] = {t.value: t.name for t in MessageType}
 #: FindValue answers up to this size need no reservation (the server's small requests).
 SMALL_ANSWER = 64 * 1024
 #: FindValue answers with a value at least this large are streamed from a store that can
@@ -142,6 +146,9 @@ class RequestHandler:
             limits.batch_get_values_slots, limits.batch_get_values_per_peer
         )
         self._quotas = PeerQuotas(limits.quotas)
+        # Requesters by (id, ip, port, version), and this node's wire Node (see handle).
+        self._requesters: dict[tuple[bytes, str, int, str], tuple[Contact, WireNode]] = {}
+        self._me: tuple[Contact, WireNode] = (node.me, wire_node(node.me))
         self._dispatch: dict[int, Callable[[Message, Contact], Awaitable[MessageData | None]]] = {
             MessageType.PING: self._ping,
             MessageType.STORE_DATA: self._store_data,
@@ -175,29 +182,47 @@ class RequestHandler:
         sender = request.sender
         if sender is None or not sender.id:
             raise ProtocolError("request without a sender")
-        if bytes(sender.id) != peer_id:
-            raise ProtocolError(
-                f"sender {bytes(sender.id)!r} is not the authenticated peer {peer_id!r}"
-            )
-        if self._node.too_old(sender.version):
+        sender_id = bytes(sender.id)
+        if sender_id != peer_id:
+            raise ProtocolError(f"sender {sender_id!r} is not the authenticated peer {peer_id!r}")
+        node = self._node
+        if node.too_old(sender.version):
             # Go closes the connection of such a peer without answering; so do we.
             raise ProtocolError(
                 f"peer version {sender.version!r} is below the minimum "
-                f"{self._node.options.min_peer_version}"
+                f"{node.options.min_peer_version}"
             )
-        handler = self._dispatch.get(request.message_type)
+        mtype = request.message_type
+        handler = self._dispatch.get(mtype)
         if handler is None:
-            raise ProtocolError(f"unknown message type {request.message_type}")
-        peer = Contact(bytes(sender.id), sender.ip or "", int(sender.port or 0), sender.version)
+            raise ProtocolError(f"unknown message type {mtype}")
+        peer, receiver = self._requester(sender_id, sender.ip or "", sender.port, sender.version)
         self._counters.requests_handled += 1
         data = await self._timed(handler, request, peer)
+        me = node.me
+        if me is not self._me[0]:
+            self._me = (me, wire_node(me))
         return Message(
-            sender=wire_node(self._node.me),
-            receiver=wire_node(peer),
-            message_type=request.message_type,
+            sender=self._me[1],
+            receiver=receiver,
+            message_type=mtype,
             data=data,
             correlation_id=request.correlation_id,
         )
+
+    def _requester(
+        self, node_id: bytes, ip: str, port: int, version: str
+    ) -> tuple[Contact, WireNode]:
+        """The requester as a contact and as the answer's ``Receiver``, remembered: the same
+        few peers ask again and again, and a contact costs a hash of its ID."""
+        key = (node_id, ip, port, version)
+        known = self._requesters.get(key)
+        if known is None:
+            if len(self._requesters) >= _REQUESTERS_KEPT:
+                self._requesters.clear()
+            contact = Contact(node_id, ip, int(port or 0), version)
+            known = self._requesters[key] = (contact, wire_node(contact))
+        return known
 
     async def _timed(
         self,
@@ -217,7 +242,7 @@ class RequestHandler:
             outcome = "timeout"  # the server's handler budget, or shutdown
             raise
         finally:
-            name = MessageType(request.message_type).name
+            name = _TYPE_NAMES[request.message_type]
             self._counters.observe_handled(name, outcome, loop.time() - started)
 
     def _learn(self, peer: Contact) -> None:

@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Final
 
@@ -169,6 +167,10 @@ class MemoryBudget:
 
     def try_reserve(self, size: int, peer: str) -> Reservation | None:
         """A reservation of ``size`` bytes for ``peer`` if it fits now, else None."""
+        if 0 <= size <= self.small:  # never waits: the common case, kept short
+            self._account(peer, size)
+            self.stats.granted += 1
+            return Reservation(self, peer, size)
         _check_size(size)
         if self._may_skip_queue(size, 0) and self._fits(size, peer, 0):
             return self._grant(Reservation(self, peer, 0), size)
@@ -218,16 +220,21 @@ class MemoryBudget:
     def _resize(self, reservation: Reservation, size: int) -> None:
         _check_size(size)
         _check_live(reservation)
+        if size == reservation.size:
+            return
         self._account(reservation.peer, size - reservation.size)
         reservation.size = size
-        self._wake()
+        if self._waiters:
+            self._wake()
 
     def _release(self, reservation: Reservation) -> None:
         if reservation.size < 0:
             return
-        self._account(reservation.peer, -reservation.size)
+        if reservation.size:
+            self._account(reservation.peer, -reservation.size)
         reservation.size = -1
-        self._wake()
+        if self._waiters:
+            self._wake()
 
     # --- internals -----------------------------------------------------------------------
 
@@ -251,13 +258,14 @@ class MemoryBudget:
         return reservation
 
     def _account(self, peer: str, delta: int) -> None:
-        self.used += delta
-        held = self._by_peer.get(peer, 0) + delta
+        self.used = used = self.used + delta
+        by_peer = self._by_peer
+        held = by_peer.get(peer, 0) + delta
         if held:
-            self._by_peer[peer] = held
+            by_peer[peer] = held
         else:
-            self._by_peer.pop(peer, None)
-        self.stats.peak = max(self.stats.peak, self.used)
+            by_peer.pop(peer, None)
+        self.stats.peak = max(self.stats.peak, used)
 
     async def _wait(self, waiter: _Waiter, timeout: float) -> None:
         """Queue ``waiter`` and wait at most ``timeout`` s for :meth:`_wake` to grant it."""
@@ -316,11 +324,19 @@ def _check_live(reservation: Reservation) -> None:
         raise RuntimeError("this reservation was already released")
 
 
-@contextmanager
-def serving(reservation: Reservation | None) -> Iterator[None]:
-    """Make ``reservation`` the :func:`current_reservation` inside the block."""
-    token = _CURRENT.set(reservation)
-    try:
-        yield
-    finally:
-        _CURRENT.reset(token)
+class serving:  # noqa: N801 - used as a function: ``with serving(reservation):``
+    """Make ``reservation`` the :func:`current_reservation` inside the block (a class, not
+    a generator: it is entered once per request served)."""
+
+    __slots__ = ("_reservation", "_token")
+
+    _token: Token[Reservation | None]
+
+    def __init__(self, reservation: Reservation | None) -> None:
+        self._reservation = reservation
+
+    def __enter__(self) -> None:
+        self._token = _CURRENT.set(self._reservation)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _CURRENT.reset(self._token)

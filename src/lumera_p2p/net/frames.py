@@ -17,6 +17,13 @@ read(n)`` that returns ``b""`` at the end works: a ``SecureStream`` or an
 Encoding or decoding a multi-megabyte message takes tens of milliseconds of pure Python; above
 :data:`OFF_LOOP_SIZE` it runs in a worker thread so the event loop keeps serving other peers.
 
+Small frames have a fast path beside these readers: :func:`small_frames` makes the framer
+with which ``SecureStream.frame_future`` takes a whole small frame straight from the record
+layer when it arrived in one record (no coroutine per read, no timeout object per read), and
+:func:`decode_frame_now` decodes it without an ``await``. Whatever it does not take (a larger
+frame, one split across records, a header that is not one) is read by the readers here from
+the same byte on, with every check they make.
+
 A value is not copied on its way through here: an encoded frame (:class:`Frame`) holds its
 large byte fields by reference and :func:`write_frame` hands them to the stream in slices; a
 large body is read into one buffer of its declared size and decoded with its values as views
@@ -37,16 +44,22 @@ from lumera_p2p.wire.messages import (
     HEADER_SIZE,
     MAX_PAYLOAD_SIZE,
     BatchFindNodeRequest,
+    BatchFindNodeResponse,
     BatchFindValuesRequest,
     BatchFindValuesResponse,
     BatchGetValuesRequest,
     BatchGetValuesResponse,
     BatchStoreDataRequest,
+    FindNodeRequest,
+    FindNodeResponse,
+    FindValueRequest,
     FindValueResponse,
     Message,
     MessageType,
     ReplicateDataRequest,
+    ReplicateDataResponse,
     StoreDataRequest,
+    StoreDataResponse,
     decode_body,
     encode_message_parts,
     parse_header,
@@ -72,6 +85,19 @@ _TARGET_RESPONSE: Final = 64 * 1024
 #: Request types whose answers carry values, up to the protocol's limit.
 _VALUE_ANSWERS: Final = frozenset(
     {MessageType.FIND_VALUE, MessageType.BATCH_FIND_VALUES, MessageType.BATCH_GET_VALUES}
+)
+
+#: Message bodies that never carry bulk data (``payload_hint`` 0).
+_NO_BULK: Final = frozenset(
+    {
+        FindNodeRequest,
+        FindNodeResponse,
+        FindValueRequest,
+        StoreDataResponse,
+        ReplicateDataResponse,
+        BatchFindNodeRequest,
+        BatchFindNodeResponse,
+    }
 )
 
 log = logging.getLogger(__name__)
@@ -100,6 +126,8 @@ class FrameStream(FrameSource, Protocol):
 def payload_hint(msg: Message) -> int:
     """Bytes of bulk data ``msg`` carries (values, keys), without encoding it; 0 if small."""
     data = msg.data
+    if data is None or type(data) in _NO_BULK:  # most messages: one look-up
+        return 0
     if isinstance(data, StoreDataRequest):
         return len(data.data)
     if isinstance(data, FindValueResponse):
@@ -218,15 +246,90 @@ async def decode_frame_body(
     bytes that triggered it: it is logged and reported as a protocol error, so one peer
     cannot crash the connection handling.
     """
-    try:
-        if len(body) > off_loop_size:
+    if len(body) > off_loop_size:
+        try:
             return await asyncio.to_thread(decode_body, body, views_from=views_from)
-        return decode_body(body, cache=cache, views_from=views_from)
+        except ProtocolError:
+            raise
+        except Exception as exc:
+            raise _decoder_failed(len(body), exc) from exc
+    return decode_frame_now(body, cache, views_from=views_from)
+
+
+def decode_frame_now(
+    body: bytes | memoryview,
+    cache: GobDecodeCache | None = None,
+    *,
+    start: int = 0,
+    views_from: int = 0,
+) -> Message:
+    """:func:`decode_frame_body` on this thread, for a small body (``body[start:]``): the
+    same errors, without an ``await``."""
+    try:
+        return decode_body(body, start=start, cache=cache, views_from=views_from)
     except ProtocolError:
         raise
     except Exception as exc:
-        log.warning("gob decoder failed on a %d-byte body", len(body), exc_info=True)
-        raise ProtocolError(f"undecodable message: {exc!r}") from exc
+        raise _decoder_failed(len(body) - start, exc) from exc
+
+
+def _decoder_failed(size: int, exc: Exception) -> ProtocolError:
+    log.warning("gob decoder failed on a %d-byte body", size, exc_info=exc)
+    return ProtocolError(f"undecodable message: {exc!r}")
+
+
+def small_frames(limit: int) -> Callable[[memoryview], int]:
+    """A framer for ``SecureStream.frame_future``: the size of the whole frame (header and a
+    body of at most ``limit`` bytes) at the start of the plaintext, else -1.
+
+    -1 sends the caller to the ordinary readers (:func:`read_frame_length` and the body
+    readers), which start at the same byte and apply every check: a larger body, a frame
+    split across record frames, a header that is not one. So the header is parsed here only
+    as far as a body within ``limit`` needs (a uvarint of up to three bytes; Go ignores the
+    padding after it), never refused here.
+    """
+    if limit >= 1 << 21:
+        raise ValueError("the small-frame limit must be under 2 MiB")
+
+    def framer(view: memoryview) -> int:
+        available = len(view)
+        if available < HEADER_SIZE:
+            return -1
+        b = view[0]
+        if b < 0x80:
+            length = b
+        else:
+            length = b & 0x7F
+            b = view[1]
+            if b < 0x80:
+                length |= b << 7
+            else:
+                length |= (b & 0x7F) << 7
+                b = view[2]
+                if b >= 0x80:
+                    return -1
+                length |= b << 14
+        end = HEADER_SIZE + length
+        if length > limit or available < end:
+            return -1
+        return end
+
+    return framer
+
+
+def joined(frame: Frame) -> bytes | bytearray | memoryview | None:
+    """A small frame (up to :data:`JOIN_BELOW` bytes, no lazy value) as one buffer, to be
+    written at once; None for any other (written by :func:`write_frame`)."""
+    if frame.size > JOIN_BELOW:
+        return None
+    parts = frame.parts
+    if len(parts) == 1:
+        only = parts[0]
+        return None if isinstance(only, LazyBytes) else only
+    for part in parts:
+        if isinstance(part, LazyBytes):
+            return None
+    return b"".join(parts)  # type: ignore[arg-type]
 
 
 def detach_views(msg: Message) -> Message:

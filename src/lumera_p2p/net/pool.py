@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Generic, Protocol, TypeVar
@@ -67,7 +68,7 @@ class PoolStats:
     discarded: int = 0
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Idle(Generic[C]):
     key: str
     conn: C
@@ -76,9 +77,11 @@ class _Idle(Generic[C]):
 
 @dataclass(eq=False)
 class _Peer(Generic[C]):
-    slots: asyncio.Semaphore
     idle: list[_Idle[C]] = field(default_factory=list)  # most recently released last
     users: int = 0  # slot holders and waiters
+    busy: int = 0  # slots held
+    #: Callers waiting for a slot, first come first served; a freed slot passes to the first.
+    waiting: deque[asyncio.Future[None]] = field(default_factory=deque)
 
 
 class ConnectionPool(Generic[C]):
@@ -142,23 +145,65 @@ class ConnectionPool(Generic[C]):
         """Hold one of ``key``'s slots for an RPC (waits while all ``per_peer`` are busy).
 
         Inside, use :meth:`take` or :meth:`add`, then :meth:`release` or :meth:`discard`.
-        Raises ``TransportError`` once the pool is closed.
+        Raises ``TransportError`` once the pool is closed. (:meth:`try_slot`,
+        :meth:`wait_slot` and :meth:`free_slot` are the same without a context manager.)
         """
+        await self.wait_slot(key)
+        try:
+            yield
+        finally:
+            self.free_slot(key)
+
+    def try_slot(self, key: str) -> bool:
+        """Take one of ``key``'s slots if one is free and nobody waits for it; ``False``
+        otherwise (then :meth:`wait_slot`). ``TransportError`` once the pool is closed."""
         if self._closed:
             raise TransportError("connection pool is closed")
-        self._start_pruner()
+        if self._pruner is None:
+            self._start_pruner()
         peer = self._peers.get(key)
         if peer is None:
-            peer = self._peers[key] = _Peer(asyncio.Semaphore(self.per_peer))
+            peer = self._peers[key] = _Peer()
+        if peer.busy < self.per_peer and not peer.waiting:
+            peer.busy += 1
+            peer.users += 1
+            return True
+        return False
+
+    async def wait_slot(self, key: str) -> None:
+        """Take one of ``key``'s slots, waiting in line while all are busy; give it back
+        with :meth:`free_slot`. ``TransportError`` once the pool is closed."""
+        if self.try_slot(key):
+            return
+        peer = self._peers[key]
         peer.users += 1
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        peer.waiting.append(waiter)
         try:
-            async with peer.slots:
-                if self._closed:  # closed while we waited for the slot
-                    raise TransportError("connection pool is closed")
-                yield
-        finally:
-            peer.users -= 1
-            self._forget_if_unused(key, peer)
+            await waiter  # a freed slot is handed over: ``busy`` already counts it
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.free_slot(key)  # handed over just as we gave up: pass it on
+            else:
+                peer.waiting.remove(waiter)
+                peer.users -= 1
+                self._forget_if_unused(key, peer)
+            raise
+        if self._closed:  # closed while we waited for the slot
+            self.free_slot(key)
+            raise TransportError("connection pool is closed")
+
+    def free_slot(self, key: str) -> None:
+        """Give back a slot taken by :meth:`try_slot` or :meth:`wait_slot`."""
+        peer = self._peers[key]
+        peer.users -= 1
+        while peer.waiting:
+            waiter = peer.waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        peer.busy -= 1
+        self._forget_if_unused(key, peer)
 
     def take(self, key: str) -> C | None:
         """An idle connection to ``key`` (the most recently used), or ``None``: dial then."""
@@ -198,7 +243,7 @@ class ConnectionPool(Generic[C]):
         if self._closed or conn.is_closing():
             conn.abort()
             return
-        if self.open >= self.capacity:
+        if len(self._lru) + len(self._in_use) >= self.capacity:
             # Over capacity because everything was busy when it was dialled.
             self.stats.evictions += 1
             conn.abort()

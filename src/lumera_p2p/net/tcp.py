@@ -15,6 +15,12 @@ known defects (p2p-behaviour.md §11.2 items 13 and 14):
   handler closes only its own connection;
 * every large frame read, and every answer built and sent, holds a reservation in one
   node-wide memory budget (``net/budget.py``), released however the request ends.
+
+Most RPCs are small: a request or answer that arrives whole in one record is taken straight
+from the secure channel (``SecureStream.frame_future``, one future, the connection's timer),
+decoded and answered without a coroutine or a timeout per read, and a handler that finishes
+without suspending runs without a timeout object. Anything else takes the general path, which
+applies every deadline, limit and budget wait as before, from the same byte on.
 """
 
 from __future__ import annotations
@@ -23,9 +29,10 @@ import asyncio
 import ipaddress
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import asdict, dataclass, field
-from typing import Final
+from types import CoroutineType
+from typing import Any, Final, cast
 
 from lumera_p2p.errors import (
     HandshakeTimeoutError,
@@ -45,12 +52,14 @@ from lumera_p2p.net.frames import (
     VIEW_MIN,
     Frame,
     decode_frame_body,
+    decode_frame_now,
     detach_views,
-    encode_frame,
+    joined,
     payload_hint,
     read_body_view,
     read_frame_length,
     response_limit,
+    small_frames,
     write_frame,
 )
 from lumera_p2p.net.limits import (
@@ -182,6 +191,9 @@ class TcpTransport:
         self._verifier = verifier
         self._peer_type = peer_type
         self._cache = GobDecodeCache()
+        # Answers of up to VIEW_MIN bytes (never over an answer's limit: response_limit is
+        # at least 1 MiB or max_response_size) may be taken whole from the record layer.
+        self._small_answer = small_frames(min(VIEW_MIN, opts.max_response_size))
         #: The budget of large answers being read (``TransportOptions.answer_budget``).
         self.answers = MemoryBudget(max(opts.answer_budget, opts.max_response_size))
 
@@ -205,48 +217,46 @@ class TcpTransport:
         if self.pool.closed:
             raise TransportError("transport is closed")
         self.stats.calls += 1
-        rate = self.options.transfer_rate
-        allowed = timeout
+        opts = self.options
+        deadline = _Deadline(timeout, opts.transfer_rate, on_answer)
         try:
-            async with asyncio.timeout(timeout) as deadline:
-                try:
-                    frame = await encode_frame(request, self.options.off_loop_size)
-                except GobEncodeError as exc:  # e.g. over 400 MB: no peer would take it
-                    raise TransportError(f"{peer}: cannot encode the request: {exc}") from exc
-                allowed += frame.size / rate
-                deadline.reschedule(_later(deadline, frame.size / rate))
-
-                def answer_started(length: int) -> None:
-                    nonlocal allowed
-                    allowed += length / rate
-                    deadline.reschedule(_later(deadline, length / rate))
-                    if on_answer is not None and length >= WATCHED_ANSWER:
-                        on_answer(length / rate)
-
-                limit = response_limit(request, self.options.max_response_size)
-                return await self._exchange(peer, frame, limit, answer_started)
+            try:
+                if payload_hint(request) > opts.off_loop_size:
+                    async with deadline.bound():
+                        frame = await asyncio.to_thread(Frame.of, request)
+                else:
+                    frame = Frame.of(request)
+            except GobEncodeError as exc:  # e.g. over 400 MB: no peer would take it
+                raise TransportError(f"{peer}: cannot encode the request: {exc}") from exc
+            deadline.extend(frame.size)
+            limit = response_limit(request, opts.max_response_size)
+            return await self._exchange(peer, frame, limit, deadline)
         except TimeoutError:
             self.stats.timeouts += 1
             self.stats.failures += 1
-            raise RpcTimeout(f"{peer}: no answer within {allowed:.1f} s") from None
+            raise RpcTimeout(f"{peer}: no answer within {deadline.allowed:.1f} s") from None
         except TransportError:
             self.stats.failures += 1
             raise
 
     async def _exchange(
-        self, peer: Contact, frame: Frame, max_size: int, answer_started: Callable[[int], None]
+        self, peer: Contact, frame: Frame, max_size: int, deadline: _Deadline
     ) -> Message:
         key = peer.pool_key
         pool = self.pool
-        async with pool.slot(key):
+        if not pool.try_slot(key):
+            async with deadline.bound():
+                await pool.wait_slot(key)
+        try:
             conn = pool.take(key)
             reused = conn is not None
             while True:
                 if conn is None:
-                    conn = await self._dial(peer)
+                    async with deadline.bound():
+                        conn = await self._dial(peer)
                     pool.add(conn)
                 try:
-                    response = await self._round_trip(conn, frame, max_size, answer_started)
+                    response = await self._round_trip(conn, frame, max_size, deadline)
                 except _StaleConnection as exc:
                     pool.discard(conn)
                     conn = None
@@ -257,6 +267,10 @@ class TcpTransport:
                         self.stats.retries += 1
                         continue
                     raise TransportError(f"{peer}: connection closed before an answer") from exc
+                except TimeoutError:
+                    # This RPC's deadline (an OSError, but not the connection's fault).
+                    pool.discard(conn)
+                    raise
                 except (ProtocolError, OSError) as exc:
                     pool.discard(conn)
                     raise TransportError(f"{peer}: {str(exc) or type(exc).__name__}") from exc
@@ -266,6 +280,8 @@ class TcpTransport:
                     raise
                 pool.release(key, conn)
                 return response
+        finally:
+            pool.free_slot(key)
 
     def _source_for(self, ip: str) -> tuple[str, int] | None:
         """``(source_host, 0)`` if ``ip`` is of its family (else the kernel chooses)."""
@@ -296,17 +312,45 @@ class TcpTransport:
             raise TransportError(f"{peer}: cannot connect: {reason}") from exc
 
     async def _round_trip(
-        self,
-        conn: SecureStream,
-        frame: Frame,
-        max_size: int,
-        answer_started: Callable[[int], None],
+        self, conn: SecureStream, frame: Frame, max_size: int, deadline: _Deadline
     ) -> Message:
         try:
-            await write_frame(conn, frame)
+            data = joined(frame)
+            if data is not None:
+                conn.send_now(data)
+                if conn.write_paused:
+                    async with deadline.bound():
+                        await conn.drain()
+            else:
+                async with deadline.bound():
+                    await write_frame(conn, frame)
         except ConnectionError as exc:
             raise _StaleConnection from exc
         self.stats.bytes_sent += frame.size
+        # A small answer that arrives whole is taken straight from the record layer, bounded
+        # by the connection's timer; anything else (larger, split, the stream ending) is read
+        # by the ordinary readers from the same byte on.
+        waiter = conn.frame_future(self._small_answer, deadline.when)
+        if waiter.done():
+            whole = waiter.result()
+        else:
+            try:
+                whole = await waiter
+            except asyncio.CancelledError:
+                conn.cancel_frame_wait(waiter)
+                raise
+        if whole is None:
+            async with deadline.bound() as timer:
+                deadline.timer = timer
+                try:
+                    return await self._read_answer(conn, max_size, deadline)
+                finally:
+                    deadline.timer = None
+        self.stats.bytes_received += len(whole)
+        deadline.answer_started(len(whole) - HEADER_SIZE)
+        return decode_frame_now(whole, self._cache, start=HEADER_SIZE)
+
+    async def _read_answer(self, conn: SecureStream, max_size: int, deadline: _Deadline) -> Message:
         # Bounded by the caller's timeout; the length is checked (against what this request's
         # answer may be) before the body is read, and what the body decodes to is bounded by
         # the decoder (wire.gob.costs).
@@ -314,7 +358,7 @@ class TcpTransport:
         if length is None:
             raise _StaleConnection
         self.stats.bytes_received += HEADER_SIZE + length
-        answer_started(length)
+        deadline.answer_started(length)
         if length <= VIEW_MIN:
             body = await read_body_view(conn, length)
             return await decode_frame_body(body, self._cache, self.options.off_loop_size)
@@ -347,10 +391,40 @@ class TcpTransport:
 _FOREVER: Final = 365 * 24 * 3600.0
 
 
-def _later(deadline: asyncio.Timeout, seconds: float) -> float | None:
-    """``deadline``'s time moved ``seconds`` later (None stays None: no deadline)."""
-    when = deadline.when()
-    return None if when is None else when + seconds
+class _Deadline:
+    """When one RPC must end (loop time): its timeout, then its request's and its answer's
+    sizes at the transfer rate. Waits that may block are bounded by :meth:`bound`; the
+    answer's wait by the connection's own timer (``SecureStream.frame_future``)."""
+
+    __slots__ = ("_on_answer", "_rate", "allowed", "timer", "when")
+
+    def __init__(self, timeout: float, rate: float, on_answer: AnswerWatcher | None) -> None:
+        self.when = asyncio.get_running_loop().time() + timeout
+        #: Seconds allowed so far (for the error message).
+        self.allowed = timeout
+        self._rate = rate
+        self._on_answer = on_answer
+        #: The timeout of the answer being read, moved when its header says its size.
+        self.timer: asyncio.Timeout | None = None
+
+    def bound(self) -> asyncio.Timeout:
+        """A timeout at the deadline as it stands."""
+        return asyncio.timeout_at(self.when)
+
+    def extend(self, size: int) -> float:
+        """Allow ``size`` more bytes at the transfer rate; return the seconds added."""
+        extra = size / self._rate
+        self.when += extra
+        self.allowed += extra
+        return extra
+
+    def answer_started(self, length: int) -> None:
+        """The answer's header declared ``length`` bytes: allow for them."""
+        extra = self.extend(length)
+        if self.timer is not None:
+            self.timer.reschedule(self.when)
+        if self._on_answer is not None and length >= WATCHED_ANSWER:
+            self._on_answer(extra)
 
 
 # --- server -----------------------------------------------------------------------------------
@@ -442,6 +516,9 @@ class TcpServer:
         )
         self._global = TokenBucket(lim.global_rate, lim.global_burst, clock())
         self._cache = GobDecodeCache()
+        # Requests of up to this size are granted their memory at once (the budget's small
+        # ones), so they may be taken whole from the record layer before the reservation.
+        self._small_request = small_frames(min(VIEW_MIN, self.budget.small))
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         # Connections still in their handshake, by address. Counted from accept, not from when
@@ -635,12 +712,37 @@ class TcpServer:
     # --- serving --------------------------------------------------------------------------
 
     async def _serve(self, stream: SecureStream) -> None:
-        """Answer requests until the peer leaves or breaks a rule; every exit closes."""
+        """Answer requests until the peer leaves or breaks a rule; every exit closes.
+
+        A small request that arrives whole (the usual case) is taken straight from the
+        record layer, bounded by the connection's timer; any other is read by the ordinary
+        readers from the same byte on, under the same idle deadline (:meth:`_serve_slowly`).
+        """
         self.stats.sessions += 1
         peer = stream.peer_address
+        loop = asyncio.get_running_loop()
+        idle = self.limits.idle_timeout
+        small = self._small_request
         try:
-            while await self._serve_one(stream, peer):
-                pass
+            while True:
+                idle_by = loop.time() + idle
+                waiter = stream.frame_future(small, idle_by)
+                if waiter.done():
+                    whole = waiter.result()
+                else:
+                    try:
+                        whole = await waiter
+                    except TimeoutError:
+                        self._idle(stream)
+                        return
+                    except asyncio.CancelledError:
+                        stream.cancel_frame_wait(waiter)
+                        raise
+                if whole is None:
+                    if not await self._serve_slowly(stream, peer, idle_by):
+                        return
+                elif not await self._serve_small(stream, peer, whole):
+                    return
         except ProtocolError as exc:
             self.stats.protocol_errors += 1
             log.debug("closing connection from %s: %s", peer, exc)
@@ -649,17 +751,39 @@ class TcpServer:
             log.debug("connection from %s lost: %s", peer, exc)
             stream.abort()
 
-    async def _serve_one(self, stream: SecureStream, peer: str) -> bool:
-        """Read one request, answer it; ``False`` when the connection is to be closed."""
+    async def _serve_small(self, stream: SecureStream, peer: str, whole: bytes) -> bool:
+        """Answer the request in ``whole`` (header and body); ``False``: close."""
+        length = len(whole) - HEADER_SIZE
+        # Within the budget's small size, so granted at once (counted, never waiting).
+        reservation = self.budget.try_reserve(length, peer)
+        if reservation is None:  # pragma: no cover - the framer's limit rules it out
+            raise RuntimeError("a small request was not granted its memory")
+        try:
+            stats = self.stats
+            stats.bytes_received += len(whole)
+            request = decode_frame_now(whole, self._cache, start=HEADER_SIZE)
+            del whole
+            stats.requests += 1
+            return await self._respond(stream, peer, request, reservation)
+        finally:
+            held = reservation.size
+            reservation.release()
+            give_back_freed_memory(held)
+
+    def _idle(self, stream: SecureStream) -> bool:
+        # Idle, or stuck inside a header: either way, never resume mid-frame.
+        self.stats.idle_closed += 1
+        stream.abort()
+        return False
+
+    async def _serve_slowly(self, stream: SecureStream, peer: str, idle_by: float) -> bool:
+        """:meth:`_serve_one` for a request that is large, split or not there yet."""
         lim, stats = self.limits, self.stats
         try:
-            async with asyncio.timeout(lim.idle_timeout):
+            async with asyncio.timeout_at(idle_by):
                 length = await read_frame_length(stream)
         except TimeoutError:
-            # Idle, or stuck inside a header: either way, never resume mid-frame.
-            stats.idle_closed += 1
-            stream.abort()
-            return False
+            return self._idle(stream)
         if length is None:
             return False  # the peer closed between requests
         # The body is reserved before a byte of it is read (its values are decoded as views
@@ -701,16 +825,33 @@ class TcpServer:
         request = await decode_frame_body(body, self._cache, views_from=VIEW_MIN)
         del body
         stats.requests += 1
+        return await self._respond(stream, peer, request, reservation)
+
+    async def _respond(
+        self, stream: SecureStream, peer: str, request: Message, reservation: Reservation
+    ) -> bool:
+        """Answer ``request`` (handed over: the caller keeps no reference) and send it."""
+        lim, stats = self.limits, self.stats
         response = await self._answer(_Owned(request), peer, reservation)
+        del request
         if response is None:
             stream.abort()
             return False
         try:
-            await write_frame(
-                stream,
-                response,
-                transfer_deadline(len(response), lim.frame_grace, lim.min_transfer_rate),
-            )
+            data = joined(response)
+            if data is None:
+                await write_frame(
+                    stream,
+                    response,
+                    transfer_deadline(len(response), lim.frame_grace, lim.min_transfer_rate),
+                )
+            else:
+                # Whole into the transport's buffer; waiting only if that is full.
+                stream.send_now(data)
+                if stream.write_paused:
+                    allowed = transfer_deadline(len(data), lim.frame_grace, lim.min_transfer_rate)
+                    async with asyncio.timeout(allowed):
+                        await stream.drain()
         except TimeoutError:
             stats.slow_closed += 1
             log.debug("%s does not read its %d-byte answer", peer, len(response))
@@ -726,19 +867,43 @@ class TcpServer:
         the answer it builds; the request is dropped before the answer is encoded, and the
         reservation then holds what the encoded answer takes. A ``ProtocolError`` from the
         handler (the peer broke the protocol) propagates.
+
+        The handler's first step runs here, without a timeout: most answers (a Ping, a
+        lookup) are done without suspending. Only one that suspends is finished under the
+        handler budget, counted from when it started.
         """
         stats = self.stats
         request = owned.take()
         mtype = request.message_type
-        budget = asyncio.timeout(self.limits.handler_timeout)
+        limit = self.limits.handler_timeout
+        budget: asyncio.Timeout | None = None
         try:
-            async with budget:
-                with serving(reservation):
-                    response = await self._handler(request, peer.encode())
-            del request
+            with serving(reservation):
+                by = None if limit is None else asyncio.get_running_loop().time() + limit
+                step = self._handler(request, peer.encode())
+                del request
+                if type(step) is not CoroutineType:  # another awaitable: no first step here
+                    budget = asyncio.timeout_at(by)
+                    async with budget:
+                        response: Message = await step
+                else:
+                    coro = cast(Coroutine[Any, Any, Message], step)
+                    try:
+                        yielded = coro.send(None)
+                    except StopIteration as done:
+                        response = done.value
+                    else:
+                        budget = asyncio.timeout_at(by)
+                        async with budget:
+                            response = await _Resumed(coro, yielded)
             # The answer's values exist now; the frame references them (no second copy).
-            reservation.resize(max(reservation.size, payload_hint(response)))
-            frame = await encode_frame(response)
+            hint = payload_hint(response)
+            if hint > reservation.size:
+                reservation.resize(hint)
+            if hint > OFF_LOOP_SIZE:
+                frame = await asyncio.to_thread(Frame.of, response)
+            else:
+                frame = Frame.of(response)
             del response
             reservation.resize(len(frame))
             return frame
@@ -751,18 +916,46 @@ class TcpServer:
             log.info("no memory for a type %d answer to %s: %s", mtype, peer, exc)
             return None
         except Exception as exc:
-            if isinstance(exc, TimeoutError) and budget.expired():
+            if isinstance(exc, TimeoutError) and budget is not None and budget.expired():
                 stats.handler_timeouts += 1
                 log.warning(
-                    "handler took over %s s for a type %d request from %s",
-                    self.limits.handler_timeout,
-                    mtype,
-                    peer,
+                    "handler took over %s s for a type %d request from %s", limit, mtype, peer
                 )
             else:
                 stats.handler_errors += 1
                 log.exception("handler failed on a type %d request from %s", mtype, peer)
             return None
+
+
+class _Resumed:
+    """Awaits the rest of a coroutine whose first step the caller ran (``send(None)``),
+    which suspended on ``yielded``: the task waits on that, then drives the coroutine on."""
+
+    __slots__ = ("_coro", "_yielded")
+
+    def __init__(self, coro: Coroutine[Any, Any, Message], yielded: Any) -> None:
+        self._coro = coro
+        self._yielded = yielded
+
+    def __await__(self) -> Generator[Any, Any, Message]:
+        coro, value = self._coro, self._yielded
+        self._yielded = None
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # a cancellation (the handler budget, a shutdown)
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
 
 
 class _Owned:

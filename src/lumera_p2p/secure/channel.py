@@ -6,6 +6,11 @@ handshake's exact reads from it, and after the handshake opens frames in place. 
 sealed straight into one buffer per frame and handed to the transport in one call; small
 writes made in the same loop iteration are coalesced into one frame.
 
+A whole small message that lies in the plaintext of one record can be taken at once
+(:meth:`SecureStream.frame_future`): the protocol resolves one future when it is decrypted,
+bounded by one timer per connection, and ``send_now`` seals a whole message into one record
+and hands it over at once; everything else goes through ``read`` and ``write``.
+
 Two entry points: :func:`secure_connect` (client) returns a :class:`SecureStream`;
 :func:`start_secure_server` (server, the one path production and tests share) hands each
 accepted connection to its owner as an :class:`IncomingConnection`, whose ``handshake`` returns
@@ -42,6 +47,7 @@ from lumera_p2p.secure.handshake import (
 )
 from lumera_p2p.secure.p256 import EphemeralKey
 from lumera_p2p.secure.record import (
+    FAST_PATH_MIN,
     FRAME_OVERHEAD,
     MAX_PAYLOAD,
     RecordCrypto,
@@ -63,6 +69,12 @@ _READ_ALL_CHUNK: Final = MAX_PAYLOAD
 _SCRATCH_MIN: Final = 64 * 1024
 #: A scratch buffer unused this long is dropped: pooled idle connections hold no megabyte.
 _SCRATCH_IDLE: Final = 1.0
+
+#: ``framer(plaintext)``: the size of the whole message at the start of ``plaintext`` if
+#: the fast path may take it, else -1 (too large, incomplete, not a message: read it slowly).
+Framer = Callable[[memoryview], int]
+#: ``_find_frame``: nothing is here yet.
+_WAIT: Final = object()
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +116,13 @@ class _SecureProtocol(asyncio.BufferedProtocol):
         self._in_flight: bytearray | None = None  # scratch still referenced by the transport
         self._scratch_used = 0.0
         self._scratch_timer: asyncio.TimerHandle | None = None
+        # A whole-message wait (``frame_future``): the future, what finds a message in the
+        # plaintext, and the one timer that bounds it (kept across waits; see _arm_timer).
+        self._frame_waiter: asyncio.Future[bytes | None] | None = None
+        self._framer: Framer | None = None
+        self._frame_deadline = 0.0
+        self._frame_timer: asyncio.TimerHandle | None = None
+        self._frame_timer_at = 0.0
 
     # --- asyncio.BufferedProtocol -------------------------------------------------------
 
@@ -121,15 +140,18 @@ class _SecureProtocol(asyncio.BufferedProtocol):
         return self.reader.get_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.reader.buffer_updated(nbytes)
-        if self.reader.should_pause and not self._read_paused and self.transport is not None:
+        paused = self.reader.buffer_updated(nbytes)
+        if paused and not self._read_paused and self.transport is not None:
             self._read_paused = True
             self.transport.pause_reading()
-        if self._read_waiter is not None and self._can_progress():
+        if self._frame_waiter is not None:
+            self._poll_frame()
+        elif self._read_waiter is not None and self._can_progress():
             self._wake_reader()
 
     def eof_received(self) -> bool:
         self._eof = True
+        self._end_frame_wait(None)
         self._wake_reader()
         return True  # keep the write side open; the owner closes
 
@@ -139,7 +161,11 @@ class _SecureProtocol(asyncio.BufferedProtocol):
         if self._scratch_timer is not None:
             self._scratch_timer.cancel()
             self._scratch_timer = None
+        if self._frame_timer is not None:
+            self._frame_timer.cancel()
+            self._frame_timer = None
         self._scratch = self._in_flight = None
+        self._end_frame_wait(None)
         self._wake_reader()
         while self._drain_waiters:
             waiter = self._drain_waiters.popleft()
@@ -147,6 +173,10 @@ class _SecureProtocol(asyncio.BufferedProtocol):
                 waiter.set_result(None)
         if not self._closed.done():
             self._closed.set_result(None)
+
+    @property
+    def write_paused(self) -> bool:
+        return self._write_paused
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -176,7 +206,7 @@ class _SecureProtocol(asyncio.BufferedProtocol):
                 waiter.set_result(None)
 
     async def _wait_readable(self) -> None:
-        if self._read_waiter is not None:
+        if self._read_waiter is not None or self._frame_waiter is not None:
             raise RuntimeError("another coroutine is already reading from this stream")
         if self._read_paused:
             self._resume_reading()
@@ -261,6 +291,95 @@ class _SecureProtocol(asyncio.BufferedProtocol):
         crypto = RecordCrypto(key_material, side)
         self.reader.start_records(crypto)
         self.writer = RecordWriter(crypto)
+
+    # --- record phase: whole small messages ---------------------------------------------
+
+    def frame_future(self, framer: Framer, deadline: float) -> asyncio.Future[bytes | None]:
+        """A future for the next whole message that ``framer`` finds at the start of the
+        plaintext (its bytes, consumed), or None as soon as that cannot be: the message is
+        larger or split across record frames, the stream ended or failed. The caller then
+        reads with :meth:`read`, which starts exactly where this stopped. ``TimeoutError``
+        once ``deadline`` (loop time) passes with nothing; already done if a message or a
+        reason to stop is here now.
+
+        This is the small-message fast path: no coroutine per read and no timeout object;
+        one timer per connection, moved only when it fires early (_on_frame_timer).
+        """
+        if self._frame_waiter is not None or self._read_waiter is not None:
+            raise RuntimeError("another coroutine is already reading from this stream")
+        waiter: asyncio.Future[bytes | None] = self._loop.create_future()
+        found = self._find_frame(framer)
+        if found is not _WAIT:
+            waiter.set_result(cast("bytes | None", found))
+            return waiter
+        self._frame_waiter = waiter
+        self._framer = framer
+        self._frame_deadline = deadline
+        if self._frame_timer is None or self._frame_timer_at > deadline:
+            self._arm_timer(deadline)
+        if self._read_paused:
+            self._resume_reading()
+        return waiter
+
+    def _find_frame(self, framer: Framer) -> bytes | object | None:
+        """A whole message at the start of the plaintext (consumed), None if the slow path
+        must take over, ``_WAIT`` if nothing is here yet."""
+        if self._pushback or self._error is not None or self.writer is None:
+            return None
+        found = self.reader.take_whole(framer)
+        if found is True:
+            return None if self._eof else _WAIT
+        if found is False:
+            return None
+        if self._read_paused:
+            self._resume_reading()
+        return found
+
+    def _poll_frame(self) -> None:
+        waiter = self._frame_waiter
+        assert waiter is not None and self._framer is not None
+        if waiter.done():  # cancelled: whoever waited is gone and reads nothing more
+            self._frame_waiter = self._framer = None
+            return
+        found = self._find_frame(self._framer)
+        if found is not _WAIT:
+            self._frame_waiter = self._framer = None
+            waiter.set_result(cast("bytes | None", found))
+
+    def _end_frame_wait(self, result: None) -> None:
+        waiter = self._frame_waiter
+        if waiter is not None:
+            self._frame_waiter = self._framer = None
+            if not waiter.done():
+                waiter.set_result(result)
+
+    def _arm_timer(self, when: float) -> None:
+        if self._frame_timer is not None:
+            self._frame_timer.cancel()
+        self._frame_timer = self._loop.call_at(when, self._on_frame_timer)
+        self._frame_timer_at = when
+
+    def _on_frame_timer(self) -> None:
+        # The timer stays armed across waits and is moved only here: a wait whose deadline
+        # is later than the timer (the usual case: one RPC after another) re-arms it when it
+        # fires, instead of every wait scheduling and cancelling one of its own.
+        self._frame_timer = None
+        waiter = self._frame_waiter
+        if waiter is None:
+            return
+        if waiter.done():
+            self._frame_waiter = self._framer = None
+            return
+        if self._loop.time() < self._frame_deadline:
+            self._arm_timer(self._frame_deadline)
+            return
+        self._frame_waiter = self._framer = None
+        waiter.set_exception(TimeoutError())
+
+    def cancel_frame_wait(self, waiter: asyncio.Future[bytes | None]) -> None:
+        """Forget ``waiter`` (its awaiting task was cancelled); nothing is consumed after."""
+        if self._frame_waiter is waiter:
+            self._frame_waiter = self._framer = None
 
     # --- record phase -------------------------------------------------------------------
 
@@ -457,6 +576,40 @@ class SecureStream:
         elif not self._flush_scheduled:
             self._flush_scheduled = True
             self._proto.call_soon(self._flush)
+
+    def send_now(self, data: bytes | bytearray | memoryview) -> None:
+        """Seal and hand ``data`` to the transport now (whatever was written before first),
+        as one record frame if it fits one: for a whole message, which gains nothing from
+        waiting to be coalesced. ``ConnectionResetError`` if the connection is closed or
+        going. Call :meth:`drain` only if :attr:`write_paused`.
+        """
+        proto = self._proto
+        if proto.error is not None:
+            raise proto.error
+        if self._closing or proto.transport_closing():
+            raise ConnectionResetError("secure stream is closed")
+        if self._pending:
+            self._flush()
+        size = len(data)
+        if 0 < size < FAST_PATH_MIN:
+            transport, writer = proto.transport, proto.writer
+            assert transport is not None and writer is not None
+            transport.write(writer.seal_small(data))
+        elif size:
+            proto.write_frames(data)
+
+    @property
+    def write_paused(self) -> bool:
+        """True while the transport's write buffer is over its high-water mark."""
+        return self._proto.write_paused
+
+    def frame_future(self, framer: Framer, deadline: float) -> asyncio.Future[bytes | None]:
+        """The next whole small message, found by ``framer`` (see ``_SecureProtocol``)."""
+        return self._proto.frame_future(framer, deadline)
+
+    def cancel_frame_wait(self, waiter: asyncio.Future[bytes | None]) -> None:
+        """Forget a :meth:`frame_future` whose awaiting task was cancelled."""
+        self._proto.cancel_frame_wait(waiter)
 
     def writelines(self, data: list[bytes]) -> None:
         """Write each buffer in turn (small ones coalesce into one frame)."""

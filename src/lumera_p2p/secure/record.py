@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import mmap
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import IntEnum
 from typing import Any, Final
 
@@ -224,6 +224,24 @@ class RecordCrypto:
         """The 12 meaningful nonce bytes: ``counter XOR mask[0:12]``."""
         return (counter.as_int() ^ self._mask).to_bytes(COUNTER_SIZE, "little")
 
+    def seal_small(self, plaintext: bytes | bytearray | memoryview) -> bytearray:
+        """One whole frame for ``plaintext`` (under :data:`FAST_PATH_MIN` bytes) in a new
+        buffer: :meth:`seal_into` for the many small messages, with less in the way."""
+        length = len(plaintext)
+        if length >= FAST_PATH_MIN:
+            raise ValueError(f"seal_small takes under {FAST_PATH_MIN} bytes")
+        out = bytearray(length + FRAME_OVERHEAD)
+        _HEADER.pack_into(out, 0, length + MIN_FRAME_LEN, MSG_TYPE)
+        nonce = (self.out_counter.as_int() ^ self._mask).to_bytes(COUNTER_SIZE, "little")
+        src = plaintext if type(plaintext) is bytes else _ptr(plaintext)
+        rc = _aead_encrypt(
+            _ptr(out) + HEADER_SIZE, _NULL, src, length, _NULL, 0, _NULL, nonce + _ZERO12, self._key
+        )
+        if rc != 0:  # pragma: no cover - libsodium only fails on oversized input
+            raise ProtocolError("XChaCha20-Poly1305 encryption failed")
+        self.out_counter.inc()
+        return out
+
     def _aead(self, nonce12: bytes) -> Any:
         """The OpenSSL AEAD equivalent to XChaCha under ``nonce12 ‖ 00 × 12``, or None when
         this ``cryptography`` cannot encrypt in place (then libsodium does every frame)."""
@@ -366,6 +384,10 @@ class RecordWriter:
         """Seal one frame for ``plaintext[:length]`` at the start of ``out``; return its size."""
         return self._crypto.seal_into(out, 0, plaintext, length)
 
+    def seal_small(self, plaintext: bytes | bytearray | memoryview) -> bytearray:
+        """One frame for a small ``plaintext`` in a new buffer (``RecordCrypto.seal_small``)."""
+        return self._crypto.seal_small(plaintext)
+
     def frames(self, data: Any) -> Iterator[bytearray]:
         """Yield the frames that carry ``data`` (any contiguous bytes-like object)."""
         view = memoryview(data).cast("B")
@@ -480,7 +502,9 @@ class RecordReader:
         keep = self._pt_pos if self._pt_pos < self._pt_end else self._rpos
         if keep == self._rend:
             self._pt_pos = self._pt_end = self._rpos = self._rend = keep = 0
-            self._maybe_shrink()
+            if self._small_run >= _SHRINK_AFTER:
+                self._maybe_shrink()
+            return self._view  # everything was read: the whole buffer (>= MIN_READ) is free
         want = max(MIN_READ, self._frame_remaining())
         if len(self._buf) - self._rend < want:
             if keep:
@@ -491,9 +515,11 @@ class RecordReader:
             raise RuntimeError("receive buffer full: the reader ignored should_pause")
         return self._view[self._rend :]
 
-    def buffer_updated(self, nbytes: int) -> None:
-        """``nbytes`` were written into the view :meth:`get_buffer` returned."""
+    def buffer_updated(self, nbytes: int) -> bool:
+        """``nbytes`` were written into the view :meth:`get_buffer` returned; returns
+        :attr:`should_pause`."""
         self._rend += nbytes
+        return self._rend - self._rpos >= HIGH_WATER
 
     def feed(self, data: bytes) -> None:
         """Copy ``data`` in (for tests, fuzzing and leftovers handed over from another reader)."""
@@ -562,16 +588,28 @@ class RecordReader:
         return self.buffered >= LEN_FIELD_SIZE + length
 
     def _open_next(self) -> bool:
-        """Open the next complete frame; False if none is complete yet."""
-        if not self.frame_ready():
+        """Open the next complete frame; False if none is complete yet.
+
+        :meth:`frame_ready` and :func:`_check_header` inlined: this runs for every frame.
+        """
+        if self._error is not None:
+            raise self._error
+        start = self._rpos
+        buffered = self._rend - start
+        if buffered < LEN_FIELD_SIZE:
+            return False
+        length: int = _LEN.unpack_from(self._buf, start)[0]
+        if not MIN_FRAME_LEN <= length <= MAX_FRAME_LEN:
+            return self.frame_ready()  # raises (and remembers) the length's error
+        if buffered < LEN_FIELD_SIZE + length:
             return False
         crypto = self._crypto
         if crypto is None:
             raise RuntimeError("record layer not started")
-        start = self._rpos
-        length, msg_type = _HEADER.unpack_from(self._buf, start)
         try:
-            _check_header(length, msg_type)
+            msg_type: int = _LEN.unpack_from(self._buf, start + LEN_FIELD_SIZE)[0]
+            if msg_type & 0xFF != MSG_TYPE:
+                _check_header(length, msg_type)
             plain = crypto.open_at(
                 self._view, self._cptr, start + HEADER_SIZE, length - TYPE_FIELD_SIZE
             )
@@ -635,6 +673,73 @@ class RecordReader:
         data = bytes(self._view[self._pt_pos : end])
         self._pt_pos = end
         return data
+
+    def take_whole(self, framer: Callable[[memoryview], int]) -> bytes | bool:
+        """The whole message that ``framer`` finds at the start of the plaintext (opening the
+        next complete frame if all is read), consumed; ``True`` if no plaintext is here yet,
+        ``False`` if there is some that ``framer`` does not take (or the stream is broken):
+        :meth:`read` it then, from the same byte.
+
+        ``framer(plaintext)`` returns the size of the message at its start, or -1. This is
+        :meth:`peek`, the framer and :meth:`skip` in one step, for the many small messages.
+        """
+        if self._error is not None:
+            return False
+        pos = self._pt_pos
+        if pos == self._pt_end and self._chunk_pos == len(self._chunk):
+            try:
+                if not self._open_next():
+                    return True
+            except ProtocolError:
+                return False  # remembered: read() raises it
+            pos = self._pt_pos
+        if self._chunk:  # a large frame's plaintext: the general way
+            view = self.peek()
+            if view is None:  # pragma: no cover - there is a chunk
+                return True
+            size = framer(view)
+            if size < 0:
+                return False
+            data = bytes(view[:size])
+            del view
+            self.skip(size)
+            return data
+        view = self._view[pos : self._pt_end]
+        size = framer(view)
+        if size < 0:
+            return False
+        self._pt_pos = pos + size
+        return bytes(view[:size])
+
+    def peek(self) -> memoryview | None:
+        """The unread plaintext of the frame opened last, opening the next complete frame if
+        it is all read; None if no plaintext is ready. Nothing is consumed (see :meth:`skip`).
+
+        For a caller that takes whole messages when they lie within one frame (the transport's
+        fast path for small messages) and otherwise reads with :meth:`read`, which starts
+        exactly where this leaves off. The view is only valid until the next call on the
+        reader. A bad frame raises ``ProtocolError`` as :meth:`read` does.
+        """
+        if self._error is not None:
+            raise self._error
+        if self._chunk_pos < len(self._chunk):
+            return memoryview(self._chunk)[self._chunk_pos :]
+        if self._pt_pos == self._pt_end and not self._open_next():
+            return None
+        if self._chunk:
+            return memoryview(self._chunk)
+        return self._view[self._pt_pos : self._pt_end]
+
+    def skip(self, n: int) -> None:
+        """Consume ``n`` bytes of what :meth:`peek` returned (at most all of it)."""
+        if self._chunk_pos < len(self._chunk):
+            end = self._chunk_pos + n
+            if end >= len(self._chunk):
+                self._chunk, self._chunk_pos = b"", 0
+            else:
+                self._chunk_pos = end
+        else:
+            self._pt_pos = min(self._pt_pos + n, self._pt_end)
 
     def at_frame_boundary(self) -> bool:
         """True if nothing partial is buffered: an EOF here is a clean end of stream."""
