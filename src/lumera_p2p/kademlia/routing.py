@@ -98,12 +98,24 @@ class RoutingTable:
     ) -> list[Contact]:
         """The ``n`` contacts nearest ``target`` by XOR, nearest first, minus ``exclude``."""
         t = int.from_bytes(target, "big")
-        candidates = [c for c in self._by_hash.values() if c.hashed_id not in exclude]
-        if len(candidates) > 4 * n:
-            return heapq.nsmallest(n, candidates, key=lambda c: c.int_id ^ t)
-        # A table of a few buckets: one C sort beats the heap's Python-level bookkeeping.
-        candidates.sort(key=lambda c: c.int_id ^ t)
-        return candidates[:n]
+        contacts = self._by_hash.values()
+        # Excluded contacts are skipped after ranking (a few peers, usually: one pass fewer
+        # over the table); so many more than ``n`` are ranked as may be excluded.
+        want = n + len(exclude) if isinstance(exclude, (set, frozenset, dict)) else len(contacts)
+        if len(contacts) > 4 * want:
+            ranked = heapq.nsmallest(want, contacts, key=lambda c: c.int_id ^ t)
+        else:
+            # A table of a few buckets: one C sort beats the heap's Python-level bookkeeping.
+            ranked = sorted(contacts, key=lambda c: c.int_id ^ t)
+        out: list[Contact] = []
+        if n <= 0:
+            return out
+        for contact in ranked:
+            if contact.hashed_id not in exclude:
+                out.append(contact)
+                if len(out) >= n:
+                    break
+        return out
 
     # --- updates -------------------------------------------------------------------------
 

@@ -47,7 +47,7 @@ from lumera_p2p.store.limits import StoreLimits
 from lumera_p2p.store.lock import DataDirLock
 from lumera_p2p.store.readers import INLINE_PROBE_KEYS, Readers
 from lumera_p2p.store.tally import Tally
-from lumera_p2p.store.timefmt import format_time, parse_time, utcnow
+from lumera_p2p.store.timefmt import NowText, format_time, parse_time, utcnow
 from lumera_p2p.store.writer import WriterThread, describe_sqlite_error
 from lumera_p2p.wire.envelope import MAX_VALUE_SIZE as ENVELOPE_MAX_VALUE_SIZE
 
@@ -169,6 +169,7 @@ _UPSERT_LARGE = (
     "updatedAt=excluded.updatedAt, is_on_cloud=false"
 )
 _IS_DISABLED = "SELECT 1 FROM disabled_keys WHERE key=? AND createdAt > ?"
+_IS_HELD = "SELECT 1 FROM data WHERE key=?"
 _UPSERT_REPLICATION_KEY = (
     "INSERT INTO replication_keys(key, id, ip, port, attempts, updatedAt) "
     "VALUES(?, ?, ?, ?, 0, ?) ON CONFLICT(key) DO UPDATE SET id=excluded.id, "
@@ -252,6 +253,7 @@ class LocalStore:
         self.storage_full_refusals = 0
         self.replication_keys_dropped = 0
         self._tally = Tally()
+        self._stamps = NowText()
         self._data_writer = WriterThread(
             str(self.data_path),
             schema.writer_pragmas(synchronous),
@@ -398,7 +400,44 @@ class LocalStore:
         if not items:
             return []
         pairs = await self._keyed(items)
-        now = format_time(utcnow())
+        try:
+            await self._data_writer.submit(self._upsert(pairs, datatype, is_original))
+        except StorageFull:
+            self.storage_full_refusals += 1
+            raise
+        return [key for key, _ in pairs]
+
+    async def store_if_absent(self, key: bytes, value: bytes, *, datatype: int = 0) -> bool:
+        """Store one value under its key unless it is held already; return whether it was
+        stored (False: it was held, and nothing was written, its ``updatedAt`` included).
+        Raises ``ValueMismatch``, ``ValueTooLarge``, and ``StorageFull`` for a new value that
+        does not fit.
+
+        The writer looks for the key in the transaction that would store it, so nothing is
+        read on the event loop, and the answer is as of that commit.
+        """
+        pairs = await self._keyed([(key, value)])
+        hex_key = key.hex()
+        upsert = self._upsert(pairs, datatype, False)
+
+        def job(conn: sqlite3.Connection) -> bool:
+            if conn.execute(_IS_HELD, (hex_key,)).fetchone() is not None:
+                return False
+            upsert(conn)
+            return True
+
+        try:
+            return await self._data_writer.submit(job)
+        except StorageFull:
+            self.storage_full_refusals += 1
+            raise
+
+    def _upsert(
+        self, pairs: list[tuple[bytes, bytes]], datatype: int, is_original: bool
+    ) -> Callable[[sqlite3.Connection], None]:
+        """The writer's job that stores ``pairs`` (checked keys) in one transaction: admitted
+        against ``max_storage_bytes``, upserted, and counted."""
+        now = self._stamps.now()
         # A value is bound as it is (bytes, or a view into the frame it came in): no copy
         # of ours; SQLite makes two while it inserts it (see ``_large_write``).
         rows = [(key.hex(), value, datatype, is_original, now, now) for key, value in pairs]
@@ -417,12 +456,7 @@ class LocalStore:
                 conn.executemany(_UPSERT_VALUE, rows)
             self._tally.add(limits.DATA_BYTES, growth)
 
-        try:
-            await self._data_writer.submit(job)
-        except StorageFull:
-            self.storage_full_refusals += 1
-            raise
-        return [key for key, _ in pairs]
+        return job
 
     async def retrieve(self, key: bytes) -> bytes | None:
         """The value stored under ``key``, or ``None``."""
@@ -440,6 +474,11 @@ class LocalStore:
         if data is None:
             raise NotFound(f"no value stored under {key.hex()}")
         return data
+
+    async def sized_value(self, key: bytes, limit: int) -> tuple[int, bytes | None]:
+        """The size of the value of ``key`` (0 if none) and, when it is at most ``limit``
+        bytes, the value itself: one read where a server would check the size, then read."""
+        return self._data_readers.sized_value(_hex(key), limit)
 
     async def value_sizes(self, keys: Sequence[bytes]) -> dict[bytes, int]:
         """The size of each stored value among ``keys``, without reading the values (a
