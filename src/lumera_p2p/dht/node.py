@@ -474,8 +474,9 @@ class Node:
         """
         self._counters.stores += 1
         (key,) = await _keys_of([value])
+        # The bare value: the store computes the same key (a pair would be hashed again).
         local = asyncio.ensure_future(
-            self._values.store_batch([(key, value)], datatype=datatype, is_original=True)
+            self._values.store_batch([value], datatype=datatype, is_original=True)
         )
         local.add_done_callback(_retrieved)
         try:

@@ -254,6 +254,10 @@ class LocalStore:
         self.replication_keys_dropped = 0
         self._tally = Tally()
         self._stamps = NowText()
+        # Whether ``disabled_keys`` may hold a row (see ``_change_disabled``), and how many
+        # changes to it the meta writer has run.
+        self._any_disabled = True
+        self._disabled_changes = 0
         self._data_writer = WriterThread(
             str(self.data_path),
             schema.writer_pragmas(synchronous),
@@ -324,6 +328,10 @@ class LocalStore:
         _open_db(self.data_path, schema.DATA_SCHEMA, schema.DATA_ADDED_COLUMNS)
         _open_db(self.meta_path, schema.META_SCHEMA, schema.META_ADDED_COLUMNS)
         self._tally.reset(_read_db(self.data_path, lambda c: limits.load_totals(c, self.limits)))
+        self._any_disabled = _read_db(
+            self.meta_path,
+            lambda c: c.execute("SELECT 1 FROM disabled_keys LIMIT 1").fetchone() is not None,
+        )
         self._data_writer.start()
         try:
             self._meta_writer.start()
@@ -651,24 +659,28 @@ class LocalStore:
     async def disable_key(self, key: bytes) -> None:
         """Disable ``key`` for single-key retrieval, for ``disabled_key_ttl`` from now."""
         row = (_hex(key), format_time(utcnow()))
-        await self._meta_writer.submit(
-            lambda conn: conn.execute(
-                "INSERT INTO disabled_keys(key, createdAt) VALUES(?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET createdAt=excluded.createdAt",
-                row,
+        await self._change_disabled(
+            lambda conn: (
+                conn.execute(
+                    "INSERT INTO disabled_keys(key, createdAt) VALUES(?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET createdAt=excluded.createdAt",
+                    row,
+                ).rowcount
             )
         )
 
     async def enable_key(self, key: bytes) -> None:
         """Enable ``key`` again (a no-op if it was not disabled)."""
         hex_key = _hex(key)
-        await self._meta_writer.submit(
-            lambda conn: conn.execute("DELETE FROM disabled_keys WHERE key=?", (hex_key,))
+        await self._change_disabled(
+            lambda conn: conn.execute("DELETE FROM disabled_keys WHERE key=?", (hex_key,)).rowcount
         )
 
     async def is_disabled(self, key: bytes) -> bool:
         """Whether ``key`` was disabled less than ``disabled_key_ttl`` ago."""
         hex_key = _hex(key)
+        if not self._any_disabled:
+            return False  # the table is empty (the usual case): nothing to read
         cutoff = format_time(utcnow() - self.disabled_key_ttl)
         # A primary-key probe of a small table: cheaper on the loop than a thread hop, and it
         # sits in front of every single-key retrieve.
@@ -677,11 +689,33 @@ class LocalStore:
     async def purge_expired_disabled_keys(self) -> int:
         """Remove disabled keys older than the TTL (the rows Go meant to remove); return count."""
         cutoff = format_time(utcnow() - self.disabled_key_ttl)
-        return await self._meta_writer.submit(
+        return await self._change_disabled(
             lambda conn: (
                 conn.execute("DELETE FROM disabled_keys WHERE createdAt <= ?", (cutoff,)).rowcount
             )
         )
+
+    async def _change_disabled(self, change: Callable[[sqlite3.Connection], int]) -> int:
+        """Run ``change`` on ``disabled_keys`` in the meta writer; return its result.
+
+        Keeps ``_any_disabled`` right, which spares every retrieve its read while the table is
+        empty. The writer sets it before anything can be in the table; it is cleared only when
+        the last change to run found the table empty after it, once that change committed (a
+        change undone, or whose caller went away, leaves it set: one read too many, never one
+        too few). The process holds the data directory's lock, so nobody else writes here.
+        """
+
+        def job(conn: sqlite3.Connection) -> tuple[int, int, bool]:
+            self._any_disabled = True  # (until the commit says otherwise)
+            self._disabled_changes += 1
+            result = change(conn)
+            held = conn.execute("SELECT 1 FROM disabled_keys LIMIT 1").fetchone() is not None
+            return result, self._disabled_changes, held
+
+        result, number, held = await self._meta_writer.submit(job)
+        if not held and number == self._disabled_changes:
+            self._any_disabled = False
+        return result
 
     # --- replication_info ----------------------------------------------------------------
 
