@@ -256,7 +256,6 @@ class RequestHandler:
             # It fits the frame only because its sender's envelope is small: not storable,
             # since it could never be sent on (wire/envelope.py).
             return StoreDataResponse(status=failed(str(ValueTooLarge(len(value), MAX_VALUE_SIZE))))
-        key = digest(value)
         node = self._node
         store = node.values
         datatype = int(body.type or 0)
@@ -266,7 +265,7 @@ class RequestHandler:
         # The common case reads nothing on the loop: the quota is charged, and the writer
         # looks for the key as it stores; a value held already costs nothing (refunded).
         # Otherwise a value held already is acknowledged before any refusal.
-        if not fast and not await store.missing([key]):
+        if not fast and not await store.missing([digest(value)]):
             return StoreDataResponse(status=ok())  # already held: nothing to do (not read)
         if not node.self_store_eligible:
             return StoreDataResponse(status=failed(NOT_STORE_ELIGIBLE))
@@ -274,7 +273,7 @@ class RequestHandler:
         if not quota.accepted:
             return StoreDataResponse(status=failed(quota.reason))
         try:
-            if not await store.store_if_absent(key, value, datatype=datatype):
+            if not await store.store_if_absent(value, datatype=datatype):
                 self._quotas.refund_write(peer.address, len(value), 1, node.now())
         except StorageFull as exc:
             log.warning("refused a value from %s: %s", peer, exc)

@@ -35,7 +35,7 @@ class ValueStore(Protocol):
         is_original: bool = False,
     ) -> list[bytes]: ...
 
-    async def store_if_absent(self, key: bytes, value: bytes, *, datatype: int = 0) -> bool: ...
+    async def store_if_absent(self, value: bytes, *, datatype: int = 0) -> bool: ...
 
     async def retrieve(self, key: bytes) -> bytes | None: ...
 
@@ -154,8 +154,8 @@ class MemoryStore:
             self.created.setdefault(key, now)
         return [k for k, _ in pairs]
 
-    async def store_if_absent(self, key: bytes, value: bytes, *, datatype: int = 0) -> bool:
-        ((key, value),) = pair_with_keys([(key, value)], MAX_VALUE_SIZE)
+    async def store_if_absent(self, value: bytes, *, datatype: int = 0) -> bool:
+        ((key, value),) = pair_with_keys([value], MAX_VALUE_SIZE)
         if key in self.values:
             return False
         await self.store_batch([(key, value)], datatype=datatype)

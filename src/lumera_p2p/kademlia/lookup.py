@@ -49,6 +49,10 @@ class PeerState(Enum):
     FAILED = "failed"
 
 
+def _by_distance(cand: _Candidate) -> int:
+    return cand.distance
+
+
 class _Candidate:
     """One peer of a lookup: where it stands, its distance to the target, its timers."""
 
@@ -118,9 +122,23 @@ class Lookup:
         self.value_from: Contact | None = None
         self.stats = LookupStats()
         self._done = False
-        for contact in seeds:
-            self._offer(contact, hop=1)
+        self._seed(seeds)
         self._refresh_done()
+
+    def _seed(self, seeds: Iterable[Contact]) -> None:
+        """Offer the seeds at hop 1 (``_offer`` for each, in one pass and one sort)."""
+        by_hash = self._by_hash
+        t = self._t
+        fresh: list[_Candidate] = []
+        for contact in seeds:
+            hashed = contact.hashed_id
+            if hashed in by_hash or hashed in self._exclude:
+                continue  # a repeated seed is at hop 1 already
+            cand = by_hash[hashed] = _Candidate(contact, contact.int_id ^ t, 1, self.retries)
+            fresh.append(cand)
+        fresh.sort(key=_by_distance)  # one pass: the routing table gives them nearest first
+        self._sorted = fresh
+        self._distances = [cand.distance for cand in fresh]
 
     # --- inputs --------------------------------------------------------------------------
 

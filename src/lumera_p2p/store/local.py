@@ -415,17 +415,16 @@ class LocalStore:
             raise
         return [key for key, _ in pairs]
 
-    async def store_if_absent(self, key: bytes, value: bytes, *, datatype: int = 0) -> bool:
+    async def store_if_absent(self, value: bytes, *, datatype: int = 0) -> bool:
         """Store one value under its key unless it is held already; return whether it was
         stored (False: it was held, and nothing was written, its ``updatedAt`` included).
-        Raises ``ValueMismatch``, ``ValueTooLarge``, and ``StorageFull`` for a new value that
-        does not fit.
+        Raises ``ValueTooLarge``, and ``StorageFull`` for a new value that does not fit.
 
         The writer looks for the key in the transaction that would store it, so nothing is
         read on the event loop, and the answer is as of that commit.
         """
-        pairs = await self._keyed([(key, value)])
-        hex_key = key.hex()
+        pairs = await self._keyed([value])
+        hex_key = pairs[0][0].hex()
         upsert = self._upsert(pairs, datatype, False)
 
         def job(conn: sqlite3.Connection) -> bool:
