@@ -29,7 +29,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
 
-from lumera_p2p import b58
+from lumera_p2p.b58 import encode as b58_encode
 from lumera_p2p.content import digest, hex_to_bytes
 from lumera_p2p.dht.answer_budget import fit_values
 from lumera_p2p.dht.contacts import wire_node
@@ -409,7 +409,7 @@ class RequestHandler:
         closest: dict[str, list[WireNode]] = {}
         for raw in targets:
             target = ensure_hashed_target(bytes(raw or b""))
-            closest[b58.encode(target)] = self._closest_nodes(target, peer)
+            closest[b58_encode(target)] = self._closest_nodes(target, peer)
         return BatchFindNodeResponse(status=ok(), closest_nodes=closest)
 
     async def _batch_get_values(self, request: Message, peer: Contact) -> MessageData | None:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from lumera_p2p import b58
+from lumera_p2p.b58 import encode as b58_encode
 from lumera_p2p.content import digest
 from lumera_p2p.dht.contacts import ContactReader, answered_as
 from lumera_p2p.dht.options import DHTOptions
@@ -119,7 +119,7 @@ class LookupPlan(Plan[LookupOutcome]):
         self.kind = kind
         self.target = target
         # How a BatchFindNode answer names our target (base58 is slow: computed once).
-        self._answer_key = b58.encode(target) if kind is LookupKind.NODES else ""
+        self._answer_key = b58_encode(target) if kind is LookupKind.NODES else ""
         self._node_id = node_id
         self._reader = reader
         self._lookup = Lookup(
