@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import binascii
 
-import base58
 import blake3
 
+from lumera_p2p.b58 import ALPHABET as B58_ALPHABET
+from lumera_p2p.b58 import decode as b58_decode
+from lumera_p2p.b58 import encode as b58_encode
 from lumera_p2p.errors import InvalidContentKey
 
 DIGEST_SIZE = 32
-_B58_ALPHABET = frozenset(base58.BITCOIN_ALPHABET.decode())
+_B58_ALPHABET = frozenset(B58_ALPHABET)
 # 32 bytes never need more than 44 base58 digits; refuse longer input before decoding it.
 _MAX_B58_LEN = 44
 
@@ -26,7 +28,7 @@ def digest(data: bytes | bytearray | memoryview) -> bytes:
 
 def content_key(data: bytes | bytearray | memoryview) -> str:
     """The base58 content key of ``data``: ``base58(BLAKE3-256(data))``."""
-    return base58.b58encode(digest(data)).decode("ascii")
+    return b58_encode(digest(data))
 
 
 def key_to_bytes(key: str) -> bytes:
@@ -41,17 +43,17 @@ def key_to_bytes(key: str) -> bytes:
             f"content key {key!r} has characters outside the base58 alphabet: "
             f"{''.join(sorted(bad))!r}"
         )
-    raw = base58.b58decode(key)
+    raw = b58_decode(key)
     if len(raw) != DIGEST_SIZE:
         raise InvalidContentKey(f"content key {key!r} decodes to {len(raw)} bytes, expected 32")
-    return bytes(raw)
+    return raw
 
 
 def key_from_bytes(raw: bytes) -> str:
     """Encode 32 digest bytes as a base58 content key."""
     if len(raw) != DIGEST_SIZE:
         raise InvalidContentKey(f"a content digest has 32 bytes, got {len(raw)}")
-    return base58.b58encode(raw).decode("ascii")
+    return b58_encode(raw)
 
 
 def hex_to_bytes(hex_key: str) -> bytes:

@@ -9,6 +9,7 @@ import pytest
 
 from lumera_p2p.dht import DHTOptions, MemoryStore, Node, ServingLimits
 from lumera_p2p.dht.plans import Event, Plan, Poisoned, Request
+from lumera_p2p.dht.wire_nodes import WireNodes
 from lumera_p2p.errors import TransportError
 from lumera_p2p.kademlia import Contact, bucket_index
 from lumera_p2p.net.virtual_time import run_virtual
@@ -272,3 +273,40 @@ def test_options_are_checked() -> None:
     timeouts[MessageType.PING] = 99.0  # the caller's dict is not the node's
     assert options.rpc_timeout(MessageType.PING) == 2.0
     assert options.rpc_timeout(MessageType.FIND_NODE) == options.default_rpc_timeout == 15.0
+
+
+def test_wire_nodes_are_built_once_per_contact_and_follow_a_change() -> None:
+    cache = WireNodes(limit=3)
+    a, b, c, d = in_bucket(255, 4)
+    first = cache.of(a)
+    assert (first.id, first.ip, first.port, first.hashed_id) == (a.id, a.ip, a.port, a.hashed_id)
+    assert cache.of(a) is first and cache.of_all([a, b, a])[::2] == [first, first]
+    moved = Contact(a.id, "10.7.7.7", 9, "v3")
+    again = cache.of(moved)  # the same peer at another address: built anew
+    assert (again.ip, again.port, again.version) == ("10.7.7.7", 9, "v3")
+    cache.of_all([c, d])  # past the limit: the cache starts again
+    assert len(cache) <= 3 and cache.of(d).id == d.id
+
+
+def test_a_known_requester_is_re_seen_and_a_changed_or_banned_one_is_read_again() -> None:
+    async def main() -> None:
+        n = node()
+        a, b = in_bucket(255, 2)
+        n.learn(a)
+        n.learn(b)
+        n.learn_requester(Contact(a.id, a.ip, a.port, a.version))  # known as it is: to the tail
+        assert n.contacts() == [b, a]
+        n.learn_requester(Contact(b.id, "0.0.0.0", b.port, b.version))  # unusable address
+        assert n.contacts() == [b, a]
+        n.learn_requester(Contact(b.id, "10.3.3.3", b.port, b.version))  # moved: read again
+        assert n.contacts()[-1].ip == "10.3.3.3"
+        n.strike(a, n.now())
+        n.strike(a, n.now())
+        n.strike(a, n.now())
+        assert n.is_banned(a.hashed_id) and n.knows(a.hashed_id)
+        kept_out = n.snapshot_counters().banned_kept_out
+        n.learn_requester(Contact(a.id, a.ip, a.port, a.version))  # known, but banned now
+        assert n.snapshot_counters().banned_kept_out == kept_out + 1
+        assert n.contacts()[0] == a  # not moved to the tail
+
+    run_virtual(main())

@@ -81,3 +81,18 @@ def test_documented_defaults() -> None:
     assert (limits.write_bytes, limits.window) == (1024 * MIB, 60.0)
     assert (limits.write_values_per_second, limits.replicate_keys) == (2000.0, 50_000)
     assert limits.strikes == 20
+
+
+def test_a_peek_charges_nothing_and_a_refund_gives_back_up_to_the_burst() -> None:
+    quotas = PeerQuotas(QuotaLimits(write_bytes=100, write_values_per_second=1, window=10.0))
+    assert quotas.would_admit_write("a", 100, 10, 0.0)
+    assert not quotas.would_admit_write("a", 101, 1, 0.0)
+    assert not quotas.would_admit_write("a", 1, 11, 0.0)
+    assert quotas.refused == 0  # a peek is no refusal
+    assert quotas.admit_write("a", 60, 5, 0.0).accepted
+    assert not quotas.would_admit_write("a", 60, 1, 0.0)
+    quotas.refund_write("a", 60, 5, 0.0)  # it stored nothing after all
+    assert quotas.admit_write("a", 100, 10, 0.0).accepted
+    quotas.refund_write("a", 500, 50, 0.0)  # never more than a full bucket
+    assert not quotas.would_admit_write("a", 101, 1, 0.0)
+    assert quotas.admit_write("a", 100, 10, 0.0).accepted

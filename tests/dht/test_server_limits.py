@@ -288,6 +288,21 @@ def test_a_peer_over_its_write_quota_is_refused_and_others_are_served() -> None:
     run_virtual(main())
 
 
+def test_storing_a_held_value_again_costs_a_peer_nothing_within_its_quota() -> None:
+    async def main() -> None:
+        n = quota_node(write_bytes=100 * KIB, window=10.0, write_values_per_second=0)
+        a = peer("a")
+        for _ in range(3):  # each charged, then refunded: the value was held
+            again = await ask(n, a, MessageType.STORE_DATA, StoreDataRequest(b"1" * (30 * KIB)))
+            assert isinstance(again, StoreDataResponse) and again.status.result == 0
+        # 70 KiB of the quota is left, not 10 KiB.
+        more = await ask(n, a, MessageType.STORE_DATA, StoreDataRequest(b"2" * (60 * KIB)))
+        assert isinstance(more, StoreDataResponse) and more.status.result == 0
+        assert await n.values.count() == 2
+
+    run_virtual(main())
+
+
 def test_replicate_announcements_are_bounded_per_peer() -> None:
     async def main() -> None:
         n = quota_node(replicate_keys=300, window=60.0)

@@ -282,3 +282,42 @@ def test_a_newcomer_that_replaced_a_banned_head_counts_as_just_seen() -> None:
     assert banned.status is AddStatus.ADDED and table.get(b.hashed_id) == b
     assert table.add(c, 105.0).ping is None  # b was seen 4 s ago
     assert table.add(c, 111.0).ping == b
+
+
+@settings(deadline=None, max_examples=40)
+@given(
+    seed=st.integers(min_value=0, max_value=2**32),
+    want=st.integers(min_value=0, max_value=25),
+    skipped=st.integers(min_value=0, max_value=6),
+)
+def test_closest_of_a_large_table_skips_few_exclusions_exactly(
+    seed: int, want: int, skipped: int
+) -> None:
+    # Many more contacts than are wanted or excluded: ranked by a heap, exclusions skipped.
+    rng = random.Random(seed)
+    table = RoutingTable(SELF, k=20)
+    for _ in range(1500):
+        table.add(contact(rng.randrange(10**9)), now=0.0)
+    members = list(table)
+    target = rng.randbytes(32)
+    by_distance = sorted(members, key=lambda c: distance(c.hashed_id, target))
+    exclude = frozenset(c.hashed_id for c in rng.sample(by_distance[:30], skipped))
+    expected = [c for c in by_distance if c.hashed_id not in exclude][:want]
+    assert len(table) > 4 * (want + skipped)
+    assert table.closest(target, want, exclude) == expected
+    # Any container works; one without a size is ranked in full.
+    assert table.closest(target, want, list(exclude)) == expected
+
+
+def test_a_re_seen_contact_moves_to_the_tail_with_its_new_address() -> None:
+    table = RoutingTable(SELF, k=20)
+    first = [contact(i) for i in range(200)]
+    for c in first:
+        table.add(c, now=0.0)
+    head = next(c for c in first if c.hashed_id in table)
+    index = bucket_index(SELF, head.hashed_id)
+    moved = Contact(head.id, "10.9.9.9", 7777, "v9")
+    assert table.add(moved, now=1.0).status is AddStatus.UPDATED
+    bucket = table.bucket(index)
+    assert bucket[-1] is moved and head not in bucket[:-1]
+    assert table.get(head.hashed_id) is moved and len(bucket) == len(set(bucket))

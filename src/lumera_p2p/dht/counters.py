@@ -124,14 +124,25 @@ class DHTCounters:
 
     def observe_rpc(self, name: str, seconds: float) -> None:
         """One request we sent ended (answered or failed) after ``seconds``."""
-        self.rpc_latency.setdefault(name, LatencyHistogram()).observe(seconds)
+        histogram = self.rpc_latency.get(name)
+        if histogram is None:
+            histogram = self.rpc_latency[name] = LatencyHistogram()
+        histogram.observe(seconds)
 
     def observe_handled(self, name: str, outcome: str, seconds: float) -> None:
         """One request a peer sent ended ``outcome`` (success, failure, timeout)."""
-        counts = self.handled_by_type.setdefault(name, HandleCounters())
+        counts = self.handled_by_type.get(name)
+        if counts is None:
+            counts = self.handled_by_type[name] = HandleCounters()
         counts.total += 1
-        setattr(counts, outcome, getattr(counts, outcome) + 1)
-        self.handle_latency.setdefault(name, LatencyHistogram()).observe(seconds)
+        if outcome == "success":
+            counts.success += 1
+        else:
+            setattr(counts, outcome, getattr(counts, outcome) + 1)
+        histogram = self.handle_latency.get(name)
+        if histogram is None:
+            histogram = self.handle_latency[name] = LatencyHistogram()
+        histogram.observe(seconds)
 
     def snapshot(self) -> DHTCounters:
         """An independent copy (the dicts included)."""

@@ -59,6 +59,7 @@ from lumera_p2p.dht.plans import (
 from lumera_p2p.dht.reports import StoreReport, shortfall_cause
 from lumera_p2p.dht.server import RequestHandler
 from lumera_p2p.dht.valuestore import ValueStore
+from lumera_p2p.dht.wire_nodes import WireNodes
 from lumera_p2p.errors import KeyDisabled, NoStorePeers, NotFound, StoreFailed, TooFewReplicas
 from lumera_p2p.kademlia import BanList, Contact, RoutingTable, hash_id
 from lumera_p2p.kademlia.banlist import BanEntry
@@ -130,6 +131,7 @@ class Node:
             apply=self._apply,
             counters=self._counters,
         )
+        self._wire = WireNodes()
         self._handler = RequestHandler(self, self._counters, opts.serving)
         self._background: set[asyncio.Task[None]] = set()
         self._announcement_listener: AnnouncementListener | None = None
@@ -160,6 +162,10 @@ class Node:
         """A wire ``Node`` for ``contact`` (with its HashedID, as Go needs it)."""
         return wire_node(contact)
 
+    def wire_nodes(self, contacts: list[Contact]) -> list[WireNode]:
+        """The wire ``Node`` of each of ``contacts`` (built once per contact, then reused)."""
+        return self._wire.of_all(contacts)
+
     def request(self, mtype: MessageType, receiver: Contact, data: MessageData | None) -> Message:
         """A request from us to ``receiver``.
 
@@ -170,9 +176,10 @@ class Node:
             known = self._table.get(receiver.hashed_id)
             if known is not None and known.version:
                 receiver = Contact(receiver.id, receiver.ip, receiver.port, known.version)
+        wire = self._wire
         return Message(
-            sender=wire_node(self._me),
-            receiver=wire_node(receiver),
+            sender=wire.of(self._me),
+            receiver=wire.of(receiver),
             message_type=int(mtype),
             data=data,
         )
@@ -224,6 +231,17 @@ class Node:
 
     def learn_requester(self, peer: Contact) -> None:
         """An authenticated peer sent us a request: learn it if its address is usable."""
+        known = self._table.get(peer.hashed_id)
+        if (
+            known is not None
+            and known.port == peer.port
+            and known.ip == peer.ip
+            and known.version == peer.version
+        ):
+            # Known at this very address and version: its address passed the reader when it
+            # was learned, and ``learn`` checks the rest (eligibility, version, bans) again.
+            self.learn(known)
+            return
         contact = self._reader.contact(wire_node(peer))
         if contact is not None:
             self.learn(contact)
@@ -456,8 +474,9 @@ class Node:
         """
         self._counters.stores += 1
         (key,) = await _keys_of([value])
+        # The bare value: the store computes the same key (a pair would be hashed again).
         local = asyncio.ensure_future(
-            self._values.store_batch([(key, value)], datatype=datatype, is_original=True)
+            self._values.store_batch([value], datatype=datatype, is_original=True)
         )
         local.add_done_callback(_retrieved)
         try:

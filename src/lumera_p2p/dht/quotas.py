@@ -109,6 +109,20 @@ class PeerQuotas:
         )
         return self._admit(peer, now, checks, "write quota exceeded")
 
+    def would_admit_write(self, peer: str, nbytes: int, nvalues: int, now: float) -> bool:
+        """Would :meth:`admit_write` accept this now? (Nothing is charged or counted.)"""
+        for limiter, amount in ((self._bytes, nbytes), (self._values, nvalues)):
+            if limiter is not None and limiter.bucket(peer, now).level(now) < amount:
+                return False
+        return True
+
+    def refund_write(self, peer: str, nbytes: int, nvalues: int, now: float) -> None:
+        """Give back what an accepted write was charged: it turned out to store nothing (the
+        values were held already, which costs a peer nothing)."""
+        for limiter, amount in ((self._bytes, nbytes), (self._values, nvalues)):
+            if limiter is not None:
+                limiter.bucket(peer, now).give(now, float(amount))
+
     def admit_announcements(self, peer: str, nkeys: int, now: float) -> Decision:
         """May ``peer`` announce ``nkeys`` keys with Replicate now? Charged if so."""
         lim = self.limits

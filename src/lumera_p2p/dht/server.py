@@ -27,10 +27,9 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
 
-import base58
-
+from lumera_p2p.b58 import encode as b58_encode
 from lumera_p2p.content import digest, hex_to_bytes
 from lumera_p2p.dht.answer_budget import fit_values
 from lumera_p2p.dht.contacts import wire_node
@@ -149,6 +148,9 @@ class RequestHandler:
         # Requesters by (id, ip, port, version), and this node's wire Node (see handle).
         self._requesters: dict[tuple[bytes, str, int, str], tuple[Contact, WireNode]] = {}
         self._me: tuple[Contact, WireNode] = (node.me, wire_node(node.me))
+        # Whether large values are streamed from the store: asked once (a runtime-checkable
+        # Protocol's isinstance walks its attributes every time).
+        self._slices = isinstance(node.values, SliceReader)
         self._dispatch: dict[int, Callable[[Message, Contact], Awaitable[MessageData | None]]] = {
             MessageType.PING: self._ping,
             MessageType.STORE_DATA: self._store_data,
@@ -253,7 +255,7 @@ class RequestHandler:
         # Banned contacts are not left out of answers, as in Go (they are only never asked).
         node = self._node
         nearest = node.closest(target, node.options.k, {peer.hashed_id}, include_banned=True)
-        return [wire_node(c) for c in nearest]
+        return node.wire_nodes(nearest)
 
     @staticmethod
     def _expect(request: Message, kind: type) -> object:
@@ -279,16 +281,25 @@ class RequestHandler:
             # It fits the frame only because its sender's envelope is small: not storable,
             # since it could never be sent on (wire/envelope.py).
             return StoreDataResponse(status=failed(str(ValueTooLarge(len(value), MAX_VALUE_SIZE))))
-        key = digest(value)
-        if not await self._node.values.missing([key]):
+        node = self._node
+        store = node.values
+        datatype = int(body.type or 0)
+        fast = node.self_store_eligible and self._quotas.would_admit_write(
+            peer.address, len(value), 1, node.now()
+        )
+        # The common case reads nothing on the loop: the quota is charged, and the writer
+        # looks for the key as it stores; a value held already costs nothing (refunded).
+        # Otherwise a value held already is acknowledged before any refusal.
+        if not fast and not await store.missing([digest(value)]):
             return StoreDataResponse(status=ok())  # already held: nothing to do (not read)
-        if not self._node.self_store_eligible:
+        if not node.self_store_eligible:
             return StoreDataResponse(status=failed(NOT_STORE_ELIGIBLE))
         quota = self._write_quota(peer, len(value), 1)
         if not quota.accepted:
             return StoreDataResponse(status=failed(quota.reason))
         try:
-            await self._node.values.store_batch([(key, value)], datatype=int(body.type or 0))
+            if not await store.store_if_absent(value, datatype=datatype):
+                self._quotas.refund_write(peer.address, len(value), 1, node.now())
         except StorageFull as exc:
             log.warning("refused a value from %s: %s", peer, exc)
             return StoreDataResponse(status=failed(NODE_FULL))
@@ -312,18 +323,19 @@ class RequestHandler:
         if len(target) != 32:
             return FindValueResponse(status=failed("invalid key: want 32 bytes"), closest=[])
         values = self._node.values
-        if isinstance(values, SliceReader):
-            size = (await values.value_sizes([target])).get(target, 0)
-            if size >= STREAMED_VALUE:
+        # A small value comes with its size (it needs no room: see ``_room_for``).
+        size, value = await values.sized_value(target, SMALL_ANSWER)
+        if value is None and size:
+            if size >= STREAMED_VALUE and self._slices:
                 # Streamed from the store as it is sent: the header goes out now, and the
                 # value is never held whole (net/frames.py's LazyBytes).
-                read = functools.partial(values.read_slice, target)
+                read = functools.partial(cast(SliceReader, values).read_slice, target)
                 return FindValueResponse(status=ok(), closest=[], value=LazyBytes(size, read))  # type: ignore[arg-type]
-        if not await self._room_for_value(target):
-            return FindValueResponse(
-                status=failed(NO_MEMORY), closest=self._closest_nodes(target, peer)
-            )
-        value = await values.retrieve(target)
+            if not await self._room_for(size):
+                return FindValueResponse(
+                    status=failed(NO_MEMORY), closest=self._closest_nodes(target, peer)
+                )
+            value = await values.retrieve(target)
         if value:
             return FindValueResponse(status=ok(), closest=[], value=value)
         return FindValueResponse(
@@ -422,7 +434,7 @@ class RequestHandler:
         closest: dict[str, list[WireNode]] = {}
         for raw in targets:
             target = ensure_hashed_target(bytes(raw or b""))
-            closest[base58.b58encode(target).decode()] = self._closest_nodes(target, peer)
+            closest[b58_encode(target)] = self._closest_nodes(target, peer)
         return BatchFindNodeResponse(status=ok(), closest_nodes=closest)
 
     async def _batch_get_values(self, request: Message, peer: Contact) -> MessageData | None:
@@ -478,14 +490,11 @@ class RequestHandler:
             log.info("refused a request from %s: %s", peer, decision.reason)
         return decision
 
-    async def _room_for_value(self, key: bytes) -> bool:
-        """Reserve room for answering with the value of ``key`` (if it is large); False if
-        there is none within the wait."""
+    async def _room_for(self, size: int) -> bool:
+        """Reserve room for answering with a value of ``size`` bytes (if it is large); False
+        if there is none within the wait."""
         reservation = current_reservation()
-        if reservation is None:
-            return True
-        size = (await self._node.values.value_sizes([key])).get(key, 0)
-        if size <= SMALL_ANSWER:
+        if reservation is None or size <= SMALL_ANSWER:
             return True
         if not reservation.could_grow(FRAME_COPIES * size):
             return False

@@ -35,7 +35,11 @@ class ValueStore(Protocol):
         is_original: bool = False,
     ) -> list[bytes]: ...
 
+    async def store_if_absent(self, value: bytes, *, datatype: int = 0) -> bool: ...
+
     async def retrieve(self, key: bytes) -> bytes | None: ...
+
+    async def sized_value(self, key: bytes, limit: int) -> tuple[int, bytes | None]: ...
 
     async def retrieve_many(self, keys: Sequence[bytes]) -> dict[bytes, bytes]: ...
 
@@ -150,8 +154,21 @@ class MemoryStore:
             self.created.setdefault(key, now)
         return [k for k, _ in pairs]
 
+    async def store_if_absent(self, value: bytes, *, datatype: int = 0) -> bool:
+        ((key, value),) = pair_with_keys([value], MAX_VALUE_SIZE)
+        if key in self.values:
+            return False
+        await self.store_batch([(key, value)], datatype=datatype)
+        return True
+
     async def retrieve(self, key: bytes) -> bytes | None:
         return self.values.get(key)
+
+    async def sized_value(self, key: bytes, limit: int) -> tuple[int, bytes | None]:
+        value = self.values.get(key)
+        if value is None:
+            return 0, None
+        return len(value), value if len(value) <= limit else None
 
     async def retrieve_many(self, keys: Sequence[bytes]) -> dict[bytes, bytes]:
         return {k: self.values[k] for k in keys if k in self.values}

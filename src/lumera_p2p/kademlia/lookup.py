@@ -49,18 +49,23 @@ class PeerState(Enum):
     FAILED = "failed"
 
 
-@dataclass
-class _Candidate:
-    contact: Contact
-    distance: int
-    hop: int
-    state: PeerState = PeerState.WAITING
-    stall_at: float = 0.0
-    deadline: float = 0.0
-    retries: int = 0
+def _by_distance(cand: _Candidate) -> int:
+    return cand.distance
 
-    def __lt__(self, other: _Candidate) -> bool:
-        return self.distance < other.distance
+
+class _Candidate:
+    """One peer of a lookup: where it stands, its distance to the target, its timers."""
+
+    __slots__ = ("contact", "deadline", "distance", "hop", "retries", "stall_at", "state")
+
+    def __init__(self, contact: Contact, distance: int, hop: int, retries: int) -> None:
+        self.contact = contact
+        self.distance = distance
+        self.hop = hop
+        self.state = PeerState.WAITING
+        self.stall_at = 0.0
+        self.deadline = 0.0
+        self.retries = retries
 
 
 @dataclass
@@ -107,15 +112,33 @@ class Lookup:
         self._width = min(alpha, value_alpha) if find_value and value_alpha else alpha
         self._exclude = exclude
         self._t = int.from_bytes(target, "big")
+        # Candidates by distance, and their distances beside them (bisected as plain ints).
         self._sorted: list[_Candidate] = []
+        self._distances: list[int] = []
         self._by_hash: dict[bytes, _Candidate] = {}
+        # Those asked and not yet answered (in flight or stalled): what timeouts apply to.
+        self._active: dict[bytes, _Candidate] = {}
         self.value: bytes | None = None
         self.value_from: Contact | None = None
         self.stats = LookupStats()
         self._done = False
-        for contact in seeds:
-            self._offer(contact, hop=1)
+        self._seed(seeds)
         self._refresh_done()
+
+    def _seed(self, seeds: Iterable[Contact]) -> None:
+        """Offer the seeds at hop 1 (``_offer`` for each, in one pass and one sort)."""
+        by_hash = self._by_hash
+        t = self._t
+        fresh: list[_Candidate] = []
+        for contact in seeds:
+            hashed = contact.hashed_id
+            if hashed in by_hash or hashed in self._exclude:
+                continue  # a repeated seed is at hop 1 already
+            cand = by_hash[hashed] = _Candidate(contact, contact.int_id ^ t, 1, self.retries)
+            fresh.append(cand)
+        fresh.sort(key=_by_distance)  # one pass: the routing table gives them nearest first
+        self._sorted = fresh
+        self._distances = [cand.distance for cand in fresh]
 
     # --- inputs --------------------------------------------------------------------------
 
@@ -126,9 +149,17 @@ class Lookup:
             return
         if contact.hashed_id in self._exclude:
             return
-        cand = _Candidate(contact, contact.int_id ^ self._t, hop, retries=self.retries)
+        distance = contact.int_id ^ self._t
+        cand = _Candidate(contact, distance, hop, self.retries)
         self._by_hash[contact.hashed_id] = cand
-        bisect.insort(self._sorted, cand)
+        distances = self._distances
+        if not distances or distances[-1] < distance:
+            distances.append(distance)  # seeds come nearest first
+            self._sorted.append(cand)
+        else:
+            at = bisect.bisect(distances, distance)
+            distances.insert(at, distance)
+            self._sorted.insert(at, cand)
 
     def on_response(
         self,
@@ -142,6 +173,7 @@ class Lookup:
         if cand is None or cand.state not in (PeerState.IN_FLIGHT, PeerState.STALLED):
             return  # an answer we did not ask for, or one that came after its timeout
         cand.state = PeerState.SUCCEEDED
+        del self._active[peer.hashed_id]
         self.stats.responses += 1
         if self.find_value and value is not None and self.value is None:
             self.value = value
@@ -178,6 +210,7 @@ class Lookup:
         """A request failed: ask again if retries remain (a lost message, a dropped
         connection), else give the peer up."""
         self.stats.failures += 1
+        del self._active[cand.contact.hashed_id]
         if cand.retries > 0:
             cand.retries -= 1
             cand.state = PeerState.WAITING
@@ -191,7 +224,7 @@ class Lookup:
         if self._done:
             return []
         active = 0
-        for cand in self._sorted:
+        for cand in list(self._active.values()):
             if cand.state is PeerState.IN_FLIGHT:
                 if now >= cand.deadline:
                     self._fail(cand)
@@ -200,7 +233,7 @@ class Lookup:
                     self._width = self.alpha
                 else:
                     active += 1
-            elif cand.state is PeerState.STALLED and now >= cand.deadline:
+            elif now >= cand.deadline:  # stalled
                 self._width = self.alpha
                 self._fail(cand)
         self._refresh_done()
@@ -220,6 +253,7 @@ class Lookup:
                 found += 1
             if cand.state is PeerState.WAITING:
                 cand.state = PeerState.IN_FLIGHT
+                self._active[cand.contact.hashed_id] = cand
                 cand.stall_at = now + self.stall_timeout
                 cand.deadline = now + self.timeout
                 active += 1
@@ -232,12 +266,10 @@ class Lookup:
         """When :meth:`poll` must next be called even if nothing arrives (None: not needed)."""
         if self._done:
             return None
-        times = [
-            c.stall_at if c.state is PeerState.IN_FLIGHT else c.deadline
-            for c in self._sorted
-            if c.state in (PeerState.IN_FLIGHT, PeerState.STALLED)
-        ]
-        return min(times) if times else None
+        if not self._active:
+            return None
+        flying = PeerState.IN_FLIGHT
+        return min(c.stall_at if c.state is flying else c.deadline for c in self._active.values())
 
     def _refresh_done(self) -> None:
         if self._done:

@@ -43,6 +43,13 @@ class AddResult:
     ping: Contact | None = None
 
 
+# The outcomes without a contact to ping (immutable, so shared).
+_ADDED = AddResult(AddStatus.ADDED)
+_UPDATED = AddResult(AddStatus.UPDATED)
+_PENDING = AddResult(AddStatus.PENDING)
+_REJECTED = AddResult(AddStatus.REJECTED)
+
+
 class RoutingTable:
     """256 k-buckets with replacement caches around our 32-byte routing ID."""
 
@@ -62,7 +69,10 @@ class RoutingTable:
         self.probe_after = probe_after
         self._seen: dict[bytes, float] = {}  # when each contact was last seen alive
         self._cache_seen: dict[bytes, float] = {}  # ... and each replacement
-        self._buckets: list[list[Contact]] = [[] for _ in range(ID_BITS)]
+        # Each bucket maps routing ID -> contact in least-recently-seen order (a dict keeps
+        # insertion order): moving a contact to the tail is O(1), and no contact is compared.
+        self._buckets: list[dict[bytes, Contact]] = [{} for _ in range(ID_BITS)]
+        self._self_int = int.from_bytes(self_hash, "big")
         self._replacements: list[list[Contact]] = [[] for _ in range(ID_BITS)]
         self._pinging: dict[int, bytes] = {}
         self._by_hash: dict[bytes, Contact] = {}
@@ -79,7 +89,7 @@ class RoutingTable:
 
     def __iter__(self) -> Iterator[Contact]:
         for bucket in self._buckets:
-            yield from bucket
+            yield from bucket.values()
 
     def get(self, hashed_id: bytes) -> Contact | None:
         """The contact with this routing ID, if in the table."""
@@ -87,7 +97,7 @@ class RoutingTable:
 
     def bucket(self, index: int) -> list[Contact]:
         """A copy of bucket ``index`` (oldest first)."""
-        return list(self._buckets[index])
+        return list(self._buckets[index].values())
 
     def replacements(self, index: int) -> list[Contact]:
         """A copy of bucket ``index``'s replacement cache (freshest last)."""
@@ -98,12 +108,24 @@ class RoutingTable:
     ) -> list[Contact]:
         """The ``n`` contacts nearest ``target`` by XOR, nearest first, minus ``exclude``."""
         t = int.from_bytes(target, "big")
-        candidates = [c for c in self._by_hash.values() if c.hashed_id not in exclude]
-        if len(candidates) > 4 * n:
-            return heapq.nsmallest(n, candidates, key=lambda c: c.int_id ^ t)
-        # A table of a few buckets: one C sort beats the heap's Python-level bookkeeping.
-        candidates.sort(key=lambda c: c.int_id ^ t)
-        return candidates[:n]
+        contacts = self._by_hash.values()
+        # Excluded contacts are skipped after ranking (a few peers, usually: one pass fewer
+        # over the table); so many more than ``n`` are ranked as may be excluded.
+        want = n + len(exclude) if isinstance(exclude, (set, frozenset, dict)) else len(contacts)
+        if len(contacts) > 4 * want:
+            ranked = heapq.nsmallest(want, contacts, key=lambda c: c.int_id ^ t)
+        else:
+            # A table of a few buckets: one C sort beats the heap's Python-level bookkeeping.
+            ranked = sorted(contacts, key=lambda c: c.int_id ^ t)
+        out: list[Contact] = []
+        if n <= 0:
+            return out
+        for contact in ranked:
+            if contact.hashed_id not in exclude:
+                out.append(contact)
+                if len(out) >= n:
+                    break
+        return out
 
     # --- updates -------------------------------------------------------------------------
 
@@ -115,33 +137,30 @@ class RoutingTable:
     ) -> AddResult:
         """Record that ``contact`` was seen alive (it answered, or it sent us a request)."""
         if contact.hashed_id == self.self_hash:
-            return AddResult(AddStatus.REJECTED)
-        index = bucket_index(self.self_hash, contact.hashed_id)
+            return _REJECTED
+        hashed = contact.hashed_id
+        index = self._index(contact.int_id)
         bucket = self._buckets[index]
-        self._failures.pop(contact.hashed_id, None)
-        known = self._by_hash.get(contact.hashed_id)
-        if known is not None:
-            self._seen[contact.hashed_id] = now
-            if bucket[-1] is known:  # seen last already (a peer asked twice in a row)
-                bucket[-1] = contact
-            else:
-                bucket.remove(known)
-                bucket.append(contact)  # most recently seen; the address may have changed
-            self._by_hash[contact.hashed_id] = contact
-            if self._pinging.get(index) == contact.hashed_id:
+        self._failures.pop(hashed, None)
+        if hashed in self._by_hash:
+            self._seen[hashed] = now
+            del bucket[hashed]
+            bucket[hashed] = contact  # most recently seen; the address may have changed
+            self._by_hash[hashed] = contact
+            if self._pinging.get(index) == hashed:
                 del self._pinging[index]  # it answered: it stays
-            return AddResult(AddStatus.UPDATED)
+            return _UPDATED
         if len(bucket) < self.k:
             self._insert(index, contact, now)
-            return AddResult(AddStatus.ADDED)
-        head = bucket[0]
+            return _ADDED
+        head = next(iter(bucket.values()))
         if is_banned is not None and is_banned(head.hashed_id):
             self._evict(index, head)
             self._insert(index, contact, now)
-            return AddResult(AddStatus.ADDED)
+            return _ADDED
         self._remember_replacement(index, contact, now)
         if index in self._pinging or now - self._seen[head.hashed_id] < self.probe_after:
-            return AddResult(AddStatus.PENDING)
+            return _PENDING
         self._pinging[index] = head.hashed_id
         return AddResult(AddStatus.PENDING, ping=head)
 
@@ -160,7 +179,7 @@ class RoutingTable:
                 self._replacements[index] = [c for c in cache if c.hashed_id != hashed_id]
             self._cache_seen.pop(hashed_id, None)
             return None
-        index = bucket_index(self.self_hash, hashed_id)
+        index = self._index(contact.int_id)
         self._evict(index, contact)
         cache = self._replacements[index]
         if cache and len(self._buckets[index]) < self.k:
@@ -188,8 +207,13 @@ class RoutingTable:
         self.remove(hashed_id)
         return True
 
+    def _index(self, int_id: int) -> int:
+        """``bucket_index`` of a routing ID given as an integer (``Contact.int_id``)."""
+        d = self._self_int ^ int_id
+        return d.bit_length() - 1 if d else 0
+
     def _insert(self, index: int, contact: Contact, now: float) -> None:
-        self._buckets[index].append(contact)
+        self._buckets[index][contact.hashed_id] = contact
         self._by_hash[contact.hashed_id] = contact
         self._seen[contact.hashed_id] = now
         self._cache_seen.pop(contact.hashed_id, None)
@@ -197,7 +221,7 @@ class RoutingTable:
         self._replacements[index] = [c for c in cache if c.hashed_id != contact.hashed_id]
 
     def _evict(self, index: int, contact: Contact) -> None:
-        self._buckets[index].remove(contact)
+        del self._buckets[index][contact.hashed_id]
         del self._by_hash[contact.hashed_id]
         self._seen.pop(contact.hashed_id, None)
         self._failures.pop(contact.hashed_id, None)

@@ -49,6 +49,12 @@ class TokenBucket:
             return True
         return False
 
+    def give(self, now: float, amount: float) -> None:
+        """Put back ``amount`` tokens taken for work that turned out to cost nothing (never
+        more than ``burst`` in all)."""
+        self._refill(now)
+        self._tokens = min(self.burst, self._tokens + amount)
+
     def level(self, now: float) -> float:
         """Tokens there are now."""
         self._refill(now)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import sqlite3
@@ -47,7 +48,7 @@ from lumera_p2p.store.limits import StoreLimits
 from lumera_p2p.store.lock import DataDirLock
 from lumera_p2p.store.readers import INLINE_PROBE_KEYS, Readers
 from lumera_p2p.store.tally import Tally
-from lumera_p2p.store.timefmt import format_time, parse_time, utcnow
+from lumera_p2p.store.timefmt import NowText, format_time, parse_time, utcnow
 from lumera_p2p.store.writer import WriterThread, describe_sqlite_error
 from lumera_p2p.wire.envelope import MAX_VALUE_SIZE as ENVELOPE_MAX_VALUE_SIZE
 
@@ -178,6 +179,7 @@ _UPSERT_LARGE = (
     "updatedAt=excluded.updatedAt, is_on_cloud=false"
 )
 _IS_DISABLED = "SELECT 1 FROM disabled_keys WHERE key=? AND createdAt > ?"
+_IS_HELD = "SELECT 1 FROM data WHERE key=?"
 _UPSERT_REPLICATION_KEY = (
     "INSERT INTO replication_keys(key, id, ip, port, attempts, updatedAt) "
     "VALUES(?, ?, ?, ?, 0, ?) ON CONFLICT(key) DO UPDATE SET id=excluded.id, "
@@ -261,6 +263,11 @@ class LocalStore:
         self.storage_full_refusals = 0
         self.replication_keys_dropped = 0
         self._tally = Tally()
+        self._stamps = NowText()
+        # Whether ``disabled_keys`` may hold a row (see ``_change_disabled``), and how many
+        # changes to it the meta writer has run.
+        self._any_disabled = True
+        self._disabled_changes = 0
         self._data_writer = WriterThread(
             str(self.data_path),
             schema.writer_pragmas(synchronous),
@@ -331,6 +338,10 @@ class LocalStore:
         _open_db(self.data_path, schema.DATA_SCHEMA, schema.DATA_ADDED_COLUMNS)
         _open_db(self.meta_path, schema.META_SCHEMA, schema.META_ADDED_COLUMNS)
         self._tally.reset(_read_db(self.data_path, lambda c: limits.load_totals(c, self.limits)))
+        self._any_disabled = _read_db(
+            self.meta_path,
+            lambda c: c.execute("SELECT 1 FROM disabled_keys LIMIT 1").fetchone() is not None,
+        )
         self._data_writer.start()
         try:
             self._meta_writer.start()
@@ -393,38 +404,83 @@ class LocalStore:
         """
         if not items:
             return []
-        total = check_sizes(items, self.max_value_size)
-        # A small batch is keyed here: cheaper than a hop. A large one is keyed (BLAKE3
-        # releases the GIL) in the writer thread just before its insert: one handoff, not
-        # two (to a hashing thread and back to the loop, then to the writer), and the
-        # writer starts on it without waiting for the loop to come round.
-        keyed = pair_with_keys(items, self.max_value_size) if total <= _INLINE_HASH_BYTES else None
-        now = format_time(utcnow())
-        counts_bytes = self.limits.counts_bytes
+        keyed = self._keying(items)
+        now = self._stamps.now()
 
         def job(conn: sqlite3.Connection) -> list[bytes]:
-            pairs = keyed if keyed is not None else pair_with_keys(items, self.max_value_size)
-            # A value is bound as it is (bytes, or a view into the frame it came in): no
-            # copy of ours; SQLite makes two while it inserts it (see ``_large_write``).
-            rows = [(key.hex(), value, datatype, is_original, now, now) for key, value in pairs]
-            sizes = {row[0]: len(row[1]) for row in rows} if counts_bytes else {}
-            growth = limits.admit_values(conn, self._tally, self.limits, sizes)
-            if max(len(value) for _, value in pairs) >= LARGE_WRITE:
-                with _large_write(conn):
-                    conn.executemany(_UPSERT_LARGE, [(*row, True) for row in rows])
-                    # The statement stays cached with its last parameters bound, SQLite's
-                    # copy of a large value included: bind a row that inserts nothing.
-                    conn.execute(_UPSERT_LARGE, ("", b"", 0, False, "", "", False))
-            else:
-                conn.executemany(_UPSERT_VALUE, rows)
-            self._tally.add(limits.DATA_BYTES, growth)
-            return [key for key, _ in pairs]
+            return self._write(conn, keyed(), datatype, is_original, now)
 
         try:
             return await self._data_writer.submit(job)
         except StorageFull:
             self.storage_full_refusals += 1
             raise
+
+    async def store_if_absent(self, value: bytes, *, datatype: int = 0) -> bool:
+        """Store one value under its key unless it is held already; return whether it was
+        stored (False: it was held, and nothing was written, its ``updatedAt`` included).
+        Raises ``ValueTooLarge``, and ``StorageFull`` for a new value that does not fit.
+
+        The writer looks for the key in the transaction that would store it, so nothing is
+        read on the event loop, and the answer is as of that commit.
+        """
+        keyed = self._keying([value])
+        now = self._stamps.now()
+
+        def job(conn: sqlite3.Connection) -> bool:
+            pairs = keyed()
+            if conn.execute(_IS_HELD, (pairs[0][0].hex(),)).fetchone() is not None:
+                return False
+            self._write(conn, pairs, datatype, False, now)
+            return True
+
+        try:
+            return await self._data_writer.submit(job)
+        except StorageFull:
+            self.storage_full_refusals += 1
+            raise
+
+    def _keying(
+        self, items: Sequence[bytes] | Sequence[tuple[bytes, bytes]]
+    ) -> Callable[[], list[tuple[bytes, bytes]]]:
+        """What gives ``items`` paired with their checked or computed keys; ``ValueTooLarge``
+        here, before anything is queued.
+
+        A small batch is keyed here: cheaper than a hop. A large one is keyed (BLAKE3
+        releases the GIL) in the writer thread just before its insert: one handoff, not two
+        (to a hashing thread and back to the loop, then to the writer), and the writer starts
+        on it without waiting for the loop to come round.
+        """
+        if check_sizes(items, self.max_value_size) <= _INLINE_HASH_BYTES:
+            pairs = pair_with_keys(items, self.max_value_size)
+            return lambda: pairs
+        return functools.partial(pair_with_keys, items, self.max_value_size)
+
+    def _write(
+        self,
+        conn: sqlite3.Connection,
+        pairs: list[tuple[bytes, bytes]],
+        datatype: int,
+        is_original: bool,
+        now: str,
+    ) -> list[bytes]:
+        """In the writer: store ``pairs`` (checked keys) in the open transaction, admitted
+        against ``max_storage_bytes`` and counted; return the keys."""
+        # A value is bound as it is (bytes, or a view into the frame it came in): no copy
+        # of ours; SQLite makes two while it inserts it (see ``_large_write``).
+        rows = [(key.hex(), value, datatype, is_original, now, now) for key, value in pairs]
+        sizes = {row[0]: len(row[1]) for row in rows} if self.limits.counts_bytes else {}
+        growth = limits.admit_values(conn, self._tally, self.limits, sizes)
+        if max(len(value) for _, value in pairs) >= LARGE_WRITE:
+            with _large_write(conn):
+                conn.executemany(_UPSERT_LARGE, [(*row, True) for row in rows])
+                # The statement stays cached with its last parameters bound, SQLite's copy
+                # of a large value included: bind a row that inserts nothing.
+                conn.execute(_UPSERT_LARGE, ("", b"", 0, False, "", "", False))
+        else:
+            conn.executemany(_UPSERT_VALUE, rows)
+        self._tally.add(limits.DATA_BYTES, growth)
+        return [key for key, _ in pairs]
 
     async def retrieve(self, key: bytes) -> bytes | None:
         """The value stored under ``key``, or ``None``."""
@@ -442,6 +498,11 @@ class LocalStore:
         if data is None:
             raise NotFound(f"no value stored under {key.hex()}")
         return data
+
+    async def sized_value(self, key: bytes, limit: int) -> tuple[int, bytes | None]:
+        """The size of the value of ``key`` (0 if none) and, when it is at most ``limit``
+        bytes, the value itself: one read where a server would check the size, then read."""
+        return self._data_readers.sized_value(_hex(key), limit)
 
     async def value_sizes(self, keys: Sequence[bytes]) -> dict[bytes, int]:
         """The size of each stored value among ``keys``, without reading the values (a
@@ -614,24 +675,28 @@ class LocalStore:
     async def disable_key(self, key: bytes) -> None:
         """Disable ``key`` for single-key retrieval, for ``disabled_key_ttl`` from now."""
         row = (_hex(key), format_time(utcnow()))
-        await self._meta_writer.submit(
-            lambda conn: conn.execute(
-                "INSERT INTO disabled_keys(key, createdAt) VALUES(?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET createdAt=excluded.createdAt",
-                row,
+        await self._change_disabled(
+            lambda conn: (
+                conn.execute(
+                    "INSERT INTO disabled_keys(key, createdAt) VALUES(?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET createdAt=excluded.createdAt",
+                    row,
+                ).rowcount
             )
         )
 
     async def enable_key(self, key: bytes) -> None:
         """Enable ``key`` again (a no-op if it was not disabled)."""
         hex_key = _hex(key)
-        await self._meta_writer.submit(
-            lambda conn: conn.execute("DELETE FROM disabled_keys WHERE key=?", (hex_key,))
+        await self._change_disabled(
+            lambda conn: conn.execute("DELETE FROM disabled_keys WHERE key=?", (hex_key,)).rowcount
         )
 
     async def is_disabled(self, key: bytes) -> bool:
         """Whether ``key`` was disabled less than ``disabled_key_ttl`` ago."""
         hex_key = _hex(key)
+        if not self._any_disabled:
+            return False  # the table is empty (the usual case): nothing to read
         cutoff = format_time(utcnow() - self.disabled_key_ttl)
         # A primary-key probe of a small table: cheaper on the loop than a thread hop, and it
         # sits in front of every single-key retrieve.
@@ -640,11 +705,33 @@ class LocalStore:
     async def purge_expired_disabled_keys(self) -> int:
         """Remove disabled keys older than the TTL (the rows Go meant to remove); return count."""
         cutoff = format_time(utcnow() - self.disabled_key_ttl)
-        return await self._meta_writer.submit(
+        return await self._change_disabled(
             lambda conn: (
                 conn.execute("DELETE FROM disabled_keys WHERE createdAt <= ?", (cutoff,)).rowcount
             )
         )
+
+    async def _change_disabled(self, change: Callable[[sqlite3.Connection], int]) -> int:
+        """Run ``change`` on ``disabled_keys`` in the meta writer; return its result.
+
+        Keeps ``_any_disabled`` right, which spares every retrieve its read while the table is
+        empty. The writer sets it before anything can be in the table; it is cleared only when
+        the last change to run found the table empty after it, once that change committed (a
+        change undone, or whose caller went away, leaves it set: one read too many, never one
+        too few). The process holds the data directory's lock, so nobody else writes here.
+        """
+
+        def job(conn: sqlite3.Connection) -> tuple[int, int, bool]:
+            self._any_disabled = True  # (until the commit says otherwise)
+            self._disabled_changes += 1
+            result = change(conn)
+            held = conn.execute("SELECT 1 FROM disabled_keys LIMIT 1").fetchone() is not None
+            return result, self._disabled_changes, held
+
+        result, number, held = await self._meta_writer.submit(job)
+        if not held and number == self._disabled_changes:
+            self._any_disabled = False
+        return result
 
     # --- replication_info ----------------------------------------------------------------
 

@@ -45,6 +45,9 @@ INLINE_PROBE_KEYS = 32
 _PROBE_COST = 1024
 
 _READ_ONE_INLINE = "SELECT CASE WHEN length(data) <= ? THEN data END FROM data WHERE key=?"
+_SIZED_INLINE = (
+    "SELECT length(data), CASE WHEN length(data) <= ? THEN data END FROM data WHERE key=?"
+)
 
 
 @functools.lru_cache(maxsize=64)
@@ -186,6 +189,14 @@ class Readers:
         if value is None:  # too large to read on the loop
             value = await self.run(functools.partial(_read_value, hex_key))
         return value
+
+    def sized_value(self, hex_key: str, limit: int) -> tuple[int, bytes | None]:
+        """``length(data)`` of ``hex_key`` (0 if it is not stored) and, up to ``limit`` bytes
+        (at most ``INLINE_READ_BYTES``), the ``data`` itself: one query on the loop."""
+        row = self.one_inline(_SIZED_INLINE, (min(limit, INLINE_READ_BYTES), hex_key))
+        if row is None:
+            return 0, None
+        return int(row[0]), row[1]
 
     async def values(self, hex_keys: Sequence[str]) -> dict[bytes, bytes]:
         """The ``data`` of each of ``hex_keys`` that is stored, by raw key.

@@ -9,6 +9,7 @@ SQLite's own ``CURRENT_TIMESTAMP`` default (``YYYY-MM-DD HH:MM:SS``) is read too
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 
@@ -47,3 +48,26 @@ def parse_time(text: str) -> datetime:
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
+
+
+class NowText:
+    """``format_time(utcnow())``, cheaply: the date and time of day are formatted once a
+    second, and only the fraction each time (a store stamps every row it writes)."""
+
+    __slots__ = ("_head", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._head = ""
+
+    def now(self) -> str:
+        """The current time as :func:`format_time` writes it."""
+        stamp = time.time()
+        second = int(stamp)
+        if second != self._second:
+            self._head = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%d %H:%M:%S")
+            self._second = second
+        micro = int((stamp - second) * 1_000_000)
+        if micro:
+            return f"{self._head}.{micro:06d}".rstrip("0") + "+00:00"
+        return self._head + "+00:00"

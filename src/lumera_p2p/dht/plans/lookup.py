@@ -13,8 +13,7 @@ from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
-import base58
-
+from lumera_p2p.b58 import encode as b58_encode
 from lumera_p2p.content import digest
 from lumera_p2p.dht.contacts import ContactReader, answered_as
 from lumera_p2p.dht.options import DHTOptions
@@ -33,6 +32,7 @@ from lumera_p2p.wire.messages import (
     MessageData,
     MessageType,
 )
+from lumera_p2p.wire.messages import Node as WireNode
 
 
 class LookupKind(Enum):
@@ -119,7 +119,7 @@ class LookupPlan(Plan[LookupOutcome]):
         self.kind = kind
         self.target = target
         # How a BatchFindNode answer names our target (base58 is slow: computed once).
-        self._answer_key = base58.b58encode(target).decode() if kind is LookupKind.NODES else ""
+        self._answer_key = b58_encode(target) if kind is LookupKind.NODES else ""
         self._node_id = node_id
         self._reader = reader
         self._lookup = Lookup(
@@ -138,6 +138,9 @@ class LookupPlan(Plan[LookupOutcome]):
         self._peer_of: dict[int, Contact] = {}
         self._token_of: dict[bytes, int] = {}
         self._poisoners: list[Contact] = []
+        # What the reader made of each node named so far: the answers of one lookup name
+        # the same nodes again and again (a 20-node answer from each of ~7 peers).
+        self._read: dict[tuple[bytes, str, int, str], Contact | None] = {}
         self._emit(LookupStarted(target))
 
     @classmethod
@@ -207,9 +210,9 @@ class LookupPlan(Plan[LookupOutcome]):
         value: bytes | None = None
         if self.kind is LookupKind.NODES and isinstance(body, BatchFindNodeResponse):
             nodes = (body.closest_nodes or {}).get(self._answer_key, [])
-            contacts = self._reader.contacts(nodes)
+            contacts = self._contacts(nodes)
         elif self.kind is LookupKind.NODE_ID and isinstance(body, FindNodeResponse):
-            contacts = self._reader.contacts(body.closest)
+            contacts = self._contacts(body.closest)
         elif self.kind is LookupKind.VALUE and isinstance(body, FindValueResponse):
             value = bytes(body.value) if body.value else None
             if value is not None and digest(value) != self.target:
@@ -218,7 +221,7 @@ class LookupPlan(Plan[LookupOutcome]):
                 self._lookup.on_failure(peer, now, retry=False)  # never asked again
                 self._abandon_if_done()
                 return
-            contacts = self._reader.contacts(body.closest)
+            contacts = self._contacts(body.closest)
         else:  # the right message type carrying the wrong body: as good as no answer
             self._failed(peer, now)
             self._abandon_if_done()
@@ -247,6 +250,22 @@ class LookupPlan(Plan[LookupOutcome]):
             assert self._node_id is not None
             return MessageType.FIND_NODE, FindNodeRequest(target=self._node_id)
         return MessageType.FIND_VALUE, FindValueRequest(target=self.target)
+
+    def _contacts(self, nodes: Iterable[WireNode | None] | None) -> list[Contact]:
+        """``ContactReader.contacts`` of ``nodes``, each node read once per lookup."""
+        read = self._read
+        out: dict[bytes, Contact] = {}
+        for node in nodes or ():
+            if node is None:
+                continue
+            name = (bytes(node.id or b""), node.ip, node.port, node.version)
+            if name in read:
+                contact = read[name]
+            else:
+                contact = read[name] = self._reader.contact(node)
+            if contact is not None and contact.hashed_id not in out:
+                out[contact.hashed_id] = contact
+        return list(out.values())
 
     def _take(self, token: int) -> Contact | None:
         peer = self._peer_of.pop(token, None)

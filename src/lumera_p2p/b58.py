@@ -1,0 +1,43 @@
+"""Base58 (the Bitcoin alphabet), fast for the 32-byte keys of every store and lookup.
+
+The ``base58`` package spells the same digits (the tests check both against each other on any
+bytes), but it builds its text one digit and one ``bytes`` concatenation at a time: ~30 µs for
+a 32-byte key, where a put spells a key about nine times (every BatchFindNode answer is keyed
+by its target's base58). Here the number is taken apart two digits at a time through a table of
+the 3,364 digit pairs, and put together from the digits with one integer operation per digit.
+"""
+
+from __future__ import annotations
+
+ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_PAIRS = tuple(a + b for a in ALPHABET for b in ALPHABET)
+_VALUES = {c: i for i, c in enumerate(ALPHABET)}
+
+
+def encode(raw: bytes) -> str:
+    """The base58 text of ``raw`` (each leading zero byte becomes a leading ``1``)."""
+    n = int.from_bytes(raw, "big")
+    pairs: list[str] = []
+    while n:
+        n, low = divmod(n, 58 * 58)
+        pairs.append(_PAIRS[low])
+    pairs.reverse()
+    # The first pair may start with a zero digit ("1"), which is no digit of the number.
+    text = "".join(pairs).lstrip("1")
+    zeros = len(raw) - len(raw.lstrip(b"\0"))
+    return "1" * zeros + text if zeros else text
+
+
+def decode(text: str) -> bytes:
+    """The bytes spelled by base58 ``text``; ``ValueError`` names a character outside the
+    alphabet."""
+    n = 0
+    values = _VALUES
+    try:
+        for char in text:
+            n = n * 58 + values[char]
+    except KeyError as exc:
+        raise ValueError(f"{exc.args[0]!r} is not a base58 digit") from None
+    zeros = len(text) - len(text.lstrip("1"))
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big") if n else b""
+    return b"\0" * zeros + body
