@@ -43,8 +43,17 @@ async def test_store_if_absent_stores_once_and_leaves_a_held_value_alone(tmp_pat
         assert not await s.store_if_absent(b"v")  # held: nothing written
         assert row(s, h(b"v")) == stamps
         assert await s.count() == 1
-        with pytest.raises(ValueTooLarge):
-            await s.store_if_absent(b"x" * (s.max_value_size + 1))
+    finally:
+        await s.close()
+
+
+async def test_store_if_absent_refuses_a_value_over_the_limit(tmp_path: Path) -> None:
+    s = await LocalStore.open(tmp_path, max_value_size=10)
+    try:
+        with pytest.raises(ValueTooLarge, match="11 bytes is over the limit of 10"):
+            await s.store_if_absent(b"x" * 11)
+        assert await s.count() == 0
+        assert await s.store_if_absent(b"x" * 10)
     finally:
         await s.close()
 
