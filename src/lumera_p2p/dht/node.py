@@ -157,10 +157,10 @@ class Node:
         """The local value store the node serves from and stores into."""
         return self._values
 
-    @staticmethod
-    def wire_node(contact: Contact) -> WireNode:
-        """A wire ``Node`` for ``contact`` (with its HashedID, as Go needs it)."""
-        return wire_node(contact)
+    def wire_node(self, contact: Contact) -> WireNode:
+        """The wire ``Node`` of ``contact`` (with its HashedID, as Go needs it), built once
+        per contact, then reused."""
+        return self._wire.of(contact)
 
     def wire_nodes(self, contacts: list[Contact]) -> list[WireNode]:
         """The wire ``Node`` of each of ``contacts`` (built once per contact, then reused)."""

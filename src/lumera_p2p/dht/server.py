@@ -145,9 +145,8 @@ class RequestHandler:
             limits.batch_get_values_slots, limits.batch_get_values_per_peer
         )
         self._quotas = PeerQuotas(limits.quotas)
-        # Requesters by (id, ip, port, version), and this node's wire Node (see handle).
+        # Requesters by (id, ip, port, version) (see handle).
         self._requesters: dict[tuple[bytes, str, int, str], tuple[Contact, WireNode]] = {}
-        self._me: tuple[Contact, WireNode] = (node.me, wire_node(node.me))
         # Whether large values are streamed from the store: asked once (a runtime-checkable
         # Protocol's isinstance walks its attributes every time).
         self._slices = isinstance(node.values, SliceReader)
@@ -201,11 +200,8 @@ class RequestHandler:
         peer, receiver = self._requester(sender_id, sender.ip or "", sender.port, sender.version)
         self._counters.requests_handled += 1
         data = await self._timed(handler, request, peer)
-        me = node.me
-        if me is not self._me[0]:
-            self._me = (me, wire_node(me))
         return Message(
-            sender=self._me[1],
+            sender=node.wire_node(node.me),
             receiver=receiver,
             message_type=mtype,
             data=data,
