@@ -21,6 +21,7 @@ from enum import Enum
 import bech32
 import blake3
 import coincurve
+from coincurve.ecdsa import cdata_to_der, deserialize_compact
 from Crypto.Hash import RIPEMD160, keccak
 
 from lumera_p2p.errors import IdentityError, ProtobufDecodeError, SignatureError
@@ -307,12 +308,5 @@ def derive_bip32(seed: bytes, path: str) -> bytes:
 
 def der_signature(r: int, s: int) -> bytes:
     """ASN.1 DER ``SEQUENCE { INTEGER r, INTEGER s }`` for ``0 < r, s < n`` (what coincurve's
-    ``verify`` reads), written here so that verifying does not load a second crypto library."""
-    body = _der_integer(r) + _der_integer(s)
-    return b"\x30" + bytes([len(body)]) + body  # at most 70 bytes: short-form lengths
-
-
-def _der_integer(value: int) -> bytes:
-    # Minimal big-endian two's complement of a positive int: a leading 00 when the top bit is set.
-    raw = value.to_bytes(value.bit_length() // 8 + 1, "big")
-    return b"\x02" + bytes([len(raw)]) + raw
+    ``verify`` reads), by libsecp256k1 itself, so that verifying loads no second crypto library."""
+    return bytes(cdata_to_der(deserialize_compact(r.to_bytes(32, "big") + s.to_bytes(32, "big"))))
