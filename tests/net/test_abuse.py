@@ -234,13 +234,15 @@ async def test_global_rate_limit(handler: EchoHandler, verifier: StaticPeerVerif
 async def test_handshake_slots_are_limited(
     handler: EchoHandler, verifier: StaticPeerVerifier
 ) -> None:
-    limits = ServerLimits(max_handshakes=2, handshake_timeout=0.5)
+    # The silent ones must still hold their slots when the call dials, on a busy machine
+    # too (at 0.5 s they were sometimes gone by then, and the call rightly got through).
+    limits = ServerLimits(max_handshakes=2, handshake_timeout=2.0)
     async with TcpServer(handler, "127.0.0.1", 0, SERVER_KEY, verifier, limits=limits) as srv:
         silent = [await asyncio.open_connection("127.0.0.1", srv.port) for _ in range(2)]
         await eventually(lambda: srv.connections == 2, what="both silent ones handshaking")
         async with TcpTransport(CLIENT_KEY, verifier) as t:
             # Refused at once, not queued: a queued call would get a slot when the silent
-            # ones time out (0.5 s) and succeed within its 10 s; this one fails.
+            # ones time out (2 s) and succeed within its 10 s; this one fails.
             with pytest.raises(TransportError):
                 await t.call(contact(srv), ping(), 10.0)
             # One address holds both slots (the per-address cap is capped at the total).
