@@ -13,7 +13,10 @@ Byte-compatible with supernode ``pkg/net/credentials/alts/conn`` (wire-protocol.
 The AEAD is called through PyNaCl's cffi handle (``nacl._sodium``) rather than the
 ``nacl.bindings`` wrappers: those insist on ``bytes`` in, allocate a zeroed buffer and copy
 the result out, three extra passes over every megabyte. Calling libsodium directly lets us
-encrypt straight into the outgoing frame and decrypt in place in the receive buffer.
+encrypt straight into the outgoing frame and decrypt in place in the receive buffer. Small
+frames call the same two functions through ``ctypes.PyDLL`` instead (``secure.gil_aead``),
+which keeps the GIL: cffi releases it around every call, and in a process whose SQLite writer
+threads are busy each release costs the event loop far more than the call itself.
 
 Large frames go through OpenSSL instead (``cryptography``'s ChaCha20-Poly1305, about three
 times libsodium's speed here): XChaCha20-Poly1305 is ChaCha20-Poly1305 under the subkey
