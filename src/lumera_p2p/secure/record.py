@@ -741,12 +741,11 @@ class RecordReader:
             del view
             self.skip(size)
             return data
-        view = self._view[pos : self._pt_end]
-        size = framer(view)
+        size = framer(self._view[pos : self._pt_end])
         if size < 0:
             return False
-        self._pt_pos = pos + size
-        return bytes(view[:size])
+        self._pt_pos = end = pos + size
+        return self._buf[pos:end]  # the mmap's slice: a copy, as bytes
 
     def peek(self) -> memoryview | None:
         """The unread plaintext of the frame opened last, opening the next complete frame if
