@@ -9,8 +9,11 @@ import pytest
 
 from lumera_p2p.errors import ProtocolError
 from lumera_p2p.net.frames import (
+    LazyBytes,
     decode_frame_body,
     encode_frame,
+    encode_now,
+    joined,
     payload_hint,
     read_body,
     read_frame,
@@ -21,6 +24,7 @@ from lumera_p2p.net.frames import (
 )
 from lumera_p2p.net.virtual_time import run_virtual
 from lumera_p2p.wire.gob import GobDecodeCache
+from lumera_p2p.wire.gob.writers import BIG_CHUNK
 from lumera_p2p.wire.messages import (
     HEADER_SIZE,
     MAX_MESSAGE_SIZE,
@@ -28,6 +32,7 @@ from lumera_p2p.wire.messages import (
     BatchGetValuesRequest,
     BatchStoreDataRequest,
     FindNodeRequest,
+    FindValueResponse,
     KeyValWithClosest,
     Message,
     MessageType,
@@ -192,6 +197,28 @@ async def test_encode_and_decode_on_and_off_the_loop() -> None:
     body = inline[HEADER_SIZE:]
     assert await decode_frame_body(body) == message
     assert await decode_frame_body(body, off_loop_size=100) == message
+
+
+def test_encode_now_joins_small_frames_only() -> None:
+    small = Message(sender=Node(id=b"lumera1x"), message_type=MessageType.PING)
+    whole = encode_now(small)
+    assert isinstance(whole, bytes) and whole == encode_message(small)
+    big = Message(message_type=MessageType.STORE_DATA, data=StoreDataRequest(data=b"d" * 70000))
+    frame = encode_now(big)
+    assert not isinstance(frame, bytes) and frame.tobytes() == encode_message(big)
+    assert joined(frame) is None  # over JOIN_BELOW: written in parts
+    # A lazy value (streamed as it is sent) is never joined, even in a frame that is small.
+
+    async def read(offset: int, length: int) -> bytes:
+        return b"v" * length
+
+    lazy = Message(
+        message_type=MessageType.FIND_VALUE,
+        data=FindValueResponse(value=LazyBytes(BIG_CHUNK, read)),
+    )  # type: ignore[arg-type]
+    parts = encode_now(lazy)
+    assert not isinstance(parts, bytes) and len(parts) < 64 * 1024
+    assert any(isinstance(p, LazyBytes) for p in parts.parts)
 
 
 async def test_decode_garbage_is_a_protocol_error() -> None:

@@ -30,6 +30,9 @@ from lumera_p2p.wire.messages import Message, MessageData, MessageType
 
 R = TypeVar("R")
 
+#: Message type names, for the counters (an enum's ``name`` is a property: slow per RPC).
+_TYPE_NAMES: dict[int, str] = {t.value: t.name for t in MessageType}
+
 #: ``consume(key, value)`` → accept (True) or refuse (False) a value a plan delivers.
 Consumer = Callable[[bytes, bytes], Awaitable[bool]]
 #: ``on_answer(extra)``: a large answer has started to arrive and is given ``extra`` seconds.
@@ -99,7 +102,7 @@ class Driver:
                 for request in plan.poll(loop.time()):
                     if request.supersedes is not None:
                         self._cancel(pending, request.supersedes)
-                    task = asyncio.ensure_future(self._call(request, plan))
+                    task = loop.create_task(self._call(request, plan))
                     task.add_done_callback(functools.partial(report, request.token))
                     pending[request.token] = task
                 for token in plan.abandoned():
@@ -181,18 +184,17 @@ class Driver:
     async def _call(self, request: Request, plan: Plan[object]) -> Message:
         """One RPC: the answer must be of the type asked, or it counts as a failure."""
         counters = self._counters
-        name = request.mtype.name
-        message = self._message(request.mtype, request.peer, request.data)
-        timeout = (
-            request.timeout if request.timeout is not None else self._timeout_for(request.mtype)
-        )
+        mtype = request.mtype
+        name = _TYPE_NAMES[mtype]
+        message = self._message(mtype, request.peer, request.data)
+        timeout = request.timeout if request.timeout is not None else self._timeout_for(mtype)
         counters.rpc_sent += 1
-        counters.rpc_sent_by_type[name] = counters.rpc_sent_by_type.get(name, 0) + 1
+        sent_by_type = counters.rpc_sent_by_type
+        sent_by_type[name] = sent_by_type.get(name, 0) + 1
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
             if request.watch:
-                loop = asyncio.get_running_loop()
                 token = request.token
 
                 def on_answer(extra: float) -> None:
@@ -203,10 +205,10 @@ class Driver:
                 )
             else:
                 response = await self._transport.call(request.peer, message, timeout)
-            if response.message_type != int(request.mtype):
+            if response.message_type != mtype:
                 raise TransportError(
                     f"{request.peer}: answered type {response.message_type} "
-                    f"to a type {int(request.mtype)} request"
+                    f"to a type {int(mtype)} request"
                 )
         except TransportError:
             counters.rpc_failed += 1

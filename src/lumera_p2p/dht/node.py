@@ -385,9 +385,10 @@ class Node:
 
     # --- serving ---------------------------------------------------------------------------
 
-    async def handle(self, request: Message, peer_id: bytes) -> Message:
-        """Answer a request from the peer authenticated as ``peer_id`` (transports call this)."""
-        return await self._handler.handle(request, peer_id)
+    def handle(self, request: Message, peer_id: bytes) -> Coroutine[Any, Any, Message]:
+        """Answer a request from the peer authenticated as ``peer_id`` (transports call this
+        and await what it returns: the handler's own coroutine, not one wrapped around it)."""
+        return self._handler.handle(request, peer_id)
 
     # --- operations ------------------------------------------------------------------------
 

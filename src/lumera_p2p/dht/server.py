@@ -198,8 +198,21 @@ class RequestHandler:
         if handler is None:
             raise ProtocolError(f"unknown message type {mtype}")
         peer, receiver = self._requester(sender_id, sender.ip or "", sender.port, sender.version)
-        self._counters.requests_handled += 1
-        data = await self._timed(handler, request, peer)
+        counters = self._counters
+        counters.requests_handled += 1
+        # Counted by outcome and duration under the message's name (timed here rather than in
+        # a wrapper coroutine: one frame less for every request).
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        outcome = "failure"
+        try:
+            data = await handler(request, peer)
+            outcome = "success"
+        except asyncio.CancelledError:
+            outcome = "timeout"  # the server's handler budget, or shutdown
+            raise
+        finally:
+            counters.observe_handled(_TYPE_NAMES[mtype], outcome, loop.time() - started)
         return Message(
             sender=node.wire_node(node.me),
             receiver=receiver,
@@ -221,27 +234,6 @@ class RequestHandler:
             contact = Contact(node_id, ip, int(port or 0), version)
             known = self._requesters[key] = (contact, wire_node(contact))
         return known
-
-    async def _timed(
-        self,
-        handler: Callable[[Message, Contact], Awaitable[MessageData | None]],
-        request: Message,
-        peer: Contact,
-    ) -> MessageData | None:
-        """Run ``handler``, counting its outcome and duration under the message's name."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        outcome = "failure"
-        try:
-            data = await handler(request, peer)
-            outcome = "success"
-            return data
-        except asyncio.CancelledError:
-            outcome = "timeout"  # the server's handler budget, or shutdown
-            raise
-        finally:
-            name = _TYPE_NAMES[request.message_type]
-            self._counters.observe_handled(name, outcome, loop.time() - started)
 
     def _learn(self, peer: Contact) -> None:
         """Add an authenticated requester to the routing table if its address is usable."""

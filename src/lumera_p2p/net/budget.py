@@ -218,11 +218,13 @@ class MemoryBudget:
         await self._wait(_Waiter(extra, reservation, True, _new_future()), timeout)
 
     def _resize(self, reservation: Reservation, size: int) -> None:
-        _check_size(size)
-        _check_live(reservation)
-        if size == reservation.size:
+        held = reservation.size
+        if size < 0 or held < 0:  # (checked here rather than in two calls: once per answer)
+            _check_size(size)
+            _check_live(reservation)
+        if size == held:
             return
-        self._account(reservation.peer, size - reservation.size)
+        self._account(reservation.peer, size - held)
         reservation.size = size
         if self._waiters:
             self._wake()

@@ -61,6 +61,7 @@ from lumera_p2p.wire.messages import (
     StoreDataRequest,
     StoreDataResponse,
     decode_body,
+    encode_frame_joined,
     encode_message_parts,
     parse_header,
 )
@@ -220,6 +221,17 @@ class Frame:
         if any(isinstance(p, LazyBytes) for p in self.parts):
             raise TypeError("a frame with a lazy value has no bytes until it is sent")
         return b"".join(p for p in self.parts if not isinstance(p, LazyBytes))
+
+
+def encode_now(msg: Message) -> Frame | bytes:
+    """The frame for ``msg``, encoded on this thread: a small one (up to :data:`JOIN_BELOW`
+    bytes, no lazy value) as one ``bytes``, to be sent at once (what :func:`joined` would
+    make of its :class:`Frame`); any other as a :class:`Frame`."""
+    encoded = encode_frame_joined(msg, JOIN_BELOW)
+    if isinstance(encoded, bytes):
+        return encoded
+    parts, size = encoded
+    return Frame(tuple(parts), size)
 
 
 async def encode_frame(msg: Message, off_loop_size: int = OFF_LOOP_SIZE) -> Frame:

@@ -54,6 +54,7 @@ from lumera_p2p.net.frames import (
     decode_frame_body,
     decode_frame_now,
     detach_views,
+    encode_now,
     joined,
     payload_hint,
     read_body_view,
@@ -219,16 +220,17 @@ class TcpTransport:
         self.stats.calls += 1
         opts = self.options
         deadline = _Deadline(timeout, opts.transfer_rate, on_answer)
+        frame: Frame | bytes
         try:
             try:
                 if payload_hint(request) > opts.off_loop_size:
                     async with deadline.bound():
                         frame = await asyncio.to_thread(Frame.of, request)
                 else:
-                    frame = Frame.of(request)
+                    frame = encode_now(request)
             except GobEncodeError as exc:  # e.g. over 400 MB: no peer would take it
                 raise TransportError(f"{peer}: cannot encode the request: {exc}") from exc
-            deadline.extend(frame.size)
+            deadline.extend(len(frame))
             limit = response_limit(request, opts.max_response_size)
             return await self._exchange(peer, frame, limit, deadline)
         except TimeoutError:
@@ -240,7 +242,7 @@ class TcpTransport:
             raise
 
     async def _exchange(
-        self, peer: Contact, frame: Frame, max_size: int, deadline: _Deadline
+        self, peer: Contact, frame: Frame | bytes, max_size: int, deadline: _Deadline
     ) -> Message:
         key = peer.pool_key
         pool = self.pool
@@ -312,10 +314,10 @@ class TcpTransport:
             raise TransportError(f"{peer}: cannot connect: {reason}") from exc
 
     async def _round_trip(
-        self, conn: SecureStream, frame: Frame, max_size: int, deadline: _Deadline
+        self, conn: SecureStream, frame: Frame | bytes, max_size: int, deadline: _Deadline
     ) -> Message:
         try:
-            data = joined(frame)
+            data = frame if isinstance(frame, bytes) else joined(frame)
             if data is not None:
                 conn.send_now(data)
                 if conn.write_paused:
@@ -326,7 +328,7 @@ class TcpTransport:
                     await write_frame(conn, frame)
         except ConnectionError as exc:
             raise _StaleConnection from exc
-        self.stats.bytes_sent += frame.size
+        self.stats.bytes_sent += len(frame)
         # A small answer that arrives whole is taken straight from the record layer, bounded
         # by the connection's timer; anything else (larger, split, the stream ending) is read
         # by the ordinary readers from the same byte on.
@@ -838,7 +840,7 @@ class TcpServer:
             stream.abort()
             return False
         try:
-            data = joined(response)
+            data = response if isinstance(response, bytes) else joined(response)
             if data is None:
                 await write_frame(
                     stream,
@@ -860,7 +862,9 @@ class TcpServer:
         stats.bytes_sent += len(response)
         return True
 
-    async def _answer(self, owned: _Owned, peer: str, reservation: Reservation) -> Frame | None:
+    async def _answer(
+        self, owned: _Owned, peer: str, reservation: Reservation
+    ) -> Frame | bytes | None:
         """The encoded response, or ``None`` if the handler failed (not the peer's fault).
 
         The handler sees ``reservation`` as its :func:`current_reservation` and grows it for
@@ -887,7 +891,7 @@ class TcpServer:
                     async with budget:
                         response: Message = await step
                 else:
-                    coro = cast(Coroutine[Any, Any, Message], step)
+                    coro = cast("Coroutine[Any, Any, Message]", step)  # (no alias built per call)
                     try:
                         yielded = coro.send(None)
                     except StopIteration as done:
@@ -900,10 +904,11 @@ class TcpServer:
             hint = payload_hint(response)
             if hint > reservation.size:
                 reservation.resize(hint)
+            frame: Frame | bytes
             if hint > OFF_LOOP_SIZE:
                 frame = await asyncio.to_thread(Frame.of, response)
             else:
-                frame = Frame.of(response)
+                frame = encode_now(response)
             del response
             reservation.resize(len(frame))
             return frame

@@ -13,7 +13,10 @@ Byte-compatible with supernode ``pkg/net/credentials/alts/conn`` (wire-protocol.
 The AEAD is called through PyNaCl's cffi handle (``nacl._sodium``) rather than the
 ``nacl.bindings`` wrappers: those insist on ``bytes`` in, allocate a zeroed buffer and copy
 the result out, three extra passes over every megabyte. Calling libsodium directly lets us
-encrypt straight into the outgoing frame and decrypt in place in the receive buffer.
+encrypt straight into the outgoing frame and decrypt in place in the receive buffer. Small
+frames call the same two functions through ``ctypes.PyDLL`` instead (``secure.gil_aead``),
+which keeps the GIL: cffi releases it around every call, and in a process whose SQLite writer
+threads are busy each release costs the event loop far more than the call itself.
 
 Large frames go through OpenSSL instead (``cryptography``'s ChaCha20-Poly1305, about three
 times libsodium's speed here): XChaCha20-Poly1305 is ChaCha20-Poly1305 under the subkey
@@ -28,6 +31,7 @@ the DHT's traffic) does not need.
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 import struct
 from collections.abc import Callable, Iterator
@@ -37,6 +41,7 @@ from typing import Any, Final
 from nacl._sodium import ffi, lib
 
 from lumera_p2p.errors import CounterExhaustedError, ProtocolError
+from lumera_p2p.secure import gil_aead
 
 #: The record protocol name; also the prefix of the HKDF ``info`` (handshake §2.6).
 RECORD_PROTOCOL: Final = "ALTSRP_XCHACHA20_POLY1305_REKEY"
@@ -86,6 +91,12 @@ _ZERO12: Final = bytes(12)
 _aead_encrypt = lib.crypto_aead_xchacha20poly1305_ietf_encrypt
 _aead_decrypt = lib.crypto_aead_xchacha20poly1305_ietf_decrypt
 _NULL = ffi.NULL
+#: The same two entry points called with the GIL kept (``secure.gil_aead``), for small frames;
+#: None where they cannot be loaded (then cffi does every frame). Tests set it to None to
+#: check both bindings.
+_GIL: gil_aead.GilAead | None = gil_aead.load()
+_addressof = ctypes.addressof
+_char_at = ctypes.c_char.from_buffer
 
 
 class Side(IntEnum):
@@ -233,10 +244,25 @@ class RecordCrypto:
         out = bytearray(length + FRAME_OVERHEAD)
         _HEADER.pack_into(out, 0, length + MIN_FRAME_LEN, MSG_TYPE)
         nonce = (self.out_counter.as_int() ^ self._mask).to_bytes(COUNTER_SIZE, "little")
-        src = plaintext if type(plaintext) is bytes else _ptr(plaintext)
-        rc = _aead_encrypt(
-            _ptr(out) + HEADER_SIZE, _NULL, src, length, _NULL, 0, _NULL, nonce + _ZERO12, self._key
-        )
+        gil = _GIL
+        if gil is not None and type(plaintext) is bytes:
+            dst = _addressof(_char_at(out)) + HEADER_SIZE
+            rc = gil.encrypt(
+                dst, None, plaintext, length, None, 0, None, nonce + _ZERO12, self._key
+            )
+        else:
+            src = plaintext if type(plaintext) is bytes else _ptr(plaintext)
+            rc = _aead_encrypt(
+                _ptr(out) + HEADER_SIZE,
+                _NULL,
+                src,
+                length,
+                _NULL,
+                0,
+                _NULL,
+                nonce + _ZERO12,
+                self._key,
+            )
         if rc != 0:  # pragma: no cover - libsodium only fails on oversized input
             raise ProtocolError("XChaCha20-Poly1305 encryption failed")
         self.out_counter.inc()
@@ -291,16 +317,26 @@ class RecordCrypto:
         self.seal_into(out, 0, plaintext, len(plaintext))
         return bytes(out)
 
-    def open_at(self, view: memoryview, cptr: Any, start: int, length: int) -> bytes | None:
+    def open_at(
+        self, view: memoryview, cptr: Any, start: int, length: int, address: int = 0
+    ) -> bytes | None:
         """Authenticate and decrypt ``view[start:start+length]`` (ciphertext ‖ tag).
 
         Small frames are decrypted in place (``cptr`` is a C pointer to the same buffer,
-        made once by the caller) and None is returned: the plaintext is
-        ``view[start:start+length-16]``. Large ones come back as a new ``bytes``, which the
-        reader can hand to the application without another copy.
+        made once by the caller, and ``address``, if not 0, its address as an int) and None
+        is returned: the plaintext is ``view[start:start+length-16]``. Large ones come back
+        as a new ``bytes``, which the reader can hand to the application without another copy.
         """
         nonce12 = self._nonce12(self.in_counter)
-        aead = self._aead(nonce12) if _HAVE_INTO and length - TAG_SIZE >= FAST_PATH_MIN else None
+        small = length - TAG_SIZE < FAST_PATH_MIN
+        gil = _GIL
+        if small and address and gil is not None:
+            p = address + start
+            if gil.decrypt(p, None, None, p, length, None, 0, nonce12 + _ZERO12, self._key):
+                raise _auth_error()
+            self.in_counter.inc()
+            return None
+        aead = self._aead(nonce12) if _HAVE_INTO and not small else None
         if aead is not None:
             from cryptography.exceptions import InvalidTag  # noqa: PLC0415
 
@@ -460,6 +496,7 @@ class RecordReader:
         self._buf = buf
         self._view = memoryview(buf)
         self._cptr: Any = _ptr(buf)
+        self._address = _addressof(_char_at(buf))
 
     # --- state ---------------------------------------------------------------------------
 
@@ -611,7 +648,7 @@ class RecordReader:
             if msg_type & 0xFF != MSG_TYPE:
                 _check_header(length, msg_type)
             plain = crypto.open_at(
-                self._view, self._cptr, start + HEADER_SIZE, length - TYPE_FIELD_SIZE
+                self._view, self._cptr, start + HEADER_SIZE, length - TYPE_FIELD_SIZE, self._address
             )
         except ProtocolError as exc:
             self._error = exc
@@ -704,12 +741,11 @@ class RecordReader:
             del view
             self.skip(size)
             return data
-        view = self._view[pos : self._pt_end]
-        size = framer(view)
+        size = framer(self._view[pos : self._pt_end])
         if size < 0:
             return False
-        self._pt_pos = pos + size
-        return bytes(view[:size])
+        self._pt_pos = end = pos + size
+        return self._buf[pos:end]  # the mmap's slice: a copy, as bytes
 
     def peek(self) -> memoryview | None:
         """The unread plaintext of the frame opened last, opening the next complete frame if
