@@ -451,7 +451,9 @@ class LocalStore:
                 or tally.current(limits.DATA_BYTES) + size <= caps.max_storage_bytes
             ):
                 row = (key.hex(), data, datatype, False, now, now)
-                if conn.execute(_INSERT_IF_ABSENT, row).rowcount == 0:
+                # executemany: the same statement, one GIL release fewer than execute (which
+                # reads lastrowid with the GIL let go).
+                if conn.executemany(_INSERT_IF_ABSENT, (row,)).rowcount == 0:
                     return False  # held: nothing written
                 if caps.counts_bytes:
                     tally.add(limits.DATA_BYTES, size)
