@@ -644,27 +644,32 @@ async def test_a_one_statement_job_alone_is_its_own_transaction(
     assert writer.commits == 2
 
 
-async def test_one_statement_jobs_in_a_group_keep_their_savepoints(
-    writer: WriterThread, db: Path
-) -> None:
-    gate = Gate()
-    blocked = asyncio.ensure_future(writer.submit(gate))
-    await gate.wait_entered()
-    first = asyncio.ensure_future(writer.submit(insert("a"), one_statement=True))
-    dup = asyncio.ensure_future(writer.submit(insert("a"), one_statement=True))
-    bad = asyncio.ensure_future(writer.submit(half_then_fail))
-    last = asyncio.ensure_future(writer.submit(insert("b"), one_statement=True))
-    await wait_queued(writer, 4)
-    gate.release.set()
-    await blocked
-    assert await first == "a"
-    with pytest.raises(StoreError, match="UNIQUE"):
-        await dup
-    with pytest.raises(KeyError):
-        await bad
-    assert await last == "b"
-    assert rows(db) == {"a": 0, "b": 0}
-    assert writer.commits == 2  # the gate's, then one for the four
+async def test_one_statement_jobs_in_a_group_fail_alone_without_savepoints(db: Path) -> None:
+    heard = Heard()
+    w = WriterThread(str(db), PRAGMAS, listener=heard)
+    w.start()
+    try:
+        gate = Gate()
+        blocked = asyncio.ensure_future(w.submit(gate))
+        await gate.wait_entered()
+        first = asyncio.ensure_future(w.submit(insert("a"), one_statement=True))
+        dup = asyncio.ensure_future(w.submit(insert("a"), one_statement=True))
+        bad = asyncio.ensure_future(w.submit(half_then_fail))
+        last = asyncio.ensure_future(w.submit(insert("b"), one_statement=True))
+        await wait_queued(w, 4)
+        gate.release.set()
+        await blocked
+        assert await first == "a"
+        with pytest.raises(StoreError, match="UNIQUE"):
+            await dup  # SQLite undid the statement: nothing else of the group is
+        with pytest.raises(KeyError):
+            await bad
+        assert await last == "b"
+        assert rows(db) == {"a": 0, "b": 0}
+        assert w.commits == 2  # the gate's, then one for the four
+        assert heard.events == ["committed", "committed"]  # nothing run twice
+    finally:
+        w.close()
 
 
 async def test_a_group_is_settled_with_one_wake_of_the_loop(
@@ -713,3 +718,30 @@ async def test_a_closed_loop_in_a_group_does_not_stop_the_others_answers(
     assert await before == "before"
     assert await after == "after"
     assert rows(db) == {"before": 0, "orphan": 0, "after": 0}
+
+
+async def test_a_one_statement_job_failing_after_its_write_in_a_group_is_undone(db: Path) -> None:
+    # It broke its promise (it raised after its statement changed a row): without a
+    # savepoint only undoing the transaction takes that row back; the others run again.
+    heard = Heard()
+    w = WriterThread(str(db), PRAGMAS, listener=heard)
+    w.start()
+    try:
+        gate = Gate()
+        blocked = asyncio.ensure_future(w.submit(gate))
+        await gate.wait_entered()
+        before = asyncio.ensure_future(w.submit(insert("a"), one_statement=True))
+        bad = asyncio.ensure_future(w.submit(half_then_fail, one_statement=True))
+        after = asyncio.ensure_future(w.submit(insert("b")))
+        await wait_queued(w, 3)
+        gate.release.set()
+        await blocked
+        assert await before == "a"
+        with pytest.raises(KeyError, match="own bug"):
+            await bad
+        assert await after == "b"
+        assert rows(db) == {"a": 0, "b": 0}  # no "half"
+        assert w.commits == 2  # the gate's, then the two run again
+        assert heard.events == ["committed", "rolled back", "committed"]
+    finally:
+        w.close()

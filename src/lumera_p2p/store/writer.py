@@ -11,9 +11,10 @@ follow committed rows that way, see :mod:`.tally`).
 Every SQLite call lets go of the GIL and takes it back, which costs the busy event loop a wait
 each time, so the common case is kept short: a job alone in its group runs without savepoints
 (its failure undoes the transaction, the same outcome), a job that declares it writes with one
-statement runs alone in SQLite's own transaction of that statement (no BEGIN, no COMMIT: the
-statement commits, and is durable, before it returns), and a group's futures are settled with
-one wake of each caller's loop.
+statement runs without a savepoint in a group (SQLite undoes a failing statement itself) and,
+alone, in SQLite's own transaction of that statement (no BEGIN, no COMMIT: the statement
+commits, and is durable, before it returns), and a group's futures are settled with one wake
+of each caller's loop.
 """
 
 from __future__ import annotations
@@ -307,27 +308,39 @@ class WriterThread:
         A job that fails is rolled back to its savepoint and reported to its caller alone. But
         SQLite rolls back the *whole* transaction on some errors (a full disk among them); then
         the failing job is reported and the others, whose work was undone, are run again.
+
+        A one-statement job runs without a savepoint: SQLite undoes a statement that fails
+        (or the whole transaction, as above). Should such a job fail after its statement
+        changed rows, only undoing the transaction takes them back: it is undone, the job
+        reported, and the others run again.
         """
         done: dict[int, tuple[Any, BaseException | None]] = {}
         try:
             conn.execute("BEGIN IMMEDIATE")
             for index in todo:
-                conn.execute("SAVEPOINT job")
+                savepoint = not group[index].one_statement
+                if savepoint:
+                    conn.execute("SAVEPOINT job")
+                changes = conn.total_changes
                 try:
                     result = group[index].job(conn)
                 except Exception as exc:  # the job's own failure goes back to its caller
                     failed: BaseException = exc
                     if isinstance(exc, sqlite3.Error):
                         failed = describe_sqlite_error(exc, self._path)
-                    if not conn.in_transaction:
+                    if not conn.in_transaction or (not savepoint and conn.total_changes != changes):
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
                         self._rolled_back()
                         outcomes[index] = (None, failed)
                         return [i for i in todo if i != index]
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
+                    if savepoint:
+                        conn.execute("ROLLBACK TO job")
+                        conn.execute("RELEASE job")
                     done[index] = (None, failed)
                 else:
-                    conn.execute("RELEASE job")
+                    if savepoint:
+                        conn.execute("RELEASE job")
                     done[index] = (result, None)
             conn.execute("COMMIT")
             self.commits += 1
