@@ -1,4 +1,5 @@
-"""Child process of the crash test: store batches forever, printing each acknowledged key."""
+"""Child process of the crash test: store batches (or, in ``single`` mode, single values by
+both single-value paths) forever, printing each acknowledged key."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import asyncio
 import random
 import sys
 
+import blake3
+
 from lumera_p2p.store import LocalStore
 from lumera_p2p.store.schema import SYNCHRONOUS_MODES
 
 
-async def main(data_dir: str, seed: int, synchronous: str) -> None:
+async def main(data_dir: str, seed: int, synchronous: str, mode: str) -> None:
     mode = next(m for m in SYNCHRONOUS_MODES if m == synchronous)
     rng = random.Random(seed)
     store = await LocalStore.open(data_dir, checkpoint_interval=0.2, synchronous=mode)
@@ -25,7 +28,15 @@ async def main(data_dir: str, seed: int, synchronous: str) -> None:
             for i in range(size)
         ]
         n += 1
-        keys = await store.store_batch(values)
+        if mode == "single":  # one value a call: each commit is its one statement
+            value = values[0]
+            if rng.random() < 0.5:
+                keys = [await store.store_value(value)]
+            else:
+                assert await store.store_if_absent(value)
+                keys = [blake3.blake3(value).digest()]
+        else:
+            keys = await store.store_batch(values)
         sys.stdout.write("".join(f"{k.hex()}\n" for k in keys))
         sys.stdout.flush()
 
@@ -34,4 +45,4 @@ async def main(data_dir: str, seed: int, synchronous: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3]))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]))

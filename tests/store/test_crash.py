@@ -25,13 +25,14 @@ CHILD = Path(__file__).with_name("crash_child.py")
 DEADLINE = 60.0
 
 
-def kill_after_acks(data_dir: Path, seed: int, synchronous: str) -> list[str]:
-    """Run the child until it has acknowledged a random number of keys, SIGKILL it, and
-    return every key it acknowledged (the kill lands while it keeps on storing)."""
+def kill_after_acks(data_dir: Path, seed: int, synchronous: str, mode: str) -> list[str]:
+    """Run the child (storing in ``mode``: batches or single values) until it has
+    acknowledged a random number of keys, SIGKILL it, and return every key it acknowledged
+    (the kill lands while it keeps on storing)."""
     rng = random.Random(seed)
     target = rng.randint(50, 1500)
     proc = subprocess.Popen(
-        [sys.executable, str(CHILD), str(data_dir), str(seed), synchronous],
+        [sys.executable, str(CHILD), str(data_dir), str(seed), synchronous, mode],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -61,7 +62,20 @@ def kill_after_acks(data_dir: Path, seed: int, synchronous: str) -> list[str]:
 @pytest.mark.parametrize("synchronous", ["full", "normal"])
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
 def test_acknowledged_writes_survive_sigkill(tmp_path: Path, seed: int, synchronous: str) -> None:
-    acked = kill_after_acks(tmp_path, seed, synchronous)
+    check_survivors(tmp_path, kill_after_acks(tmp_path, seed, synchronous, "batch"))
+
+
+@pytest.mark.parametrize("synchronous", ["full", "normal"])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_acknowledged_single_writes_survive_sigkill(
+    tmp_path: Path, seed: int, synchronous: str
+) -> None:
+    # A value stored alone commits as its one statement, without BEGIN or COMMIT.
+    check_survivors(tmp_path, kill_after_acks(tmp_path, seed, synchronous, "single"))
+
+
+def check_survivors(tmp_path: Path, acked: list[str]) -> None:
+    """Every acknowledged key is in the (intact) database with a value that hashes to it."""
     conn = sqlite3.connect(tmp_path / "data001.sqlite3")
     try:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -67,6 +68,68 @@ async def test_store_if_absent_on_a_full_node_refuses_only_new_values(tmp_path: 
         assert s.storage_full_refusals == 1
         assert not await s.store_if_absent(b"a" * 900)  # held: fine even when full
         assert await s.missing([h(b"b" * 200)]) == [h(b"b" * 200)]
+    finally:
+        await s.close()
+
+
+def summed(store: LocalStore) -> int:
+    conn = sqlite3.connect(store.data_path)
+    try:
+        return int(conn.execute("SELECT COALESCE(SUM(length(data)), 0) FROM data").fetchone()[0])
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("max_storage_bytes", [0, 1000, 10**9])
+async def test_store_if_absent_answers_alike_on_both_paths(
+    tmp_path: Path, max_storage_bytes: int
+) -> None:
+    # A value that fits whether or not it is held is inserted unless present, in one
+    # statement; one that might not fit is looked up first. At 1000 bytes the held values
+    # below take the second path, at 0 and 10**9 the first: the answers are the same.
+    s = await LocalStore.open(tmp_path, max_storage_bytes=max_storage_bytes)
+    a, b, c = b"a" * 400, b"b" * 300, b"c" * 250
+    try:
+        answers = []
+        for value in (a, b, a, b, c, c, a):
+            before = row(s, h(value))
+            answers.append(await s.store_if_absent(value, datatype=1))
+            if before is not None:
+                assert row(s, h(value)) == before  # held: its stamps are untouched
+        assert answers == [True, True, False, False, True, False, False]
+        assert await s.count() == 3
+        assert summed(s) == 950
+        assert s.stored_bytes() == (None if max_storage_bytes == 0 else 950)
+        if max_storage_bytes == 1000:
+            with pytest.raises(StorageFull):
+                await s.store_if_absent(b"d" * 100)
+            assert s.storage_full_refusals == 1
+            assert s.stored_bytes() == 950 == summed(s)
+        else:
+            assert await s.store_if_absent(b"d" * 100)
+    finally:
+        await s.close()
+
+
+async def test_store_if_absent_in_one_group_stores_a_value_once(tmp_path: Path) -> None:
+    s = await LocalStore.open(tmp_path, max_storage_bytes=10_000)
+    try:
+        inside, release = threading.Event(), threading.Event()
+
+        def hold(conn: sqlite3.Connection) -> None:
+            inside.set()
+            release.wait(30)
+
+        held = asyncio.ensure_future(s._data_writer.submit(hold))
+        assert await asyncio.to_thread(inside.wait, 30)
+        values = [b"x" * 100, b"y" * 200, b"x" * 100, b"z" * 300, b"y" * 200]
+        writes = [asyncio.ensure_future(s.store_if_absent(v)) for v in values]
+        await asyncio.sleep(0)  # every write has reached the writer's queue
+        release.set()
+        await held
+        assert await asyncio.gather(*writes) == [True, True, False, True, False]
+        assert s._data_writer.commits == 2  # the hold's, then the five in one
+        assert s.stored_bytes() == 600 == summed(s)
     finally:
         await s.close()
 

@@ -588,3 +588,160 @@ async def test_the_listener_hears_each_commit_and_each_undone_transaction(db: Pa
     finally:
         w.close()
     assert rows(db) == {"a": 0, "c": 0}
+
+
+# --- a job alone, one-statement jobs, one wake per group ----------------------------------------
+
+
+def half_then_fail(conn: sqlite3.Connection) -> None:
+    conn.execute("INSERT INTO t(k, v) VALUES('half', 0)")
+    raise KeyError("the job's own bug")
+
+
+@pytest.mark.parametrize("one_statement", [False, True])
+async def test_a_failing_job_alone_is_undone_and_reported(db: Path, one_statement: bool) -> None:
+    # Alone in its group a job has no savepoint: its failure undoes the whole transaction,
+    # which is all it holds. (A one-statement job's own statement is its transaction.)
+    heard = Heard()
+    w = WriterThread(str(db), PRAGMAS, listener=heard)
+    w.start()
+    try:
+        assert await w.submit(insert("a", 1), one_statement=one_statement) == "a"
+        assert (w.commits, heard.events) == (1, ["committed"])
+        with pytest.raises(KeyError, match="own bug"):
+            await w.submit(half_then_fail)  # (a second write: not a one-statement job)
+        assert (w.commits, heard.events) == (1, ["committed", "rolled back"])
+        with pytest.raises(StoreError, match="UNIQUE") as info:
+            await w.submit(insert("a", 2), one_statement=one_statement)
+        assert str(info.value).startswith(f"{db}: ")
+        assert (w.commits, heard.events) == (1, ["committed", "rolled back", "rolled back"])
+        assert rows(db) == {"a": 1}  # nothing of either failed job, "half" included
+        # The connection is fine afterwards, and nothing of the failures is left open.
+        assert await w.submit(insert("b"), one_statement=one_statement) == "b"
+        assert (w.commits, heard.events[-1]) == (2, "committed")
+        assert rows(db) == {"a": 1, "b": 0}
+    finally:
+        w.close()
+
+
+async def test_a_one_statement_job_alone_is_its_own_transaction(
+    writer: WriterThread, db: Path
+) -> None:
+    def probe(conn: sqlite3.Connection) -> bool:
+        open_before = conn.in_transaction
+        conn.execute("INSERT INTO t(k, v) VALUES('x', 1)")
+        # Committed as the statement returned: another connection sees it already.
+        assert rows(db) == {"x": 1}
+        return open_before
+
+    assert await writer.submit(probe, one_statement=True) is False
+
+    # Without the promise, the same job runs in an explicit transaction.
+    def explicit(conn: sqlite3.Connection) -> bool:
+        return conn.in_transaction
+
+    assert await writer.submit(explicit) is True
+    assert writer.commits == 2
+
+
+async def test_one_statement_jobs_in_a_group_fail_alone_without_savepoints(db: Path) -> None:
+    heard = Heard()
+    w = WriterThread(str(db), PRAGMAS, listener=heard)
+    w.start()
+    try:
+        gate = Gate()
+        blocked = asyncio.ensure_future(w.submit(gate))
+        await gate.wait_entered()
+        first = asyncio.ensure_future(w.submit(insert("a"), one_statement=True))
+        dup = asyncio.ensure_future(w.submit(insert("a"), one_statement=True))
+        bad = asyncio.ensure_future(w.submit(half_then_fail))
+        last = asyncio.ensure_future(w.submit(insert("b"), one_statement=True))
+        await wait_queued(w, 4)
+        gate.release.set()
+        await blocked
+        assert await first == "a"
+        with pytest.raises(StoreError, match="UNIQUE"):
+            await dup  # SQLite undid the statement: nothing else of the group is
+        with pytest.raises(KeyError):
+            await bad
+        assert await last == "b"
+        assert rows(db) == {"a": 0, "b": 0}
+        assert w.commits == 2  # the gate's, then one for the four
+        assert heard.events == ["committed", "committed"]  # nothing run twice
+    finally:
+        w.close()
+
+
+async def test_a_group_is_settled_with_one_wake_of_the_loop(
+    writer: WriterThread, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop = asyncio.get_running_loop()
+    wakes: list[object] = []
+    real = loop.call_soon_threadsafe
+
+    def counting(callback: Any, *args: Any, **kwargs: Any) -> Any:
+        if callback in (writer_mod._settle, writer_mod._settle_all):  # (not to_thread's)
+            wakes.append(callback)
+        return real(callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_soon_threadsafe", counting)
+    gate = Gate()
+    blocked = asyncio.ensure_future(writer.submit(gate))
+    await gate.wait_entered()
+    jobs = [asyncio.ensure_future(writer.submit(insert(f"k{i}", i))) for i in range(10)]
+    doomed = asyncio.ensure_future(writer.submit(insert("cancelled")))
+    bad = asyncio.ensure_future(writer.submit(half_then_fail))
+    await wait_queued(writer, 12)
+    doomed.cancel()
+    gate.release.set()
+    await blocked
+    assert await asyncio.gather(*jobs) == [f"k{i}" for i in range(10)]
+    with pytest.raises(KeyError):
+        await bad
+    assert doomed.cancelled()  # its write still happened; its caller is simply gone
+    assert len(wakes) == 2  # the gate's group, then all twelve at once
+    assert rows(db) == {**{f"k{i}": i for i in range(10)}, "cancelled": 0}
+
+
+async def test_a_closed_loop_in_a_group_does_not_stop_the_others_answers(
+    writer: WriterThread, db: Path
+) -> None:
+    gate = Gate()
+    blocked = asyncio.ensure_future(writer.submit(gate))
+    await gate.wait_entered()
+    before = asyncio.ensure_future(writer.submit(insert("before")))
+    await abandon_a_job(writer, insert("orphan"))
+    after = asyncio.ensure_future(writer.submit(insert("after")))
+    await wait_queued(writer, 3)
+    gate.release.set()
+    await blocked
+    assert await before == "before"
+    assert await after == "after"
+    assert rows(db) == {"before": 0, "orphan": 0, "after": 0}
+
+
+async def test_a_one_statement_job_failing_after_its_write_in_a_group_is_undone(db: Path) -> None:
+    # It broke its promise (it raised after its statement changed a row): without a
+    # savepoint only undoing the transaction takes that row back; the others run again.
+    heard = Heard()
+    w = WriterThread(str(db), PRAGMAS, listener=heard)
+    w.start()
+    try:
+        gate = Gate()
+        blocked = asyncio.ensure_future(w.submit(gate))
+        await gate.wait_entered()
+        before = asyncio.ensure_future(w.submit(insert("a"), one_statement=True))
+        bad = asyncio.ensure_future(w.submit(half_then_fail, one_statement=True))
+        after = asyncio.ensure_future(w.submit(insert("b")))
+        await wait_queued(w, 3)
+        gate.release.set()
+        await blocked
+        assert await before == "a"
+        with pytest.raises(KeyError, match="own bug"):
+            await bad
+        assert await after == "b"
+        assert rows(db) == {"a": 0, "b": 0}  # no "half"
+        assert w.commits == 2  # the gate's, then the two run again
+        assert heard.events == ["committed", "rolled back", "committed"]
+    finally:
+        w.close()

@@ -178,6 +178,11 @@ _UPSERT_LARGE = (
     "SELECT ?, ?, ?, ?, ?, ?, false WHERE ? ON CONFLICT(key) DO UPDATE SET data=excluded.data, "
     "updatedAt=excluded.updatedAt, is_on_cloud=false"
 )
+#: ``_UPSERT_VALUE`` that leaves a held key alone (its rowcount says whether it inserted).
+_INSERT_IF_ABSENT = (
+    "INSERT INTO data(key, data, datatype, is_original, createdAt, updatedAt, is_on_cloud) "
+    "VALUES(?, ?, ?, ?, ?, ?, false) ON CONFLICT(key) DO NOTHING"
+)
 _IS_DISABLED = "SELECT 1 FROM disabled_keys WHERE key=? AND createdAt > ?"
 _IS_HELD = "SELECT 1 FROM data WHERE key=?"
 _UPSERT_REPLICATION_KEY = (
@@ -410,8 +415,12 @@ class LocalStore:
         def job(conn: sqlite3.Connection) -> list[bytes]:
             return self._write(conn, keyed(), datatype, is_original, now)
 
+        # One value is one row of one statement (below LARGE_WRITE, see ``_write``).
+        first = items[0]
+        size = len(first[1]) if isinstance(first, tuple) else len(first)
+        one = len(items) == 1 and size < LARGE_WRITE
         try:
-            return await self._data_writer.submit(job)
+            return await self._data_writer.submit(job, one_statement=one)
         except StorageFull:
             self.storage_full_refusals += 1
             raise
@@ -422,20 +431,40 @@ class LocalStore:
         Raises ``ValueTooLarge``, and ``StorageFull`` for a new value that does not fit.
 
         The writer looks for the key in the transaction that would store it, so nothing is
-        read on the event loop, and the answer is as of that commit.
+        read on the event loop, and the answer is as of that commit. Usually that is one
+        ``INSERT … ON CONFLICT DO NOTHING``, whose row count says whether it stored: when
+        the value fits under ``max_storage_bytes`` whether or not it is held (or nothing is
+        counted), and it is below ``LARGE_WRITE``. Otherwise the key is looked up first and
+        ``_write`` stores it (or refuses it), as for a batch.
         """
         keyed = self._keying([value])
         now = self._stamps.now()
+        caps = self.limits
+        tally = self._tally
 
         def job(conn: sqlite3.Connection) -> bool:
             pairs = keyed()
-            if conn.execute(_IS_HELD, (pairs[0][0].hex(),)).fetchone() is not None:
+            ((key, data),) = pairs
+            size = len(data)
+            if size < LARGE_WRITE and (
+                not caps.counts_bytes
+                or tally.current(limits.DATA_BYTES) + size <= caps.max_storage_bytes
+            ):
+                row = (key.hex(), data, datatype, False, now, now)
+                # executemany: the same statement, one GIL release fewer than execute (which
+                # reads lastrowid with the GIL let go).
+                if conn.executemany(_INSERT_IF_ABSENT, (row,)).rowcount == 0:
+                    return False  # held: nothing written
+                if caps.counts_bytes:
+                    tally.add(limits.DATA_BYTES, size)
+                return True
+            if conn.execute(_IS_HELD, (key.hex(),)).fetchone() is not None:
                 return False
             self._write(conn, pairs, datatype, False, now)
             return True
 
         try:
-            return await self._data_writer.submit(job)
+            return await self._data_writer.submit(job, one_statement=len(value) < LARGE_WRITE)
         except StorageFull:
             self.storage_full_refusals += 1
             raise

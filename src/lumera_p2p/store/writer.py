@@ -7,6 +7,14 @@ then resolves the futures: group commit, so many small writes share one fsync, a
 acknowledged before it is durable. When idle, or on a timer, the thread checkpoints the WAL.
 An optional listener hears of every commit and every undone transaction (the store's counters
 follow committed rows that way, see :mod:`.tally`).
+
+Every SQLite call lets go of the GIL and takes it back, which costs the busy event loop a wait
+each time, so the common case is kept short: a job alone in its group runs without savepoints
+(its failure undoes the transaction, the same outcome), a job that declares it writes with one
+statement runs without a savepoint in a group (SQLite undoes a failing statement itself) and,
+alone, in SQLite's own transaction of that statement (no BEGIN, no COMMIT: the statement
+commits, and is durable, before it returns), and a group's futures are settled with one wake
+of each caller's loop.
 """
 
 from __future__ import annotations
@@ -41,11 +49,17 @@ class TransactionListener(Protocol):
     def rolled_back(self) -> None: ...
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending(Generic[T]):
     job: Job[T]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[T]
+    #: The job writes with at most one statement (see ``WriterThread.submit``).
+    one_statement: bool = False
+
+
+#: What a job came to: its future, and its result or its error.
+_Outcome = tuple[asyncio.Future[Any], Any, BaseException | None]
 
 
 def _settle(fut: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -55,6 +69,21 @@ def _settle(fut: asyncio.Future[Any], result: Any, error: BaseException | None) 
         fut.set_exception(error)
     else:
         fut.set_result(result)
+
+
+def _settle_all(outcomes: list[_Outcome]) -> None:
+    for fut, result, error in outcomes:
+        _settle(fut, result, error)
+
+
+def _deliver(loop: asyncio.AbstractEventLoop, outcomes: list[_Outcome]) -> None:
+    """Settle ``outcomes`` (futures of ``loop``) with one wake of that loop."""
+    # A RuntimeError means the caller's loop is closed: nobody is waiting any more.
+    with contextlib.suppress(RuntimeError):
+        if len(outcomes) == 1:
+            loop.call_soon_threadsafe(_settle, *outcomes[0])
+        else:
+            loop.call_soon_threadsafe(_settle_all, outcomes)
 
 
 def describe_sqlite_error(exc: BaseException, path: str) -> StoreError:
@@ -112,8 +141,13 @@ class WriterThread:
             self._thread.join()
             raise describe_sqlite_error(self._open_error, self._path)
 
-    async def submit(self, job: Job[T]) -> T:
-        """Run ``job`` in the writer; return its result once its transaction has committed."""
+    async def submit(self, job: Job[T], *, one_statement: bool = False) -> T:
+        """Run ``job`` in the writer; return its result once its transaction has committed.
+
+        ``one_statement`` promises that ``job`` changes the database with at most one
+        statement (it may read before it): alone in the queue, it then runs without BEGIN and
+        COMMIT, as that statement's own transaction, committed when the statement returns.
+        """
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
         with self._lock:
@@ -121,7 +155,7 @@ class WriterThread:
                 raise StoreError(self._broken)
             if self._closed:
                 raise StoreError(f"{self._path}: the store is closed")
-            self._queue.put(_Pending(job, loop, fut))
+            self._queue.put(_Pending(job, loop, fut, one_statement))
         return await fut
 
     def close(self) -> None:
@@ -166,11 +200,9 @@ class WriterThread:
                     stopping = True
                 else:
                     group.append(first)
-                while len(group) < MAX_GROUP:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
+                # (Only this thread takes from the queue: not empty means get_nowait succeeds.)
+                while len(group) < MAX_GROUP and not self._queue.empty():
+                    item = self._queue.get_nowait()
                     if item is None:
                         stopping = True
                         break
@@ -213,15 +245,56 @@ class WriterThread:
                 )
 
     def _run_group(self, conn: sqlite3.Connection, group: list[_Pending[Any]]) -> None:
+        if len(group) == 1:
+            pending = group[0]
+            result, error = self._run_alone(conn, pending)
+            _deliver(pending.loop, [(pending.future, result, error)])
+            return
         outcomes: dict[int, tuple[Any, BaseException | None]] = {}
         todo = list(range(len(group)))
         while todo:
             todo = self._transaction(conn, group, todo, outcomes)
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
         for index, pending in enumerate(group):
             result, error = outcomes[index]
-            # A RuntimeError means the caller's loop is closed: nobody is waiting any more.
-            with contextlib.suppress(RuntimeError):
-                pending.loop.call_soon_threadsafe(_settle, pending.future, result, error)
+            by_loop.setdefault(pending.loop, []).append((pending.future, result, error))
+        for loop, settled in by_loop.items():
+            _deliver(loop, settled)
+
+    def _run_alone(
+        self, conn: sqlite3.Connection, pending: _Pending[Any]
+    ) -> tuple[Any, BaseException | None]:
+        """Run a job that has the transaction to itself: no savepoint, since its failure
+        undoing the transaction is the outcome a savepoint would give; no BEGIN or COMMIT
+        for a job of one statement, whose own transaction commits as it returns."""
+        explicit = not pending.one_statement
+        try:
+            if explicit:
+                conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = pending.job(conn)
+            except Exception as exc:  # the job's own failure goes back to its caller
+                failed: BaseException = exc
+                if isinstance(exc, sqlite3.Error):
+                    failed = describe_sqlite_error(exc, self._path)
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                self._rolled_back()
+                return None, failed
+            if explicit or conn.in_transaction:  # (a one-statement job leaves none open)
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            # As in ``_transaction``: BEGIN, COMMIT or ROLLBACK failed, nothing is durable.
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            self._rolled_back()
+            failure = describe_sqlite_error(exc, self._path)
+            log.error("write transaction failed: %s", failure)
+            return None, failure
+        self.commits += 1
+        if self._listener is not None:
+            self._listener.committed()
+        return result, None
 
     def _transaction(
         self,
@@ -235,27 +308,39 @@ class WriterThread:
         A job that fails is rolled back to its savepoint and reported to its caller alone. But
         SQLite rolls back the *whole* transaction on some errors (a full disk among them); then
         the failing job is reported and the others, whose work was undone, are run again.
+
+        A one-statement job runs without a savepoint: SQLite undoes a statement that fails
+        (or the whole transaction, as above). Should such a job fail after its statement
+        changed rows, only undoing the transaction takes them back: it is undone, the job
+        reported, and the others run again.
         """
         done: dict[int, tuple[Any, BaseException | None]] = {}
         try:
             conn.execute("BEGIN IMMEDIATE")
             for index in todo:
-                conn.execute("SAVEPOINT job")
+                savepoint = not group[index].one_statement
+                if savepoint:
+                    conn.execute("SAVEPOINT job")
+                changes = conn.total_changes
                 try:
                     result = group[index].job(conn)
                 except Exception as exc:  # the job's own failure goes back to its caller
                     failed: BaseException = exc
                     if isinstance(exc, sqlite3.Error):
                         failed = describe_sqlite_error(exc, self._path)
-                    if not conn.in_transaction:
+                    if not conn.in_transaction or (not savepoint and conn.total_changes != changes):
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
                         self._rolled_back()
                         outcomes[index] = (None, failed)
                         return [i for i in todo if i != index]
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
+                    if savepoint:
+                        conn.execute("ROLLBACK TO job")
+                        conn.execute("RELEASE job")
                     done[index] = (None, failed)
                 else:
-                    conn.execute("RELEASE job")
+                    if savepoint:
+                        conn.execute("RELEASE job")
                     done[index] = (result, None)
             conn.execute("COMMIT")
             self.commits += 1
