@@ -180,8 +180,14 @@ class Lookup:
             self.value_from = peer
         else:
             self._width = self.alpha  # the nearest did not have it: search at full width
+        hop = cand.hop + 1
+        by_hash = self._by_hash
         for contact in contacts:
-            self._offer(contact, cand.hop + 1)
+            known = by_hash.get(contact.hashed_id)
+            if known is None:
+                self._offer(contact, hop)
+            elif hop < known.hop:  # most of an answer names candidates known already
+                known.hop = hop
         self._refresh_done()
 
     def on_failure(self, peer: Contact, now: float, *, retry: bool = True) -> None:

@@ -148,19 +148,23 @@ class RoutingTable:
         is_banned: Callable[[bytes], bool] | None = None,
     ) -> AddResult:
         """Record that ``contact`` was seen alive (it answered, or it sent us a request)."""
-        if contact.hashed_id == self.self_hash:
-            return _REJECTED
         hashed = contact.hashed_id
-        index = self._index(contact.int_id)
+        if hashed == self.self_hash:
+            return _REJECTED
+        d = self._self_int ^ contact.int_id  # ``_index``, inline: every answer and request
+        index = d.bit_length() - 1 if d else 0
         bucket = self._buckets[index]
-        self._failures.pop(hashed, None)
-        if hashed in self._by_hash:
+        if self._failures:
+            self._failures.pop(hashed, None)
+        known = self._by_hash.get(hashed)
+        if known is not None:
             self._seen[hashed] = now
             del bucket[hashed]
             bucket[hashed] = contact  # most recently seen; the address may have changed
-            self._by_hash[hashed] = contact
-            self._by_int[contact.int_id] = contact
-            if self._pinging.get(index) == hashed:
+            if known is not contact:
+                self._by_hash[hashed] = contact
+                self._by_int[contact.int_id] = contact
+            if self._pinging and self._pinging.get(index) == hashed:
                 del self._pinging[index]  # it answered: it stays
             return _UPDATED
         if len(bucket) < self.k:

@@ -140,7 +140,8 @@ class LookupPlan(Plan[LookupOutcome]):
         self._poisoners: list[Contact] = []
         # What the reader made of each node named so far: the answers of one lookup name
         # the same nodes again and again (a 20-node answer from each of ~7 peers).
-        self._read: dict[tuple[bytes, str, int, str], Contact | None] = {}
+        # (IP, port, version, contact) by node ID.
+        self._read: dict[bytes, tuple[str, int, str, Contact | None]] = {}
         self._emit(LookupStarted(target))
 
     @classmethod
@@ -252,20 +253,34 @@ class LookupPlan(Plan[LookupOutcome]):
         return MessageType.FIND_VALUE, FindValueRequest(target=self.target)
 
     def _contacts(self, nodes: Iterable[WireNode | None] | None) -> list[Contact]:
-        """``ContactReader.contacts`` of ``nodes``, each node read once per lookup."""
+        """The contacts ``nodes`` make (``ContactReader.contact``), each node read once per
+        lookup. A node named twice in one answer comes twice: the lookup keeps the first."""
         read = self._read
-        out: dict[bytes, Contact] = {}
+        reader = self._reader
+        out: list[Contact] = []
         for node in nodes or ():
             if node is None:
                 continue
-            name = (bytes(node.id or b""), node.ip, node.port, node.version)
-            if name in read:
-                contact = read[name]
+            # By ID, the rest compared: one hash per node named, not four (its fields are
+            # fresh objects in every answer, whose hashes are computed anew).
+            try:
+                known = read.get(node.id)
+            except TypeError:  # an unhashable ID (a bytearray): read afresh, not remembered
+                contact = reader.contact(node)
             else:
-                contact = read[name] = self._reader.contact(node)
-            if contact is not None and contact.hashed_id not in out:
-                out[contact.hashed_id] = contact
-        return list(out.values())
+                if (
+                    known is not None
+                    and known[0] == node.ip
+                    and known[1] == node.port
+                    and known[2] == node.version
+                ):
+                    contact = known[3]
+                else:
+                    contact = reader.contact(node)
+                    read[node.id] = (node.ip, node.port, node.version, contact)
+            if contact is not None:
+                out.append(contact)
+        return out
 
     def _take(self, token: int) -> Contact | None:
         peer = self._peer_of.pop(token, None)
