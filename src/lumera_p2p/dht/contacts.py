@@ -91,6 +91,14 @@ class ContactReader:
     every time.
     """
 
+    __slots__ = (
+        "_allow_private",
+        "_eligibility",
+        "_memo",
+        "_memo_entries",
+        "_self_hash",
+    )
+
     def __init__(
         self,
         self_hash: bytes,

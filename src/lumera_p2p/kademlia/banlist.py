@@ -34,6 +34,12 @@ class BanEntry:
 class BanList:
     """Failure counts and bans, keyed by a peer's 32-byte hashed ID."""
 
+    __slots__ = (
+        "_entries",
+        "duration",
+        "threshold",
+    )
+
     def __init__(self, threshold: int = BAN_THRESHOLD, duration: float = BAN_DURATION) -> None:
         self.threshold = threshold
         self.duration = duration

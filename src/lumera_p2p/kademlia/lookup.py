@@ -81,6 +81,28 @@ class LookupStats:
 class Lookup:
     """One iterative lookup of ``target`` (see the module docstring)."""
 
+    __slots__ = (
+        "_active",
+        "_by_hash",
+        "_distances",
+        "_done",
+        "_enough",
+        "_exclude",
+        "_sorted",
+        "_t",
+        "_width",
+        "alpha",
+        "find_value",
+        "k",
+        "retries",
+        "stall_timeout",
+        "stats",
+        "target",
+        "timeout",
+        "value",
+        "value_from",
+    )
+
     def __init__(
         self,
         target: bytes,

@@ -53,6 +53,23 @@ _REJECTED = AddResult(AddStatus.REJECTED)
 class RoutingTable:
     """256 k-buckets with replacement caches around our 32-byte routing ID."""
 
+    __slots__ = (
+        "_buckets",
+        "_by_hash",
+        "_by_int",
+        "_cache_seen",
+        "_failures",
+        "_last_lookup",
+        "_pinging",
+        "_replacements",
+        "_seen",
+        "_self_int",
+        "k",
+        "probe_after",
+        "replacement_size",
+        "self_hash",
+    )
+
     def __init__(
         self,
         self_hash: bytes,
