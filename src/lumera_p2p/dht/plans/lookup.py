@@ -138,10 +138,6 @@ class LookupPlan(Plan[LookupOutcome]):
         self._peer_of: dict[int, Contact] = {}
         self._token_of: dict[bytes, int] = {}
         self._poisoners: list[Contact] = []
-        # What the reader made of each node named so far: the answers of one lookup name
-        # the same nodes again and again (a 20-node answer from each of ~7 peers).
-        # (IP, port, version, contact) by node ID.
-        self._read: dict[bytes, tuple[str, int, str, Contact | None]] = {}
         self._emit(LookupStarted(target))
 
     @classmethod
@@ -253,34 +249,10 @@ class LookupPlan(Plan[LookupOutcome]):
         return MessageType.FIND_VALUE, FindValueRequest(target=self.target)
 
     def _contacts(self, nodes: Iterable[WireNode | None] | None) -> list[Contact]:
-        """The contacts ``nodes`` make (``ContactReader.contact``), each node read once per
-        lookup. A node named twice in one answer comes twice: the lookup keeps the first."""
-        read = self._read
-        reader = self._reader
-        out: list[Contact] = []
-        for node in nodes or ():
-            if node is None:
-                continue
-            # By ID, the rest compared: one hash per node named, not four (its fields are
-            # fresh objects in every answer, whose hashes are computed anew).
-            try:
-                known = read.get(node.id)
-            except TypeError:  # an unhashable ID (a bytearray): read afresh, not remembered
-                contact = reader.contact(node)
-            else:
-                if (
-                    known is not None
-                    and known[0] == node.ip
-                    and known[1] == node.port
-                    and known[2] == node.version
-                ):
-                    contact = known[3]
-                else:
-                    contact = reader.contact(node)
-                    read[node.id] = (node.ip, node.port, node.version, contact)
-            if contact is not None:
-                out.append(contact)
-        return out
+        """The contacts ``nodes`` make (``ContactReader.each``; the reader remembers each
+        node's verdict, and asks the allowlist afresh). A node named twice in one answer
+        comes twice: the lookup keeps the first."""
+        return self._reader.each(nodes)
 
     def _take(self, token: int) -> Contact | None:
         peer = self._peer_of.pop(token, None)
