@@ -76,6 +76,8 @@ class BanList:
 
     def is_banned(self, key: bytes, now: float) -> bool:
         """Whether the peer is banned at ``now``."""
+        if key not in self._entries:
+            return False  # most peers, asked on every answer and request: no entry to expire
         entry = self._live(key, now)
         return entry is not None and entry.count > self.threshold
 
