@@ -317,10 +317,12 @@ class Node:
     ) -> list[Contact]:
         """The ``n`` nearest contacts we know, minus ``exclude`` and (unless
         ``include_banned``: answers to peers include them, as Go's do) banned ones."""
-        skip = set(exclude)
-        if not include_banned:
-            skip |= self._bans.banned(self.now())
-        return self._table.closest(target, n, skip)
+        if include_banned:
+            # A set as it is (an answer's: the requester), anything else copied.
+            return self._table.closest(
+                target, n, exclude if isinstance(exclude, (set, frozenset)) else set(exclude)
+            )
+        return self._table.closest(target, n, set(exclude) | self._bans.banned(self.now()))
 
     def store_targets(self, key: bytes) -> list[Contact]:
         """The ``replicas`` nearest store-eligible, unbanned contacts of the routing table."""
