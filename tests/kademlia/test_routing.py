@@ -351,3 +351,6 @@ def test_closest_follows_re_seen_addresses_removals_and_odd_exclusions(seed: int
         assert got == expected[:want]
         assert all(table.get(c.hashed_id) is c for c in got)  # the table's own objects
         assert table.closest(target, want, list(exclude)) == got
+    # Entries that are not bytes name nobody either (and break nothing).
+    odd: set[object] = {*skipped, "x" * 32, 7, None}
+    assert table.closest(target, 20, odd) == expected[:20]  # type: ignore[arg-type]

@@ -142,8 +142,12 @@ class RoutingTable:
         # Ranked by distance alone: the distances are computed and sorted in C, and only the
         # contacts returned are touched (in a table of many nodes' contacts, most of the cost
         # of ranking them was fetching each from memory). Excluded IDs become the distances
-        # to skip (a routing ID has 32 bytes: nothing else can name a contact).
-        skip = {int.from_bytes(h, "big") ^ t for h in exclude if len(h) == 32}
+        # to skip (a routing ID is 32 bytes: nothing else can name a contact).
+        skip = {
+            int.from_bytes(h, "big") ^ t
+            for h in exclude
+            if isinstance(h, (bytes, memoryview)) and len(h) == 32
+        }
         want = n + len(skip)
         distances = map(t.__xor__, by_int)
         # A table of a few buckets: one C sort beats the heap's bookkeeping.
