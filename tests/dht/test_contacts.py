@@ -54,6 +54,10 @@ def test_remembered_verdicts_are_fresh_verdicts(nodes: list[Node | None], privat
         fresh = _reader(eligibility, allow_private=private)
         assert reader.contact(node) == fresh.contact(node)
     assert reader.contacts(nodes) == _reader(eligibility, allow_private=private).contacts(nodes)
+    # ``each``, the lookup's batch read, is ``contact`` of every node, repeats kept.
+    fresh = _reader(eligibility, allow_private=private, entries=1000)
+    expected = [c for c in (fresh.contact(n) for n in nodes * 2) if c is not None]
+    assert reader.each(nodes * 2) == expected
 
 
 def test_the_allowlist_is_asked_every_time() -> None:
@@ -67,12 +71,26 @@ def test_the_allowlist_is_asked_every_time() -> None:
     assert reader.contact(wire_node(peer)) == peer
 
 
+def test_the_allowlist_is_asked_for_every_node_of_a_batch() -> None:
+    eligibility = Eligibility()
+    reader = _reader(eligibility, allow_private=True, entries=100)
+    peer = Contact(b"lumera1peer", "127.0.0.1", 4446, "v2.4.0")
+    other = Contact(b"lumera1other", "127.0.0.1", 4447, "v2.4.0")
+    nodes = [wire_node(peer), wire_node(other)]
+    assert reader.each(nodes) == [peer, other]
+    eligibility.update([other.hashed_id], [])  # a chain refresh without the peer
+    assert reader.each(nodes) == [other]
+    eligibility.update([peer.hashed_id, other.hashed_id], [])
+    assert reader.each(nodes) == [peer, other]
+
+
 def test_unhashable_fields_are_judged_afresh() -> None:
     reader = _reader(Eligibility(), allow_private=True)
     node = Node(bytearray(b"lumera1peer"), "127.0.0.1", 4446, "v2.4.0")  # type: ignore[arg-type]
     contact = reader.contact(node)
     assert contact == Contact(b"lumera1peer", "127.0.0.1", 4446, "v2.4.0")
     assert reader.contact(node) == contact
+    assert reader.each([node, node]) == [contact, contact]
 
 
 def test_the_memo_is_bounded_and_keeps_only_small_nodes() -> None:

@@ -321,3 +321,36 @@ def test_a_re_seen_contact_moves_to_the_tail_with_its_new_address() -> None:
     bucket = table.bucket(index)
     assert bucket[-1] is moved and head not in bucket[:-1]
     assert table.get(head.hashed_id) is moved and len(bucket) == len(set(bucket))
+
+
+@settings(deadline=None, max_examples=40)
+@given(seed=st.integers(min_value=0, max_value=2**32))
+def test_closest_follows_re_seen_addresses_removals_and_odd_exclusions(seed: int) -> None:
+    # ``closest`` ranks the contacts by routing ID apart from the buckets: it must return
+    # the very contact the table holds now (a re-seen address replaces it), never a removed
+    # one, and skip only the excluded IDs (entries of another length name nobody).
+    rng = random.Random(seed)
+    table = RoutingTable(SELF, k=8)
+    ids = [rng.randrange(10**6) for _ in range(300)]
+    for i in ids:
+        table.add(contact(i), now=0.0)
+    for i in rng.sample(ids, 60):
+        table.add(contact(i, ip="10.9.9.9", port=7), now=1.0)  # re-seen elsewhere
+    for i in rng.sample(ids, 60):
+        table.remove(contact(i).hashed_id)
+    members = list(table)
+    target = rng.randbytes(32)
+    skipped = [c.hashed_id for c in rng.sample(members, min(3, len(members)))]
+    exclude = {*skipped, b"", b"\0" + skipped[0], hash_id(b"nobody")}
+    expected = sorted(
+        (c for c in members if c.hashed_id not in exclude),
+        key=lambda c: distance(c.hashed_id, target),
+    )
+    for want in (1, 5, 20, len(members)):
+        got = table.closest(target, want, exclude)
+        assert got == expected[:want]
+        assert all(table.get(c.hashed_id) is c for c in got)  # the table's own objects
+        assert table.closest(target, want, list(exclude)) == got
+    # Entries that are not bytes name nobody either (and break nothing).
+    odd: set[object] = {*skipped, "x" * 32, 7, None}
+    assert table.closest(target, 20, odd) == expected[:20]  # type: ignore[arg-type]

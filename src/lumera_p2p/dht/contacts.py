@@ -79,17 +79,25 @@ def answered_as(peer: Contact, response: Message) -> Contact:
 
 #: How many distinct nodes a reader remembers its verdict on (it forgets them all when full).
 READER_MEMO_ENTRIES: Final = 4096
-_UNSEEN: Final = object()  # not a verdict: the reader has not seen this node yet
 
 
 class ContactReader:
     """Turns peer-supplied nodes into routable contacts for one node (see the module doc).
 
     The verdict on a node's fields (lengths, endpoint, not ourselves) and the contact they
-    make never change, so they are remembered per distinct (ID, IP, port, version), for at most
+    make never change, so they are remembered per node ID with the IP, port and version they
+    were given with (a node named at another address is judged afresh), for at most
     :data:`READER_MEMO_ENTRIES` nodes; the allowlist, which a chain refresh changes, is asked
     every time.
     """
+
+    __slots__ = (
+        "_allow_private",
+        "_eligibility",
+        "_memo",
+        "_memo_entries",
+        "_self_hash",
+    )
 
     def __init__(
         self,
@@ -103,7 +111,10 @@ class ContactReader:
         self._eligibility = eligibility
         self._allow_private = allow_private
         self._memo_entries = memo_entries
-        self._memo: dict[tuple[object, ...], object] = {}
+        # Node ID -> (IP, port, version, verdict). Keyed by the ID alone and the rest
+        # compared: one hash per node read, not four (a decoded node's fields are fresh
+        # objects, whose hashes are computed anew every time).
+        self._memo: dict[bytes, tuple[str, int, str, Contact | None]] = {}
 
     def acceptable_endpoint(self, ip: str, port: int) -> bool:
         """Is this an address we would dial?"""
@@ -116,15 +127,52 @@ class ContactReader:
         """A routable contact from a peer-supplied ``Node``, or None if it is unusable."""
         if node is None:
             return None
-        try:
-            found = self._memo.get((node.id, node.ip, node.port, node.version), _UNSEEN)
-        except TypeError:  # an unhashable field (a bytearray ID): judged afresh
-            found = self._judge(node, remember=False)
-        if found is _UNSEEN:
-            found = self._judge(node, remember=True)
-        if not isinstance(found, Contact) or not self._eligibility.routing(found.hashed_id):
+        found = self._verdict(node)
+        if found is None or not self._eligibility.routing(found.hashed_id):
             return None
         return found
+
+    def each(self, nodes: Iterable[WireNode | None] | None) -> list[Contact]:
+        """The routable contact of each of ``nodes`` that makes one, in order, repeats kept
+        (``contact`` of each, in one loop: a lookup reads twenty nodes per answer)."""
+        memo = self._memo
+        routing = self._eligibility.routing
+        out: list[Contact] = []
+        for node in nodes or ():
+            if node is None:
+                continue
+            try:
+                known = memo.get(node.id)
+            except TypeError:
+                known = None
+            if (
+                known is not None
+                and known[0] == node.ip
+                and known[1] == node.port
+                and known[2] == node.version
+            ):
+                found = known[3]
+            else:
+                found = self._verdict(node)
+            if found is not None and routing(found.hashed_id):
+                out.append(found)
+        return out
+
+    def _verdict(self, node: WireNode) -> Contact | None:
+        """The contact ``node``'s fields make, or None (everything but the allowlist),
+        remembered."""
+        try:
+            known = self._memo.get(node.id)
+        except TypeError:  # an unhashable field (a bytearray ID): judged afresh
+            return self._judge(node, remember=False)
+        if (
+            known is not None
+            and known[0] == node.ip
+            and known[1] == node.port
+            and known[2] == node.version
+        ):
+            return known[3]
+        return self._judge(node, remember=True)
 
     def _judge(self, node: WireNode, *, remember: bool) -> Contact | None:
         """The contact ``node``'s fields make, or None: everything but the allowlist. Only
@@ -143,15 +191,12 @@ class ContactReader:
             memo = self._memo
             if len(memo) >= self._memo_entries:
                 memo.clear()
-            memo[(node.id, node.ip, node.port, node.version)] = contact
+            memo[node.id] = (node.ip, node.port, node.version, contact)
         return contact
 
     def contacts(self, nodes: Iterable[WireNode | None] | None) -> list[Contact]:
         """Usable contacts among peer-supplied nodes (duplicates dropped, order kept)."""
         out: dict[bytes, Contact] = {}
-        contact = self.contact
-        for node in nodes or ():
-            found = contact(node)
-            if found is not None:
-                out.setdefault(found.hashed_id, found)
+        for found in self.each(nodes):
+            out.setdefault(found.hashed_id, found)
         return list(out.values())

@@ -211,15 +211,16 @@ class Node:
         gate). A full bucket keeps its oldest contact unless a probe finds it dead; the probe
         runs in the background.
         """
-        if contact.hashed_id == self._me.hashed_id:
+        hashed = contact.hashed_id
+        if hashed == self._me.hashed_id:
             return
-        if not self._eligibility.routing(contact.hashed_id):
+        if not self._eligibility.routing(hashed):
             return
-        if self.too_old(contact.version):
+        if self._options.min_peer_version and self.too_old(contact.version):
             log.debug("not adding %s: version %r is below the minimum", contact, contact.version)
             return
         at = self.now() if now is None else now
-        if self._bans.is_banned(contact.hashed_id, at):
+        if self._bans.is_banned(hashed, at):
             # Until its ban expires (or, for one earned by failures, a ping clears it): a
             # poisoner that answers pings or sends requests must not walk back in.
             self._counters.banned_kept_out += 1
@@ -316,10 +317,12 @@ class Node:
     ) -> list[Contact]:
         """The ``n`` nearest contacts we know, minus ``exclude`` and (unless
         ``include_banned``: answers to peers include them, as Go's do) banned ones."""
-        skip = set(exclude)
-        if not include_banned:
-            skip |= self._bans.banned(self.now())
-        return self._table.closest(target, n, skip)
+        if include_banned:
+            # A set as it is (an answer's: the requester), anything else copied.
+            return self._table.closest(
+                target, n, exclude if isinstance(exclude, (set, frozenset)) else set(exclude)
+            )
+        return self._table.closest(target, n, set(exclude) | self._bans.banned(self.now()))
 
     def store_targets(self, key: bytes) -> list[Contact]:
         """The ``replicas`` nearest store-eligible, unbanned contacts of the routing table."""

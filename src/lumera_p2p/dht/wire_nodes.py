@@ -43,9 +43,9 @@ class WireNodes:
 
     def of_all(self, contacts: list[Contact]) -> list[WireNode]:
         """The wire ``Node`` of each of ``contacts``, in order."""
-        built = self._built
-        out: list[WireNode] = []
-        for contact in contacts:
-            hit = built.get(contact.hashed_id)
-            out.append(hit[1] if hit is not None and hit[0] is contact else self.of(contact))
-        return out
+        get = self._built.get
+        of = self.of
+        return [
+            hit[1] if (hit := get(c.hashed_id)) is not None and hit[0] is c else of(c)
+            for c in contacts
+        ]

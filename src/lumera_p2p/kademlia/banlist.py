@@ -34,6 +34,12 @@ class BanEntry:
 class BanList:
     """Failure counts and bans, keyed by a peer's 32-byte hashed ID."""
 
+    __slots__ = (
+        "_entries",
+        "duration",
+        "threshold",
+    )
+
     def __init__(self, threshold: int = BAN_THRESHOLD, duration: float = BAN_DURATION) -> None:
         self.threshold = threshold
         self.duration = duration
@@ -70,6 +76,8 @@ class BanList:
 
     def is_banned(self, key: bytes, now: float) -> bool:
         """Whether the peer is banned at ``now``."""
+        if key not in self._entries:
+            return False  # most peers, asked on every answer and request: no entry to expire
         entry = self._live(key, now)
         return entry is not None and entry.count > self.threshold
 

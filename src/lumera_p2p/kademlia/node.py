@@ -40,9 +40,14 @@ def bucket_index(self_hash: bytes, other_hash: bytes) -> int:
     return d.bit_length() - 1 if d else 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Contact:
-    """A peer as the routing table knows it: identity, endpoint and routing ID."""
+    """A peer as the routing table knows it: identity, endpoint and routing ID.
+
+    Slotted: its fields sit in the object itself, not in a dict beside it. Lookups and
+    answers read the routing IDs of dozens of contacts each, and in a process of many nodes
+    every one of those reads was another fetch from memory.
+    """
 
     id: bytes
     ip: str

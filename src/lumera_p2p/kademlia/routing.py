@@ -53,6 +53,23 @@ _REJECTED = AddResult(AddStatus.REJECTED)
 class RoutingTable:
     """256 k-buckets with replacement caches around our 32-byte routing ID."""
 
+    __slots__ = (
+        "_buckets",
+        "_by_hash",
+        "_by_int",
+        "_cache_seen",
+        "_failures",
+        "_last_lookup",
+        "_pinging",
+        "_replacements",
+        "_seen",
+        "_self_int",
+        "k",
+        "probe_after",
+        "replacement_size",
+        "self_hash",
+    )
+
     def __init__(
         self,
         self_hash: bytes,
@@ -76,6 +93,7 @@ class RoutingTable:
         self._replacements: list[list[Contact]] = [[] for _ in range(ID_BITS)]
         self._pinging: dict[int, bytes] = {}
         self._by_hash: dict[bytes, Contact] = {}
+        self._by_int: dict[int, Contact] = {}  # the same contacts by ``Contact.int_id``
         self._failures: dict[bytes, int] = {}
         self._last_lookup: list[float] = [0.0] * ID_BITS
 
@@ -107,22 +125,37 @@ class RoutingTable:
         self, target: bytes, n: int, exclude: Container[bytes] = frozenset()
     ) -> list[Contact]:
         """The ``n`` contacts nearest ``target`` by XOR, nearest first, minus ``exclude``."""
-        t = int.from_bytes(target, "big")
-        contacts = self._by_hash.values()
-        # Excluded contacts are skipped after ranking (a few peers, usually: one pass fewer
-        # over the table); so many more than ``n`` are ranked as may be excluded.
-        want = n + len(exclude) if isinstance(exclude, (set, frozenset, dict)) else len(contacts)
-        if len(contacts) > 4 * want:
-            ranked = heapq.nsmallest(want, contacts, key=lambda c: c.int_id ^ t)
-        else:
-            # A table of a few buckets: one C sort beats the heap's Python-level bookkeeping.
-            ranked = sorted(contacts, key=lambda c: c.int_id ^ t)
         out: list[Contact] = []
         if n <= 0:
             return out
-        for contact in ranked:
-            if contact.hashed_id not in exclude:
-                out.append(contact)
+        t = int.from_bytes(target, "big")
+        by_int = self._by_int
+        if not isinstance(exclude, (set, frozenset, dict)):
+            # A container we cannot list: rank everyone, ask it about each in turn.
+            for d in sorted(map(t.__xor__, by_int)):
+                contact = by_int[d ^ t]
+                if contact.hashed_id not in exclude:
+                    out.append(contact)
+                    if len(out) >= n:
+                        break
+            return out
+        # Ranked by distance alone: the distances are computed and sorted in C, and only the
+        # contacts returned are touched (in a table of many nodes' contacts, most of the cost
+        # of ranking them was fetching each from memory). Excluded IDs become the distances
+        # to skip (a routing ID is 32 bytes: nothing else can name a contact).
+        skip = {
+            int.from_bytes(h, "big") ^ t
+            for h in exclude
+            if isinstance(h, (bytes, memoryview)) and len(h) == 32
+        }
+        want = n + len(skip)
+        distances = map(t.__xor__, by_int)
+        # A table of a few buckets: one C sort beats the heap's bookkeeping.
+        big = len(by_int) > 4 * want
+        ranked = heapq.nsmallest(want, distances) if big else sorted(distances)
+        for d in ranked:
+            if d not in skip:
+                out.append(by_int[d ^ t])
                 if len(out) >= n:
                     break
         return out
@@ -136,18 +169,23 @@ class RoutingTable:
         is_banned: Callable[[bytes], bool] | None = None,
     ) -> AddResult:
         """Record that ``contact`` was seen alive (it answered, or it sent us a request)."""
-        if contact.hashed_id == self.self_hash:
-            return _REJECTED
         hashed = contact.hashed_id
-        index = self._index(contact.int_id)
+        if hashed == self.self_hash:
+            return _REJECTED
+        d = self._self_int ^ contact.int_id  # ``_index``, inline: every answer and request
+        index = d.bit_length() - 1 if d else 0
         bucket = self._buckets[index]
-        self._failures.pop(hashed, None)
-        if hashed in self._by_hash:
+        if self._failures:
+            self._failures.pop(hashed, None)
+        known = self._by_hash.get(hashed)
+        if known is not None:
             self._seen[hashed] = now
             del bucket[hashed]
             bucket[hashed] = contact  # most recently seen; the address may have changed
-            self._by_hash[hashed] = contact
-            if self._pinging.get(index) == hashed:
+            if known is not contact:
+                self._by_hash[hashed] = contact
+                self._by_int[contact.int_id] = contact
+            if self._pinging and self._pinging.get(index) == hashed:
                 del self._pinging[index]  # it answered: it stays
             return _UPDATED
         if len(bucket) < self.k:
@@ -215,6 +253,7 @@ class RoutingTable:
     def _insert(self, index: int, contact: Contact, now: float) -> None:
         self._buckets[index][contact.hashed_id] = contact
         self._by_hash[contact.hashed_id] = contact
+        self._by_int[contact.int_id] = contact
         self._seen[contact.hashed_id] = now
         self._cache_seen.pop(contact.hashed_id, None)
         cache = self._replacements[index]
@@ -223,6 +262,7 @@ class RoutingTable:
     def _evict(self, index: int, contact: Contact) -> None:
         del self._buckets[index][contact.hashed_id]
         del self._by_hash[contact.hashed_id]
+        del self._by_int[contact.int_id]
         self._seen.pop(contact.hashed_id, None)
         self._failures.pop(contact.hashed_id, None)
         if self._pinging.get(index) == contact.hashed_id:

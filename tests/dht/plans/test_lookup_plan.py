@@ -9,8 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lumera_p2p.b58 import encode as b58_encode
 from lumera_p2p.content import digest
-from lumera_p2p.dht.contacts import wire_node
+from lumera_p2p.dht.contacts import ContactReader, wire_node
+from lumera_p2p.dht.eligibility import Eligibility
 from lumera_p2p.dht.options import DHTOptions
 from lumera_p2p.dht.plans import (
     Answered,
@@ -24,7 +26,7 @@ from lumera_p2p.dht.plans import (
 )
 from lumera_p2p.dht.statuses import ok
 from lumera_p2p.errors import TransportError
-from lumera_p2p.kademlia import hash_id
+from lumera_p2p.kademlia import Contact, hash_id
 from lumera_p2p.wire.messages import (
     BatchFindNodeRequest,
     BatchFindNodeResponse,
@@ -452,3 +454,34 @@ def test_a_lookup_stopped_early_reports_whom_it_never_asked_nearest_first() -> N
     t = int.from_bytes(target, "big")
     distances = [int.from_bytes(c.hashed_id, "big") ^ t for c in outcome.unasked]
     assert distances == sorted(distances)
+
+
+def test_a_node_the_allowlist_refused_is_asked_once_a_chain_refresh_allows_it() -> None:
+    # The reader's verdict on a node's fields is remembered; the allowlist is asked for every
+    # answer, so a node refused in one answer counts in a later one once the chain lists it.
+    a, c, x = (Contact(b"lumera1al-%d" % i, "127.0.0.1", 4500 + i) for i in range(3))
+    target = digest(b"allowlist")
+    eligibility = Eligibility()
+    eligibility.update([a.hashed_id, c.hashed_id], [])
+    plan = LookupPlan(
+        LookupKind.NODES,
+        target,
+        [a, c],
+        ContactReader(ME.hashed_id, eligibility, allow_private=True),
+        PARAMS,
+        exclude={ME.hashed_id},
+    )
+    requests = {r.peer: r.token for r in plan.poll(0.0)}
+    assert set(requests) == {a, c}
+
+    def answer(peer: Contact) -> Message:
+        body = BatchFindNodeResponse(
+            status=ok(), closest_nodes={b58_encode(target): [wire_node(x)]}
+        )
+        return Message(wire_node(peer), wire_node(ME), int(MessageType.BATCH_FIND_NODE), body)
+
+    plan.on_response(requests[a], answer(a), 0.1)
+    assert [r.peer for r in plan.poll(0.1)] == []  # x is not routable yet
+    eligibility.update([a.hashed_id, c.hashed_id, x.hashed_id], [])
+    plan.on_response(requests[c], answer(c), 0.2)
+    assert [r.peer for r in plan.poll(0.2)] == [x]

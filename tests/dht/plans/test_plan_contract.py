@@ -4,6 +4,7 @@ embedded plan exactly as they came."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -27,7 +28,7 @@ from lumera_p2p.dht.plans import (
 )
 from lumera_p2p.errors import TransportError
 from lumera_p2p.kademlia import Contact
-from lumera_p2p.wire.messages import Message, MessageType, StoreDataResponse
+from lumera_p2p.wire.messages import FindValueRequest, Message, MessageType, StoreDataResponse
 
 from .world import ME, reader
 
@@ -145,6 +146,51 @@ def test_routes_ignore_an_inner_plan_giving_up_a_request_already_answered() -> N
     assert owner.abandoned() == [outer[1].token]
     owner.routes.abandon(inner, [inner.sent[1].token])  # already given up
     assert owner.abandoned() == []
+
+
+class Asks(Plan[None]):
+    """Sends the requests it is given at its first poll."""
+
+    def __init__(self, requests: list[Request]) -> None:
+        super().__init__()
+        self.requests = requests
+
+    def poll(self, now: float) -> list[Request]:
+        out, self.requests = self.requests, []
+        return out
+
+    @property
+    def done(self) -> bool:
+        return False
+
+    def result(self) -> None:
+        return None
+
+    def on_response(self, token: int, message: Message, now: float) -> None:
+        pass
+
+    def on_failure(self, token: int, error: TransportError, now: float) -> None:
+        pass
+
+
+def test_routes_pass_on_every_field_of_a_request_but_its_tokens() -> None:
+    # The routes build the outer request field by field: none may be dropped (every field
+    # is given a value other than its default here), only the tokens are the owner's.
+    peer = contacts(1)[0]
+    body = FindValueRequest(target=bytes(32))
+    first = Request(7, peer, MessageType.FIND_VALUE, body, timeout=3.5, watch=True)
+    retry = Request(8, peer, MessageType.FIND_VALUE, body, timeout=4.5, supersedes=7, watch=True)
+    owner = Owner()
+    inner = Asks([first])
+    (outer,) = owner.routes.pump(inner, 0.0)
+    inner.requests = [retry]
+    (outer_retry,) = owner.routes.pump(inner, 0.0)
+    assert outer_retry.supersedes == outer.token != first.token
+    for sent, got in ((first, outer), (retry, outer_retry)):
+        for f in dataclasses.fields(Request):
+            if f.name not in ("token", "supersedes"):
+                assert getattr(got, f.name) == getattr(sent, f.name), f.name
+                assert getattr(sent, f.name) != f.default, f.name
 
 
 def test_routes_keep_two_inner_plans_apart() -> None:

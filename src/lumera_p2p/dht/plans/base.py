@@ -20,7 +20,6 @@ in ``supersedes`` replaces it; the driver cancels the earlier one and reports no
 
 from __future__ import annotations
 
-import dataclasses
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable
@@ -150,7 +149,18 @@ class Routes:
             supersedes = None
             if request.supersedes is not None:
                 supersedes = self._forget(plan, request.supersedes)
-            out.append(dataclasses.replace(request, token=token, supersedes=supersedes))
+            # Built directly: ``dataclasses.replace`` looks up the fields every call.
+            out.append(
+                Request(
+                    token,
+                    request.peer,
+                    request.mtype,
+                    request.data,
+                    request.timeout,
+                    supersedes,
+                    request.watch,
+                )
+            )
         self.settle(plan)
         return out
 

@@ -138,9 +138,6 @@ class LookupPlan(Plan[LookupOutcome]):
         self._peer_of: dict[int, Contact] = {}
         self._token_of: dict[bytes, int] = {}
         self._poisoners: list[Contact] = []
-        # What the reader made of each node named so far: the answers of one lookup name
-        # the same nodes again and again (a 20-node answer from each of ~7 peers).
-        self._read: dict[tuple[bytes, str, int, str], Contact | None] = {}
         self._emit(LookupStarted(target))
 
     @classmethod
@@ -252,20 +249,10 @@ class LookupPlan(Plan[LookupOutcome]):
         return MessageType.FIND_VALUE, FindValueRequest(target=self.target)
 
     def _contacts(self, nodes: Iterable[WireNode | None] | None) -> list[Contact]:
-        """``ContactReader.contacts`` of ``nodes``, each node read once per lookup."""
-        read = self._read
-        out: dict[bytes, Contact] = {}
-        for node in nodes or ():
-            if node is None:
-                continue
-            name = (bytes(node.id or b""), node.ip, node.port, node.version)
-            if name in read:
-                contact = read[name]
-            else:
-                contact = read[name] = self._reader.contact(node)
-            if contact is not None and contact.hashed_id not in out:
-                out[contact.hashed_id] = contact
-        return list(out.values())
+        """The contacts ``nodes`` make (``ContactReader.each``; the reader remembers each
+        node's verdict, and asks the allowlist afresh). A node named twice in one answer
+        comes twice: the lookup keeps the first."""
+        return self._reader.each(nodes)
 
     def _take(self, token: int) -> Contact | None:
         peer = self._peer_of.pop(token, None)

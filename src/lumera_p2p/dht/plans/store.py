@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from lumera_p2p.dht.plans.base import Plan, Request, Routes
+from lumera_p2p.dht.plans.base import Plan, Request
 from lumera_p2p.dht.plans.events import RefusedStore
 from lumera_p2p.dht.plans.lookup import LookupOutcome, LookupPlan
 from lumera_p2p.dht.statuses import is_ok, refuses_store
@@ -71,7 +71,6 @@ class StorePlan(Plan[StoreOutcome]):
         self._replicas = replicas
         self._store_eligible = store_eligible
         self._lookup: LookupPlan | None = lookup
-        self._routes = Routes(self)
         self._candidates: list[Contact] = []
         self._next = 0
         self._wave: dict[int, Contact] = {}
@@ -82,8 +81,12 @@ class StorePlan(Plan[StoreOutcome]):
     # --- Plan -------------------------------------------------------------------------
 
     def poll(self, now: float) -> list[Request]:
-        if self._lookup is not None:
-            self._outbox += self._routes.pump(self._lookup, now)
+        lookup = self._lookup
+        if lookup is not None:
+            # The lookup's requests go out under its own tokens (every one positive): ours
+            # are negative, so nothing needs re-tokening or routing (``Routes``).
+            self._outbox += lookup.poll(now)
+            self._settle(lookup)
             self._advance()
         out, self._outbox = self._outbox, []
         return out
@@ -99,11 +102,11 @@ class StorePlan(Plan[StoreOutcome]):
         return self._outcome
 
     def on_response(self, token: int, message: Message, now: float) -> None:
-        route = self._routes.take(token)
-        if route is not None:
-            plan, inner = route
-            plan.on_response(inner, message, now)
-            self._after_lookup_input(plan)
+        if token > 0:  # the lookup's (it ignores tokens it does not track)
+            lookup = self._lookup
+            if lookup is not None:
+                lookup.on_response(token, message, now)
+                self._after_lookup_input(lookup)
             return
         peer = self._wave.pop(token, None)
         if peer is None:
@@ -120,11 +123,11 @@ class StorePlan(Plan[StoreOutcome]):
         self._advance()
 
     def on_failure(self, token: int, error: TransportError, now: float) -> None:
-        route = self._routes.take(token)
-        if route is not None:
-            plan, inner = route
-            plan.on_failure(inner, error, now)
-            self._after_lookup_input(plan)
+        if token > 0:
+            lookup = self._lookup
+            if lookup is not None:
+                lookup.on_failure(token, error, now)
+                self._after_lookup_input(lookup)
             return
         peer = self._wave.pop(token, None)
         if peer is not None:
@@ -134,10 +137,14 @@ class StorePlan(Plan[StoreOutcome]):
 
     # --- inside -----------------------------------------------------------------------
 
-    def _after_lookup_input(self, plan: Plan[object]) -> None:
-        self._routes.settle(plan)
-        if plan is self._lookup:
-            self._advance()
+    def _after_lookup_input(self, lookup: LookupPlan) -> None:
+        self._settle(lookup)
+        self._advance()
+
+    def _settle(self, lookup: LookupPlan) -> None:
+        """Pass on what the lookup said: its events, and the requests it gave up."""
+        self._adopt_events(lookup)
+        self._abandon(lookup.abandoned())
 
     def _advance(self) -> None:
         """Move on when a phase is over: lookup → first wave → replacement waves → done."""
@@ -162,7 +169,7 @@ class StorePlan(Plan[StoreOutcome]):
         self._next += len(wave)
         self._outcome.waves += 1
         for peer in wave:
-            token = self._token()
+            token = -self._token()  # negative: the lookup's tokens are positive
             self._wave[token] = peer
             data = StoreDataRequest(data=self._value, type=self._datatype)
             self._outbox.append(Request(token, peer, MessageType.STORE_DATA, data))
