@@ -144,3 +144,25 @@ async def test_an_unknown_synchronous_mode_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="synchronous"):
         await LocalStore.open(tmp_path, synchronous="off")  # type: ignore[arg-type]
     assert not (tmp_path / "data001.sqlite3").exists()
+
+
+async def test_the_loops_read_connections_are_opened_with_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Opening one costs ~300 µs; the first single-value read on the loop must not pay it.
+    store = await LocalStore.open(tmp_path)
+    try:
+        await store.store_batch([b"held"])
+        await store.disable_key(h(b"off"))
+
+        def no_connect(self: readers_module.Readers) -> sqlite3.Connection:
+            raise AssertionError("a read on the loop opened a connection")
+
+        monkeypatch.setattr(readers_module.Readers, "_connect", no_connect)
+        assert await store.retrieve(h(b"held")) == b"held"
+        assert await store.retrieve(os.urandom(32)) is None
+        assert await store.sized_value(h(b"held"), 100) == (4, b"held")
+        assert await store.is_disabled(h(b"off"))
+        assert not await store.is_disabled(h(b"held"))
+    finally:
+        await store.close()

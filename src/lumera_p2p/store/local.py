@@ -46,7 +46,7 @@ from lumera_p2p.errors import NotFound, StorageFull, StoreError, ValueMismatch, 
 from lumera_p2p.store import limits, schema
 from lumera_p2p.store.limits import StoreLimits
 from lumera_p2p.store.lock import DataDirLock
-from lumera_p2p.store.readers import INLINE_PROBE_KEYS, Readers
+from lumera_p2p.store.readers import INLINE_PROBE_KEYS, VALUE_READS, Readers
 from lumera_p2p.store.tally import Tally
 from lumera_p2p.store.timefmt import NowText, format_time, parse_time, utcnow
 from lumera_p2p.store.writer import WriterThread, describe_sqlite_error
@@ -347,6 +347,17 @@ class LocalStore:
             self._meta_writer.start()
         except StoreError:
             self._data_writer.close()
+            raise
+        try:
+            # The loop's own read connections, opened here (a thread) rather than by the
+            # first read on the loop, with the single-value reads already compiled.
+            self._data_readers.open_inline(*VALUE_READS)
+            self._meta_readers.open_inline(_IS_DISABLED)
+        except StoreError:
+            self._data_writer.close()
+            self._meta_writer.close()
+            self._data_readers.close()
+            self._meta_readers.close()
             raise
 
     async def close(self) -> None:
