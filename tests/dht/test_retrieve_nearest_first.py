@@ -18,6 +18,7 @@ import pytest
 
 from lumera_p2p.content import digest
 from lumera_p2p.dht import Node
+from lumera_p2p.dht.handover import Watch
 from lumera_p2p.errors import TransportError
 from lumera_p2p.kademlia import Contact
 from lumera_p2p.net.virtual_time import run_virtual
@@ -290,5 +291,25 @@ def test_a_cancelled_retrieve_cancels_its_first_request() -> None:
             assert leftover == []
         finally:
             await asyncio.gather(*(n.close() for n in sim.nodes))
+
+    run_virtual(main())
+
+
+def test_a_start_seen_before_the_handover_reaches_the_lookup_once() -> None:
+    async def main() -> None:
+        started: list[tuple[float, float]] = []
+        watch = Watch(lambda extra, now: started.append((extra, now)))
+        watch(4.0)  # before any plan exists
+        assert started == [(4.0, asyncio.get_running_loop().time())]
+        assert watch.take() == started[0]  # replayed into the plan polled as of the send
+        forwarded: list[float] = []
+        watch.forward_to(forwarded.append)
+        assert forwarded == []  # taken already: not told twice
+        watch(2.0)
+        assert forwarded == [2.0] and len(started) == 1
+        late = Watch(lambda extra, now: None)
+        late(3.0)  # after the plan was polled, before the driver adopted the call
+        late.forward_to(forwarded.append)
+        assert forwarded == [2.0, 3.0]
 
     run_virtual(main())

@@ -26,26 +26,35 @@ from lumera_p2p.wire.messages import Message, MessageData
 
 
 class Watch:
-    """The ``on_answer`` of a call sent before its plan exists: remembers when a large answer
-    started (and tells ``started``), then, once a driver adopts the call, forwards to it."""
+    """The ``on_answer`` of a call sent before its plan exists: keeps what a large answer
+    said when it started (and tells ``started``) until a plan takes it (:meth:`take`) or a
+    driver adopts the call (:meth:`forward_to`), then forwards to the driver."""
 
     def __init__(self, started: Callable[[float, float], None]) -> None:
         self._started = started
         self._target: AnswerWatcher | None = None
-        #: ``(extra, when)`` of the answer that started before the handover, if one did.
-        self.seen: tuple[float, float] | None = None
+        self._seen: tuple[float, float] | None = None  # (extra, when), not yet handed on
 
     def __call__(self, extra: float) -> None:
         if self._target is not None:
             self._target(extra)
             return
         now = asyncio.get_running_loop().time()
-        self.seen = (extra, now)
+        self._seen = (extra, now)
         self._started(extra, now)
 
+    def take(self) -> tuple[float, float] | None:
+        """``(extra, when)`` of an answer that started and was not handed on yet."""
+        seen, self._seen = self._seen, None
+        return seen
+
     def forward_to(self, target: AnswerWatcher | None) -> None:
-        """Hand what the answer says from now on to ``target`` (the driver's watcher)."""
+        """Hand what the answer says from now on to ``target`` (the driver's watcher),
+        starting with a start not handed on yet."""
         self._target = target
+        seen = self.take()
+        if seen is not None and target is not None:
+            target(seen[0])
 
 
 class Adopting:

@@ -713,6 +713,8 @@ class Node:
 
         def answer_started(extra: float, now: float) -> None:
             # As the lookup's ``on_progress``: no stall while it arrives, a later deadline.
+            if waiter.done():
+                return  # handing over already: the lookup will hear of it
             timer[0].cancel()
             timer[0] = loop.call_at(max(sent_at, now) + params.timeout + extra, wake)
 
@@ -770,8 +772,9 @@ class Node:
             call.cancel()
             return (await self.find_value(key)).value
         sent = first[0]
-        if watch.seen is not None:
-            plan.on_progress(sent.token, *watch.seen)
+        seen = watch.take()
+        if seen is not None:
+            plan.on_progress(sent.token, *seen)
         adopting = Adopting(self._transport, sent.data, call, watch)
         driver = Driver(
             adopting,
