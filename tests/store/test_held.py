@@ -130,3 +130,28 @@ async def test_a_value_over_the_inline_limit_is_still_found(
         assert await store.retrieve(h(value)) == value
     finally:
         await store.close()
+
+
+async def test_keys_are_noted_before_any_insert_whatever_inserts_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The writer's jobs take their pairs from ``_keying`` first; an insert that does not go
+    # through ``_write`` (a statement of its own) must still leave its keys readable.
+    store = await LocalStore.open(tmp_path)
+    try:
+
+        def raw_insert(conn: sqlite3.Connection, pairs: Any, *_: Any) -> list[bytes]:
+            conn.executemany(
+                "INSERT INTO data(key, data) VALUES(?, ?)", [(k.hex(), v) for k, v in pairs]
+            )
+            return [k for k, _ in pairs]
+
+        monkeypatch.setattr(store, "_write", raw_insert)
+        await store.store_batch([b"batch one", b"batch two"])
+        assert await store.store_if_absent(b"if absent")
+        large = os.urandom(300_000)  # keyed in the writer thread
+        await store.store_batch([large])
+        for value in (b"batch one", b"batch two", b"if absent", large):
+            assert await store.retrieve(h(value)) == value
+    finally:
+        await store.close()

@@ -465,11 +465,26 @@ class LocalStore:
         releases the GIL) in the writer thread just before its insert: one handoff, not two
         (to a hashing thread and back to the loop, then to the writer), and the writer starts
         on it without waiting for the loop to come round.
+
+        Whatever the writer does with the pairs, it gets them from here first: their keys are
+        noted in the filter of held keys then, before anything is inserted (store/held.py).
         """
+        make: Callable[[], list[tuple[bytes, bytes]]]
         if check_sizes(items, self.max_value_size) <= _INLINE_HASH_BYTES:
             pairs = pair_with_keys(items, self.max_value_size)
-            return lambda: pairs
-        return functools.partial(pair_with_keys, items, self.max_value_size)
+            make = lambda: pairs  # noqa: E731
+        else:
+            make = functools.partial(pair_with_keys, items, self.max_value_size)
+        held = self._held
+        if held is None:
+            return make
+
+        def keyed() -> list[tuple[bytes, bytes]]:
+            pairs = make()
+            held.add([key for key, _ in pairs])
+            return pairs
+
+        return keyed
 
     def _write(
         self,
@@ -482,7 +497,8 @@ class LocalStore:
         """In the writer: store ``pairs`` (checked keys) in the open transaction, admitted
         against ``max_storage_bytes`` and counted; return the keys."""
         if self._held is not None:
-            self._held.add([key for key, _ in pairs])  # before the commit: see store/held.py
+            # Noted by ``_keying`` already; again for any other caller (store/held.py).
+            self._held.add([key for key, _ in pairs])
         # A value is bound as it is (bytes, or a view into the frame it came in): no copy
         # of ours; SQLite makes two while it inserts it (see ``_large_write``).
         rows = [(key.hex(), value, datatype, is_original, now, now) for key, value in pairs]
