@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import base58
 import pytest
 from hypothesis import given
@@ -44,3 +46,13 @@ def test_edges() -> None:
     assert b58.encode(b"\0") == "1" and b58.decode("1") == b"\0"
     assert b58.encode(b"\0\0\x01") == "112" and b58.decode("112") == b"\0\0\x01"
     assert b58.encode(bytes([57])) == "z" and b58.encode(bytes([58])) == "21"
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=300), max_size=60))
+def test_any_text_decodes_as_the_base58_package_does_or_names_a_stranger(text: str) -> None:
+    if all(c in b58.ALPHABET for c in text):
+        assert b58.decode(text) == base58.b58decode(text)
+        return
+    first = next(c for c in text if c not in b58.ALPHABET)
+    with pytest.raises(ValueError, match=f"^{re.escape(repr(first))} is not a base58 digit$"):
+        b58.decode(text)

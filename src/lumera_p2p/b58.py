@@ -12,6 +12,9 @@ from __future__ import annotations
 ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _PAIRS = tuple(a + b for a in ALPHABET for b in ALPHABET)
 _VALUES = {c: i for i, c in enumerate(ALPHABET)}
+_NOT_A_DIGIT = 255
+#: ``bytes.translate`` table: an ASCII byte to its digit, or ``_NOT_A_DIGIT``.
+_DIGIT_OF = bytes(_VALUES.get(chr(b), _NOT_A_DIGIT) for b in range(256))
 
 
 def encode(raw: bytes) -> str:
@@ -31,13 +34,19 @@ def encode(raw: bytes) -> str:
 def decode(text: str) -> bytes:
     """The bytes spelled by base58 ``text``; ``ValueError`` names a character outside the
     alphabet."""
-    n = 0
-    values = _VALUES
+    # Each character becomes its digit in one C pass (an ASCII character outside the
+    # alphabet becomes _NOT_A_DIGIT; any other fails to encode), so the loop below does only
+    # integer arithmetic: no lookup per character.
     try:
-        for char in text:
-            n = n * 58 + values[char]
-    except KeyError as exc:
-        raise ValueError(f"{exc.args[0]!r} is not a base58 digit") from None
+        digits = text.encode("ascii").translate(_DIGIT_OF)
+    except UnicodeEncodeError:
+        digits = b""
+    if len(digits) != len(text) or _NOT_A_DIGIT in digits:
+        bad = next(c for c in text if c not in _VALUES)
+        raise ValueError(f"{bad!r} is not a base58 digit")
+    n = 0
+    for digit in digits:
+        n = n * 58 + digit
     zeros = len(text) - len(text.lstrip("1"))
     body = n.to_bytes((n.bit_length() + 7) // 8, "big") if n else b""
     return b"\0" * zeros + body

@@ -37,13 +37,14 @@ def key_to_bytes(key: str) -> bytes:
         raise InvalidContentKey(f"content key must be a string, got {type(key).__name__}")
     if not key or len(key) > _MAX_B58_LEN:
         raise InvalidContentKey(f"content key {key!r} has a bad length ({len(key)})")
-    bad = set(key) - _B58_ALPHABET
-    if bad:
+    try:
+        raw = b58_decode(key)
+    except ValueError:
+        bad = set(key) - _B58_ALPHABET
         raise InvalidContentKey(
             f"content key {key!r} has characters outside the base58 alphabet: "
             f"{''.join(sorted(bad))!r}"
-        )
-    raw = b58_decode(key)
+        ) from None
     if len(raw) != DIGEST_SIZE:
         raise InvalidContentKey(f"content key {key!r} decodes to {len(raw)} bytes, expected 32")
     return raw

@@ -23,11 +23,12 @@ import random
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, TypeVar
 
-from lumera_p2p.content import key_from_bytes
-from lumera_p2p.dht.contacts import ContactReader, wire_node
+from lumera_p2p.content import digest, key_from_bytes
+from lumera_p2p.dht.contacts import ContactReader, answered_as, wire_node
 from lumera_p2p.dht.counters import DHTCounters, ServingCounters
 from lumera_p2p.dht.driver import Consumer, Driver, Transport
 from lumera_p2p.dht.eligibility import Eligibility
+from lumera_p2p.dht.handover import Adopting, SentFirst, Watch
 from lumera_p2p.dht.options import DHTOptions
 from lumera_p2p.dht.plans import (
     AllOf,
@@ -66,7 +67,13 @@ from lumera_p2p.kademlia.banlist import BanEntry
 from lumera_p2p.kademlia.version import version_too_old
 from lumera_p2p.store.local import pair_with_keys
 from lumera_p2p.wire.envelope import MAX_VALUE_SIZE
-from lumera_p2p.wire.messages import Message, MessageData, MessageType
+from lumera_p2p.wire.messages import (
+    FindValueRequest,
+    FindValueResponse,
+    Message,
+    MessageData,
+    MessageType,
+)
 from lumera_p2p.wire.messages import Node as WireNode
 
 log = logging.getLogger(__name__)
@@ -124,6 +131,7 @@ class Node:
             me.hashed_id, self._eligibility, allow_private=opts.allow_private
         )
         self._lookup_params = LookupParams.from_options(opts)
+        self._transport = transport
         self._driver = Driver(
             transport,
             message=self.request,
@@ -622,7 +630,9 @@ class Node:
             return value
         if local_only:
             raise NotFound(f"not stored locally: {key_from_bytes(key)}")
-        return (await self.find_value(key)).value
+        if self._lookup_params.value_alpha != 1:
+            return (await self.find_value(key)).value
+        return await self._find_value_nearest_first(key)
 
     async def batch_retrieve_stream(
         self,
@@ -679,6 +689,109 @@ class Node:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     # --- inside ----------------------------------------------------------------------------
+
+    async def _find_value_nearest_first(self, key: bytes) -> bytes | None:
+        """:meth:`find_value`'s value, its first request sent before the lookup is built.
+
+        The lookup would ask the nearest peer alone, and widen after ``lookup_stall`` s or
+        an answer without the value. That request is sent here; a verified value that comes
+        before the stall is the lookup's result, recorded as the lookup would (the lookup
+        counted, the bucket touched, the peer learned, the RPC counted). Anything else hands
+        over to the lookup in the state it would be in (see :mod:`lumera_p2p.dht.handover`).
+        """
+        loop = asyncio.get_running_loop()
+        sent_at = loop.time()
+        nearest = self._table.closest(key, 1, self._bans.banned(sent_at))
+        if not nearest:
+            return (await self.find_value(key)).value
+        peer = nearest[0]
+        params = self._lookup_params
+        mtype = MessageType.FIND_VALUE
+        waiter = loop.create_future()
+
+        def wake(_: object = None) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        timer = [loop.call_at(sent_at + params.stall, wake)]
+
+        def answer_started(extra: float, now: float) -> None:
+            # As the lookup's ``on_progress``: no stall while it arrives, a later deadline.
+            if waiter.done():
+                return  # handing over already: the lookup will hear of it
+            timer[0].cancel()
+            timer[0] = loop.call_at(max(sent_at, now) + params.timeout + extra, wake)
+
+        watch = Watch(answer_started)
+        message = self.request(mtype, peer, FindValueRequest(target=key))
+        call = asyncio.ensure_future(
+            self._transport.call(peer, message, self._options.rpc_timeout(mtype), on_answer=watch)
+        )
+        call.add_done_callback(_retrieved)
+        call.add_done_callback(wake)
+        try:
+            await waiter
+        except BaseException:
+            call.cancel()
+            raise
+        finally:
+            timer[0].cancel()
+            call.remove_done_callback(wake)
+        if call.done() and not call.cancelled() and call.exception() is None:
+            response = call.result()
+            body = response.data
+            if (
+                response.message_type == int(mtype)
+                and isinstance(body, FindValueResponse)
+                and body.value
+            ):
+                value = bytes(body.value)
+                if digest(value) == key:
+                    counters = self._counters
+                    counters.lookups += 1
+                    self._table.touch(key, sent_at)
+                    name = mtype.name
+                    counters.rpc_sent += 1
+                    counters.rpc_sent_by_type[name] = counters.rpc_sent_by_type.get(name, 0) + 1
+                    counters.observe_rpc(name, loop.time() - sent_at)
+                    self.learn(answered_as(peer, response))
+                    return value
+        return await self._hand_over(key, sent_at, peer, call, watch)
+
+    async def _hand_over(
+        self,
+        key: bytes,
+        sent_at: float,
+        peer: Contact,
+        call: asyncio.Future[Message],
+        watch: Watch,
+    ) -> bytes | None:
+        """The lookup of ``key``, its first request (to ``peer`` at ``sent_at``) being
+        ``call``: its plan polled as of then, the driver given ``call`` for that request."""
+        plan = self._lookup(LookupKind.VALUE, key)
+        first = plan.poll(sent_at)
+        if len(first) != 1 or first[0].peer.hashed_id != peer.hashed_id:
+            # The table changed meanwhile, and a lookup now would ask someone else: run one
+            # (the plan polled as of then, its requests never sent, is dropped).
+            call.cancel()
+            return (await self.find_value(key)).value
+        sent = first[0]
+        seen = watch.take()
+        if seen is not None:
+            plan.on_progress(sent.token, *seen)
+        adopting = Adopting(self._transport, sent.data, call, watch)
+        driver = Driver(
+            adopting,
+            message=self.request,
+            timeout_for=self._options.rpc_timeout,
+            apply=self._apply,
+            counters=self._counters,
+        )
+        try:
+            return (await driver.run(SentFirst(plan, sent, call.cancel))).value
+        finally:
+            if not adopting.adopted:
+                call.cancel()
 
     def _lookup(
         self,

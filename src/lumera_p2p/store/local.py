@@ -44,9 +44,10 @@ from typing import TypeVar
 from lumera_p2p.content import digest
 from lumera_p2p.errors import NotFound, StorageFull, StoreError, ValueMismatch, ValueTooLarge
 from lumera_p2p.store import limits, schema
+from lumera_p2p.store.held import HeldKeys
 from lumera_p2p.store.limits import StoreLimits
 from lumera_p2p.store.lock import DataDirLock
-from lumera_p2p.store.readers import INLINE_PROBE_KEYS, Readers
+from lumera_p2p.store.readers import INLINE_PROBE_KEYS, VALUE_READS, Readers
 from lumera_p2p.store.tally import Tally
 from lumera_p2p.store.timefmt import NowText, format_time, parse_time, utcnow
 from lumera_p2p.store.writer import WriterThread, describe_sqlite_error
@@ -287,6 +288,8 @@ class LocalStore:
             checkpoint_interval=max(5.0, checkpoint_interval / 12),
             name="meta-writer",
         )
+        # The keys the data table may hold (built at open; None: ask SQLite every time).
+        self._held: HeldKeys | None = None
         self._data_readers = Readers(str(self.data_path), readers, "data-reader")
         self._meta_readers = Readers(str(self.meta_path), 1, "meta-reader")
         self._lock: DataDirLock | None = None
@@ -343,6 +346,7 @@ class LocalStore:
         _open_db(self.data_path, schema.DATA_SCHEMA, schema.DATA_ADDED_COLUMNS)
         _open_db(self.meta_path, schema.META_SCHEMA, schema.META_ADDED_COLUMNS)
         self._tally.reset(_read_db(self.data_path, lambda c: limits.load_totals(c, self.limits)))
+        self._held = _read_db(self.data_path, HeldKeys.of_table)
         self._any_disabled = _read_db(
             self.meta_path,
             lambda c: c.execute("SELECT 1 FROM disabled_keys LIMIT 1").fetchone() is not None,
@@ -352,6 +356,17 @@ class LocalStore:
             self._meta_writer.start()
         except StoreError:
             self._data_writer.close()
+            raise
+        try:
+            # The loop's own read connections, opened here (a thread) rather than by the
+            # first read on the loop, with the single-value reads already compiled.
+            self._data_readers.open_inline(*VALUE_READS)
+            self._meta_readers.open_inline(_IS_DISABLED)
+        except StoreError:
+            self._data_writer.close()
+            self._meta_writer.close()
+            self._data_readers.close()
+            self._meta_readers.close()
             raise
 
     async def close(self) -> None:
@@ -479,11 +494,26 @@ class LocalStore:
         releases the GIL) in the writer thread just before its insert: one handoff, not two
         (to a hashing thread and back to the loop, then to the writer), and the writer starts
         on it without waiting for the loop to come round.
+
+        Whatever the writer does with the pairs, it gets them from here first: their keys are
+        noted in the filter of held keys then, before anything is inserted (store/held.py).
         """
+        make: Callable[[], list[tuple[bytes, bytes]]]
         if check_sizes(items, self.max_value_size) <= _INLINE_HASH_BYTES:
             pairs = pair_with_keys(items, self.max_value_size)
-            return lambda: pairs
-        return functools.partial(pair_with_keys, items, self.max_value_size)
+            make = lambda: pairs  # noqa: E731
+        else:
+            make = functools.partial(pair_with_keys, items, self.max_value_size)
+        held = self._held
+        if held is None:
+            return make
+
+        def keyed() -> list[tuple[bytes, bytes]]:
+            pairs = make()
+            held.add([key for key, _ in pairs])
+            return pairs
+
+        return keyed
 
     def _write(
         self,
@@ -495,6 +525,9 @@ class LocalStore:
     ) -> list[bytes]:
         """In the writer: store ``pairs`` (checked keys) in the open transaction, admitted
         against ``max_storage_bytes`` and counted; return the keys."""
+        if self._held is not None:
+            # Noted by ``_keying`` already; again for any other caller (store/held.py).
+            self._held.add([key for key, _ in pairs])
         # A value is bound as it is (bytes, or a view into the frame it came in): no copy
         # of ours; SQLite makes two while it inserts it (see ``_large_write``).
         rows = [(key.hex(), value, datatype, is_original, now, now) for key, value in pairs]
@@ -513,7 +546,10 @@ class LocalStore:
 
     async def retrieve(self, key: bytes) -> bytes | None:
         """The value stored under ``key``, or ``None``."""
-        return await self._data_readers.value(_hex(key))
+        hex_key = _hex(key)
+        if self._held is not None and not self._held.may_hold(key):
+            return None  # never stored here: nothing to read
+        return await self._data_readers.value(hex_key)
 
     async def retrieve_many(self, keys: Sequence[bytes]) -> dict[bytes, bytes]:
         """The values found among ``keys`` (absent keys are simply missing from the result)."""
@@ -531,7 +567,10 @@ class LocalStore:
     async def sized_value(self, key: bytes, limit: int) -> tuple[int, bytes | None]:
         """The size of the value of ``key`` (0 if none) and, when it is at most ``limit``
         bytes, the value itself: one read where a server would check the size, then read."""
-        return self._data_readers.sized_value(_hex(key), limit)
+        hex_key = _hex(key)
+        if self._held is not None and not self._held.may_hold(key):
+            return 0, None  # never stored here: nothing to read
+        return self._data_readers.sized_value(hex_key, limit)
 
     async def value_sizes(self, keys: Sequence[bytes]) -> dict[bytes, int]:
         """The size of each stored value among ``keys``, without reading the values (a
