@@ -16,7 +16,8 @@ What each system is (all defaults but the port):
 
 Figures per system: puts/s and gets/s (sequential and at 32 in flight), CPU-ms per put and
 per get (the child's process time ÷ operations, all threads), put p50/p99, failed puts (a put
-that raises is counted in ``put_failures``, its get skipped, and the first error kept), and for
+that raises is counted in ``put_failures``, its get skipped, and the first error kept; a get
+that returns nothing or the wrong bytes is counted in ``get_failures`` the same way), and for
 ours the RPCs per sequential put by message type. ``pip install -e '.[bench]'`` brings both
 peers.
 
@@ -94,12 +95,14 @@ class Workload:
                 failures.append(f"{type(exc).__name__}: {exc}")
             latencies.append(time.perf_counter() - started)
 
+        get_failures: list[str] = []
+
         async def one_get(i: int) -> None:
             if keys[i] is None:  # its put failed (counted above)
                 return
             got = await get(readers[i], keys[i])
-            if got != values[i]:
-                raise RuntimeError(f"get {i} returned {'nothing' if got is None else 'junk'}")
+            if got != values[i]:  # counted and reported like a failed put: see get_failures
+                get_failures.append(f"get {i} returned {'nothing' if got is None else 'junk'}")
 
         cpu, wall = time.process_time(), time.perf_counter()
         await self._all(one_put, parallel)
@@ -116,6 +119,9 @@ class Workload:
         await self._all(one_get, parallel)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         self.out[f"gets_s{label}"] = round(self.ops / wall, 1)
+        self.out[f"get_failures{label}"] = len(get_failures)
+        if get_failures:
+            self.out[f"first_get_failure{label}"] = get_failures[0]
         self.out[f"cpu_ms_per_get{label}"] = round(cpu * 1000 / self.ops, 2)
 
     async def _all(self, job: Callable[[int], Awaitable[None]], parallel: int) -> None:
@@ -333,7 +339,7 @@ def medians(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """Medians of the numeric figures; failed puts summed over the rounds (every one shows)."""
     out: dict[str, Any] = {}
     for name, value in rounds[0].items():
-        if name.startswith("put_failures"):
+        if name.startswith(("put_failures", "get_failures")):
             out[name] = sum(r[name] for r in rounds)
         elif isinstance(value, int | float) and not isinstance(value, bool):
             out[name] = round(statistics.median(r[name] for r in rounds), 2)
@@ -341,7 +347,7 @@ def medians(rounds: list[dict[str, Any]]) -> dict[str, Any]:
             out[name] = value
     for r in rounds:
         for name, value in r.items():
-            if name.startswith("first_put_failure"):
+            if name.startswith(("first_put_failure", "first_get_failure")):
                 out.setdefault(name, value)
     return out
 
@@ -409,6 +415,10 @@ def main() -> None:
     for system in systems:
         row = summary[system]
         print(f"  {system:10}" + "".join(f"{row.get(c, 0):>16}" for c in columns))
+    for system in systems:
+        failed = {k: v for k, v in summary[system].items() if "failure" in k and v}
+        if failed:
+            print(f"  {system} failures: {failed}")
     for name, value in result.items():
         if name.endswith("_ratio"):
             print(f"  {name} {value}")
