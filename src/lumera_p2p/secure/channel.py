@@ -57,8 +57,9 @@ from lumera_p2p.secure.record import (
     payload_sizes,
 )
 
-#: Writes at least this large are sealed at once, straight from the caller's buffer; smaller
-#: ones are gathered (until the next loop iteration or ``drain``) into one frame.
+#: Writes under this size are gathered (until the next loop iteration or ``drain``) into one
+#: frame; larger ones up to ``_GATHER_MAX`` see there, and beyond that they are sealed at once,
+#: straight from the caller's buffer.
 _COALESCE_LIMIT: Final = 64 * 1024
 #: Writes from ``_COALESCE_LIMIT`` to this size (a batch message's 64 KiB values and the
 #: small parts between them) are gathered into one buffer of ``MAX_PAYLOAD`` bytes, reused
@@ -630,6 +631,8 @@ class SecureStream:
             self.write(item)
 
     def _gather(self, data: Any, size: int) -> None:
+        """Append ``data`` (and whatever small writes were pending) to the gather buffer;
+        seal it once it holds ``MAX_PAYLOAD - _GATHER_MAX`` bytes, else at the loop's turn."""
         buf = self._gbuf
         if buf is None:
             buf = self._gbuf = bytearray(MAX_PAYLOAD)
