@@ -115,6 +115,35 @@ async def test_64_mib_both_ways(
     await srv.wait_closed()
 
 
+async def test_value_sized_writes_are_gathered_into_large_frames(
+    server: Server, client_key: PrivateKey, server_key: PrivateKey, verifier: StaticPeerVerifier
+) -> None:
+    """A batch message's parts (a small field header, a 64 KiB value, ...) go out in frames
+    of up to 1 MiB, not two frames per value, and arrive intact and in order."""
+    client = await connect(server, client_key, server_key.address, verifier)
+    accepted = await server.next()
+    assert accepted.stream is not None
+    srv = accepted.stream
+    parts = [p for _ in range(32) for p in (os.urandom(10), os.urandom(64 * 1024))]
+    parts.append(os.urandom(300 * 1024))  # over the gather size: sealed on its own
+    parts.append(b"tail")
+    sent = b"".join(parts)
+    counter = client._proto.writer._crypto.out_counter  # type: ignore[union-attr]
+    before = counter.as_int()
+    async with asyncio.timeout(30):
+        for part in parts:
+            client.write(part)
+        await client.drain()
+        got = await srv.readexactly(len(sent))
+    assert got == sent
+    # 2 MiB of values in at most 3 frames, the large write in 1, the tail in 1 (was 66).
+    assert counter.as_int() - before <= 5
+    client.close()
+    srv.close()
+    await client.wait_closed()
+    await srv.wait_closed()
+
+
 async def test_start_secure_server_and_message_framing(
     client_key: PrivateKey, server_key: PrivateKey, verifier: StaticPeerVerifier
 ) -> None:
