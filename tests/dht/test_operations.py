@@ -13,6 +13,7 @@ import pytest
 
 from lumera_p2p.content import content_key, digest, key_from_bytes
 from lumera_p2p.dht import DHTOptions, MemoryStore, Node
+from lumera_p2p.dht.node import COMMIT_FIRST
 from lumera_p2p.errors import KeyDisabled, NotFound, StoreFailed, TransportError
 from lumera_p2p.kademlia import Contact
 from lumera_p2p.net.virtual_time import run_virtual
@@ -254,5 +255,29 @@ def test_store_commits_locally_while_the_replicas_store_and_fails_with_the_commi
         # The replicas stored it while the commit ran, and the failed commit was not hidden.
         assert held_when_committed == [6]
         assert key not in store.values
+
+    in_network(nodes=20, seed=11)(body)
+
+
+def test_a_large_value_is_committed_locally_before_it_is_sent() -> None:
+    # Not while: SQLite's two copies during the insert plus every replica's send buffers
+    # would pass three copies of the value on the origin.
+    async def body(sim: SimulatedNetwork) -> None:
+        origin, store = sim.nodes[2], sim.stores[2]
+        value = os.urandom(COMMIT_FIRST)
+        key = digest(value)
+        held_when_committed: list[int] = []
+        commit = store.store_batch
+
+        async def slow_commit(items: list[bytes], **kwargs: bool | int) -> list[bytes]:
+            await asyncio.sleep(30.0)  # virtual: far longer than the lookup and the wave
+            held_when_committed.append(len(holders(sim, key)))
+            return await commit(items, **kwargs)  # type: ignore[arg-type]
+
+        store.store_batch = slow_commit  # type: ignore[method-assign]
+        outcome = await origin.store(value)
+        assert held_when_committed == [0]  # nobody had it before the commit ended
+        assert outcome.replicas == 6
+        assert len(holders(sim, key)) == 7
 
     in_network(nodes=20, seed=11)(body)

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from lumera_p2p.content import digest, key_from_bytes
 from lumera_p2p.dht.contacts import ContactReader, answered_as, wire_node
@@ -104,6 +104,12 @@ def _retrieved(task: asyncio.Future[Any]) -> None:
     """Mark a task's exception as seen (it is raised, or superseded, by its awaiter)."""
     if not task.cancelled():
         task.exception()
+
+
+#: Values at least this large are committed locally before they are sent to replicas (not
+#: while): the node then peaks at three copies of the value (it, and SQLite's two while it
+#: inserts) rather than three plus every replica connection's send buffers.
+COMMIT_FIRST: Final = 16 * 1024 * 1024
 
 
 class Node:
@@ -473,7 +479,8 @@ class Node:
 
         The key is computed (and the size checked: ``ValueTooLarge`` before anything is
         stored or sent) first; the local commit (an fsync under ``synchronous: full``) then
-        overlaps the lookup and the StoreData wave, as in :meth:`store_batch`. The call
+        overlaps the lookup and the StoreData wave, as in :meth:`store_batch` (a value of
+        :data:`COMMIT_FIRST` bytes or more is committed before it is sent). The call
         returns once both are done; a failed local commit raises its own error, before any
         shortfall of the network part.
 
@@ -491,6 +498,10 @@ class Node:
             self._values.store_batch([value], datatype=datatype, is_original=True)
         )
         local.add_done_callback(_retrieved)
+        if len(value) >= COMMIT_FIRST:
+            # SQLite holds two more copies of the value while it inserts it; the sends' buffers
+            # (a few MiB per replica) on top of those would pass three copies per node.
+            await asyncio.wait([local])
         try:
             outcome = await self._store_remote(key, value, datatype)
         finally:
