@@ -274,9 +274,7 @@ class WriterThread:
             try:
                 result = pending.job(conn)
             except Exception as exc:  # the job's own failure goes back to its caller
-                failed: BaseException = exc
-                if isinstance(exc, sqlite3.Error):
-                    failed = describe_sqlite_error(exc, self._path)
+                failed = self._job_error(exc)
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 self._rolled_back()
@@ -284,16 +282,9 @@ class WriterThread:
             if explicit or conn.in_transaction:  # (a one-statement job leaves none open)
                 conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            # As in ``_transaction``: BEGIN, COMMIT or ROLLBACK failed, nothing is durable.
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            self._rolled_back()
-            failure = describe_sqlite_error(exc, self._path)
-            log.error("write transaction failed: %s", failure)
-            return None, failure
-        self.commits += 1
-        if self._listener is not None:
-            self._listener.committed()
+            # BEGIN, COMMIT or ROLLBACK failed: nothing is durable.
+            return None, self._transaction_failed(conn, exc)
+        self._committed()
         return result, None
 
     def _transaction(
@@ -325,9 +316,7 @@ class WriterThread:
                 try:
                     result = group[index].job(conn)
                 except Exception as exc:  # the job's own failure goes back to its caller
-                    failed: BaseException = exc
-                    if isinstance(exc, sqlite3.Error):
-                        failed = describe_sqlite_error(exc, self._path)
+                    failed = self._job_error(exc)
                     if not conn.in_transaction or (not savepoint and conn.total_changes != changes):
                         if conn.in_transaction:
                             conn.execute("ROLLBACK")
@@ -343,20 +332,31 @@ class WriterThread:
                         conn.execute("RELEASE job")
                     done[index] = (result, None)
             conn.execute("COMMIT")
-            self.commits += 1
-            if self._listener is not None:
-                self._listener.committed()
+            self._committed()
         except sqlite3.Error as exc:
             # The transaction as a whole failed (at BEGIN or COMMIT: disk full, I/O error...):
             # nothing in it is durable, so every job in it fails, loudly.
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            self._rolled_back()
-            failure = describe_sqlite_error(exc, self._path)
-            log.error("write transaction failed: %s", failure)
-            done = dict.fromkeys(todo, (None, failure))
+            done = dict.fromkeys(todo, (None, self._transaction_failed(conn, exc)))
         outcomes.update(done)
         return []
+
+    def _job_error(self, exc: Exception) -> BaseException:
+        """What a job's caller is told of its failure: a SQLite error explained."""
+        return describe_sqlite_error(exc, self._path) if isinstance(exc, sqlite3.Error) else exc
+
+    def _transaction_failed(self, conn: sqlite3.Connection, exc: sqlite3.Error) -> StoreError:
+        """Roll back a transaction that failed as a whole, log it; the error for its jobs."""
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        self._rolled_back()
+        failure = describe_sqlite_error(exc, self._path)
+        log.error("write transaction failed: %s", failure)
+        return failure
+
+    def _committed(self) -> None:
+        self.commits += 1
+        if self._listener is not None:
+            self._listener.committed()
 
     def _rolled_back(self) -> None:
         if self._listener is not None:
