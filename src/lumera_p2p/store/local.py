@@ -523,11 +523,9 @@ class LocalStore:
         is_original: bool,
         now: str,
     ) -> list[bytes]:
-        """In the writer: store ``pairs`` (checked keys) in the open transaction, admitted
-        against ``max_storage_bytes`` and counted; return the keys."""
-        if self._held is not None:
-            # Noted by ``_keying`` already; again for any other caller (store/held.py).
-            self._held.add([key for key, _ in pairs])
+        """In the writer: store ``pairs`` (checked keys, from :meth:`_keying`, which noted
+        them as held) in the open transaction, admitted against ``max_storage_bytes`` and
+        counted; return the keys."""
         # A value is bound as it is (bytes, or a view into the frame it came in): no copy
         # of ours; SQLite makes two while it inserts it (see ``_large_write``).
         rows = [(key.hex(), value, datatype, is_original, now, now) for key, value in pairs]
