@@ -122,6 +122,11 @@ class DHTCounters:
     handled_by_type: dict[str, HandleCounters] = field(default_factory=dict)
     handle_latency: dict[str, LatencyHistogram] = field(default_factory=dict)
 
+    def count_sent(self, name: str) -> None:
+        """One request of type ``name`` sent."""
+        self.rpc_sent += 1
+        self.rpc_sent_by_type[name] = self.rpc_sent_by_type.get(name, 0) + 1
+
     def observe_rpc(self, name: str, seconds: float) -> None:
         """One request we sent ended (answered or failed) after ``seconds``."""
         histogram = self.rpc_latency.get(name)

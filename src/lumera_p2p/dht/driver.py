@@ -188,9 +188,7 @@ class Driver:
         name = _TYPE_NAMES[mtype]
         message = self._message(mtype, request.peer, request.data)
         timeout = request.timeout if request.timeout is not None else self._timeout_for(mtype)
-        counters.rpc_sent += 1
-        sent_by_type = counters.rpc_sent_by_type
-        sent_by_type[name] = sent_by_type.get(name, 0) + 1
+        counters.count_sent(name)
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:

@@ -761,10 +761,8 @@ class Node:
                     counters = self._counters
                     counters.lookups += 1
                     self._table.touch(key, sent_at)
-                    name = mtype.name
-                    counters.rpc_sent += 1
-                    counters.rpc_sent_by_type[name] = counters.rpc_sent_by_type.get(name, 0) + 1
-                    counters.observe_rpc(name, loop.time() - sent_at)
+                    counters.count_sent(mtype.name)
+                    counters.observe_rpc(mtype.name, loop.time() - sent_at)
                     self.learn(answered_as(peer, response))
                     return value
         return await self._hand_over(key, sent_at, peer, call, watch)
