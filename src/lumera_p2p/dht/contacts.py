@@ -135,25 +135,13 @@ class ContactReader:
     def each(self, nodes: Iterable[WireNode | None] | None) -> list[Contact]:
         """The routable contact of each of ``nodes`` that makes one, in order, repeats kept
         (``contact`` of each, in one loop: a lookup reads twenty nodes per answer)."""
-        memo = self._memo
+        verdict = self._verdict
         routing = self._eligibility.routing
         out: list[Contact] = []
         for node in nodes or ():
             if node is None:
                 continue
-            try:
-                known = memo.get(node.id)
-            except TypeError:
-                known = None
-            if (
-                known is not None
-                and known[0] == node.ip
-                and known[1] == node.port
-                and known[2] == node.version
-            ):
-                found = known[3]
-            else:
-                found = self._verdict(node)
+            found = verdict(node)
             if found is not None and routing(found.hashed_id):
                 out.append(found)
         return out
